@@ -1,0 +1,319 @@
+"""The `broadcaster` command."""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.table import Table
+
+from broadcaster.config import Config, ConfigError, load_config
+from broadcaster.events import EventKind
+from broadcaster.logs import setup_logging
+from broadcaster.parsers import FeedError, parse
+from broadcaster.paths import DEMO_SNAPSHOTS
+from broadcaster.pipeline import TEST_MARKER, CycleResult
+from broadcaster.rehearsal import RehearsalReport, rehearse
+from broadcaster.render import Renderer, RenderError
+from broadcaster.samples import SampleError, sample_vars
+
+EXIT_CONFIG = 2
+
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+
+def _load(config_path: Path | None) -> Config:
+    try:
+        return load_config(config_path)
+    except ConfigError as exc:
+        err.print(f"[bold red]configuration error[/]\n{exc}", markup=True, highlight=False)
+        raise SystemExit(EXIT_CONFIG) from None
+
+
+config_option = click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Configuration file (TOML). Default: the bundled rehearsal configuration.",
+)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--log-level", default="INFO", show_default=True, help="DEBUG, INFO, WARNING or ERROR."
+)
+@click.option(
+    "--log-format",
+    type=click.Choice(["auto", "json", "text"]),
+    default="auto",
+    show_default=True,
+    help="auto: JSON lines unless writing to a terminal.",
+)
+@click.pass_context
+def main(ctx: click.Context, log_level: str, log_format: str) -> None:
+    """Publish official election results to social media as they come in."""
+    ctx.obj = {"log_level": log_level, "log_format": log_format}
+
+
+def _setup_logs(ctx: click.Context, *, quiet: bool = False, **context: Any) -> None:
+    fmt = ctx.obj["log_format"]
+    level = "WARNING" if quiet and ctx.obj["log_level"].upper() == "INFO" else ctx.obj["log_level"]
+    setup_logging(level, json_lines=None if fmt == "auto" else fmt == "json", context=context)
+
+
+# -- rehearsals ------------------------------------------------------------------------------
+
+
+def _run_rehearsal(
+    config: Config, replay: Path, out_dir: Path, speed: float | None, title: str
+) -> RehearsalReport:
+    from broadcaster.rehearsal import replay_files
+
+    try:
+        total = len(replay_files(replay))
+    except FileNotFoundError as exc:
+        err.print(f"[red]{exc}[/]")
+        raise SystemExit(EXIT_CONFIG) from None
+    pace = "back to back" if speed is None else f"{speed:g}x the feed's own pace"
+    out.print(f"[bold]{title}[/]: {total} snapshots from {replay}, {pace}")
+    out.print(f"Output folder: {out_dir}  (posts.jsonl, state.db)")
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[note]}"),
+        console=out,
+        transient=False,
+    ) as bar:
+        task = bar.add_task("snapshots", total=total, note="")
+
+        def step(path: Path, result: CycleResult) -> None:
+            if result.outcome == "rejected":
+                bar.console.print(f"[yellow]rejected {path.name}[/]: {result.error}")
+            note = {
+                "accepted": f"{path.name}: {result.events} events, {result.posts} posts",
+                "duplicate": f"{path.name}: already processed",
+                "rejected": f"{path.name}: rejected",
+            }.get(result.outcome, path.name)
+            bar.update(task, advance=1, note=note)
+
+        report = rehearse(config, replay, out_dir, speed=speed, on_step=step)
+    _print_report(report)
+    return report
+
+
+def _print_report(report: RehearsalReport) -> None:
+    kinds = [k.value for k in EventKind]
+    platforms = sorted({p for p, _ in report.table})
+    table = Table(title="Posts that would have gone out (dry run)", show_lines=False)
+    table.add_column("platform")
+    for kind in kinds:
+        table.add_column(kind, justify="right")
+    table.add_column("total", justify="right", style="bold")
+    for platform in platforms:
+        counts = [report.table.get((platform, k), 0) for k in kinds]
+        table.add_row(platform, *[str(c) for c in counts], str(sum(counts)))
+    out.print(table)
+    out.print(
+        f"{report.snapshots} snapshots: {report.accepted} accepted, "
+        f"{len(report.rejected)} rejected, "
+        f"{report.duplicates} already processed. {report.events} new events, "
+        f"{report.new_posts} new posts, {report.sent} written to {report.out_dir / 'posts.jsonl'}"
+    )
+    for name, why in report.rejected:
+        out.print(f"  [yellow]rejected[/] {name}: {why}")
+    if report.waiting:
+        out.print(f"[yellow]{len(report.waiting)} posts still waiting at the end:[/]")
+        for post_id, account, state, why in report.waiting[:20]:
+            out.print(f"  #{post_id} {account} {state}: {why}")
+        if len(report.waiting) > 20:
+            out.print(f"  ... and {len(report.waiting) - 20} more (see the outbox in state.db)")
+
+
+@main.command()
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Output folder. Default: a new temporary folder.",
+)
+@click.pass_context
+def demo(ctx: click.Context, out_dir: Path | None) -> None:
+    """Rehearse the bundled fictional election night (dry run, no accounts, no network)."""
+    _setup_logs(ctx, quiet=True)
+    config = _load(None)
+    if out_dir is None:
+        out_dir = Path(tempfile.mkdtemp(prefix="broadcaster-demo-"))
+    out.print("[bold]All results in this demo are fictional TEST data.[/]")
+    _run_rehearsal(config, DEMO_SNAPSHOTS, out_dir, None, "Demo rehearsal")
+
+
+@main.command(name="rehearse")
+@click.argument("replay", type=click.Path(path_type=Path, exists=True))
+@config_option
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Output folder for posts.jsonl and the state database. Default: ./rehearsal-<name>.",
+)
+@click.option("--fast", is_flag=True, help="Process snapshots back to back.")
+@click.option(
+    "--speed",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Replay N times faster than the snapshots' own timestamps.",
+)
+@click.pass_context
+def rehearse_cmd(
+    ctx: click.Context,
+    replay: Path,
+    config_path: Path | None,
+    out_dir: Path | None,
+    fast: bool,
+    speed: float | None,
+) -> None:
+    """Replay a recorded night (a folder of snapshots, or one file) and show every post."""
+    if fast and speed is not None:
+        raise click.UsageError("use either --fast or --speed N, not both")
+    _setup_logs(ctx, quiet=True)
+    config = _load(config_path)
+    if out_dir is None:
+        out_dir = Path.cwd() / f"rehearsal-{replay.resolve().stem}"
+    if not fast and speed is None:
+        speed = 1.0
+        out.print("Replaying in real time; use --fast or --speed N to go faster.")
+    _run_rehearsal(config, replay, out_dir, None if fast else speed, "Rehearsal")
+
+
+# -- the daemon ------------------------------------------------------------------------------
+
+
+@main.command()
+@config_option
+@click.option("--dry-run", is_flag=True, help="Force every account to the dry-run publisher.")
+@click.pass_context
+def run(ctx: click.Context, config_path: Path | None, dry_run: bool) -> None:
+    """Run the daemon: poll the feed and publish until SIGTERM or SIGINT."""
+    from broadcaster.daemon import Daemon
+
+    _setup_logs(ctx, dry_run=dry_run)
+    config = _load(config_path)
+    sys.exit(Daemon(config, dry_run=dry_run).run())
+
+
+# -- operators' tools ------------------------------------------------------------------------
+
+
+@main.command()
+@click.option(
+    "--snapshot",
+    "snapshot_path",
+    required=True,
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+)
+@click.option(
+    "--platform", required=True, type=click.Choice(["facebook", "youtube", "tiktok", "x", "dryrun"])
+)
+@click.option(
+    "--event",
+    "kind",
+    type=click.Choice([k.value for k in EventKind]),
+    default=None,
+    help="Event kind. Default: called if the contest is called, else progress.",
+)
+@click.option("--contest", "contest_id", default=None, help="Contest id as the feed gives it.")
+@config_option
+def preview(
+    snapshot_path: Path,
+    platform: str,
+    kind: str | None,
+    contest_id: str | None,
+    config_path: Path | None,
+) -> None:
+    """Print the post the templates would produce for one snapshot."""
+    config = _load(config_path)
+    try:
+        snapshot = parse(
+            snapshot_path.read_bytes(), config.feed.format, default_tz=config.election.tz
+        )
+    except FeedError as exc:
+        err.print(f"[red]{snapshot_path}: {exc.problem}[/]")
+        raise SystemExit(1) from None
+    if kind is None:
+        contest = snapshot.contest(contest_id) if contest_id else snapshot.contests[0]
+        kind = (
+            EventKind.CALLED.value
+            if contest is not None and contest.called
+            else EventKind.PROGRESS.value
+        )
+    from broadcaster.pipeline import rules_from
+
+    folders = [config.path(config.templates.dir)]
+    account = next((a for a in config.accounts if a.platform == platform), None)
+    if account is not None:
+        folders.insert(0, config.path(account.templates))
+    renderer = Renderer([f for f in folders if f is not None])
+    try:
+        _event, variables = sample_vars(
+            snapshot,
+            EventKind(kind),
+            contest_id=contest_id,
+            timezone=config.election.timezone,
+            account={"name": account.name if account else platform, "platform": platform},
+            rules=rules_from(config),
+            election_name=config.election.name,
+        )
+        text = renderer.render(platform, kind, variables)
+    except (SampleError, RenderError) as exc:
+        err.print(f"[red]{exc}[/]")
+        raise SystemExit(1) from None
+    if snapshot.is_test or config.feed.is_test:
+        text = f"{TEST_MARKER} {text}"
+    out.print(text, markup=False)
+
+
+@main.command()
+@config_option
+def status(config_path: Path | None) -> None:
+    """Show the feed, the outbox and any problems, from the database."""
+    from broadcaster.status import collect_status
+
+    config = _load(config_path)
+    report = collect_status(config)
+    _print_status(report)
+
+
+def _print_status(report: dict[str, Any]) -> None:
+    last = report["last_snapshot"]
+    out.print(f"database: {report['database']}")
+    if last:
+        out.print(f"last accepted snapshot: {last['name']} (generated {last['generated_at']})")
+    else:
+        out.print("no snapshot accepted yet")
+    out.print(f"snapshots accepted: {report['accepted']}, rejected: {report['rejected']}")
+    for item in report["recent_rejections"]:
+        out.print(f"  [yellow]rejected[/] {item['name']} at {item['at']}: {item['error']}")
+    table = Table(title="Outbox")
+    table.add_column("account")
+    table.add_column("platform")
+    for state in report["states"]:
+        table.add_column(state, justify="right")
+    for (account, platform), counts in sorted(report["outbox"].items()):
+        table.add_row(account, platform, *[str(counts.get(s, 0)) for s in report["states"]])
+    out.print(table)
+    for item in report["held"]:
+        out.print(f"  [yellow]held[/] #{item['id']} {item['account']}: {item['reason']}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,234 @@
+"""The one TOML configuration file: loading, validation, and errors that name the key.
+
+Secrets never live here: an account names the environment variables (or secrets-file entries)
+that hold its tokens. Relative paths are relative to the configuration file's folder.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from broadcaster.events import EventKind
+from broadcaster.paths import DEFAULT_CONFIG
+
+PLATFORM_NAMES = ("facebook", "youtube", "tiktok", "x", "dryrun")
+
+
+class ConfigError(Exception):
+    """The configuration is unusable; the message names the file, the key and what was expected."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ElectionConfig(_Strict):
+    timezone: str = "UTC"
+    name: str | None = None  # display name overriding the feed's
+    issuer: str | None = None  # who publishes, shown on posts and cards
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"expected an IANA timezone name such as 'Asia/Phnom_Penh', got {value!r}"
+            ) from None
+        return value
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+class FeedConfig(_Strict):
+    source: str = Field(min_length=1)  # https:// URL, a file, or a folder of snapshots (replay)
+    format: Literal["auto", "nist", "csv"] = "auto"
+    poll_interval: float = Field(default=30, gt=0, le=3600)
+    is_test: bool = False  # treat the feed as test data whatever it says
+    connect_timeout: float = Field(default=5, gt=0)
+    read_timeout: float = Field(default=15, gt=0)
+    deadline: float = Field(default=60, gt=0)  # whole request, however slowly bytes trickle
+    max_bytes: int = Field(default=50_000_000, gt=0)
+    backoff_max: float = Field(default=300, gt=0)  # longest wait between tries while it is down
+
+
+class EventsConfig(_Strict):
+    thresholds: list[int] = Field(default_factory=lambda: [25, 50, 75, 100])
+    tally_every: int = Field(default=1800, ge=0)  # seconds of feed time; 0 turns it off
+    majority_seats: int = Field(default=0, ge=0)  # 0 means more than half of all seats
+
+    @field_validator("thresholds")
+    @classmethod
+    def _thresholds(cls, value: list[int]) -> list[int]:
+        if any(t < 1 or t > 100 for t in value):
+            raise ValueError(f"expected percentages between 1 and 100, got {value}")
+        return sorted(set(value))
+
+    @property
+    def tally_interval(self) -> timedelta | None:
+        return timedelta(seconds=self.tally_every) if self.tally_every else None
+
+
+class TemplatesConfig(_Strict):
+    dir: str | None = None  # the operators' own folder; files there override the defaults
+    language: str = "en"
+
+
+class DatabaseConfig(_Strict):
+    url: str = "sqlite:///broadcaster.db"
+
+
+class OutputConfig(_Strict):
+    posts: str = "posts.jsonl"  # where dry-run publishers append what they would have posted
+
+
+class DispatchConfig(_Strict):
+    interval: float = Field(default=5, gt=0, le=600)
+    batch: int = Field(default=50, gt=0)
+
+
+class AccountConfig(BaseModel):
+    """One destination. Keys beyond the common ones are the platform's own settings."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    platform: Literal["facebook", "youtube", "tiktok", "x", "dryrun"]
+    dry_run: bool = True
+    language: str | None = None
+    templates: str | None = None  # a template folder for this account only
+    events: list[EventKind] | None = None  # which event kinds to post; all when absent
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+    def wants(self, kind: EventKind) -> bool:
+        return self.events is None or kind in self.events
+
+
+class Config(_Strict):
+    election: ElectionConfig = Field(default_factory=ElectionConfig)
+    feed: FeedConfig
+    events: EventsConfig = Field(default_factory=EventsConfig)
+    templates: TemplatesConfig = Field(default_factory=TemplatesConfig)
+    database: DatabaseConfig = Field(default_factory=DatabaseConfig)
+    output: OutputConfig = Field(default_factory=OutputConfig)
+    dispatch: DispatchConfig = Field(default_factory=DispatchConfig)
+    accounts: list[AccountConfig] = Field(min_length=1)
+    # Where the file was read from; relative paths resolve against it. Not a TOML key.
+    base_dir: Path = Field(default=Path("."), exclude=True)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> Config:
+        seen: set[str] = set()
+        for account in self.accounts:
+            if account.name in seen:
+                raise ValueError(f"accounts: two accounts are named {account.name!r}")
+            seen.add(account.name)
+        return self
+
+    def path(self, value: str | None) -> Path | None:
+        """A configured path, resolved against the configuration file's folder."""
+        if value is None:
+            return None
+        p = Path(value).expanduser()
+        return p if p.is_absolute() else (self.base_dir / p)
+
+    @property
+    def database_url(self) -> str:
+        url = self.database.url
+        prefix = "sqlite:///"
+        if url.startswith(prefix) and not url.startswith(prefix + "/") and ":memory:" not in url:
+            return prefix + str(self.path(url[len(prefix) :]))
+        return url
+
+    def with_overrides(self, **changes: Any) -> Config:
+        """A copy with some sections replaced (used by rehearsals and tests)."""
+        return self.model_copy(update=changes)
+
+
+def _where(loc: tuple[int | str, ...], data: dict[str, Any]) -> str:
+    parts: list[str] = []
+    node: Any = data
+    for item in loc:
+        if isinstance(item, int):
+            label = f"[{item}]"
+            if isinstance(node, list) and item < len(node) and isinstance(node[item], dict):
+                name = node[item].get("name")
+                if isinstance(name, str):
+                    label += f" ({name})"
+            parts.append(label)
+        else:
+            parts.append(("." if parts else "") + str(item))
+        try:
+            node = node[item]
+        except (KeyError, IndexError, TypeError):
+            node = None
+    return "".join(parts) or "(top level)"
+
+
+def format_validation_error(exc: ValidationError, source: str, data: dict[str, Any]) -> str:
+    lines = [f"{source}: invalid configuration"]
+    for err in exc.errors():
+        loc = tuple(x for x in err["loc"] if not (isinstance(x, str) and x.startswith("function-")))
+        where = _where(loc, data)
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        elif err["type"] == "missing":
+            msg = "required key is missing"
+        else:
+            msg = err["msg"].removeprefix("Value error, ")
+            if "input" in err and err["type"] not in ("value_error",):
+                msg += f" (got {err['input']!r})"
+        lines.append(f"  {where}: {msg}")
+    return "\n".join(lines)
+
+
+def parse_config(data: dict[str, Any], source: str, base_dir: Path) -> Config:
+    """Validate a decoded TOML document; raise ConfigError naming every bad key."""
+    try:
+        config = Config.model_validate({**data, "base_dir": base_dir})
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, source, data)) from None
+    from broadcaster.publishers import validate_account_settings
+
+    problems: list[str] = []
+    for i, account in enumerate(config.accounts):
+        for key, message in validate_account_settings(account):
+            problems.append(f"  accounts[{i}] ({account.name}).{key}: {message}")
+    if problems:
+        raise ConfigError("\n".join([f"{source}: invalid configuration", *problems]))
+    return config
+
+
+def load_config(path: Path | str | None) -> Config:
+    """Read and validate a configuration file; None means the bundled rehearsal configuration."""
+    file = Path(path) if path is not None else DEFAULT_CONFIG
+    try:
+        raw = file.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{file}: cannot read the configuration ({exc.strerror})") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{file}: not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{file}: not valid TOML ({exc})") from None
+    return parse_config(data, str(file), file.resolve().parent)

@@ -1,0 +1,196 @@
+"""What templates see.
+
+When an event is found, everything its posts will need is frozen with it, so a post rendered later
+(after a template fix, or after a restart) says exactly what was true when the event happened:
+`event_context` keeps the contest as it stood (stored with the event) and `snapshot_context` the
+election and the national tally (stored once per snapshot). `template_vars` turns those into the
+documented variables (docs/templates.md).
+
+Variables are `View`s: read-only mappings whose keys are also attributes, so `contest.name` in a
+template is a plain attribute lookup (fast, and refused for anything starting with `_`).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from broadcaster.events import Event, EventKind
+from broadcaster.model import Contest, Selection, Snapshot, contest_from_list, contest_to_list
+from broadcaster.tally import Tally
+
+
+class View(dict[str, Any]):
+    """A dict whose keys read as attributes: `v.name` is `v["name"]`."""
+
+    __slots__ = ()
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+def snapshot_context(
+    snapshot: Snapshot, tally: Tally, *, election_name: str | None, issuer: str | None
+) -> dict[str, Any]:
+    """The election and the national tally as of a snapshot (JSON-safe, stored once)."""
+    return {
+        "election": {
+            "name": election_name or snapshot.election,
+            "status": snapshot.status.value,
+            "is_test": snapshot.is_test,
+            "issuer": issuer or snapshot.issuer,
+            "generated_at": snapshot.generated_at.isoformat(),
+        },
+        "tally": tally.to_dict(),
+    }
+
+
+def event_context(event: Event, snapshot: Snapshot) -> dict[str, Any]:
+    """The event's contest as it stood, with the parties it names (JSON-safe, stored with it)."""
+    contest = snapshot.contest(event.contest_id) if event.contest_id else None
+    if contest is None:
+        return {"contest": None, "parties": {}, "coalitions": {}}
+    parties: dict[str, list[Any]] = {}
+    coalitions: dict[str, list[Any]] = {}
+    for s in contest.selections:
+        if s.party_id and s.party_id not in parties:
+            p = snapshot.parties.get(s.party_id)
+            if p is not None:
+                parties[p.id] = [p.name, p.abbreviation, p.coalition_id, p.color]
+                c = snapshot.coalitions.get(p.coalition_id) if p.coalition_id else None
+                if c is not None:
+                    coalitions[c.id] = [c.name, c.abbreviation, c.color]
+    return {"contest": contest_to_list(contest), "parties": parties, "coalitions": coalitions}
+
+
+def _share(votes: int, total: int) -> float | None:
+    return 100.0 * votes / total if total > 0 else None
+
+
+def _selection_view(
+    s: Selection, total: int, parties: dict[str, list[Any]], coalitions: dict[str, list[Any]]
+) -> View:
+    party = parties.get(s.party_id) if s.party_id else None
+    coalition = coalitions.get(party[2]) if party and party[2] else None
+    return View(
+        id=s.id,
+        name=s.name,
+        votes=s.votes,
+        share=_share(s.votes, total),
+        party=party[0] if party else None,
+        party_id=s.party_id,
+        party_abbr=(party[1] or party[0]) if party else None,
+        coalition=coalition[0] if coalition else None,
+        winner=s.winner,
+        seats=s.seats,
+    )
+
+
+def contest_view(
+    contest: Contest, parties: dict[str, list[Any]], coalitions: dict[str, list[Any]]
+) -> View:
+    total = contest.total_votes
+    ranked = [_selection_view(s, total, parties, coalitions) for s in contest.ranked()]
+    leader = contest.leader
+    ballots = contest.ballots_cast
+    return View(
+        id=contest.id,
+        name=contest.name,
+        kind=contest.kind.value,
+        seats=contest.seats,
+        selections=ranked,
+        leader=next(v for v in ranked if v["id"] == leader.id) if leader else None,
+        winners=[v for v in ranked if v["winner"] or (v["seats"] or 0) > 0],
+        called=contest.called,
+        total_votes=total,
+        reported=contest.progress.reported,
+        units_total=contest.progress.total,
+        percent_reported=contest.progress.percent,
+        electorate=contest.electorate,
+        ballots_cast=ballots,
+        turnout=_share(ballots, contest.electorate) if ballots and contest.electorate else None,
+    )
+
+
+def tally_view(tally: Tally) -> View:
+    parties = [View(id=p.id, name=p.name, seats=p.seats) for p in tally.parties]
+    return View(
+        total_seats=tally.total_seats,
+        declared_seats=tally.declared_seats,
+        majority=tally.majority,
+        parties=parties,
+        coalitions=[View(id=c.id, name=c.name, seats=c.seats) for c in tally.coalitions],
+        leader=parties[0] if parties else None,
+        contests_called=tally.contests_called,
+        contests_total=tally.contests_total,
+    )
+
+
+def shared_vars(shared: dict[str, Any], timezone: str) -> dict[str, View]:
+    """`election` and `tally` variables from a stored snapshot context (built once per snapshot)."""
+    election = View(shared["election"])
+    election["generated_at"] = datetime.fromisoformat(election["generated_at"]).astimezone(
+        ZoneInfo(timezone)
+    )
+    return {"election": election, "tally": tally_view(Tally.from_dict(shared["tally"]))}
+
+
+def template_vars(
+    event: Event,
+    captured: dict[str, Any],
+    shared: dict[str, View],
+    *,
+    timezone: str,
+    account: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The variables a template is rendered with (documented in docs/templates.md)."""
+    tz = ZoneInfo(timezone)
+    parties = captured["parties"]
+    coalitions = captured["coalitions"]
+    raw = captured["contest"]
+    cview = contest_view(contest_from_list(raw), parties, coalitions) if raw is not None else None
+
+    ev = View(kind=event.kind.value, key=event.key, at=event.at.astimezone(tz))
+    data = event.data
+    if event.kind is EventKind.PROGRESS:
+        ev["threshold"] = data["threshold"]
+    elif event.kind is EventKind.LEADER and cview is not None:
+        ev["previous_leader"] = _named(cview, data.get("previous"))
+    elif event.kind is EventKind.CORRECTED and cview is not None:
+        ev["winner_changed"] = bool(data.get("winner_changed"))
+        ev["previous_winners"] = [
+            _named(cview, w.split(":")[0]) or View(name=w) for w in data.get("previous_winners", [])
+        ]
+        before = data.get("previous_votes", {})
+        ev["changes"] = [
+            View(name=s["name"], before=before.get(s["id"]), after=s["votes"])
+            for s in cview["selections"]
+            if before.get(s["id"]) != s["votes"]
+        ]
+    elif event.kind is EventKind.TALLY:
+        ev["final"] = bool(data.get("final"))
+    elif event.kind is EventKind.MAJORITY:
+        ev["holder"] = View(
+            name=data["name"], seats=data["seats"], is_coalition=bool(data.get("is_coalition"))
+        )
+
+    return {
+        "election": shared["election"],
+        "event": ev,
+        "contest": cview,
+        "tally": shared["tally"],
+        "account": View(account or {}),
+    }
+
+
+def _named(cview: View, selection_id: str | None) -> View | None:
+    if selection_id is None:
+        return None
+    for s in cview["selections"]:
+        if s["id"] == selection_id:
+            return s  # type: ignore[no-any-return]
+    return None

@@ -1,0 +1,152 @@
+"""The daemon: APScheduler polls the feed and dispatches the outbox until SIGTERM or SIGINT.
+
+A signal lets the step in progress finish (the current snapshot is committed, the current post is
+marked sent) and then stops; everything else is in the database, so a restart resumes exactly
+where this run ended.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import signal
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.blocking import BlockingScheduler
+
+from broadcaster.clock import WallClock
+from broadcaster.config import Config
+from broadcaster.dispatcher import Dispatcher
+from broadcaster.pipeline import Pipeline
+from broadcaster.publishers import PublisherEnv
+from broadcaster.sources import make_source
+from broadcaster.store import Store
+
+log = logging.getLogger(__name__)
+
+
+class Daemon:
+    def __init__(self, config: Config, *, dry_run: bool) -> None:
+        self.config = config
+        self.dry_run = dry_run
+        self.stop = threading.Event()
+        self.store = Store(config.database_url)
+        self.clock = WallClock()
+        posts_path = config.path(config.output.posts) or Path("posts.jsonl")
+        env = PublisherEnv(
+            clock=self.clock, posts_path=posts_path, timezone=config.election.timezone
+        )
+        self.pipeline = Pipeline(config, self.store, clock=self.clock, dry_run=dry_run)
+        self.source = make_source(
+            config.feed, config.base_dir, resume_after=self.pipeline.last_source_name
+        )
+        self.dispatcher = Dispatcher(
+            config, self.store, clock=self.clock, env=env, dry_run=dry_run, stop=self.stop
+        )
+        interval = config.feed.poll_interval
+        self.executor = ThreadPoolExecutor(max_workers=2)
+        self.scheduler = BlockingScheduler(
+            timezone=config.election.tz,
+            executors={"default": self.executor},
+            job_defaults={
+                "coalesce": True,
+                "max_instances": 1,
+                "misfire_grace_time": max(1, round(interval)),
+            },
+        )
+
+    # -- jobs: each catches everything, so no feed or platform problem can stop the daemon --
+
+    def poll(self) -> None:
+        if self.stop.is_set():
+            return
+        try:
+            result = self.pipeline.poll(self.source)
+        except Exception:
+            log.exception("poll cycle failed; the snapshot will be read again next cycle")
+            return
+        if result.posts and not self.stop.is_set():
+            # Dispatch at once rather than at the next tick; fails only while shutting down.
+            with contextlib.suppress(Exception):
+                self.scheduler.modify_job("dispatch", next_run_time=datetime.now(UTC))
+
+    def dispatch(self) -> None:
+        if self.stop.is_set():
+            return
+        try:
+            self.dispatcher.run_once()
+        except Exception:
+            log.exception("dispatch run failed; posts stay in the outbox for the next run")
+
+    # -- life cycle --
+
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        # A signal handler runs on the main thread in the middle of whatever it was doing,
+        # possibly inside the scheduler's own locked loop: do the shutdown from another thread.
+        if self.stop.is_set():
+            return
+        self.stop.set()
+        threading.Thread(
+            target=self._shutdown, args=(signal.Signals(signum).name,), name="shutdown"
+        ).start()
+
+    def _shutdown(self, signame: str) -> None:
+        log.info("received %s: finishing the current step, then stopping", signame)
+        self.scheduler.shutdown(wait=False)
+
+    def run(self) -> int:
+        accounts = ", ".join(f"{a.name} ({a.platform})" for a in self.config.accounts)
+        if self.dry_run:
+            log.warning(
+                "DRY RUN: every account uses the dry-run publisher whatever the config says; "
+                "posts are written to %s",
+                self.config.path(self.config.output.posts),
+            )
+        log.info(
+            "starting: feed %s every %gs, database %s, accounts: %s",
+            self.source.description,
+            self.config.feed.poll_interval,
+            self.config.database_url.split("://", 1)[0],
+            accounts,
+        )
+        recovered = self.dispatcher.recover()
+        if recovered.sent or recovered.retried or recovered.held:
+            log.info(
+                "settled posts interrupted by the last stop: %d found sent, %d to resend, %d held",
+                recovered.sent,
+                recovered.retried,
+                recovered.held,
+            )
+        now = datetime.now(UTC)
+        self.scheduler.add_job(
+            self.poll,
+            "interval",
+            seconds=self.config.feed.poll_interval,
+            id="poll",
+            next_run_time=now,
+        )
+        self.scheduler.add_job(
+            self.dispatch,
+            "interval",
+            seconds=self.config.dispatch.interval,
+            id="dispatch",
+            next_run_time=now,
+        )
+        previous = {
+            sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT)
+        }
+        try:
+            self.scheduler.start()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            # Wait for the job in progress: it checks `stop` between steps.
+            self.executor.shutdown(wait=True)
+            self.dispatcher.close()
+            self.store.close()
+        log.info("stopped cleanly")
+        return 0

@@ -1,0 +1,43 @@
+"""Events: what changed between two accepted snapshots, each with a deterministic key."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+
+class EventKind(StrEnum):
+    PROGRESS = "progress"  # a contest crossed a reporting threshold
+    LEADER = "leader"  # the leader of a contest changed
+    CALLED = "called"  # winner(s) declared, or seats allocated
+    CORRECTED = "corrected"  # a called contest's figures or winner changed
+    TALLY = "tally"  # the periodic national seat tally
+    MAJORITY = "majority"  # a party or coalition reached a majority of seats
+
+
+# Lower is more urgent; the dispatcher sends in this order.
+PRIORITY: dict[EventKind, int] = {
+    EventKind.CORRECTED: 0,
+    EventKind.MAJORITY: 1,
+    EventKind.CALLED: 2,
+    EventKind.TALLY: 3,
+    EventKind.LEADER: 4,
+    EventKind.PROGRESS: 5,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One thing worth posting. `key` is unique for the whole night and stable across replays."""
+
+    key: str
+    kind: EventKind
+    at: datetime  # the generated time of the snapshot that revealed it (feed time)
+    contest_id: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def priority(self) -> int:
+        return PRIORITY[self.kind]

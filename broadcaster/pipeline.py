@@ -1,0 +1,326 @@
+"""One poll cycle: bytes -> Snapshot -> Events -> PostIntents -> rendered posts in the outbox.
+
+The pipeline owns the differ's state and keeps it in step with the database: the new state is
+adopted only after the snapshot, its events and its posts have been committed together. A
+snapshot that cannot be read is recorded as rejected and changes nothing else.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from broadcaster.clock import Clock
+from broadcaster.config import AccountConfig, Config
+from broadcaster.context import (
+    View,
+    event_context,
+    shared_vars,
+    snapshot_context,
+    template_vars,
+)
+from broadcaster.differ import DiffRules, DiffState, diff, tally_slot
+from broadcaster.events import Event, EventKind
+from broadcaster.model import Snapshot
+from broadcaster.parsers import FeedError, parse
+from broadcaster.planner import plan
+from broadcaster.publishers import capabilities_for
+from broadcaster.render import Renderer, RenderError
+from broadcaster.sources import Fetched, Source, SourceDown
+from broadcaster.store import NewPost, PostState, Store
+from broadcaster.tally import compute_tally
+
+log = logging.getLogger(__name__)
+
+TEST_MARKER = "[TEST]"
+CHUNK = 2000  # events rendered and written per step of a large cycle
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector: a large snapshot allocates millions of small objects
+    that are all alive, and collecting while they are built more than doubles the cycle time."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+@dataclass
+class CycleResult:
+    """What one poll cycle did."""
+
+    outcome: str  # accepted | rejected | unchanged | duplicate | down
+    name: str | None = None
+    events: int = 0
+    posts: int = 0
+    error: str | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+    snapshot: Snapshot | None = None
+
+
+def rules_from(config: Config) -> DiffRules:
+    return DiffRules(
+        thresholds=tuple(config.events.thresholds),
+        tally_every=config.events.tally_interval,
+        majority_seats=config.events.majority_seats or None,
+    )
+
+
+def restore_state(store: Store, rules: DiffRules) -> DiffState:
+    """The differ's state as of the last accepted snapshot in the database."""
+    last = store.last_accepted()
+    state = DiffState(previous=last[0] if last else None, announced=store.announced_outcomes())
+    tally = store.last_event(EventKind.TALLY)
+    if tally is not None:
+        event, data = tally
+        state = replace(
+            state,
+            last_tally=tuple((pid, n) for pid, n in data.get("signature", [])) or None,
+            last_tally_slot=tally_slot(event.at, rules.tally_every) if rules.tally_every else None,
+            tally_final=store.event_key_exists("tally/final"),
+        )
+    return state
+
+
+class Pipeline:
+    def __init__(self, config: Config, store: Store, *, clock: Clock, dry_run: bool) -> None:
+        self.config = config
+        self.store = store
+        self.clock = clock
+        self.dry_run = dry_run
+        self.rules = rules_from(config)
+        self.state = restore_state(store, self.rules)
+        self._renderers: dict[str, Renderer] = {}
+        self._last_fingerprint: str | None = None
+        for account in config.accounts:
+            kinds = [k.value for k in EventKind if account.wants(k)]
+            for problem in self.renderer(account).preload(account.platform, kinds):
+                log.error("template problem for %s: %s", account.name, problem)
+
+    @property
+    def last_source_name(self) -> str | None:
+        last = self.store.last_accepted()
+        return last[1] if last else None
+
+    def renderer(self, account: AccountConfig) -> Renderer:
+        renderer = self._renderers.get(account.name)
+        if renderer is None:
+            folders = [
+                self.config.path(account.templates),
+                self.config.path(self.config.templates.dir),
+            ]
+            renderer = Renderer([f for f in folders if f is not None])
+            self._renderers[account.name] = renderer
+        return renderer
+
+    # -- the cycle --
+
+    def poll(self, source: Source) -> CycleResult:
+        """Fetch once and ingest what came; never raises for feed problems."""
+        try:
+            fetched = source.fetch()
+        except SourceDown as exc:
+            log.warning("feed %s is down: %s", source.description, exc)
+            return CycleResult("down", error=str(exc))
+        if fetched is None:
+            return CycleResult("unchanged")
+        try:
+            return self.ingest(fetched, source.description)
+        except Exception:
+            # Nothing was committed (one transaction): make sure the same bytes are read and
+            # tried again next cycle instead of being skipped as "unchanged".
+            self._last_fingerprint = None
+            source.forget()
+            raise
+
+    def ingest(self, fetched: Fetched, source: str) -> CycleResult:
+        """Parse, check, diff, render and enqueue one snapshot; feed problems are results."""
+        read = self.read(fetched, source)
+        if isinstance(read, CycleResult):
+            return read
+        return self.apply(fetched, source, read[0], parse_time=read[1])
+
+    def read(self, fetched: Fetched, source: str) -> tuple[Snapshot, float] | CycleResult:
+        """The snapshot in `fetched` (with the time parsing took), or why it will not be used."""
+        t0 = time.perf_counter()
+        if fetched.fingerprint == self._last_fingerprint or self.store.fingerprint_known(
+            fetched.fingerprint
+        ):
+            self._last_fingerprint = fetched.fingerprint
+            return CycleResult("duplicate", name=fetched.name)
+        self._last_fingerprint = fetched.fingerprint
+        try:
+            with gc_paused():
+                snapshot = parse(
+                    fetched.body, self.config.feed.format, default_tz=self.config.election.tz
+                )
+            snapshot = self._check(snapshot)
+        except FeedError as exc:
+            return self._reject(fetched, source, exc.problem)
+        return snapshot, time.perf_counter() - t0
+
+    def apply(
+        self, fetched: Fetched, source: str, snapshot: Snapshot, *, parse_time: float = 0.0
+    ) -> CycleResult:
+        """Diff an accepted snapshot against the last one; commit it with its events and posts."""
+        with gc_paused():
+            t1 = time.perf_counter()
+            events, new_state = diff(self.state, snapshot, self.rules)
+            t2 = time.perf_counter()
+            existing = self.store.existing_event_keys(e.key for e in events) if events else set()
+            fresh = [e for e in events if e.key not in existing]
+            tally = compute_tally(snapshot, self.rules.majority_seats)
+            shared = snapshot_context(
+                snapshot,
+                tally,
+                election_name=self.config.election.name,
+                issuer=self.config.election.issuer,
+            )
+            views = shared_vars(shared, self.config.election.timezone)
+            for renderer in self._renderers.values():
+                renderer.refresh()
+            render_time = 0.0
+            added = 0
+            with self.store.transaction() as conn:
+                snapshot_id = self.store.insert_snapshot(
+                    conn,
+                    fingerprint=fetched.fingerprint,
+                    source=source,
+                    name=fetched.name,
+                    snapshot=snapshot,
+                    received_at=fetched.fetched_at,
+                    shared=shared,
+                )
+                # In chunks, so a cycle with tens of thousands of events stays small in memory;
+                # still one transaction, so a crash leaves all of it or none.
+                for i in range(0, len(fresh), CHUNK):
+                    chunk = fresh[i : i + CHUNK]
+                    captured = [(e, event_context(e, snapshot)) for e in chunk]
+                    r0 = time.perf_counter()
+                    new_posts = self._render_all(captured, views)
+                    render_time += time.perf_counter() - r0
+                    ids = self.store.insert_events(conn, snapshot_id, captured)
+                    added += self.store.insert_posts(
+                        conn, new_posts, ids, {e.key: e for e in chunk}
+                    )
+            self.state = new_state
+            t4 = time.perf_counter()
+        log.info(
+            "accepted snapshot %s (generated %s, %s): %d new events, %d posts queued",
+            fetched.name,
+            snapshot.generated_at.isoformat(),
+            snapshot.status.value,
+            len(fresh),
+            added,
+            extra={"snapshot": fetched.name},
+        )
+        return CycleResult(
+            "accepted",
+            name=fetched.name,
+            events=len(fresh),
+            posts=added,
+            snapshot=snapshot,
+            timings={
+                "parse": parse_time,
+                "diff": t2 - t1,
+                "render": render_time,
+                "enqueue": (t4 - t2) - render_time,
+            },
+        )
+
+    def _check(self, snapshot: Snapshot) -> Snapshot:
+        if self.config.feed.is_test and not snapshot.is_test:
+            snapshot = replace(snapshot, is_test=True)
+        if not snapshot.contests:
+            raise FeedError("the snapshot has no contests")
+        prev = self.state.previous
+        if prev is not None and snapshot.generated_at < prev.generated_at:
+            raise FeedError(
+                f"GeneratedDate {snapshot.generated_at.isoformat()} is older than the last "
+                f"accepted snapshot's ({prev.generated_at.isoformat()})"
+            )
+        return snapshot
+
+    def _reject(self, fetched: Fetched, source: str, problem: str) -> CycleResult:
+        log.error(
+            "rejected snapshot %s from %s: %s; keeping the last accepted state",
+            fetched.name,
+            source,
+            problem,
+            extra={"snapshot": fetched.name},
+        )
+        self.store.record_rejected(
+            fetched.fingerprint, source, fetched.name, problem, fetched.fetched_at
+        )
+        return CycleResult("rejected", name=fetched.name, error=problem)
+
+    # -- rendering --
+
+    def _render_all(
+        self, captured: list[tuple[Event, dict[str, Any]]], views: dict[str, Any]
+    ) -> list[NewPost]:
+        contexts = dict((e.key, ctx) for e, ctx in captured)
+        per_event: dict[str, dict[str, Any]] = {}
+        out: list[NewPost] = []
+        for intent in plan((e for e, _ in captured), self.config.accounts):
+            event = intent.event
+            variables = per_event.get(event.key)
+            if variables is None:
+                variables = template_vars(
+                    event, contexts[event.key], views, timezone=self.config.election.timezone
+                )
+                per_event[event.key] = variables
+            out.append(self.render_post(event, intent.account, variables, intent.idempotency_key))
+        return out
+
+    def render_post(
+        self, event: Event, account: AccountConfig, variables: dict[str, Any], key: str
+    ) -> NewPost:
+        """Render one post; a template problem holds the post with the reason instead of failing."""
+        variables = {**variables, "account": View(name=account.name, platform=account.platform)}
+        dry = self.dry_run or account.dry_run
+        try:
+            text = self.renderer(account).render(account.platform, event.kind.value, variables)
+        except RenderError as exc:
+            log.error("template problem, post held: %s", exc, extra={"account": account.name})
+            return NewPost(
+                key,
+                event.key,
+                account.name,
+                account.platform,
+                None,
+                (),
+                dry,
+                PostState.HELD,
+                f"template: {exc}",
+            )
+        if variables["election"]["is_test"] and not text.startswith(TEST_MARKER):
+            text = f"{TEST_MARKER} {text}"
+        limit = capabilities_for(account.platform).text_limit
+        if len(text) > limit:
+            reason = (
+                f"template: {account.platform}/{event.kind.value}.j2: {len(text)} characters, "
+                f"over the limit of {limit}"
+            )
+            log.error("post held: %s", reason, extra={"account": account.name})
+            return NewPost(
+                key,
+                event.key,
+                account.name,
+                account.platform,
+                text,
+                (),
+                dry,
+                PostState.HELD,
+                reason,
+            )
+        return NewPost(key, event.key, account.name, account.platform, text, (), dry)

@@ -1,0 +1,115 @@
+"""The publisher interface every platform adapter implements, and the shared error taxonomy.
+
+An adapter maps whatever its platform or client library raises into exactly one of the four
+PublishError kinds below; the dispatcher decides what to do from the kind alone.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import ClassVar
+
+from broadcaster.clock import Clock
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What a platform allows, as data, so callers ask instead of special-casing platforms."""
+
+    can_delete: bool = False
+    can_edit: bool = False
+    can_find: bool = False
+    threads: bool = False  # replies, so a long post can become a numbered thread
+    media: tuple[str, ...] = ()  # accepted media types, e.g. "image/jpeg"
+    text_limit: int = 63206
+
+
+@dataclass(frozen=True, slots=True)
+class Post:
+    """One rendered post, as handed to a publisher."""
+
+    outbox_id: int
+    idempotency_key: str
+    account: str
+    platform: str
+    event_key: str
+    event_kind: str
+    contest_id: str | None
+    text: str
+    created_at: datetime
+    media: tuple[str, ...] = ()
+    attempt: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class PublishedRef:
+    """Where a post landed on the platform."""
+
+    platform_id: str
+    published_at: datetime
+    url: str | None = None
+
+
+class PublishError(Exception):
+    """Base of the taxonomy. Messages must never contain a secret."""
+
+    retryable: ClassVar[bool] = False
+
+
+class RetryLater(PublishError):
+    """Rate limited or a temporary failure before the platform accepted anything."""
+
+    retryable = True
+
+    def __init__(self, message: str, delay: float | None = None) -> None:
+        super().__init__(message)
+        self.delay = delay
+
+
+class Reauthorize(PublishError):
+    """The token is invalid or expired; a refresh (or an operator) is needed."""
+
+
+class Rejected(PublishError):
+    """Refused for good: policy, duplicate, bad content, missing permission. Never retried."""
+
+
+class InDoubt(PublishError):
+    """The request may have reached the platform (timeout or dropped connection after sending)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PublisherEnv:
+    """What the pipeline lends every publisher it creates."""
+
+    clock: Clock
+    posts_path: Path  # where the dry-run publisher writes
+    timezone: str = "UTC"
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+class Publisher(ABC):
+    """Publish one rendered post; where the platform allows it, find a recent one or delete one."""
+
+    capabilities: ClassVar[Capabilities] = Capabilities()
+
+    @abstractmethod
+    def publish(self, post: Post) -> PublishedRef:
+        """Send the post once (never retried inside); raise a PublishError kind on failure."""
+
+    def find(self, post: Post) -> PublishedRef | None:
+        """Look for this post among the account's recent posts (after a crash left it in doubt).
+
+        Returns None when it is certainly not there; raises NotImplementedError where the
+        platform cannot look.
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot look up posts")
+
+    def delete(self, ref: PublishedRef) -> None:
+        raise NotImplementedError(f"{type(self).__name__} cannot delete posts")
+
+    def close(self) -> None:  # noqa: B027 - optional hook, most publishers hold nothing
+        """Release connections."""

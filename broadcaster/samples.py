@@ -1,0 +1,121 @@
+"""Example events built from one snapshot, so operators can preview and lint templates."""
+
+from __future__ import annotations
+
+from broadcaster.context import event_context, shared_vars, snapshot_context, template_vars
+from broadcaster.differ import DiffRules, outcome
+from broadcaster.events import Event, EventKind
+from broadcaster.model import Contest, ContestKind, Snapshot
+from broadcaster.tally import compute_tally
+
+CONTEST_KINDS = (EventKind.PROGRESS, EventKind.LEADER, EventKind.CALLED, EventKind.CORRECTED)
+
+
+class SampleError(ValueError):
+    """The snapshot cannot illustrate the requested event."""
+
+
+def pick_contest(snapshot: Snapshot, contest_id: str | None, kind: EventKind) -> Contest:
+    if contest_id is not None:
+        contest = snapshot.contest(contest_id)
+        if contest is None:
+            known = ", ".join(c.id for c in snapshot.contests[:10])
+            raise SampleError(f"no contest {contest_id!r} in this snapshot (first ids: {known})")
+        return contest
+    wanted_called = kind in (EventKind.CALLED, EventKind.CORRECTED)
+    for contest in snapshot.contests:
+        if contest.kind is not ContestKind.MEASURE and contest.called == wanted_called:
+            return contest
+    if wanted_called:
+        raise SampleError(
+            f"no contest in this snapshot has been called, so there is no {kind} example"
+        )
+    return snapshot.contests[0]
+
+
+def sample_event(
+    snapshot: Snapshot,
+    kind: EventKind,
+    contest_id: str | None = None,
+    rules: DiffRules | None = None,
+) -> Event:
+    """An event of `kind` as the differ would produce it for this snapshot."""
+    rules = rules or DiffRules()
+    at = snapshot.generated_at
+    if kind in CONTEST_KINDS:
+        contest = pick_contest(snapshot, contest_id, kind)
+        ranked = contest.ranked()
+        if kind is EventKind.PROGRESS:
+            reached = [t for t in rules.thresholds if contest.progress.reached(t)]
+            threshold = max(reached) if reached else min(rules.thresholds)
+            return Event(
+                f"contest/{contest.id}/progress/{threshold}",
+                kind,
+                at,
+                contest.id,
+                {"threshold": threshold},
+            )
+        if kind is EventKind.LEADER:
+            if contest.leader is None or len(ranked) < 2:
+                raise SampleError(f"{contest.id} has no clear leader to illustrate a lead change")
+            data = {"leader": ranked[0].id, "previous": ranked[1].id}
+            return Event(
+                f"contest/{contest.id}/leader/{ranked[0].id}/0", kind, at, contest.id, data
+            )
+        if kind is EventKind.CALLED:
+            return Event(
+                f"contest/{contest.id}/called",
+                kind,
+                at,
+                contest.id,
+                {"winners": list(outcome(contest))},
+            )
+        # A correction example: the runner-up had 1 % more votes before.
+        previous = {s.id: s.votes for s in contest.selections}
+        if len(ranked) > 1:
+            previous[ranked[1].id] = ranked[1].votes + max(1, ranked[1].votes // 100)
+        data = {
+            "previous_winners": list(outcome(contest)),
+            "winners": list(outcome(contest)),
+            "winner_changed": False,
+            "previous_votes": previous,
+        }
+        return Event(f"contest/{contest.id}/corrected/sample", kind, at, contest.id, data)
+    tally = compute_tally(snapshot, rules.majority_seats)
+    if kind is EventKind.TALLY:
+        final = tally.total_seats > 0 and tally.contests_called == tally.contests_total
+        return Event("tally/sample", kind, at, None, {"final": final, "signature": []})
+    holders = tally.majority_holders() or list(tally.coalitions[:1] or tally.parties[:1])
+    if not holders:
+        raise SampleError(
+            "no seats have been declared in this snapshot, so there is no majority example"
+        )
+    h = holders[0]
+    data = {
+        "holder": h.id,
+        "name": h.name,
+        "seats": h.seats,
+        "is_coalition": h.id in snapshot.coalitions,
+    }
+    return Event(f"tally/majority/{h.id}", kind, at, None, data)
+
+
+def sample_vars(
+    snapshot: Snapshot,
+    kind: EventKind,
+    *,
+    contest_id: str | None = None,
+    timezone: str = "UTC",
+    account: dict[str, str] | None = None,
+    rules: DiffRules | None = None,
+    election_name: str | None = None,
+    issuer: str | None = None,
+) -> tuple[Event, dict[str, object]]:
+    event = sample_event(snapshot, kind, contest_id, rules)
+    tally = compute_tally(snapshot, (rules or DiffRules()).majority_seats)
+    shared = snapshot_context(snapshot, tally, election_name=election_name, issuer=issuer)
+    views = shared_vars(shared, timezone)
+    variables = template_vars(
+        event, event_context(event, snapshot), views, timezone=timezone, account=account
+    )
+    return event, variables

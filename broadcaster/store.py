@@ -1,0 +1,555 @@
+"""The database: accepted snapshots, events, and the outbox, through SQLAlchemy 2 Core.
+
+It is the single source of truth. A snapshot, its events and their posts are written in one
+transaction, so after a crash either all of them exist or none do. Uniqueness of event keys and
+post idempotency keys is enforced by the database itself, so nothing can be posted twice.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    event,
+    func,
+    select,
+    update,
+)
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.types import TypeDecorator
+
+from broadcaster.events import Event, EventKind
+from broadcaster.model import Snapshot
+
+SCHEMA_VERSION = 1
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Stored as naive UTC (portable between SQLite and PostgreSQL), returned timezone-aware."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+metadata = MetaData()
+
+snapshots = Table(
+    "snapshots",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("fingerprint", String(64), nullable=False, unique=True),
+    Column("source", Text, nullable=False),
+    Column("name", Text, nullable=False),
+    Column("accepted", Boolean, nullable=False),
+    Column("error", Text),
+    Column("generated_at", UTCDateTime),
+    Column("received_at", UTCDateTime, nullable=False),
+    Column("body", LargeBinary),  # zlib-compressed normalised JSON; kept for recent ones only
+    Column("shared", JSON),  # the election and national tally, as templates see them
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("key", String(255), nullable=False, unique=True),
+    Column("kind", String(32), nullable=False),
+    Column("contest_id", Text),
+    Column("at", UTCDateTime, nullable=False),
+    Column("snapshot_id", Integer, ForeignKey("snapshots.id"), nullable=False),
+    Column("data", JSON, nullable=False),
+    Column("context", JSON, nullable=False),  # the contest as of the event, for templates
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+posts = Table(
+    "posts",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("idempotency_key", String(400), nullable=False, unique=True),
+    Column("event_id", Integer, ForeignKey("events.id"), nullable=False),
+    Column("event_key", String(255), nullable=False),
+    Column("event_kind", String(32), nullable=False),
+    Column("contest_id", Text),
+    Column("account", String(100), nullable=False),
+    Column("platform", String(32), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("priority", Integer, nullable=False),
+    Column("text", Text),
+    Column("media", JSON, nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("last_error", Text),
+    Column("hold_reason", Text),
+    Column("platform_post_id", Text),
+    Column("platform_url", Text),
+    Column("feed_time", UTCDateTime, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("not_before", UTCDateTime),
+    Column("sent_at", UTCDateTime),
+    Column("dry_run", Boolean, nullable=False),
+)
+Index("ix_posts_due", posts.c.state, posts.c.priority, posts.c.id)
+
+kv = Table(
+    "kv",
+    metadata,
+    Column("key", String(200), primary_key=True),
+    Column("value", JSON, nullable=False),
+)
+
+
+class PostState:
+    PENDING = "pending"
+    HELD = "held"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    SUPERSEDED = "superseded"
+
+    ALL = (PENDING, HELD, SENDING, SENT, FAILED, CANCELLED, SUPERSEDED)
+
+
+@dataclass(frozen=True, slots=True)
+class NewPost:
+    """A rendered post about to enter the outbox."""
+
+    idempotency_key: str
+    event_key: str
+    account: str
+    platform: str
+    text: str | None
+    media: tuple[str, ...]
+    dry_run: bool
+    state: str = PostState.PENDING
+    hold_reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    id: int
+    event: Event
+    context: dict[str, Any]  # the event's own (contest)
+    shared: dict[str, Any]  # its snapshot's (election, tally)
+
+
+def pack(obj: Any) -> bytes:
+    return zlib.compress(json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode(), 1)
+
+
+def unpack(blob: bytes) -> Any:
+    return json.loads(zlib.decompress(blob))
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Store:
+    """All database access goes through here."""
+
+    def __init__(self, url: str, *, keep_bodies: int = 3) -> None:
+        self.url = url
+        self.keep_bodies = keep_bodies
+        self.engine: Engine = create_engine(url, future=True)
+        if self.engine.dialect.name == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        metadata.create_all(self.engine)
+        with self.engine.begin() as conn:
+            version = conn.execute(select(kv.c.value).where(kv.c.key == "schema_version")).scalar()
+            if version is None:
+                self._kv_put(conn, "schema_version", SCHEMA_VERSION)
+            elif version != SCHEMA_VERSION:
+                raise RuntimeError(
+                    f"database {url} has schema version {version}; this version expects "
+                    f"{SCHEMA_VERSION}"
+                )
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        with self.engine.begin() as conn:
+            yield conn
+
+    # -- key/value state --
+
+    def _kv_put(self, conn: Connection, key: str, value: Any) -> None:
+        if conn.execute(select(kv.c.key).where(kv.c.key == key)).first() is None:
+            conn.execute(kv.insert().values(key=key, value=value))
+        else:
+            conn.execute(kv.update().where(kv.c.key == key).values(value=value))
+
+    def put_state(self, key: str, value: Any) -> None:
+        with self.engine.begin() as conn:
+            self._kv_put(conn, key, value)
+
+    def get_state(self, key: str, default: Any = None) -> Any:
+        with self.engine.connect() as conn:
+            value = conn.execute(select(kv.c.value).where(kv.c.key == key)).scalar()
+        return default if value is None else value
+
+    # -- snapshots --
+
+    def fingerprint_known(self, fingerprint: str) -> bool:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(snapshots.c.id).where(snapshots.c.fingerprint == fingerprint)
+            ).first()
+        return row is not None
+
+    def last_accepted(self) -> tuple[Snapshot, str] | None:
+        """The latest accepted snapshot and its source name, for resuming after a restart."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(snapshots.c.body, snapshots.c.name)
+                .where(snapshots.c.accepted.is_(True))
+                .order_by(snapshots.c.id.desc())
+                .limit(1)
+            ).first()
+        if row is None or row.body is None:
+            return None
+        return Snapshot.from_dict(unpack(row.body)), row.name
+
+    def record_rejected(
+        self, fingerprint: str, source: str, name: str, error: str, at: datetime
+    ) -> None:
+        with self.engine.begin() as conn:
+            exists = conn.execute(
+                select(snapshots.c.id).where(snapshots.c.fingerprint == fingerprint)
+            ).first()
+            if exists is None:
+                conn.execute(
+                    snapshots.insert().values(
+                        fingerprint=fingerprint,
+                        source=source,
+                        name=name,
+                        accepted=False,
+                        error=error,
+                        received_at=at,
+                    )
+                )
+
+    def existing_event_keys(self, keys: Iterable[str]) -> set[str]:
+        found: set[str] = set()
+        key_list = list(keys)
+        with self.engine.connect() as conn:
+            for i in range(0, len(key_list), 500):
+                chunk = key_list[i : i + 500]
+                found.update(
+                    conn.execute(select(events.c.key).where(events.c.key.in_(chunk))).scalars()
+                )
+        return found
+
+    # The three writes of an accepted snapshot, made inside one `transaction()` by the pipeline
+    # (events and posts in chunks, so a huge cycle never holds every rendered post in memory).
+
+    def insert_snapshot(
+        self,
+        conn: Connection,
+        *,
+        fingerprint: str,
+        source: str,
+        name: str,
+        snapshot: Snapshot,
+        received_at: datetime,
+        shared: dict[str, Any],
+    ) -> int:
+        snapshot_id = conn.execute(
+            snapshots.insert().values(
+                fingerprint=fingerprint,
+                source=source,
+                name=name,
+                accepted=True,
+                generated_at=snapshot.generated_at,
+                received_at=received_at,
+                body=pack(snapshot.to_dict()),
+                shared=shared,
+            )
+        ).inserted_primary_key[0]
+        self._prune_bodies(conn, snapshot_id)
+        return int(snapshot_id)
+
+    def insert_events(
+        self, conn: Connection, snapshot_id: int, items: Sequence[tuple[Event, dict[str, Any]]]
+    ) -> dict[str, int]:
+        """Insert events (an existing key is left alone); returns key -> id for all of them."""
+        if not items:
+            return {}
+        now = _now()
+        rows = [
+            {
+                "key": ev.key,
+                "kind": ev.kind.value,
+                "contest_id": ev.contest_id,
+                "at": ev.at,
+                "snapshot_id": snapshot_id,
+                "data": ev.data,
+                "context": ctx,
+                "created_at": now,
+            }
+            for ev, ctx in items
+        ]
+        conn.execute(_insert_ignore(conn, events, "key"), rows)
+        keys = [ev.key for ev, _ in items]
+        ids: dict[str, int] = {}
+        for i in range(0, len(keys), 500):
+            ids.update(
+                conn.execute(
+                    select(events.c.key, events.c.id).where(events.c.key.in_(keys[i : i + 500]))
+                ).all()
+            )
+        return ids
+
+    def insert_posts(
+        self,
+        conn: Connection,
+        new_posts: Sequence[NewPost],
+        event_ids: dict[str, int],
+        by_key: dict[str, Event],
+    ) -> int:
+        """Insert rendered posts; an existing idempotency key is left alone. Returns rows added."""
+        if not new_posts:
+            return 0
+        now = _now()
+        rows = []
+        for p in new_posts:
+            ev = by_key[p.event_key]
+            rows.append(
+                {
+                    "idempotency_key": p.idempotency_key,
+                    "event_id": event_ids[p.event_key],
+                    "event_key": p.event_key,
+                    "event_kind": ev.kind.value,
+                    "contest_id": ev.contest_id,
+                    "account": p.account,
+                    "platform": p.platform,
+                    "state": p.state,
+                    "priority": ev.priority,
+                    "text": p.text,
+                    "media": list(p.media),
+                    "attempts": 0,
+                    "hold_reason": p.hold_reason,
+                    "feed_time": ev.at,
+                    "created_at": now,
+                    "updated_at": now,
+                    "dry_run": p.dry_run,
+                }
+            )
+        result = conn.execute(_insert_ignore(conn, posts, "idempotency_key"), rows)
+        return (
+            result.rowcount if result.rowcount is not None and result.rowcount >= 0 else len(rows)
+        )
+
+    def _prune_bodies(self, conn: Connection, newest_id: int) -> None:
+        # Old normalised bodies are only needed to resume; keep a few for inspection.
+        conn.execute(
+            update(snapshots)
+            .where(snapshots.c.id <= newest_id - self.keep_bodies)
+            .where(snapshots.c.body.is_not(None))
+            .values(body=None)
+        )
+
+    # -- events --
+
+    def announced_outcomes(self) -> dict[str, tuple[str, ...]]:
+        """Contest id -> the outcome last announced by a called or corrected event."""
+        out: dict[str, tuple[str, ...]] = {}
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(events.c.contest_id, events.c.data)
+                .where(events.c.kind.in_([EventKind.CALLED.value, EventKind.CORRECTED.value]))
+                .order_by(events.c.id)
+            )
+            for contest_id, data in rows:
+                out[contest_id] = tuple(data.get("winners", ()))
+        return out
+
+    def last_event(self, kind: EventKind) -> tuple[Event, dict[str, Any]] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(events)
+                .where(events.c.kind == kind.value)
+                .order_by(events.c.id.desc())
+                .limit(1)
+            ).first()
+        if row is None:
+            return None
+        return _event_from_row(row), row.data
+
+    def event_with_context(self, event_id: int) -> StoredEvent:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(events).where(events.c.id == event_id)).one()
+            shared = conn.execute(
+                select(snapshots.c.shared).where(snapshots.c.id == row.snapshot_id)
+            ).scalar_one()
+        return StoredEvent(row.id, _event_from_row(row), row.context, shared)
+
+    def event_key_exists(self, key: str) -> bool:
+        return bool(self.existing_event_keys([key]))
+
+    # -- outbox --
+
+    def due_posts(
+        self, now: datetime, limit: int, accounts: Iterable[str] | None = None
+    ) -> list[Any]:
+        query = (
+            select(posts)
+            .where(posts.c.state == PostState.PENDING)
+            .where((posts.c.not_before.is_(None)) | (posts.c.not_before <= now))
+            .order_by(posts.c.priority, posts.c.id)
+            .limit(limit)
+        )
+        if accounts is not None:
+            query = query.where(posts.c.account.in_(list(accounts)))
+        with self.engine.connect() as conn:
+            return list(conn.execute(query).all())
+
+    def posts_in_state(self, state: str) -> list[Any]:
+        with self.engine.connect() as conn:
+            return list(
+                conn.execute(select(posts).where(posts.c.state == state).order_by(posts.c.id)).all()
+            )
+
+    def claim(self, post_id: int, now: datetime) -> int | None:
+        """Mark a pending post `sending` and commit before any platform call. Returns the attempt
+        number, or None when another worker got there first."""
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                update(posts)
+                .where(posts.c.id == post_id)
+                .where(posts.c.state == PostState.PENDING)
+                .values(state=PostState.SENDING, attempts=posts.c.attempts + 1, updated_at=now)
+            )
+            if result.rowcount != 1:
+                return None
+            return int(
+                conn.execute(select(posts.c.attempts).where(posts.c.id == post_id)).scalar_one()
+            )
+
+    def mark_sent(self, post_id: int, platform_id: str, url: str | None, sent_at: datetime) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(posts)
+                .where(posts.c.id == post_id)
+                .values(
+                    state=PostState.SENT,
+                    platform_post_id=platform_id,
+                    platform_url=url,
+                    sent_at=sent_at,
+                    updated_at=_now(),
+                    last_error=None,
+                )
+            )
+
+    def mark_retry(self, post_id: int, error: str, not_before: datetime) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(posts)
+                .where(posts.c.id == post_id)
+                .values(
+                    state=PostState.PENDING,
+                    last_error=error,
+                    not_before=not_before,
+                    updated_at=_now(),
+                )
+            )
+
+    def mark_failed(self, post_id: int, error: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(posts)
+                .where(posts.c.id == post_id)
+                .values(state=PostState.FAILED, last_error=error, updated_at=_now())
+            )
+
+    def mark_held(self, post_id: int, reason: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(posts)
+                .where(posts.c.id == post_id)
+                .values(state=PostState.HELD, hold_reason=reason, updated_at=_now())
+            )
+
+    def count_posts(self) -> dict[tuple[str, str, str], int]:
+        """(platform, event kind, state) -> number of posts."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(posts.c.platform, posts.c.event_kind, posts.c.state, func.count()).group_by(
+                    posts.c.platform, posts.c.event_kind, posts.c.state
+                )
+            ).all()
+        return {(r[0], r[1], r[2]): int(r[3]) for r in rows}
+
+    def snapshot_counts(self) -> tuple[int, int]:
+        """(accepted, rejected) snapshots so far."""
+        with self.engine.connect() as conn:
+            rows = dict(
+                conn.execute(
+                    select(snapshots.c.accepted, func.count()).group_by(snapshots.c.accepted)
+                ).all()
+            )
+        return int(rows.get(True, 0)), int(rows.get(False, 0))
+
+
+def _insert_ignore(conn: Connection, table: Table, key: str) -> Any:
+    """INSERT that skips rows whose unique `key` already exists (SQLite and PostgreSQL)."""
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(table).on_conflict_do_nothing(index_elements=[key])
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert(table).on_conflict_do_nothing(index_elements=[key])
+
+
+def _event_from_row(row: Any) -> Event:
+    return Event(
+        key=row.key,
+        kind=EventKind(row.kind),
+        at=row.at,
+        contest_id=row.contest_id,
+        data=row.data,
+    )
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    # WAL lets the CLI read and act on the outbox while the daemon writes.
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=FULL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()

@@ -1,0 +1,244 @@
+"""End to end: the real `broadcaster` command as a subprocess, on real SQLite files."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import DEMO, broadcaster_cmd, read_jsonl, write_config
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> list[dict]:
+    """The posts of one uninterrupted fast rehearsal of the demo night."""
+    out = tmp_path_factory.mktemp("reference")
+    result = subprocess.run(
+        [*broadcaster_cmd(), "rehearse", str(DEMO), "--fast", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return read_jsonl(out / "posts.jsonl")
+
+
+def signature(records: list[dict]) -> Counter:
+    """What was posted where, ignoring account names (tests name their accounts differently)."""
+    return Counter((r["event_key"], r["platform"], r["text"]) for r in records)
+
+
+def test_demo_runs_from_any_folder_and_summarises(tmp_path: Path, run_cli):
+    result = run_cli("demo", "--out", str(tmp_path / "d"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "fictional TEST data" in result.stdout
+    for platform in ("facebook", "youtube", "tiktok", "x"):
+        assert platform in result.stdout
+    assert "15 accepted" in result.stdout
+    records = read_jsonl(tmp_path / "d" / "posts.jsonl")
+    assert records
+    assert all(r["text"].startswith("[TEST]") for r in records)
+
+
+def test_rehearse_twice_into_the_same_folder_posts_nothing_new(tmp_path: Path, run_cli, reference):
+    out = tmp_path / "r"
+    first = run_cli("rehearse", str(DEMO), "--fast", "--out", str(out))
+    assert first.returncode == 0, first.stderr
+    assert signature(read_jsonl(out / "posts.jsonl")) == signature(reference)
+    second = run_cli("rehearse", str(DEMO), "--fast", "--out", str(out))
+    assert second.returncode == 0, second.stderr
+    assert "0 new posts" in second.stdout
+    assert "15 already processed" in second.stdout
+    assert signature(read_jsonl(out / "posts.jsonl")) == signature(reference)
+
+
+def test_rehearse_names_and_skips_rejected_snapshots(tmp_path: Path, run_cli):
+    replay = tmp_path / "night"
+    shutil.copytree(DEMO, replay)
+    (replay / "05-2131-broken.json").write_text(
+        '{"@type": "ElectionResults.ElectionReport", "Status"'
+    )
+    (replay / "07-2231-empty.json").write_text("")
+    result = run_cli("rehearse", str(replay), "--fast", "--out", str(tmp_path / "o"))
+    assert result.returncode == 0, result.stderr
+    assert "rejected 05-2131-broken.json" in result.stdout
+    assert "malformed JSON" in result.stdout
+    assert "rejected 07-2231-empty.json" in result.stdout
+    assert "2 rejected" in result.stdout
+
+
+def test_rehearse_speed_follows_the_feed_clock(tmp_path: Path, run_cli, reference):
+    # 15 snapshots 30 minutes apart at 36000x: about 0.05 s between snapshots.
+    result = run_cli("rehearse", str(DEMO), "--speed", "36000", "--out", str(tmp_path / "s"))
+    assert result.returncode == 0, result.stderr
+    records = read_jsonl(tmp_path / "s" / "posts.jsonl")
+    assert signature(records) == signature(reference)
+    # published_at is feed time: the night's own clock, not today's.
+    assert all(r["published_at"].startswith(("2030-07-28", "2030-07-29")) for r in records)
+
+
+def test_rehearsal_killed_midway_resumes_without_duplicates_or_losses(tmp_path: Path, reference):
+    out = tmp_path / "k"
+    proc = subprocess.Popen(
+        [*broadcaster_cmd(), "rehearse", str(DEMO), "--speed", "3600", "--out", str(out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and len(read_jsonl(out / "posts.jsonl")) < 40:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    partial = read_jsonl(out / "posts.jsonl")
+    assert 0 < len(partial) < len(reference)
+    result = subprocess.run(
+        [*broadcaster_cmd(), "rehearse", str(DEMO), "--fast", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert signature(read_jsonl(out / "posts.jsonl")) == signature(reference)
+
+
+def test_preview_prints_the_post(run_cli):
+    snap = sorted(DEMO.glob("*.json"))[-1]
+    result = run_cli(
+        "preview",
+        "--snapshot",
+        str(snap),
+        "--platform",
+        "x",
+        "--event",
+        "called",
+        "--contest",
+        "cc-D05",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "wins D05 Old Quarry" in result.stdout
+    assert result.stdout.startswith("[TEST]")
+    missing = run_cli("preview", "--snapshot", str(snap), "--platform", "x", "--contest", "nope")
+    assert missing.returncode == 1
+    assert "no contest 'nope'" in missing.stderr
+
+
+# -- the daemon ---------------------------------------------------------------------------------
+
+
+def db_count(db: Path, sql: str) -> int:
+    if not db.exists():
+        return 0
+    conn = sqlite3.connect(db, timeout=30)
+    try:
+        return int(conn.execute(sql).fetchone()[0])
+    except sqlite3.OperationalError:
+        return 0
+    finally:
+        conn.close()
+
+
+class Daemon:
+    """`broadcaster run` as a subprocess; its log goes to a file (a pipe nobody reads would fill
+    up and block the daemon's logging)."""
+
+    def __init__(self, cfg: Path, *extra: str) -> None:
+        self.log_path = cfg.parent / f"daemon-{time.monotonic_ns()}.log"
+        self._log = self.log_path.open("w")
+        self.proc = subprocess.Popen(
+            [*broadcaster_cmd(), "--log-format", "json", "run", "--config", str(cfg), *extra],
+            cwd=cfg.parent,
+            stdout=subprocess.DEVNULL,
+            stderr=self._log,
+            text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> tuple[int, str]:
+        self.proc.send_signal(sig)
+        code = self.proc.wait(timeout=timeout)
+        self._log.close()
+        return code, self.log_path.read_text()
+
+
+def start_daemon(cfg: Path, *extra: str) -> Daemon:
+    return Daemon(cfg, *extra)
+
+
+def wait_for(predicate, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError("timed out waiting")
+
+
+def all_sent(db: Path, snapshots: int) -> bool:
+    processed = db_count(db, "select count(*) from snapshots")
+    waiting = db_count(db, "select count(*) from posts where state != 'sent'")
+    return processed >= snapshots and waiting == 0
+
+
+def test_daemon_stops_cleanly_and_resumes_after_sigterm_and_sigkill(tmp_path: Path, reference):
+    replay = tmp_path / "feed"
+    shutil.copytree(DEMO, replay)
+    (replay / "06-2201-broken.json").write_text("{not json")
+    cfg = write_config(tmp_path / "c.toml", source="feed")
+    db = tmp_path / "state.db"
+
+    first = start_daemon(cfg, "--dry-run")
+    wait_for(lambda: db_count(db, "select count(*) from snapshots") >= 5)
+    code, err = first.stop(signal.SIGTERM)
+    assert code == 0, err
+    lines = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    assert lines, err
+    assert all(line.get("dry_run") is True for line in lines), "every log line says dry run"
+    assert any("DRY RUN" in line["msg"] for line in lines)
+    assert lines[-1]["msg"] == "stopped cleanly"
+
+    second = start_daemon(cfg, "--dry-run")
+    wait_for(lambda: db_count(db, "select count(*) from snapshots") >= 10)
+    second.stop(signal.SIGKILL)
+
+    third = start_daemon(cfg, "--dry-run")
+    wait_for(lambda: all_sent(db, 16))
+    code, err3 = third.stop(signal.SIGINT)
+    assert code == 0, err3
+    assert db_count(db, "select count(*) from snapshots where accepted = 0") == 1
+    logs = err + second.log_path.read_text() + err3
+    assert logs.count("rejected snapshot 06-2201-broken.json") == 1
+    posts = read_jsonl(tmp_path / "posts.jsonl")
+    assert signature(posts) == signature(reference), (
+        "daemon and rehearsal disagree, or a post repeated"
+    )
+
+
+def test_daemon_polls_a_file_rewritten_in_place(tmp_path: Path, reference):
+    feed = tmp_path / "results.json"
+    files = sorted(DEMO.glob("*.json"))
+    feed.write_bytes(files[0].read_bytes())
+    cfg = write_config(tmp_path / "c.toml", source="results.json")
+    db = tmp_path / "state.db"
+    daemon = start_daemon(cfg, "--dry-run")
+    try:
+        wait_for(lambda: db_count(db, "select count(*) from snapshots") >= 1)
+        for i, path in enumerate(files[1:], start=2):
+            tmp = feed.with_suffix(".tmp")
+            tmp.write_bytes(path.read_bytes())
+            tmp.replace(feed)
+            wait_for(lambda i=i: db_count(db, "select count(*) from snapshots") >= i)
+        wait_for(lambda: all_sent(db, len(files)))
+    finally:
+        code, err = daemon.stop()
+    assert code == 0, err
+    assert signature(read_jsonl(tmp_path / "posts.jsonl")) == signature(reference)

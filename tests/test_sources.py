@@ -1,0 +1,177 @@
+"""Sources against real files and a real local HTTP server."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+
+from broadcaster.config import FeedConfig
+from broadcaster.sources import FileSource, HttpSource, ReplaySource, SourceDown, make_source
+
+
+class FeedHandler(BaseHTTPRequestHandler):
+    """Serves `server.body` with an ETag; the test switches `server.mode` to misbehave."""
+
+    requests_seen: ClassVar[list[dict[str, str]]] = []
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        srv = self.server
+        FeedHandler.requests_seen.append(dict(self.headers))
+        mode = srv.mode  # type: ignore[attr-defined]
+        if mode == "down":
+            self.send_response(503)
+            self.end_headers()
+            return
+        if mode == "redirect-file":
+            self.send_response(302)
+            self.send_header("Location", "file:///etc/passwd")
+            self.end_headers()
+            return
+        if mode == "trickle":
+            self.send_response(200)
+            self.send_header("Content-Length", "1000")
+            self.end_headers()
+            for _ in range(1000):
+                self.wfile.write(b"x")
+                self.wfile.flush()
+                time.sleep(0.05)
+            return
+        body: bytes = srv.body  # type: ignore[attr-defined]
+        etag = f'"{hash(body) & 0xFFFFFFFF:x}"'
+        if mode == "etag" and self.headers.get("If-None-Match") == etag:
+            self.send_response(304)
+            self.end_headers()
+            return
+        self.send_response(200)
+        if mode == "etag":
+            self.send_header("ETag", etag)
+        if mode != "no-length":
+            self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+@pytest.fixture
+def server() -> Iterator[ThreadingHTTPServer]:
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), FeedHandler)
+    srv.body = b'{"x": 1}'  # type: ignore[attr-defined]
+    srv.mode = "etag"  # type: ignore[attr-defined]
+    srv.daemon_threads = True
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    FeedHandler.requests_seen.clear()
+    yield srv
+    srv.shutdown()
+    srv.server_close()
+
+
+def feed(url: str, **kw: object) -> FeedConfig:
+    return FeedConfig(source=url, poll_interval=1, **kw)  # type: ignore[arg-type]
+
+
+def url_of(srv: ThreadingHTTPServer) -> str:
+    return f"http://127.0.0.1:{srv.server_address[1]}/feed.json"
+
+
+def test_conditional_get_and_unchanged_feed(server):
+    src = HttpSource(url_of(server), feed(url_of(server)))
+    first = src.fetch()
+    assert first is not None
+    assert first.body == b'{"x": 1}'
+    assert src.fetch() is None  # 304 Not Modified
+    assert FeedHandler.requests_seen[-1].get("If-None-Match")
+    server.body = b'{"x": 2}'
+    second = src.fetch()
+    assert second is not None
+    assert second.body == b'{"x": 2}'
+    # Same bytes without validators also end the cycle at once.
+    server.mode = "plain"
+    plain = HttpSource(url_of(server), feed(url_of(server)))
+    assert plain.fetch() is not None
+    assert plain.fetch() is None
+
+
+def test_size_limit_stops_reading(server):
+    server.body = b"y" * 5000
+    server.mode = "no-length"
+    src = HttpSource(url_of(server), feed(url_of(server), max_bytes=1000))
+    with pytest.raises(SourceDown, match="more than 1000 bytes"):
+        src.fetch()
+    server.mode = "plain"
+    src = HttpSource(url_of(server), feed(url_of(server), max_bytes=1000))
+    with pytest.raises(SourceDown, match="5000 bytes announced"):
+        src.fetch()
+
+
+def test_trickling_server_is_cut_at_the_overall_deadline(server):
+    server.mode = "trickle"
+    src = HttpSource(url_of(server), feed(url_of(server), read_timeout=5, deadline=0.5))
+    started = time.monotonic()
+    with pytest.raises(SourceDown, match=r"not complete after 0\.5 s"):
+        src.fetch()
+    assert time.monotonic() - started < 3
+
+
+def test_redirect_to_a_non_http_scheme_is_refused(server):
+    server.mode = "redirect-file"
+    src = HttpSource(url_of(server), feed(url_of(server)))
+    with pytest.raises(SourceDown):
+        src.fetch()
+
+
+def test_backoff_while_the_feed_is_down(server):
+    server.mode = "down"
+    src = HttpSource(url_of(server), feed(url_of(server), backoff_max=60))
+    with pytest.raises(SourceDown, match="HTTP 503"):
+        src.fetch()
+    seen = len(FeedHandler.requests_seen)
+    assert src.backing_off
+    assert src.fetch() is None  # within the backoff window: no request at all
+    assert len(FeedHandler.requests_seen) == seen
+    src._retry_at = 0  # the window has passed
+    server.mode = "plain"
+    assert src.fetch() is not None
+    assert not src.backing_off
+
+
+def test_connection_refused_is_source_down():
+    src = HttpSource("http://127.0.0.1:9/feed", feed("http://127.0.0.1:9/feed", connect_timeout=1))
+    with pytest.raises(SourceDown, match="ConnectionError"):
+        src.fetch()
+
+
+def test_file_source_reads_only_changes(tmp_path: Path):
+    path = tmp_path / "feed.json"
+    path.write_bytes(b"one")
+    src = FileSource(path, 100)
+    assert src.fetch().body == b"one"
+    assert src.fetch() is None
+    path.write_bytes(b"two!")
+    assert src.fetch().body == b"two!"
+    os.utime(path, ns=(1, 1))  # touched but the same bytes
+    assert src.fetch() is None
+    src.forget()
+    assert src.fetch().body == b"two!"
+    path.unlink()
+    with pytest.raises(SourceDown, match="cannot read"):
+        src.fetch()
+
+
+def test_replay_source_hands_out_files_in_lexical_order_and_resumes(tmp_path: Path):
+    for name in ("10-b.json", "02-a.json", "11-c.csv", "notes.txt"):
+        (tmp_path / name).write_text(name)
+    src = ReplaySource(tmp_path, 1000)
+    assert [src.fetch().name for _ in range(3)] == ["02-a.json", "10-b.json", "11-c.csv"]
+    assert src.fetch() is None
+    resumed = make_source(FeedConfig(source=str(tmp_path)), tmp_path, resume_after="10-b.json")
+    assert resumed.fetch().name == "11-c.csv"
