@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -12,14 +13,21 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
-from broadcaster.config import Config, ConfigError, load_config
+from broadcaster.config import (
+    LANGUAGES,
+    PLATFORM_NAMES,
+    AccountConfig,
+    Config,
+    ConfigError,
+    load_config,
+)
 from broadcaster.events import EventKind
 from broadcaster.logs import setup_logging
 from broadcaster.parsers import FeedError, parse
 from broadcaster.paths import DEMO_SNAPSHOTS
-from broadcaster.pipeline import TEST_MARKER, CycleResult
+from broadcaster.pipeline import CycleResult
 from broadcaster.rehearsal import RehearsalReport, rehearse
-from broadcaster.render import Renderer, RenderError
+from broadcaster.render import RenderError
 from broadcaster.samples import SampleError, sample_vars
 
 EXIT_CONFIG = 2
@@ -214,6 +222,33 @@ def run(ctx: click.Context, config_path: Path | None, dry_run: bool) -> None:
 # -- operators' tools ------------------------------------------------------------------------
 
 
+def _account_for(
+    config: Config, platform: str | None, account_name: str | None, lang: str | None
+) -> AccountConfig:
+    """The account a preview speaks for: the named one, else the first on the platform, else a
+    stand-in dry-run account; --lang overrides its language."""
+    account = None
+    if account_name is not None:
+        account = next((a for a in config.accounts if a.name == account_name), None)
+        if account is None:
+            names = ", ".join(a.name for a in config.accounts)
+            err.print(f"[red]no account {account_name!r} in the configuration ({names})[/]")
+            raise SystemExit(EXIT_CONFIG)
+        if platform is not None and platform != account.platform:
+            err.print(f"[red]account {account_name!r} is on {account.platform}, not {platform}[/]")
+            raise SystemExit(EXIT_CONFIG)
+    elif platform is not None:
+        account = next((a for a in config.accounts if a.platform == platform), None)
+        if account is None:
+            account = AccountConfig(name=f"{platform}-preview", platform=platform)  # type: ignore[arg-type]
+    else:
+        err.print("[red]give --platform or --account[/]")
+        raise SystemExit(EXIT_CONFIG)
+    if lang is not None:
+        account = account.model_copy(update={"language": lang})
+    return account
+
+
 @main.command()
 @click.option(
     "--snapshot",
@@ -221,9 +256,9 @@ def run(ctx: click.Context, config_path: Path | None, dry_run: bool) -> None:
     required=True,
     type=click.Path(path_type=Path, exists=True, dir_okay=False),
 )
-@click.option(
-    "--platform", required=True, type=click.Choice(["facebook", "youtube", "tiktok", "x", "dryrun"])
-)
+@click.option("--platform", type=click.Choice(PLATFORM_NAMES), default=None)
+@click.option("--account", "account_name", default=None, help="Preview as this configured account.")
+@click.option("--lang", type=click.Choice(LANGUAGES), default=None, help="Language of the post.")
 @click.option(
     "--event",
     "kind",
@@ -232,16 +267,33 @@ def run(ctx: click.Context, config_path: Path | None, dry_run: bool) -> None:
     help="Event kind. Default: called if the contest is called, else progress.",
 )
 @click.option("--contest", "contest_id", default=None, help="Contest id as the feed gives it.")
+@click.option(
+    "--image",
+    "image_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Also draw the post's result card into this file.",
+)
 @config_option
 def preview(
     snapshot_path: Path,
-    platform: str,
+    platform: str | None,
+    account_name: str | None,
+    lang: str | None,
     kind: str | None,
     contest_id: str | None,
+    image_path: Path | None,
     config_path: Path | None,
 ) -> None:
-    """Print the post the templates would produce for one snapshot."""
+    """Print exactly what an account would post for one snapshot (and draw its card)."""
+    from broadcaster.cards import CardStyle, render_card
+    from broadcaster.compose import Composer, locale_for
+    from broadcaster.pipeline import rules_from
+    from broadcaster.publishers import capabilities_for
+    from broadcaster.samples import display_from
+
     config = _load(config_path)
+    account = _account_for(config, platform, account_name, lang)
     try:
         snapshot = parse(
             snapshot_path.read_bytes(), config.feed.format, default_tz=config.election.tz
@@ -249,37 +301,90 @@ def preview(
     except FeedError as exc:
         err.print(f"[red]{snapshot_path}: {exc.problem}[/]")
         raise SystemExit(1) from None
+    if config.feed.is_test and not snapshot.is_test:
+        snapshot = replace(snapshot, is_test=True)
     if kind is None:
         contest = snapshot.contest(contest_id) if contest_id else snapshot.contests[0]
-        kind = (
-            EventKind.CALLED.value
-            if contest is not None and contest.called
-            else EventKind.PROGRESS.value
-        )
-    from broadcaster.pipeline import rules_from
-
-    folders = [config.path(config.templates.dir)]
-    account = next((a for a in config.accounts if a.platform == platform), None)
-    if account is not None:
-        folders.insert(0, config.path(account.templates))
-    renderer = Renderer([f for f in folders if f is not None])
+        called = contest is not None and contest.called
+        kind = EventKind.CALLED.value if called else EventKind.PROGRESS.value
+    composer = Composer(config, dry_run=True)
     try:
-        _event, variables = sample_vars(
+        event, variables = sample_vars(
             snapshot,
             EventKind(kind),
             contest_id=contest_id,
             timezone=config.election.timezone,
-            account={"name": account.name if account else platform, "platform": platform},
             rules=rules_from(config),
             election_name=config.election.name,
+            issuer=config.election.issuer,
+            display=display_from(config),
         )
-        text = renderer.render(platform, kind, variables)
+        parts = composer.compose_text(event, account, variables)
     except (SampleError, RenderError) as exc:
-        err.print(f"[red]{exc}[/]")
+        err.print(f"[red]{exc}[/]", markup=True)
         raise SystemExit(1) from None
-    if snapshot.is_test or config.feed.is_test:
-        text = f"{TEST_MARKER} {text}"
-    out.print(text, markup=False)
+    for i, part in enumerate(parts):
+        if i:
+            out.print("\n--- reply ---\n", markup=False)
+        if part.title:
+            out.print(f"[title] {part.title}", markup=False)
+        out.print(part.text, markup=False)
+    if image_path is not None:
+        spec = capabilities_for(account.platform).card
+        if spec is None:
+            err.print(f"[yellow]{account.platform} takes no images; drawing a square card[/]")
+            from broadcaster.publishers.base import CardSpec
+
+            spec = CardSpec("PNG", 1080, 1080)
+        fmt = "JPEG" if image_path.suffix.lower() in (".jpg", ".jpeg") else "PNG"
+        render_card(
+            variables,
+            replace(spec, format=fmt),
+            locale_for(config, account),
+            CardStyle.from_config(config.cards, config.base_dir),
+            image_path,
+        )
+        err.print(f"card written to {image_path}")
+
+
+@main.group()
+def templates() -> None:
+    """Check the templates operators edit."""
+
+
+@templates.command(name="lint")
+@config_option
+@click.option(
+    "--snapshot",
+    "snapshot_path",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    default=None,
+    help="Check against this snapshot instead of the bundled demo night.",
+)
+def templates_lint(config_path: Path | None, snapshot_path: Path | None) -> None:
+    """Render every template of every account against sample contexts; report path:line."""
+    from broadcaster.lint import lint_templates
+
+    config = _load(config_path)
+    snapshots = None
+    if snapshot_path is not None:
+        try:
+            snapshots = [
+                parse(snapshot_path.read_bytes(), config.feed.format, default_tz=config.election.tz)
+            ]
+        except FeedError as exc:
+            err.print(f"[red]{snapshot_path}: {exc.problem}[/]")
+            raise SystemExit(1) from None
+    report = lint_templates(config, snapshots)
+    for problem in report.problems:
+        click.echo(problem)
+    summary = (
+        f"{report.templates} templates, {report.renders} renders: {len(report.problems)} problems"
+    )
+    if report.problems:
+        err.print(f"[red]{summary}[/]")
+        raise SystemExit(1)
+    out.print(summary)
 
 
 @main.command()
@@ -313,6 +418,8 @@ def _print_status(report: dict[str, Any]) -> None:
     out.print(table)
     for item in report["held"]:
         out.print(f"  [yellow]held[/] #{item['id']} {item['account']}: {item['reason']}")
+    for problem in report["template_problems"]:
+        out.print(f"  [red]template[/] {problem}")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -85,9 +85,51 @@ class EventsConfig(_Strict):
         return timedelta(seconds=self.tally_every) if self.tally_every else None
 
 
+LANGUAGES = ("en", "ms", "km")
+
+
 class TemplatesConfig(_Strict):
     dir: str | None = None  # the operators' own folder; files there override the defaults
-    language: str = "en"
+    language: Literal["en", "ms", "km"] = "en"
+    khmer_digits: bool = False  # write numbers with Khmer digits (០១២៣...)
+    time_format: str = "HH:mm"  # a CLDR pattern, see docs/templates.md
+    date_format: str = "long"
+    # What to do with a post over the platform's limit, per "<platform>/<event kind>":
+    # fail (never post it; the default), shorten (at a word boundary, with "…"), or thread.
+    overflow: dict[str, Literal["fail", "shorten", "thread"]] = Field(default_factory=dict)
+    render_seconds: float = Field(default=1.0, gt=0, le=30)  # a render taking longer is stopped
+
+    @field_validator("overflow")
+    @classmethod
+    def _overflow_keys(cls, value: dict[str, str]) -> dict[str, str]:
+        kinds = {k.value for k in EventKind}
+        for key in value:
+            platform, _, kind = key.partition("/")
+            if platform not in PLATFORM_NAMES or kind not in kinds:
+                raise ValueError(
+                    f"keys are '<platform>/<event kind>' such as 'x/progress', got {key!r}"
+                )
+        return value
+
+
+class PartyDisplayConfig(_Strict):
+    """How to show a party or coalition, whatever the feed calls it."""
+
+    name: str | None = None
+    short: str | None = None
+    color: str | None = Field(default=None, pattern=r"^#?[0-9A-Fa-f]{6}$")
+
+
+class CardsConfig(_Strict):
+    """Result-card images for the platforms that take media."""
+
+    enabled: bool = True
+    title: str | None = None  # shown at the top of every card; default: the election's name
+    logo: str | None = None  # a PNG file shown in the top corner
+    background: str = Field(default="#FFFFFF", pattern=r"^#[0-9A-Fa-f]{6}$")
+    foreground: str = Field(default="#1A1A1A", pattern=r"^#[0-9A-Fa-f]{6}$")
+    accent: str = Field(default="#1F4E79", pattern=r"^#[0-9A-Fa-f]{6}$")
+    dir: str = "cards"  # where rendered cards are written
 
 
 class DatabaseConfig(_Strict):
@@ -111,9 +153,11 @@ class AccountConfig(BaseModel):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
     platform: Literal["facebook", "youtube", "tiktok", "x", "dryrun"]
     dry_run: bool = True
-    language: str | None = None
+    language: Literal["en", "ms", "km"] | None = None  # default: [templates] language
+    khmer_digits: bool | None = None  # default: [templates] khmer_digits
     templates: str | None = None  # a template folder for this account only
     events: list[EventKind] | None = None  # which event kinds to post; all when absent
+    cards: bool | None = None  # attach result cards where the platform takes media
 
     @property
     def settings(self) -> dict[str, Any]:
@@ -131,6 +175,10 @@ class Config(_Strict):
     database: DatabaseConfig = Field(default_factory=DatabaseConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
     dispatch: DispatchConfig = Field(default_factory=DispatchConfig)
+    cards: CardsConfig = Field(default_factory=CardsConfig)
+    # Text limits overriding the platforms' own, e.g. x = 280, tiktok_title = 90.
+    limits: dict[str, int] = Field(default_factory=dict)
+    parties: dict[str, PartyDisplayConfig] = Field(default_factory=dict)
     accounts: list[AccountConfig] = Field(min_length=1)
     # Where the file was read from; relative paths resolve against it. Not a TOML key.
     base_dir: Path = Field(default=Path("."), exclude=True)
@@ -143,6 +191,14 @@ class Config(_Strict):
                 raise ValueError(f"accounts: two accounts are named {account.name!r}")
             seen.add(account.name)
         return self
+
+    def language_of(self, account: AccountConfig) -> str:
+        return account.language or self.templates.language
+
+    def khmer_digits_of(self, account: AccountConfig) -> bool:
+        if account.khmer_digits is not None:
+            return account.khmer_digits
+        return self.templates.khmer_digits
 
     def path(self, value: str | None) -> Path | None:
         """A configured path, resolved against the configuration file's folder."""

@@ -12,6 +12,8 @@ template is a plain attribute lookup (fast, and refused for anything starting wi
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -71,30 +73,62 @@ def _share(votes: int, total: int) -> float | None:
     return 100.0 * votes / total if total > 0 else None
 
 
+@dataclass(frozen=True, slots=True)
+class Display:
+    """How the configuration wants a party or coalition shown (any field may be absent)."""
+
+    name: str | None = None
+    short: str | None = None
+    color: str | None = None
+
+
+NO_DISPLAY: Mapping[str, Display] = {}
+
+
 def _selection_view(
-    s: Selection, total: int, parties: dict[str, list[Any]], coalitions: dict[str, list[Any]]
+    s: Selection,
+    total: int,
+    parties: dict[str, list[Any]],
+    coalitions: dict[str, list[Any]],
+    display: Mapping[str, Display],
 ) -> View:
     party = parties.get(s.party_id) if s.party_id else None
+    shown = display.get(s.party_id) if s.party_id else None
     coalition = coalitions.get(party[2]) if party and party[2] else None
+    coalition_shown = display.get(party[2]) if party and party[2] else None
+    party_name = (shown and shown.name) or (party[0] if party else None)
+    # A party-list selection is named after its party: show the configured name there too.
+    name = (shown.name if shown and shown.name and party and s.name == party[0] else None) or s.name
     return View(
         id=s.id,
-        name=s.name,
+        name=name,
         votes=s.votes,
         share=_share(s.votes, total),
-        party=party[0] if party else None,
+        party=party_name,
         party_id=s.party_id,
-        party_abbr=(party[1] or party[0]) if party else None,
-        coalition=coalition[0] if coalition else None,
+        party_abbr=(shown and shown.short) or ((party[1] or party[0]) if party else None),
+        party_color=_color((shown and shown.color) or (party[3] if party else None)),
+        coalition=(coalition_shown and coalition_shown.name)
+        or (coalition[0] if coalition else None),
         winner=s.winner,
         seats=s.seats,
     )
 
 
+def _color(value: str | None) -> str | None:
+    if not value:
+        return None
+    return value if value.startswith("#") else f"#{value}"
+
+
 def contest_view(
-    contest: Contest, parties: dict[str, list[Any]], coalitions: dict[str, list[Any]]
+    contest: Contest,
+    parties: dict[str, list[Any]],
+    coalitions: dict[str, list[Any]],
+    display: Mapping[str, Display] = NO_DISPLAY,
 ) -> View:
     total = contest.total_votes
-    ranked = [_selection_view(s, total, parties, coalitions) for s in contest.ranked()]
+    ranked = [_selection_view(s, total, parties, coalitions, display) for s in contest.ranked()]
     leader = contest.leader
     ballots = contest.ballots_cast
     return View(
@@ -116,27 +150,43 @@ def contest_view(
     )
 
 
-def tally_view(tally: Tally) -> View:
-    parties = [View(id=p.id, name=p.name, seats=p.seats) for p in tally.parties]
+def tally_view(tally: Tally, display: Mapping[str, Display] = NO_DISPLAY) -> View:
+    def seat_view(c: Any) -> View:
+        shown = display.get(c.id)
+        return View(
+            id=c.id,
+            name=(shown and shown.name) or c.name,
+            short=(shown and shown.short) or c.name,
+            color=_color(shown.color) if shown else None,
+            seats=c.seats,
+        )
+
+    parties = [seat_view(p) for p in tally.parties]
     return View(
         total_seats=tally.total_seats,
         declared_seats=tally.declared_seats,
         majority=tally.majority,
         parties=parties,
-        coalitions=[View(id=c.id, name=c.name, seats=c.seats) for c in tally.coalitions],
+        coalitions=[seat_view(c) for c in tally.coalitions],
         leader=parties[0] if parties else None,
         contests_called=tally.contests_called,
         contests_total=tally.contests_total,
     )
 
 
-def shared_vars(shared: dict[str, Any], timezone: str) -> dict[str, View]:
+def shared_vars(
+    shared: dict[str, Any], timezone: str, display: Mapping[str, Display] = NO_DISPLAY
+) -> dict[str, Any]:
     """`election` and `tally` variables from a stored snapshot context (built once per snapshot)."""
     election = View(shared["election"])
     election["generated_at"] = datetime.fromisoformat(election["generated_at"]).astimezone(
         ZoneInfo(timezone)
     )
-    return {"election": election, "tally": tally_view(Tally.from_dict(shared["tally"]))}
+    return {
+        "election": election,
+        "tally": tally_view(Tally.from_dict(shared["tally"]), display),
+        "display": display,
+    }
 
 
 def template_vars(
@@ -152,7 +202,12 @@ def template_vars(
     parties = captured["parties"]
     coalitions = captured["coalitions"]
     raw = captured["contest"]
-    cview = contest_view(contest_from_list(raw), parties, coalitions) if raw is not None else None
+    display = shared.get("display", NO_DISPLAY)
+    cview = (
+        contest_view(contest_from_list(raw), parties, coalitions, display)
+        if raw is not None
+        else None
+    )
 
     ev = View(kind=event.kind.value, key=event.key, at=event.at.astimezone(tz))
     data = event.data
@@ -174,8 +229,12 @@ def template_vars(
     elif event.kind is EventKind.TALLY:
         ev["final"] = bool(data.get("final"))
     elif event.kind is EventKind.MAJORITY:
+        shown = display.get(data["holder"])
         ev["holder"] = View(
-            name=data["name"], seats=data["seats"], is_coalition=bool(data.get("is_coalition"))
+            id=data["holder"],
+            name=(shown and shown.name) or data["name"],
+            seats=data["seats"],
+            is_coalition=bool(data.get("is_coalition")),
         )
 
     return {

@@ -18,6 +18,7 @@ from types import FrameType
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.blocking import BlockingScheduler
 
+from broadcaster.cardmaker import CardMaker
 from broadcaster.clock import WallClock
 from broadcaster.config import Config
 from broadcaster.dispatcher import Dispatcher
@@ -44,8 +45,16 @@ class Daemon:
         self.source = make_source(
             config.feed, config.base_dir, resume_after=self.pipeline.last_source_name
         )
+        cards_dir = config.path(config.cards.dir) or Path("cards")
+        cards = CardMaker(config, self.store, cards_dir) if config.cards.enabled else None
         self.dispatcher = Dispatcher(
-            config, self.store, clock=self.clock, env=env, dry_run=dry_run, stop=self.stop
+            config,
+            self.store,
+            clock=self.clock,
+            env=env,
+            dry_run=dry_run,
+            stop=self.stop,
+            cards=cards,
         )
         interval = config.feed.poll_interval
         self.executor = ThreadPoolExecutor(max_workers=2)

@@ -10,10 +10,11 @@ from __future__ import annotations
 import logging
 import random
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from broadcaster.cardmaker import CardMaker
 from broadcaster.clock import Clock
 from broadcaster.config import AccountConfig, Config
 from broadcaster.publishers import (
@@ -25,6 +26,7 @@ from broadcaster.publishers import (
     Reauthorize,
     Rejected,
     RetryLater,
+    capabilities_for,
     create_publisher,
 )
 from broadcaster.store import PostState, Store
@@ -48,7 +50,7 @@ class DispatchStats:
         self.held += other.held
 
 
-def post_from_row(row: Any, attempt: int | None = None) -> Post:
+def post_from_row(row: Any, attempt: int | None = None, *, reply_to: str | None = None) -> Post:
     return Post(
         outbox_id=row.id,
         idempotency_key=row.idempotency_key,
@@ -61,6 +63,8 @@ def post_from_row(row: Any, attempt: int | None = None) -> Post:
         created_at=row.created_at,
         media=tuple(row.media or ()),
         attempt=attempt if attempt is not None else row.attempts,
+        title=row.title,
+        reply_to=reply_to,
     )
 
 
@@ -79,6 +83,7 @@ class Dispatcher:
         env: PublisherEnv,
         dry_run: bool,
         stop: threading.Event | None = None,
+        cards: CardMaker | None = None,
     ) -> None:
         self.config = config
         self.store = store
@@ -88,6 +93,7 @@ class Dispatcher:
         self.stop = stop or threading.Event()
         self.accounts: dict[str, AccountConfig] = {a.name: a for a in config.accounts}
         self._publishers: dict[str, Publisher] = {}
+        self.cards = cards
 
     def publisher(self, account_name: str) -> Publisher:
         pub = self._publishers.get(account_name)
@@ -148,12 +154,45 @@ class Dispatcher:
         for row in rows:
             if self.stop.is_set():
                 break
+            reply_to = None
+            if row.thread_parent:
+                parent = self.store.post_by_key(row.thread_parent)
+                if parent is None or parent.state in (PostState.FAILED, PostState.CANCELLED):
+                    self.store.mark_failed(row.id, "the previous part of its thread was not posted")
+                    stats.failed += 1
+                    continue
+                if parent.state != PostState.SENT:
+                    continue  # a thread goes out in order: wait for the previous part
+                reply_to = parent.platform_post_id
+            media = tuple(row.media or ())
+            if row.wants_card and not media and self.cards is not None:
+                made = self._card(row)
+                if made is None:
+                    stats.held += 1
+                    continue
+                media = made
             attempt = self.store.claim(row.id, self.clock.now())
             if attempt is None:
                 continue
-            post = post_from_row(row, attempt)
+            post = replace(post_from_row(row, attempt, reply_to=reply_to), media=media)
             stats.add(self._send(post))
         return stats
+
+    def _card(self, row: Any) -> tuple[str, ...] | None:
+        """Draw the post's card before it is claimed; None when the post had to be held."""
+        account = self.accounts[row.account]
+        assert self.cards is not None
+        try:
+            path = self.cards.card_for(row, account)
+        except Exception as exc:  # a card must never take the dispatcher down
+            if capabilities_for(account.platform).requires_media:
+                self.store.mark_held(row.id, f"card: {exc}")
+                log.error("post %d held: its card failed: %s", row.id, exc)
+                return None
+            log.warning("post %d goes out without its card: %s", row.id, exc)
+            return ()
+        self.store.set_media(row.id, [str(path)])
+        return (str(path),)
 
     def drain(self) -> DispatchStats:
         """Dispatch until nothing is due (a rehearsal's step)."""

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from broadcaster.clock import Clock
-from broadcaster.config import AccountConfig, Config
+from broadcaster.compose import TEMPLATE_REASON, Composer
+from broadcaster.config import Config
 from broadcaster.context import (
-    View,
     event_context,
     shared_vars,
     snapshot_context,
@@ -29,15 +29,13 @@ from broadcaster.events import Event, EventKind
 from broadcaster.model import Snapshot
 from broadcaster.parsers import FeedError, parse
 from broadcaster.planner import plan
-from broadcaster.publishers import capabilities_for
-from broadcaster.render import Renderer, RenderError
+from broadcaster.samples import display_from
 from broadcaster.sources import Fetched, Source, SourceDown
 from broadcaster.store import NewPost, PostState, Store
 from broadcaster.tally import compute_tally
 
 log = logging.getLogger(__name__)
 
-TEST_MARKER = "[TEST]"
 CHUNK = 2000  # events rendered and written per step of a large cycle
 
 
@@ -99,33 +97,22 @@ class Pipeline:
         self.dry_run = dry_run
         self.rules = rules_from(config)
         self.state = restore_state(store, self.rules)
-        self._renderers: dict[str, Renderer] = {}
+        self.composer = Composer(config, dry_run=dry_run)
+        self.display = display_from(config)
         self._last_fingerprint: str | None = None
-        for account in config.accounts:
-            kinds = [k.value for k in EventKind if account.wants(k)]
-            for problem in self.renderer(account).preload(account.platform, kinds):
-                log.error("template problem for %s: %s", account.name, problem)
+        self.composer.preload()
+        self._publish_template_problems()
 
     @property
     def last_source_name(self) -> str | None:
         last = self.store.last_accepted()
         return last[1] if last else None
 
-    def renderer(self, account: AccountConfig) -> Renderer:
-        renderer = self._renderers.get(account.name)
-        if renderer is None:
-            folders = [
-                self.config.path(account.templates),
-                self.config.path(self.config.templates.dir),
-            ]
-            renderer = Renderer([f for f in folders if f is not None])
-            self._renderers[account.name] = renderer
-        return renderer
-
     # -- the cycle --
 
     def poll(self, source: Source) -> CycleResult:
         """Fetch once and ingest what came; never raises for feed problems."""
+        self.maintain_templates()
         try:
             fetched = source.fetch()
         except SourceDown as exc:
@@ -185,9 +172,7 @@ class Pipeline:
                 election_name=self.config.election.name,
                 issuer=self.config.election.issuer,
             )
-            views = shared_vars(shared, self.config.election.timezone)
-            for renderer in self._renderers.values():
-                renderer.refresh()
+            views = shared_vars(shared, self.config.election.timezone, self.display)
             render_time = 0.0
             added = 0
             with self.store.transaction() as conn:
@@ -279,48 +264,46 @@ class Pipeline:
                     event, contexts[event.key], views, timezone=self.config.election.timezone
                 )
                 per_event[event.key] = variables
-            out.append(self.render_post(event, intent.account, variables, intent.idempotency_key))
+            out.extend(
+                self.composer.compose(event, intent.account, variables, intent.idempotency_key)
+            )
         return out
 
-    def render_post(
-        self, event: Event, account: AccountConfig, variables: dict[str, Any], key: str
-    ) -> NewPost:
-        """Render one post; a template problem holds the post with the reason instead of failing."""
-        variables = {**variables, "account": View(name=account.name, platform=account.platform)}
-        dry = self.dry_run or account.dry_run
-        try:
-            text = self.renderer(account).render(account.platform, event.kind.value, variables)
-        except RenderError as exc:
-            log.error("template problem, post held: %s", exc, extra={"account": account.name})
-            return NewPost(
-                key,
-                event.key,
-                account.name,
-                account.platform,
-                None,
-                (),
-                dry,
-                PostState.HELD,
-                f"template: {exc}",
+    # -- templates edited on a live system --
+
+    def maintain_templates(self) -> int:
+        """Hot reload (once per cycle): switch to edited templates that pass lint, then render
+        again the posts that were held for a template problem. Returns posts released."""
+        changed = self.composer.refresh()
+        self._publish_template_problems()
+        if not changed:
+            return 0
+        return self.rerender_held()
+
+    def rerender_held(self) -> int:
+        """Render again every post held for a template problem; those that now work go out."""
+        released = 0
+        accounts = {a.name: a for a in self.config.accounts}
+        shared_cache: dict[int, dict[str, Any]] = {}
+        for row in self.store.held_for_templates(TEMPLATE_REASON):
+            account = accounts.get(row.account)
+            if account is None or "#" in row.idempotency_key:
+                continue
+            stored = self.store.event_with_context(row.event_id)
+            views = shared_cache.get(id(stored.shared))
+            if views is None:
+                views = shared_vars(stored.shared, self.config.election.timezone, self.display)
+            variables = template_vars(
+                stored.event, stored.context, views, timezone=self.config.election.timezone
             )
-        if variables["election"]["is_test"] and not text.startswith(TEST_MARKER):
-            text = f"{TEST_MARKER} {text}"
-        limit = capabilities_for(account.platform).text_limit
-        if len(text) > limit:
-            reason = (
-                f"template: {account.platform}/{event.kind.value}.j2: {len(text)} characters, "
-                f"over the limit of {limit}"
-            )
-            log.error("post held: %s", reason, extra={"account": account.name})
-            return NewPost(
-                key,
-                event.key,
-                account.name,
-                account.platform,
-                text,
-                (),
-                dry,
-                PostState.HELD,
-                reason,
-            )
-        return NewPost(key, event.key, account.name, account.platform, text, (), dry)
+            rows = self.composer.compose(stored.event, account, variables, row.idempotency_key)
+            self.store.replace_held(row.id, rows)
+            if rows[0].state == PostState.PENDING:
+                released += 1
+                log.info("post %d released after a template fix", row.id)
+        return released
+
+    def _publish_template_problems(self) -> None:
+        problems = self.composer.problems()
+        if problems != self.store.get_state("template_problems", []):
+            self.store.put_state("template_problems", problems)

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from broadcaster.cardmaker import CardMaker
 from broadcaster.clock import FeedClock
 from broadcaster.config import Config, DatabaseConfig, OutputConfig
 from broadcaster.dispatcher import Dispatcher
@@ -46,6 +47,7 @@ def rehearsal_config(config: Config, out_dir: Path) -> Config:
     return config.with_overrides(
         database=DatabaseConfig(url=f"sqlite:///{(out_dir / 'state.db').resolve()}"),
         output=OutputConfig(posts=str((out_dir / "posts.jsonl").resolve())),
+        cards=config.cards.model_copy(update={"dir": str((out_dir / "cards").resolve())}),
     )
 
 
@@ -83,7 +85,8 @@ def rehearse(
     pipeline = Pipeline(config, store, clock=clock, dry_run=True)
     if pipeline.state.previous is not None:
         clock.advance_to(pipeline.state.previous.generated_at)
-    dispatcher = Dispatcher(config, store, clock=clock, env=env, dry_run=True)
+    cards = CardMaker(config, store, out_dir / "cards") if config.cards.enabled else None
+    dispatcher = Dispatcher(config, store, clock=clock, env=env, dry_run=True, cards=cards)
     report = RehearsalReport(out_dir=out_dir)
     try:
         report.sent += dispatcher.recover().sent
@@ -120,26 +123,25 @@ def rehearse(
             report.sent += dispatcher.drain().sent
             if on_step is not None:
                 on_step(path, result)
-        _summarise(store, report)
+        _summarise(store, report, {a.name for a in config.accounts})
     finally:
         dispatcher.close()
         store.close()
     return report
 
 
-def _summarise(store: Store, report: RehearsalReport) -> None:
+def _summarise(store: Store, report: RehearsalReport, accounts: set[str]) -> None:
     for (platform, kind, state), n in store.count_posts().items():
         if state == PostState.SENT:
             report.table[(platform, kind)] = report.table.get((platform, kind), 0) + n
     for state in (PostState.PENDING, PostState.HELD, PostState.SENDING, PostState.FAILED):
         for row in store.posts_in_state(state):
-            why = (
-                row.hold_reason
-                or row.last_error
-                or (
-                    f"due at {row.not_before.isoformat()}"
-                    if row.not_before
-                    else "not yet dispatched"
-                )
-            )
+            if row.account not in accounts:
+                why = "its account is not in this configuration"
+            elif row.hold_reason or row.last_error:
+                why = row.hold_reason or row.last_error
+            elif row.not_before is not None:
+                why = f"due at {row.not_before.isoformat()}"
+            else:
+                why = "not yet sent"
             report.waiting.append((row.id, row.account, state, why))

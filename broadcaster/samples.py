@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-from broadcaster.context import event_context, shared_vars, snapshot_context, template_vars
+from collections.abc import Mapping
+from functools import cache
+
+from broadcaster.config import Config
+from broadcaster.context import (
+    Display,
+    event_context,
+    shared_vars,
+    snapshot_context,
+    template_vars,
+)
 from broadcaster.differ import DiffRules, outcome
 from broadcaster.events import Event, EventKind
 from broadcaster.model import Contest, ContestKind, Snapshot
@@ -21,6 +31,8 @@ def pick_contest(snapshot: Snapshot, contest_id: str | None, kind: EventKind) ->
         if contest is None:
             known = ", ".join(c.id for c in snapshot.contests[:10])
             raise SampleError(f"no contest {contest_id!r} in this snapshot (first ids: {known})")
+        if kind in (EventKind.CALLED, EventKind.CORRECTED) and not contest.called:
+            raise SampleError(f"{contest_id} has not been called in this snapshot, so no {kind}")
         return contest
     wanted_called = kind in (EventKind.CALLED, EventKind.CORRECTED)
     for contest in snapshot.contests:
@@ -110,12 +122,75 @@ def sample_vars(
     rules: DiffRules | None = None,
     election_name: str | None = None,
     issuer: str | None = None,
+    display: Mapping[str, Display] | None = None,
 ) -> tuple[Event, dict[str, object]]:
     event = sample_event(snapshot, kind, contest_id, rules)
     tally = compute_tally(snapshot, (rules or DiffRules()).majority_seats)
     shared = snapshot_context(snapshot, tally, election_name=election_name, issuer=issuer)
-    views = shared_vars(shared, timezone)
+    views = shared_vars(shared, timezone, display or {})
     variables = template_vars(
         event, event_context(event, snapshot), views, timezone=timezone, account=account
     )
     return event, variables
+
+
+@cache
+def _demo_snapshots() -> tuple[Snapshot, Snapshot]:
+    """A snapshot from the middle of the bundled night and its last one."""
+    from broadcaster.parsers import parse
+    from broadcaster.paths import DEMO_SNAPSHOTS
+
+    files = sorted(DEMO_SNAPSHOTS.glob("*.json"))
+    return parse(files[len(files) // 2].read_bytes()), parse(files[-1].read_bytes())
+
+
+def display_from(config: Config) -> dict[str, Display]:
+    return {pid: Display(d.name, d.short, d.color) for pid, d in config.parties.items()}
+
+
+def lint_variables(kind: str, config: Config) -> list[dict[str, object]]:
+    """A few realistic contexts for `kind` (candidate and party-list contests, partial and final
+    tallies), from the bundled fictional night: what a template is checked against before use."""
+    key = (kind, config.election.timezone, tuple(sorted(config.parties)))
+    cached = _LINT_CACHE.get(key)
+    if cached is not None:
+        return cached
+    mid, final = _demo_snapshots()
+    event_kind = EventKind(kind)
+    out: list[dict[str, object]] = []
+    display = display_from(config)
+    for snapshot in (mid, final):
+        contests: list[str | None] = [None]
+        if event_kind in CONTEST_KINDS:
+            contests = [
+                c.id
+                for c in (
+                    _first(snapshot, ContestKind.CANDIDATE),
+                    _first(snapshot, ContestKind.PARTY),
+                )
+                if c is not None
+            ]
+        for contest_id in contests:
+            try:
+                _, variables = sample_vars(
+                    snapshot,
+                    event_kind,
+                    contest_id=contest_id,
+                    timezone=config.election.timezone,
+                    display=display,
+                )
+            except SampleError:
+                continue
+            out.append(variables)
+    _LINT_CACHE[key] = out
+    return out
+
+
+_LINT_CACHE: dict[tuple[object, ...], list[dict[str, object]]] = {}
+
+
+def _first(snapshot: Snapshot, kind: ContestKind) -> Contest | None:
+    for contest in snapshot.contests:
+        if contest.kind is kind and (contest.leader is not None or contest.called):
+            return contest
+    return None

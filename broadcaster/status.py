@@ -39,6 +39,7 @@ def collect_status(config: Config) -> dict[str, Any]:
                 .limit(20)
             ).all()
         accepted, rejected = store.snapshot_counts()
+        template_problems = store.get_state("template_problems", [])
     finally:
         store.close()
     outbox: dict[tuple[str, str], dict[str, int]] = {}
@@ -57,4 +58,5 @@ def collect_status(config: Config) -> dict[str, Any]:
         "states": list(PostState.ALL),
         "outbox": outbox,
         "held": [{"id": h.id, "account": h.account, "reason": h.hold_reason} for h in held],
+        "template_problems": template_problems,
     }

@@ -118,6 +118,9 @@ posts = Table(
     Column("not_before", UTCDateTime),
     Column("sent_at", UTCDateTime),
     Column("dry_run", Boolean, nullable=False),
+    Column("title", Text),
+    Column("thread_parent", String(400)),  # the previous part of a thread, posted first
+    Column("wants_card", Boolean, nullable=False, default=False),
 )
 Index("ix_posts_due", posts.c.state, posts.c.priority, posts.c.id)
 
@@ -154,6 +157,9 @@ class NewPost:
     dry_run: bool
     state: str = PostState.PENDING
     hold_reason: str | None = None
+    title: str | None = None
+    thread_parent: str | None = None  # idempotency key of the previous part of a thread
+    wants_card: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -366,6 +372,9 @@ class Store:
                     "created_at": now,
                     "updated_at": now,
                     "dry_run": p.dry_run,
+                    "title": p.title,
+                    "thread_parent": p.thread_parent,
+                    "wants_card": p.wants_card,
                 }
             )
         result = conn.execute(_insert_ignore(conn, posts, "idempotency_key"), rows)
@@ -408,6 +417,17 @@ class Store:
         if row is None:
             return None
         return _event_from_row(row), row.data
+
+    def held_for_templates(self, prefix: str) -> list[Any]:
+        with self.engine.connect() as conn:
+            return list(
+                conn.execute(
+                    select(posts)
+                    .where(posts.c.state == PostState.HELD)
+                    .where(posts.c.hold_reason.startswith(prefix))
+                    .order_by(posts.c.id)
+                ).all()
+            )
 
     def event_with_context(self, event_id: int) -> StoredEvent:
         with self.engine.connect() as conn:
@@ -494,6 +514,42 @@ class Store:
                 .where(posts.c.id == post_id)
                 .values(state=PostState.FAILED, last_error=error, updated_at=_now())
             )
+
+    def post_by_key(self, idempotency_key: str) -> Any:
+        with self.engine.connect() as conn:
+            return conn.execute(
+                select(posts).where(posts.c.idempotency_key == idempotency_key)
+            ).first()
+
+    def replace_held(self, post_id: int, rows: Sequence[NewPost]) -> None:
+        """Swap a held post for its re-rendered version (the first row takes its place; further
+        thread parts are added)."""
+        first, *rest = rows
+        with self.engine.begin() as conn:
+            row = conn.execute(select(posts).where(posts.c.id == post_id)).one()
+            if row.state != PostState.HELD:
+                return  # an operator acted on it meanwhile
+            conn.execute(
+                update(posts)
+                .where(posts.c.id == post_id)
+                .values(
+                    state=first.state,
+                    text=first.text,
+                    title=first.title,
+                    hold_reason=first.hold_reason,
+                    wants_card=first.wants_card,
+                    updated_at=_now(),
+                )
+            )
+            if rest:
+                event = _event_from_row(
+                    conn.execute(select(events).where(events.c.id == row.event_id)).one()
+                )
+                self.insert_posts(conn, rest, {event.key: row.event_id}, {event.key: event})
+
+    def set_media(self, post_id: int, media: Sequence[str]) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(update(posts).where(posts.c.id == post_id).values(media=list(media)))
 
     def mark_held(self, post_id: int, reason: str) -> None:
         with self.engine.begin() as conn:

@@ -53,8 +53,11 @@ def run_cli() -> Callable[..., subprocess.CompletedProcess[str]]:
     return run
 
 
-def write_config(path: Path, *, source: str, extra: str = "", accounts: str | None = None) -> Path:
-    """A small configuration file for tests (dry-run accounts on the four platforms)."""
+def write_config(
+    path: Path, *, source: str, extra: str = "", accounts: str | None = None, cards: bool = False
+) -> Path:
+    """A small configuration file for tests (dry-run accounts on the four platforms). Cards
+    are off unless asked for: drawing hundreds of images would only slow the suite down."""
     accounts = accounts or "".join(
         f'\n[[accounts]]\nname = "{p}-test"\nplatform = "{p}"\ndry_run = true\n'
         for p in ("facebook", "youtube", "tiktok", "x")
@@ -76,6 +79,9 @@ url = "sqlite:///state.db"
 
 [output]
 posts = "posts.jsonl"
+
+[cards]
+enabled = {"true" if cards else "false"}
 {extra}
 {accounts}
 """,

@@ -18,11 +18,25 @@ from tests.conftest import DEMO, broadcaster_cmd, read_jsonl, write_config
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory) -> list[dict]:
+def test_config(tmp_path_factory) -> Path:
+    return write_config(tmp_path_factory.mktemp("cfg") / "c.toml", source="feed")
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, test_config) -> list[dict]:
     """The posts of one uninterrupted fast rehearsal of the demo night."""
     out = tmp_path_factory.mktemp("reference")
     result = subprocess.run(
-        [*broadcaster_cmd(), "rehearse", str(DEMO), "--fast", "--out", str(out)],
+        [
+            *broadcaster_cmd(),
+            "rehearse",
+            str(DEMO),
+            "--fast",
+            "--config",
+            str(test_config),
+            "--out",
+            str(out),
+        ],
         capture_output=True,
         text=True,
         timeout=120,
@@ -49,26 +63,40 @@ def test_demo_runs_from_any_folder_and_summarises(tmp_path: Path, run_cli):
     assert all(r["text"].startswith("[TEST]") for r in records)
 
 
-def test_rehearse_twice_into_the_same_folder_posts_nothing_new(tmp_path: Path, run_cli, reference):
+def test_rehearse_twice_into_the_same_folder_posts_nothing_new(
+    tmp_path: Path, run_cli, reference, test_config
+):
     out = tmp_path / "r"
-    first = run_cli("rehearse", str(DEMO), "--fast", "--out", str(out))
+    first = run_cli(
+        "rehearse", str(DEMO), "--fast", "--config", str(test_config), "--out", str(out)
+    )
     assert first.returncode == 0, first.stderr
     assert signature(read_jsonl(out / "posts.jsonl")) == signature(reference)
-    second = run_cli("rehearse", str(DEMO), "--fast", "--out", str(out))
+    second = run_cli(
+        "rehearse", str(DEMO), "--fast", "--config", str(test_config), "--out", str(out)
+    )
     assert second.returncode == 0, second.stderr
     assert "0 new posts" in second.stdout
     assert "15 already processed" in second.stdout
     assert signature(read_jsonl(out / "posts.jsonl")) == signature(reference)
 
 
-def test_rehearse_names_and_skips_rejected_snapshots(tmp_path: Path, run_cli):
+def test_rehearse_names_and_skips_rejected_snapshots(tmp_path: Path, run_cli, test_config):
     replay = tmp_path / "night"
     shutil.copytree(DEMO, replay)
     (replay / "05-2131-broken.json").write_text(
         '{"@type": "ElectionResults.ElectionReport", "Status"'
     )
     (replay / "07-2231-empty.json").write_text("")
-    result = run_cli("rehearse", str(replay), "--fast", "--out", str(tmp_path / "o"))
+    result = run_cli(
+        "rehearse",
+        str(replay),
+        "--fast",
+        "--config",
+        str(test_config),
+        "--out",
+        str(tmp_path / "o"),
+    )
     assert result.returncode == 0, result.stderr
     assert "rejected 05-2131-broken.json" in result.stdout
     assert "malformed JSON" in result.stdout
@@ -76,9 +104,18 @@ def test_rehearse_names_and_skips_rejected_snapshots(tmp_path: Path, run_cli):
     assert "2 rejected" in result.stdout
 
 
-def test_rehearse_speed_follows_the_feed_clock(tmp_path: Path, run_cli, reference):
+def test_rehearse_speed_follows_the_feed_clock(tmp_path: Path, run_cli, reference, test_config):
     # 15 snapshots 30 minutes apart at 36000x: about 0.05 s between snapshots.
-    result = run_cli("rehearse", str(DEMO), "--speed", "36000", "--out", str(tmp_path / "s"))
+    result = run_cli(
+        "rehearse",
+        str(DEMO),
+        "--speed",
+        "36000",
+        "--config",
+        str(test_config),
+        "--out",
+        str(tmp_path / "s"),
+    )
     assert result.returncode == 0, result.stderr
     records = read_jsonl(tmp_path / "s" / "posts.jsonl")
     assert signature(records) == signature(reference)
@@ -86,10 +123,22 @@ def test_rehearse_speed_follows_the_feed_clock(tmp_path: Path, run_cli, referenc
     assert all(r["published_at"].startswith(("2030-07-28", "2030-07-29")) for r in records)
 
 
-def test_rehearsal_killed_midway_resumes_without_duplicates_or_losses(tmp_path: Path, reference):
+def test_rehearsal_killed_midway_resumes_without_duplicates_or_losses(
+    tmp_path: Path, reference, test_config
+):
     out = tmp_path / "k"
     proc = subprocess.Popen(
-        [*broadcaster_cmd(), "rehearse", str(DEMO), "--speed", "3600", "--out", str(out)],
+        [
+            *broadcaster_cmd(),
+            "rehearse",
+            str(DEMO),
+            "--speed",
+            "3600",
+            "--config",
+            str(test_config),
+            "--out",
+            str(out),
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -100,15 +149,12 @@ def test_rehearsal_killed_midway_resumes_without_duplicates_or_losses(tmp_path: 
     proc.wait(timeout=10)
     partial = read_jsonl(out / "posts.jsonl")
     assert 0 < len(partial) < len(reference)
+    resume = [*broadcaster_cmd(), "rehearse", str(DEMO), "--fast", "--config", str(test_config)]
     result = subprocess.run(
-        [*broadcaster_cmd(), "rehearse", str(DEMO), "--fast", "--out", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+        [*resume, "--out", str(out)], capture_output=True, text=True, timeout=120, check=False
     )
     assert result.returncode == 0, result.stderr
-    assert signature(read_jsonl(out / "posts.jsonl")) == signature(reference)
+    assert signature(read_jsonl(out / "posts.jsonl")) == signature(reference), result.stdout
 
 
 def test_preview_prints_the_post(run_cli):

@@ -9,8 +9,9 @@ import pytest
 from sqlalchemy import select
 
 from broadcaster.clock import FeedClock
+from broadcaster.compose import TEST_MARKER
 from broadcaster.config import Config, load_config
-from broadcaster.pipeline import TEST_MARKER, Pipeline
+from broadcaster.pipeline import Pipeline
 from broadcaster.sources import make_fetched
 from broadcaster.store import PostState, Store, events, posts
 from tests.conftest import write_config
@@ -127,7 +128,7 @@ def test_restart_resumes_from_the_database_without_repeating(config, demo_files)
 
 
 def test_a_broken_template_holds_the_post_instead_of_failing(tmp_path, demo_files):
-    tdir = tmp_path / "tpl" / "x"
+    tdir = tmp_path / "tpl" / "en" / "x"
     tdir.mkdir(parents=True)
     (tdir / "called.j2").write_text("{{ contest.winner_name }}")
     cfg = load_config(

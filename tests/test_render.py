@@ -39,18 +39,22 @@ def test_every_default_template_renders(final_snapshot, platform, kind):
 
 
 def test_strict_undefined_names_file_and_line(tmp_path: Path, final_snapshot):
-    (tmp_path / "x").mkdir()
-    (tmp_path / "x" / "called.j2").write_text("Result\n{{ contest.name }}\n{{ contest.nmae }}\n")
+    (tmp_path / "en" / "x").mkdir(parents=True)
+    (tmp_path / "en" / "x" / "called.j2").write_text(
+        "Result\n{{ contest.name }}\n{{ contest.nmae }}\n"
+    )
     _, variables = sample_vars(final_snapshot, EventKind.CALLED)
     with pytest.raises(RenderError) as info:
         Renderer([tmp_path]).render("x", "called", variables)
-    assert info.value.where == f"{tmp_path / 'x' / 'called.j2'}:3"
+    assert info.value.where == f"{tmp_path / 'en' / 'x' / 'called.j2'}:3"
     assert "nmae" in info.value.message
 
 
 def test_syntax_error_names_file_and_line(tmp_path: Path, final_snapshot):
-    (tmp_path / "x").mkdir()
-    (tmp_path / "x" / "tally.j2").write_text("ok\n{% for p in tally.parties %}\n{{ p.name }\n")
+    (tmp_path / "en" / "x").mkdir(parents=True)
+    (tmp_path / "en" / "x" / "tally.j2").write_text(
+        "ok\n{% for p in tally.parties %}\n{{ p.name }\n"
+    )
     _, variables = sample_vars(final_snapshot, EventKind.TALLY)
     with pytest.raises(RenderError, match=r"tally\.j2:3: syntax error"):
         Renderer([tmp_path]).render("x", "tally", variables)
@@ -66,18 +70,18 @@ def test_syntax_error_names_file_and_line(tmp_path: Path, final_snapshot):
     ],
 )
 def test_sandbox_refuses_python_internals(tmp_path: Path, final_snapshot, source: str):
-    (tmp_path / "x").mkdir()
-    (tmp_path / "x" / "called.j2").write_text(source)
+    (tmp_path / "en" / "x").mkdir(parents=True)
+    (tmp_path / "en" / "x" / "called.j2").write_text(source)
     _, variables = sample_vars(final_snapshot, EventKind.CALLED)
     with pytest.raises(RenderError):
         Renderer([tmp_path]).render("x", "called", variables)
 
 
 def test_operator_folder_overrides_file_by_file(tmp_path: Path, final_snapshot):
-    (tmp_path / "x").mkdir()
-    (tmp_path / "x" / "called.j2").write_text("Ours: {{ contest.name }}")
-    (tmp_path / "default").mkdir()
-    (tmp_path / "default" / "tally.j2").write_text("Our tally: {{ tally.declared_seats }}")
+    (tmp_path / "en" / "x").mkdir(parents=True)
+    (tmp_path / "en" / "x" / "called.j2").write_text("Ours: {{ contest.name }}")
+    (tmp_path / "en" / "default").mkdir()
+    (tmp_path / "en" / "default" / "tally.j2").write_text("Our tally: {{ tally.declared_seats }}")
     renderer = Renderer([tmp_path])
     _, called = sample_vars(final_snapshot, EventKind.CALLED)
     assert renderer.render("x", "called", called).startswith("Ours: ")
@@ -91,8 +95,8 @@ def test_operator_folder_overrides_file_by_file(tmp_path: Path, final_snapshot):
 
 
 def test_empty_output_is_an_error(tmp_path: Path, final_snapshot):
-    (tmp_path / "x").mkdir()
-    (tmp_path / "x" / "called.j2").write_text("{% if false %}never{% endif %}\n  \n")
+    (tmp_path / "en" / "x").mkdir(parents=True)
+    (tmp_path / "en" / "x" / "called.j2").write_text("{% if false %}never{% endif %}\n  \n")
     _, variables = sample_vars(final_snapshot, EventKind.CALLED)
     with pytest.raises(RenderError, match="empty post"):
         Renderer([tmp_path]).render("x", "called", variables)

@@ -14,6 +14,7 @@ from types import ModuleType
 from pydantic import BaseModel, ValidationError
 
 from broadcaster.config import AccountConfig
+from broadcaster.limits import TextLimit
 from broadcaster.publishers.base import (
     Capabilities,
     InDoubt,
@@ -41,6 +42,7 @@ __all__ = [
     "RetryLater",
     "capabilities_for",
     "create_publisher",
+    "text_limits",
     "validate_account_settings",
 ]
 
@@ -69,9 +71,23 @@ def platform_module(platform: str) -> ModuleType | None:
 
 @cache
 def capabilities_for(platform: str) -> Capabilities:
+    """What the platform allows: the real platform's even for a dry-run account, so that a
+    rehearsal checks posts exactly as the night will."""
     module = platform_module(platform)
     caps = getattr(module, "CAPABILITIES", None)
     return caps if isinstance(caps, Capabilities) else Capabilities()
+
+
+def text_limits(platform: str, overrides: dict[str, int]) -> tuple[TextLimit, TextLimit | None]:
+    """The platform's text and title limits, with `[limits]` overrides applied."""
+    caps = capabilities_for(platform)
+    text = caps.text
+    if platform in overrides:
+        text = TextLimit(overrides[platform], text.counter)
+    title = caps.title
+    if title is not None and f"{platform}_title" in overrides:
+        title = TextLimit(overrides[f"{platform}_title"], title.counter)
+    return text, title
 
 
 def validate_account_settings(account: AccountConfig) -> list[tuple[str, str]]:
@@ -84,6 +100,8 @@ def validate_account_settings(account: AccountConfig) -> list[tuple[str, str]]:
                 ("dry_run", f"no {account.platform} publisher in this version; set dry_run = true")
             ]
         return []
+    if not hasattr(module, "create") and not account.dry_run:
+        return [("dry_run", f"no {account.platform} publisher in this version; set dry_run = true")]
     model: type[BaseModel] | None = getattr(module, "Settings", None)
     if model is None:
         return [(key, "unknown key") for key in settings]

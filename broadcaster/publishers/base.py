@@ -13,18 +13,37 @@ from pathlib import Path
 from typing import ClassVar
 
 from broadcaster.clock import Clock
+from broadcaster.limits import TextLimit
+
+DEFAULT_TEXT = TextLimit(63206, "chars")
+
+
+@dataclass(frozen=True, slots=True)
+class CardSpec:
+    """The result-card image a platform takes: file format and size in pixels."""
+
+    format: str = "PNG"  # PNG or JPEG
+    width: int = 1200
+    height: int = 675
 
 
 @dataclass(frozen=True, slots=True)
 class Capabilities:
-    """What a platform allows, as data, so callers ask instead of special-casing platforms."""
+    """What a platform allows, as data, so callers ask instead of special-casing platforms.
+
+    Limits here are the defaults; `[limits]` in the configuration overrides them by name
+    (`<platform>` for the text, `<platform>_title` for a title).
+    """
 
     can_delete: bool = False
     can_edit: bool = False
     can_find: bool = False
     threads: bool = False  # replies, so a long post can become a numbered thread
     media: tuple[str, ...] = ()  # accepted media types, e.g. "image/jpeg"
-    text_limit: int = 63206
+    requires_media: bool = False  # a post cannot go out without an image
+    text: TextLimit = DEFAULT_TEXT
+    title: TextLimit | None = None  # a separate title field, made from the post's first line
+    card: CardSpec | None = None  # None: the platform takes no images
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +61,8 @@ class Post:
     created_at: datetime
     media: tuple[str, ...] = ()
     attempt: int = 1
+    title: str | None = None  # for platforms with a title field
+    reply_to: str | None = None  # platform id of the previous part of a thread
 
 
 @dataclass(frozen=True, slots=True)

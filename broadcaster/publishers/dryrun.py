@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 
 class DryRunPublisher(Publisher):
     capabilities = Capabilities(can_find=True, media=("image/png", "image/jpeg", "video/mp4"))
+    # A dry run writes what the real platform would get, so limits and cards are the platform's
+    # (see capabilities_for); this publisher itself accepts anything.
 
     def __init__(self, account: AccountConfig, env: PublisherEnv) -> None:
         self.account = account
@@ -47,6 +49,8 @@ class DryRunPublisher(Publisher):
             "contest_id": post.contest_id,
             "text": post.text,
             "media": list(post.media),
+            "title": post.title,
+            "reply_to": post.reply_to,
             "idempotency_key": post.idempotency_key,
             "created_at": post.created_at.isoformat(),
             "published_at": published_at.isoformat(),

@@ -1,0 +1,41 @@
+"""Cards for outbox rows: drawn once per (event, platform, language) and shared by accounts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from broadcaster.cards import CardStyle, card_path, render_card
+from broadcaster.compose import locale_for
+from broadcaster.config import AccountConfig, Config
+from broadcaster.context import shared_vars, template_vars
+from broadcaster.publishers import capabilities_for
+from broadcaster.samples import display_from
+from broadcaster.store import Store
+
+
+class CardMaker:
+    def __init__(self, config: Config, store: Store, folder: Path) -> None:
+        self.config = config
+        self.store = store
+        self.folder = folder
+        self.style = CardStyle.from_config(config.cards, config.base_dir)
+        self.display = display_from(config)
+
+    def card_for(self, row: Any, account: AccountConfig) -> Path:
+        """The card file for an outbox row, drawing it if it does not exist yet."""
+        spec = capabilities_for(account.platform).card
+        if spec is None:
+            raise ValueError(f"{account.platform} takes no images")
+        locale = locale_for(self.config, account)
+        path = card_path(self.folder, row.event_key, account.platform, locale.language, spec)
+        if path.exists():
+            return path
+        stored = self.store.event_with_context(row.event_id)
+        tz = self.config.election.timezone
+        views = shared_vars(stored.shared, tz, self.display)
+        variables = template_vars(stored.event, stored.context, views, timezone=tz)
+        tmp = path.with_name(path.stem + ".part" + path.suffix)
+        render_card(variables, spec, locale, self.style, tmp)
+        tmp.replace(path)  # never leave a half-written card where a publisher would find it
+        return path

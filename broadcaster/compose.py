@@ -1,0 +1,216 @@
+"""From an event and an account to the outbox rows that will be posted.
+
+Renders the account's template, marks test data, checks the text against the platform's limit
+counted the platform's way and applies the template's overflow policy, derives a title where the
+platform has one, and asks for a result card where the platform takes images. Anything wrong
+makes a *held* row carrying the reason, never a broken post and never an exception.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Template
+
+from broadcaster.config import AccountConfig, Config
+from broadcaster.context import View
+from broadcaster.events import Event, EventKind
+from broadcaster.limits import Overflow, OverLimit, TextLimit, shorten
+from broadcaster.publishers import capabilities_for, text_limits
+from broadcaster.render import Budget, Locale, Renderer, RenderError
+from broadcaster.store import NewPost, PostState
+
+log = logging.getLogger(__name__)
+
+TEST_MARKER = "[TEST]"
+TEMPLATE_REASON = "template: "  # held posts whose reason starts so are re-rendered after a fix
+
+
+@dataclass(frozen=True, slots=True)
+class Composed:
+    """One post (or thread part) ready for the outbox."""
+
+    text: str
+    title: str | None = None
+
+
+def locale_for(config: Config, account: AccountConfig) -> Locale:
+    """How numbers, dates and times are written for an account."""
+    return Locale(
+        language=config.language_of(account),
+        khmer_digits=config.khmer_digits_of(account),
+        timezone=config.election.timezone,
+        time_format=config.templates.time_format,
+        date_format=config.templates.date_format,
+    )
+
+
+class Composer:
+    def __init__(self, config: Config, *, dry_run: bool) -> None:
+        self.config = config
+        self.dry_run = dry_run
+        self._renderers: dict[tuple[Any, ...], Renderer] = {}
+        self._by_account: dict[str, Renderer] = {}
+        self._lint_samples: dict[str, list[dict[str, Any]]] | None = None
+
+    # -- renderers, one per distinct (folders, locale) --
+
+    def renderer(self, account: AccountConfig) -> Renderer:
+        renderer = self._by_account.get(account.name)
+        if renderer is not None:
+            return renderer
+        cfg = self.config
+        folders = tuple(
+            f for f in (cfg.path(account.templates), cfg.path(cfg.templates.dir)) if f is not None
+        )
+        locale = locale_for(cfg, account)
+        key = (folders, locale)
+        renderer = self._renderers.get(key)
+        if renderer is None:
+            renderer = Renderer(
+                [Path(f) for f in folders],
+                locale=locale,
+                budget=Budget(seconds=cfg.templates.render_seconds),
+            )
+            self._renderers[key] = renderer
+        self._by_account[account.name] = renderer
+        return renderer
+
+    def preload(self) -> None:
+        """Load and check every template the accounts will use (problems are logged)."""
+        for account in self.config.accounts:
+            kinds = [k.value for k in EventKind if account.wants(k)]
+            self.renderer(account).preload(account.platform, kinds, self.lint)
+
+    def refresh(self) -> bool:
+        """Hot reload: pick up edited templates that pass lint. True when anything changed."""
+        changed = False
+        for renderer in self._renderers.values():
+            changed = bool(renderer.refresh(self.lint)) or changed
+        return changed
+
+    def problems(self) -> list[str]:
+        seen: dict[str, str] = {}
+        for renderer in self._renderers.values():
+            for error in renderer.problems.values():
+                seen[str(error)] = str(error)
+        return sorted(seen)
+
+    # -- checking a template before it is used --
+
+    def lint(self, renderer: Renderer, template: Template, platform: str, kind: str) -> None:
+        """Render a template against sample contexts and check the platform's limit; raise
+        RenderError (with file and line) on the first problem."""
+        from broadcaster.samples import lint_variables
+
+        policy = self.policy(platform, kind)
+        text_limit, title_limit = text_limits(platform, self.config.limits)
+        for variables in lint_variables(kind, self.config):
+            variables = {**variables, "account": View(name="lint", platform=platform)}
+            text = renderer.render_template(template, variables)
+            try:
+                self._fit(platform, text, text_limit, title_limit, policy)
+            except OverLimit as exc:
+                raise RenderError(template.filename or template.name or kind, str(exc)) from None
+
+    # -- composing posts --
+
+    def policy(self, platform: str, kind: str) -> Overflow:
+        return Overflow(self.config.templates.overflow.get(f"{platform}/{kind}", "fail"))
+
+    def wants_card(self, account: AccountConfig) -> bool:
+        caps = capabilities_for(account.platform)
+        if caps.card is None or not self.config.cards.enabled:
+            return False
+        return caps.requires_media or account.cards is not False
+
+    def compose(
+        self, event: Event, account: AccountConfig, variables: dict[str, Any], key: str
+    ) -> list[NewPost]:
+        """The outbox rows for one event on one account: one, a thread, or one held row."""
+        variables = {
+            **variables,
+            "account": View(
+                name=account.name,
+                platform=account.platform,
+                language=self.config.language_of(account),
+            ),
+        }
+        dry = self.dry_run or account.dry_run
+        card = self.wants_card(account)
+        try:
+            parts = self.compose_text(event, account, variables)
+        except RenderError as exc:
+            log.error("post held, %s: %s", account.name, exc, extra={"account": account.name})
+            return [
+                NewPost(
+                    key,
+                    event.key,
+                    account.name,
+                    account.platform,
+                    None,
+                    (),
+                    dry,
+                    PostState.HELD,
+                    f"{TEMPLATE_REASON}{exc}",
+                    wants_card=card,
+                )
+            ]
+        rows = []
+        parent = None
+        for i, part in enumerate(parts):
+            part_key = key if i == 0 else f"{key}#{i + 1}"
+            rows.append(
+                NewPost(
+                    part_key,
+                    event.key,
+                    account.name,
+                    account.platform,
+                    part.text,
+                    (),
+                    dry,
+                    title=part.title,
+                    thread_parent=parent,
+                    wants_card=card and i == 0,
+                )
+            )
+            parent = part_key
+        return rows
+
+    def compose_text(
+        self, event: Event, account: AccountConfig, variables: dict[str, Any]
+    ) -> list[Composed]:
+        """Rendered, marked and fitted text; RenderError for any problem (with file:line)."""
+        renderer = self.renderer(account)
+        text = renderer.render(account.platform, event.kind.value, variables)
+        if variables["election"]["is_test"] and not text.startswith(TEST_MARKER):
+            text = f"{TEST_MARKER} {text}"
+        text_limit, title_limit = text_limits(account.platform, self.config.limits)
+        policy = self.policy(account.platform, event.kind.value)
+        try:
+            return self._fit(account.platform, text, text_limit, title_limit, policy)
+        except OverLimit as exc:
+            source = renderer.source_of(account.platform, event.kind.value)
+            raise RenderError(source[0] if source else event.kind.value, str(exc)) from None
+
+    def _fit(
+        self,
+        platform: str,
+        text: str,
+        text_limit: TextLimit,
+        title_limit: TextLimit | None,
+        policy: Overflow,
+    ) -> list[Composed]:
+        from broadcaster.limits import apply_policy
+
+        caps = capabilities_for(platform)
+        parts = apply_policy(text, text_limit, policy, threads=caps.threads)
+        title = None
+        if title_limit is not None:
+            # The title is the post's first line (without the test marker's repetition).
+            first = text.split("\n", 1)[0]
+            title = shorten(first, title_limit)
+        return [Composed(p, title if i == 0 else None) for i, p in enumerate(parts)]
