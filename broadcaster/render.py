@@ -289,6 +289,11 @@ class Renderer:
         except RenderError as exc:
             self._refuse(key, source, mtime, exc)
             return False
+        except (SyntaxError, RecursionError, MemoryError) as exc:
+            # Jinja compiles to Python; absurd nesting fails in Python's own compiler.
+            detail = getattr(exc, "msg", None) or type(exc).__name__
+            self._refuse(key, source, mtime, RenderError(source, f"template too complex: {detail}"))
+            return False
         was_broken = key in self.problems
         self._good[key] = _Loaded(template, source, mtime)
         self.problems.pop(key, None)

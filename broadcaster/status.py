@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
@@ -42,18 +43,23 @@ def collect_status(config: Config) -> dict[str, Any]:
         template_problems = store.get_state("template_problems", [])
     finally:
         store.close()
+    tz = config.election.tz
+
+    def local(moment: datetime) -> str:
+        return moment.astimezone(tz).isoformat()
+
     outbox: dict[tuple[str, str], dict[str, int]] = {}
     for account, platform, state, n in outbox_rows:
         outbox.setdefault((account, platform), {})[state] = int(n)
     return {
         "database": config.database_url.split("://", 1)[0],
-        "last_snapshot": {"name": last.name, "generated_at": last.generated_at.isoformat()}
+        "last_snapshot": {"name": last.name, "generated_at": local(last.generated_at)}
         if last
         else None,
         "accepted": accepted,
         "rejected": rejected,
         "recent_rejections": [
-            {"name": r.name, "at": r.received_at.isoformat(), "error": r.error} for r in rejections
+            {"name": r.name, "at": local(r.received_at), "error": r.error} for r in rejections
         ],
         "states": list(PostState.ALL),
         "outbox": outbox,

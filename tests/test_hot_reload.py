@@ -1,0 +1,162 @@
+"""Templates edited on a live system: a broken edit never posts garbage or stops anything; the
+last good version stays in use; a fixed template releases the posts that waited for it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from broadcaster.clock import FeedClock
+from broadcaster.config import load_config
+from broadcaster.dispatcher import Dispatcher
+from broadcaster.pipeline import Pipeline
+from broadcaster.publishers import PublisherEnv
+from broadcaster.publishers.dryrun import read_posts
+from broadcaster.sources import make_fetched
+from broadcaster.store import PostState, Store
+from tests.conftest import DEMO, broadcaster_cmd, read_jsonl, write_config
+
+X_ONLY = '[[accounts]]\nname = "x-main"\nplatform = "x"\nevents = ["called"]\n'
+
+
+def write_template(folder: Path, text: str) -> Path:
+    path = folder / "en" / "x" / "called.j2"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    # Make each edit visible to a modification-time check, however fast the test runs.
+    stamp = time.time_ns() + 1_000_000
+    os.utime(path, ns=(stamp, stamp))
+    return path
+
+
+def setup(tmp_path: Path):
+    cfg = load_config(
+        write_config(
+            tmp_path / "c.toml", source="f", accounts=X_ONLY, extra='[templates]\ndir = "tpl"\n'
+        )
+    )
+    store = Store(cfg.database_url)
+    clock = FeedClock()
+    pipeline = Pipeline(cfg, store, clock=clock, dry_run=True)
+    env = PublisherEnv(clock=clock, posts_path=tmp_path / "posts.jsonl")
+    dispatcher = Dispatcher(cfg, store, clock=clock, env=env, dry_run=True)
+    return cfg, store, pipeline, dispatcher
+
+
+def feed(pipeline: Pipeline, files: list[Path]) -> None:
+    for p in files:
+        assert pipeline.ingest(make_fetched(p.read_bytes(), p.name), "t").outcome == "accepted"
+
+
+def test_broken_from_the_start_holds_posts_until_fixed(tmp_path: Path, demo_files):
+    path = write_template(tmp_path / "tpl", "{{ contest.name }")  # syntax error
+    _cfg, store, pipeline, dispatcher = setup(tmp_path)
+    feed(pipeline, demo_files[:11])
+    dispatcher.drain()
+    held = store.posts_in_state(PostState.HELD)
+    assert held
+    assert not read_posts(tmp_path / "posts.jsonl")
+    assert all(f"{path}:1: syntax error" in r.hold_reason for r in held)
+    assert store.get_state("template_problems") == [f"{path}:1: syntax error: unexpected '}}'"]
+
+    write_template(tmp_path / "tpl", "Fixed: {{ contest.name }}")
+    released = pipeline.maintain_templates()
+    assert released == len(held)
+    dispatcher.drain()
+    texts = [r["text"] for r in read_posts(tmp_path / "posts.jsonl")]
+    assert len(texts) == len(held)
+    assert all(t.startswith("[TEST] Fixed: ") for t in texts)
+    assert store.get_state("template_problems") == []
+    store.close()
+
+
+def test_a_broken_edit_keeps_the_last_good_version(tmp_path: Path, demo_files):
+    write_template(tmp_path / "tpl", "V1 {{ contest.name }}")
+    _cfg, store, pipeline, dispatcher = setup(tmp_path)
+    feed(pipeline, demo_files[:10])  # the first calls
+    path = write_template(tmp_path / "tpl", "V2 {{ contest.winner_nmae }}")  # unknown variable
+    assert pipeline.maintain_templates() == 0
+    problems = store.get_state("template_problems")
+    assert len(problems) == 1
+    assert problems[0].startswith(f"{path}:1: unknown variable")
+    feed(pipeline, demo_files[10:11])  # more calls arrive while the template is broken
+    dispatcher.drain()
+    texts = [r["text"] for r in read_posts(tmp_path / "posts.jsonl")]
+    assert texts
+    assert all(t.startswith("[TEST] V1 ") for t in texts)
+    assert not store.posts_in_state(PostState.HELD)
+
+    write_template(tmp_path / "tpl", "V3 {{ contest.name }}")
+    pipeline.maintain_templates()
+    assert store.get_state("template_problems") == []
+    feed(pipeline, demo_files[11:12])
+    dispatcher.drain()
+    newest = [r["text"] for r in read_posts(tmp_path / "posts.jsonl")][len(texts) :]
+    assert newest
+    assert all(t.startswith("[TEST] V3 ") for t in newest)
+    store.close()
+
+
+def status(cfg: Path) -> str:
+    result = subprocess.run(
+        [*broadcaster_cmd(), "status", "--config", str(cfg)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def wait_for(predicate, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError("timed out waiting")
+
+
+def test_edit_break_and_fix_a_template_under_a_running_daemon(tmp_path: Path):
+    files = sorted(DEMO.glob("*.json"))
+    replay = tmp_path / "feed"
+    replay.mkdir()
+    for p in files[:9]:  # up to 23:00: nothing called yet
+        shutil.copy(p, replay)
+    write_template(tmp_path / "tpl", "V1 {{ contest.name }}")
+    cfg = write_config(
+        tmp_path / "c.toml", source="feed", accounts=X_ONLY, extra='[templates]\ndir = "tpl"\n'
+    )
+    log = (tmp_path / "daemon.log").open("w")
+    proc = subprocess.Popen(
+        [*broadcaster_cmd(), "run", "--config", str(cfg), "--dry-run"],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=log,
+    )
+    try:
+        wait_for(lambda: "23:00" in status(cfg))
+        path = write_template(tmp_path / "tpl", "V2 {{ contest.name }")
+        wait_for(lambda: f"{path}:1" in status(cfg))
+        shutil.copy(files[9], replay)  # three seats called while the template is broken
+        wait_for(lambda: len(read_jsonl(tmp_path / "posts.jsonl")) >= 3)
+        posted = read_jsonl(tmp_path / "posts.jsonl")
+        assert [r["text"][:10] for r in posted] == ["[TEST] V1 "] * 3
+        write_template(tmp_path / "tpl", "V3 {{ contest.name }}")
+        wait_for(lambda: "called.j2" not in status(cfg))
+        shutil.copy(files[10], replay)
+        wait_for(lambda: len(read_jsonl(tmp_path / "posts.jsonl")) > 3)
+        newer = read_jsonl(tmp_path / "posts.jsonl")[3:]
+        assert all(r["text"].startswith("[TEST] V3 ") for r in newer)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=30)
+        log.close()
+    assert code == 0, (tmp_path / "daemon.log").read_text()
+    assert "last good version stays in use" in (tmp_path / "daemon.log").read_text()
