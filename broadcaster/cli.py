@@ -80,7 +80,12 @@ def _setup_logs(ctx: click.Context, *, quiet: bool = False, **context: Any) -> N
 
 
 def _run_rehearsal(
-    config: Config, replay: Path, out_dir: Path, speed: float | None, title: str
+    config: Config,
+    replay: Path,
+    out_dir: Path,
+    speed: float | None,
+    title: str,
+    emulator: bool = False,
 ) -> RehearsalReport:
     from broadcaster.rehearsal import replay_files
 
@@ -112,7 +117,7 @@ def _run_rehearsal(
             }.get(result.outcome, path.name)
             bar.update(task, advance=1, note=note)
 
-        report = rehearse(config, replay, out_dir, speed=speed, on_step=step)
+        report = rehearse(config, replay, out_dir, speed=speed, on_step=step, emulator=emulator)
     _print_report(report)
     return report
 
@@ -120,7 +125,12 @@ def _run_rehearsal(
 def _print_report(report: RehearsalReport) -> None:
     kinds = [k.value for k in EventKind]
     platforms = sorted({p for p, _ in report.table})
-    table = Table(title="Posts that would have gone out (dry run)", show_lines=False)
+    title = (
+        "Posts sent to the platform emulator"
+        if report.emulator is not None
+        else "Posts that would have gone out (dry run)"
+    )
+    table = Table(title=title, show_lines=False)
     table.add_column("platform")
     for kind in kinds:
         table.add_column(kind, justify="right")
@@ -129,14 +139,23 @@ def _print_report(report: RehearsalReport) -> None:
         counts = [report.table.get((platform, k), 0) for k in kinds]
         table.add_row(platform, *[str(c) for c in counts], str(sum(counts)))
     out.print(table)
+    where = (
+        "to the emulator" if report.emulator is not None else f"to {report.out_dir / 'posts.jsonl'}"
+    )
     out.print(
         f"{report.snapshots} snapshots: {report.accepted} accepted, "
-        f"{len(report.rejected)} rejected, "
-        f"{report.duplicates} already processed. {report.events} new events, "
-        f"{report.new_posts} new posts, {report.sent} written to {report.out_dir / 'posts.jsonl'}"
+        f"{len(report.rejected)} rejected, {report.duplicates} already processed. "
+        f"{report.events} new events, {report.new_posts} new posts, {report.sent} sent {where}"
     )
     for name, why in report.rejected:
         out.print(f"  [yellow]rejected[/] {name}: {why}")
+    if report.emulator is not None:
+        received = report.emulator["posts"]
+        by_platform: dict[str, int] = {}
+        for post in received:
+            by_platform[post["platform"]] = by_platform.get(post["platform"], 0) + 1
+        summary = ", ".join(f"{k} {v}" for k, v in sorted(by_platform.items())) or "nothing"
+        out.print(f"The emulator received {len(received)} posts: {summary}")
     if report.waiting:
         out.print(f"[yellow]{len(report.waiting)} posts still waiting at the end:[/]")
         for post_id, account, state, why in report.waiting[:20]:
@@ -176,6 +195,12 @@ def demo(ctx: click.Context, out_dir: Path | None) -> None:
 )
 @click.option("--fast", is_flag=True, help="Process snapshots back to back.")
 @click.option(
+    "--emulator",
+    "use_emulator",
+    is_flag=True,
+    help="Post through the real adapters to the local platform emulator instead of dry-run.",
+)
+@click.option(
     "--speed",
     type=click.FloatRange(min=0, min_open=True),
     default=None,
@@ -188,6 +213,7 @@ def rehearse_cmd(
     config_path: Path | None,
     out_dir: Path | None,
     fast: bool,
+    use_emulator: bool,
     speed: float | None,
 ) -> None:
     """Replay a recorded night (a folder of snapshots, or one file) and show every post."""
@@ -200,7 +226,9 @@ def rehearse_cmd(
     if not fast and speed is None:
         speed = 1.0
         out.print("Replaying in real time; use --fast or --speed N to go faster.")
-    _run_rehearsal(config, replay, out_dir, None if fast else speed, "Rehearsal")
+    _run_rehearsal(
+        config, replay, out_dir, None if fast else speed, "Rehearsal", emulator=use_emulator
+    )
 
 
 # -- the daemon ------------------------------------------------------------------------------
@@ -345,6 +373,122 @@ def preview(
             image_path,
         )
         err.print(f"card written to {image_path}")
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=int, default=8089, show_default=True)
+@click.option("--faults", default="", help="Faults to inject, e.g. 'x:429:2,tiktok:timeout'.")
+@click.option("--x-daily-cap", type=int, default=None, help="Posts per day on X (tier).")
+@click.pass_context
+def emulator(
+    ctx: click.Context, host: str, port: int, faults: str, x_daily_cap: int | None
+) -> None:
+    """Run the local emulator of the four platforms (see broadcaster/emulator.py)."""
+    import signal
+    import threading
+
+    from broadcaster.emulator import Emulator, EmulatorServer, Limits, parse_faults
+
+    _setup_logs(ctx)
+    try:
+        parse_faults(faults)
+    except ValueError as exc:
+        err.print(f"[red]--faults: {exc}[/]")
+        raise SystemExit(EXIT_CONFIG) from None
+    limits = Limits() if x_daily_cap is None else Limits(x_daily=x_daily_cap)
+    emu = Emulator(limits)
+    emu.add_faults(faults)
+    server = EmulatorServer(host, port, emu).start()
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        err.print(
+            "[yellow]warning: the emulator accepts any token; it is reachable off this machine[/]"
+        )
+    out.print(
+        f"platform emulator listening on {server.url} (inspect: {server.url}/_emulator/posts)"
+    )
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    signal.signal(signal.SIGINT, lambda *_: done.set())
+    done.wait()
+    server.stop()
+
+
+@main.command()
+@config_option
+def doctor(config_path: Path | None) -> None:
+    """Check every account's credentials, permissions and target; one line each."""
+    from broadcaster.clock import WallClock
+    from broadcaster.dispatcher import publisher_env
+    from broadcaster.publishers import PublishError, platform_module
+    from broadcaster.secrets import SecretError
+    from broadcaster.store import Store
+
+    config = _load(config_path)
+    store = Store(config.database_url)
+    env = publisher_env(config, store, WallClock(), Path(config.output.posts))
+    failures = 0
+    try:
+        for account in config.accounts:
+            label = f"{account.name} ({account.platform})"
+            if account.dry_run or account.platform == "dryrun":
+                out.print(f"[dim]--[/] {label}: dry run, not checked against the platform")
+                continue
+            check = getattr(platform_module(account.platform), "doctor", None)
+            try:
+                line = check(account, env) if check else "no check for this platform"
+            except (PublishError, SecretError) as exc:
+                failures += 1
+                out.print(f"[red]FAIL[/] {label}: {type(exc).__name__}: {exc}")
+                continue
+            out.print(f"[green]ok[/]   {label}: {line}")
+    finally:
+        store.close()
+    raise SystemExit(1 if failures else 0)
+
+
+@main.command()
+@click.argument("platform", type=click.Choice(["facebook", "youtube", "tiktok", "x"]))
+@click.option(
+    "--account", "account_name", default=None, help="The account (default: the only one)."
+)
+@config_option
+def auth(platform: str, account_name: str | None, config_path: Path | None) -> None:
+    """Authorise an account and keep its tokens in the token store."""
+    from broadcaster.clock import WallClock
+    from broadcaster.dispatcher import publisher_env
+    from broadcaster.publishers import PublishError, platform_module
+    from broadcaster.secrets import SecretError
+    from broadcaster.store import Store
+
+    config = _load(config_path)
+    candidates = [
+        a
+        for a in config.accounts
+        if a.platform == platform and (account_name is None or a.name == account_name)
+    ]
+    if len(candidates) != 1:
+        err.print(f"[red]name one {platform} account with --account (found {len(candidates)})[/]")
+        raise SystemExit(EXIT_CONFIG)
+    account = candidates[0]
+    store = Store(config.database_url)
+    env = publisher_env(config, store, WallClock(), Path(config.output.posts))
+
+    def prompt(text: str, hide: bool = False) -> str:
+        return str(click.prompt(text, hide_input=hide))
+
+    try:
+        tokens = platform_module(platform).authorize(account, env, prompt)  # type: ignore[union-attr]
+        if tokens:
+            assert env.tokens is not None
+            env.tokens.put(account.name, tokens)
+            out.print(f"tokens for {account.name} saved in {env.tokens.path}")
+        store.put_state(f"paused:{account.name}", None)
+    except (PublishError, SecretError) as exc:
+        err.print(f"[red]{account.name}: {exc}[/]")
+        raise SystemExit(1) from None
+    finally:
+        store.close()
 
 
 @main.group()

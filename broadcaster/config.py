@@ -140,6 +140,13 @@ class OutputConfig(_Strict):
     posts: str = "posts.jsonl"  # where dry-run publishers append what they would have posted
 
 
+class SecretsConfig(_Strict):
+    """Where secrets and obtained tokens live (both files must be mode 600)."""
+
+    file: str | None = None  # a TOML table of secret names to values, besides the environment
+    tokens: str = "tokens.json"  # tokens from `broadcaster auth` and refreshes
+
+
 class DispatchConfig(_Strict):
     interval: float = Field(default=5, gt=0, le=600)
     batch: int = Field(default=50, gt=0)
@@ -176,6 +183,7 @@ class Config(_Strict):
     output: OutputConfig = Field(default_factory=OutputConfig)
     dispatch: DispatchConfig = Field(default_factory=DispatchConfig)
     cards: CardsConfig = Field(default_factory=CardsConfig)
+    secrets: SecretsConfig = Field(default_factory=SecretsConfig)
     # Text limits overriding the platforms' own, e.g. x = 280, tiktok_title = 90.
     limits: dict[str, int] = Field(default_factory=dict)
     parties: dict[str, PartyDisplayConfig] = Field(default_factory=dict)

@@ -21,9 +21,8 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from broadcaster.cardmaker import CardMaker
 from broadcaster.clock import WallClock
 from broadcaster.config import Config
-from broadcaster.dispatcher import Dispatcher
+from broadcaster.dispatcher import Dispatcher, publisher_env
 from broadcaster.pipeline import Pipeline
-from broadcaster.publishers import PublisherEnv
 from broadcaster.sources import make_source
 from broadcaster.store import Store
 
@@ -38,9 +37,7 @@ class Daemon:
         self.store = Store(config.database_url)
         self.clock = WallClock()
         posts_path = config.path(config.output.posts) or Path("posts.jsonl")
-        env = PublisherEnv(
-            clock=self.clock, posts_path=posts_path, timezone=config.election.timezone
-        )
+        env = publisher_env(config, self.store, self.clock, posts_path)
         self.pipeline = Pipeline(config, self.store, clock=self.clock, dry_run=dry_run)
         self.source = make_source(
             config.feed, config.base_dir, resume_after=self.pipeline.last_source_name

@@ -1,8 +1,10 @@
 """Moves posts from the outbox to the platforms, exactly once.
 
 A post is marked `sending` and committed before the platform is called, and marked `sent` with the
-platform's id in one transaction afterwards. A post found `sending` at start-up was interrupted
-mid-call: it is looked up on the platform before anything is sent again.
+platform's id in one transaction afterwards. A post found `sending` when no call is under way was
+interrupted: it is looked up on the platform before anything is sent again; where the platform
+cannot look, it is held for an operator. An account whose credentials fail is paused (its posts
+wait, other accounts go on) until an operator resumes it.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import random
 import threading
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from broadcaster.cardmaker import CardMaker
@@ -29,11 +32,14 @@ from broadcaster.publishers import (
     capabilities_for,
     create_publisher,
 )
+from broadcaster.publishers.base import NotFoundYet
+from broadcaster.secrets import SecretError, Secrets, TokenStore
 from broadcaster.store import PostState, Store
 
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 8
+PAUSED = "paused:"
 
 
 @dataclass
@@ -65,12 +71,26 @@ def post_from_row(row: Any, attempt: int | None = None, *, reply_to: str | None 
         attempt=attempt if attempt is not None else row.attempts,
         title=row.title,
         reply_to=reply_to,
+        checkpoint=row.platform_checkpoint,
     )
 
 
 def backoff(attempt: int, base: float = 5.0, cap: float = 600.0) -> float:
-    """Exponential backoff with full jitter, in seconds."""
+    """Exponential backoff with jitter, in seconds."""
     return random.uniform(0.5, 1.0) * min(cap, base * 2 ** max(0, attempt - 1))
+
+
+def publisher_env(config: Config, store: Store, clock: Clock, posts_path: Path) -> PublisherEnv:
+    """What publishers get: secrets, the token store, durable state and checkpoints."""
+    return PublisherEnv(
+        clock=clock,
+        posts_path=posts_path,
+        timezone=config.election.timezone,
+        secrets=Secrets(config.path(config.secrets.file)),
+        tokens=TokenStore(config.path(config.secrets.tokens) or Path("tokens.json")),
+        state=store,
+        checkpoint=store.set_checkpoint,
+    )
 
 
 class Dispatcher:
@@ -98,7 +118,10 @@ class Dispatcher:
     def publisher(self, account_name: str) -> Publisher:
         pub = self._publishers.get(account_name)
         if pub is None:
-            pub = create_publisher(self.accounts[account_name], self.env, dry_run=self.dry_run)
+            try:
+                pub = create_publisher(self.accounts[account_name], self.env, dry_run=self.dry_run)
+            except SecretError as exc:
+                raise Reauthorize(str(exc)) from None
             self._publishers[account_name] = pub
         return pub
 
@@ -107,53 +130,95 @@ class Dispatcher:
             pub.close()
         self._publishers.clear()
 
-    # -- start-up --
+    # -- accounts paused by a credential problem (or by an operator) --
+
+    def paused(self) -> dict[str, str]:
+        out = {}
+        for name in self.accounts:
+            state = self.store.get_state(PAUSED + name)
+            if state:
+                out[name] = str(state.get("reason", "paused"))
+        return out
+
+    def pause(self, account: str, reason: str) -> None:
+        self.store.put_state(
+            PAUSED + account, {"reason": reason, "at": self.clock.now().isoformat()}
+        )
+        self._publishers.pop(account, None)
+        log.error("ACCOUNT PAUSED: %s: %s", account, reason, extra={"account": account})
+
+    # -- posts interrupted mid-call --
 
     def recover(self) -> DispatchStats:
-        """Settle posts left `sending` by a crash: found on the platform means sent, certainly
-        absent means send again, and unknowable means hold for an operator."""
+        """Settle posts left `sending` by an interruption: found on the platform means sent,
+        certainly absent means send again, unknowable means held for an operator, and a lookup
+        that fails for now is tried again on the next run."""
         stats = DispatchStats()
+        paused = self.paused()
         for row in self.store.posts_in_state(PostState.SENDING):
             if row.account not in self.accounts:
                 self.store.mark_held(row.id, "in doubt: the account is no longer configured")
                 stats.held += 1
                 continue
-            post = post_from_row(row)
-            try:
-                ref = self.publisher(row.account).find(post)
-            except NotImplementedError:
-                self.store.mark_held(
-                    row.id,
-                    "in doubt: interrupted while sending and this platform cannot look up posts; "
-                    "check the account, then approve or cancel",
-                )
-                stats.held += 1
+            if row.account in paused:
                 continue
-            except PublishError as exc:
-                self.store.mark_held(row.id, f"in doubt: lookup failed ({exc})")
-                stats.held += 1
-                continue
-            if ref is not None:
-                log.info("post %d was published before the interruption", row.id)
-                self.store.mark_sent(row.id, ref.platform_id, ref.url, ref.published_at)
-                stats.sent += 1
-            else:
-                log.info("post %d was not published before the interruption; sending again", row.id)
-                self.store.mark_retry(row.id, "interrupted before publishing", self.clock.now())
-                stats.retried += 1
+            outcome = self._lookup(post_from_row(row))
+            stats.add(self._settle(row.id, outcome, "interrupted"))
         return stats
+
+    def _lookup(self, post: Post) -> tuple[str, Any]:
+        try:
+            ref = self.publisher(post.account).find(post)
+        except NotImplementedError as exc:
+            return "unknowable", str(exc)
+        except NotFoundYet as exc:
+            return "later", str(exc)
+        except Reauthorize as exc:
+            self.pause(post.account, f"re-authorise the account: {exc}")
+            return "retry-lookup", str(exc)
+        except PublishError as exc:
+            return "retry-lookup", str(exc)
+        return ("sent", ref) if ref is not None else ("absent", None)
+
+    def _settle(self, post_id: int, outcome: tuple[str, Any], why: str) -> DispatchStats:
+        kind, value = outcome
+        if kind == "sent":
+            log.info("post %d had been published (%s)", post_id, why)
+            self.store.mark_sent(post_id, value.platform_id, value.url, value.published_at)
+            return DispatchStats(sent=1)
+        if kind == "absent":
+            log.info("post %d was not published (%s); sending again", post_id, why)
+            self.store.mark_retry(post_id, f"{why} before publishing", self.clock.now())
+            return DispatchStats(retried=1)
+        if kind == "later":
+            # The platform is still processing it: publishing again resumes from the
+            # recorded checkpoint, it never creates a second post.
+            self.store.mark_retry(post_id, value, self.clock.now() + timedelta(seconds=60))
+            return DispatchStats(retried=1)
+        if kind == "unknowable":
+            self.store.mark_held(
+                post_id,
+                f"in doubt ({why}): {value}; check the account, then approve (to send again) "
+                "or cancel",
+            )
+            log.error("post %d is in doubt and held for an operator: %s", post_id, value)
+            return DispatchStats(held=1)
+        log.warning("post %d: could not look it up yet (%s); will try again", post_id, value)
+        return DispatchStats()
 
     # -- the dispatch loop --
 
     def run_once(self, limit: int | None = None) -> DispatchStats:
         """Send the posts that are due now, most urgent first, until done or asked to stop."""
-        stats = DispatchStats()
-        rows = self.store.due_posts(
-            self.clock.now(), limit or self.config.dispatch.batch, self.accounts
-        )
+        stats = self.recover()
+        paused = self.paused()
+        active = [a for a in self.accounts if a not in paused]
+        rows = self.store.due_posts(self.clock.now(), limit or self.config.dispatch.batch, active)
         for row in rows:
             if self.stop.is_set():
                 break
+            if row.account in paused:
+                continue  # paused during this run
             reply_to = None
             if row.thread_parent:
                 parent = self.store.post_by_key(row.thread_parent)
@@ -175,8 +240,21 @@ class Dispatcher:
             if attempt is None:
                 continue
             post = replace(post_from_row(row, attempt, reply_to=reply_to), media=media)
-            stats.add(self._send(post))
+            result = self._send(post)
+            stats.add(result)
+            if row.account in self.paused():
+                paused[row.account] = "paused"
         return stats
+
+    def drain(self) -> DispatchStats:
+        """Dispatch until nothing more is due now (a rehearsal's step)."""
+        total = DispatchStats()
+        while not self.stop.is_set():
+            stats = self.run_once()
+            total.add(stats)
+            if stats.sent + stats.failed + stats.held == 0:
+                break
+        return total
 
     def _card(self, row: Any) -> tuple[str, ...] | None:
         """Draw the post's card before it is claimed; None when the post had to be held."""
@@ -194,16 +272,6 @@ class Dispatcher:
         self.store.set_media(row.id, [str(path)])
         return (str(path),)
 
-    def drain(self) -> DispatchStats:
-        """Dispatch until nothing is due (a rehearsal's step)."""
-        total = DispatchStats()
-        while not self.stop.is_set():
-            stats = self.run_once()
-            total.add(stats)
-            if stats.sent + stats.failed + stats.held == 0:
-                break
-        return total
-
     def _send(self, post: Post) -> DispatchStats:
         extra = {"account": post.account, "platform": post.platform, "post_id": post.outbox_id}
         try:
@@ -211,18 +279,26 @@ class Dispatcher:
         except RetryLater as exc:
             return self._retry(post, str(exc), exc.delay, extra)
         except Reauthorize as exc:
-            self.store.mark_held(post.outbox_id, f"re-authorise the account: {exc}")
-            log.error("account %s needs re-authorising: %s", post.account, exc, extra=extra)
-            return DispatchStats(held=1)
+            # The adapter already tried a refresh where one exists: stop this account only.
+            self.pause(post.account, f"re-authorise the account: {exc}")
+            self.store.mark_retry(post.outbox_id, f"account paused: {exc}", self.clock.now())
+            return DispatchStats(retried=1)
         except Rejected as exc:
             self.store.mark_failed(post.outbox_id, f"rejected: {exc}")
             log.error("post %d rejected for good: %s", post.outbox_id, exc, extra=extra)
             return DispatchStats(failed=1)
         except InDoubt as exc:
-            return self._settle_doubt(post, str(exc), extra)
+            log.warning("post %d in doubt: %s; looking it up", post.outbox_id, exc, extra=extra)
+            outcome = self._lookup(post)
+            if outcome[0] == "absent":
+                return self._retry(post, str(exc), None, extra)
+            return self._settle(post.outbox_id, outcome, str(exc))
         except Exception as exc:  # an adapter bug: the request may or may not have gone out
             log.exception("unexpected error publishing post %d", post.outbox_id, extra=extra)
-            return self._settle_doubt(post, f"{type(exc).__name__}", extra)
+            outcome = self._lookup(post)
+            if outcome[0] == "absent":
+                return self._retry(post, type(exc).__name__, None, extra)
+            return self._settle(post.outbox_id, outcome, type(exc).__name__)
         self.store.mark_sent(post.outbox_id, ref.platform_id, ref.url, ref.published_at)
         log.info(
             "sent post %d (%s) to %s", post.outbox_id, post.event_key, post.account, extra=extra
@@ -251,17 +327,3 @@ class Dispatcher:
             "post %d will be retried in %.0f s: %s", post.outbox_id, wait, error, extra=extra
         )
         return DispatchStats(retried=1)
-
-    def _settle_doubt(self, post: Post, error: str, extra: dict[str, Any]) -> DispatchStats:
-        try:
-            ref = self.publisher(post.account).find(post)
-        except (NotImplementedError, PublishError):
-            self.store.mark_held(
-                post.outbox_id, f"in doubt after '{error}': cannot tell whether it was published"
-            )
-            log.error("post %d is in doubt and held: %s", post.outbox_id, error, extra=extra)
-            return DispatchStats(held=1)
-        if ref is not None:
-            self.store.mark_sent(post.outbox_id, ref.platform_id, ref.url, ref.published_at)
-            return DispatchStats(sent=1)
-        return self._retry(post, error, None, extra)

@@ -88,5 +88,16 @@ def setup_logging(
     root.addHandler(handler)
     root.setLevel(level.upper())
     # Client libraries log request URLs and sometimes headers at DEBUG; keep them quiet.
-    for noisy in ("urllib3", "requests_oauthlib", "oauthlib", "googleapiclient", "apscheduler"):
+    noisy_loggers = (
+        "urllib3",
+        "requests_oauthlib",
+        "oauthlib",
+        "googleapiclient",
+        "google",
+        "google_auth_httplib2",
+        "tweepy",
+        "facebook",
+        "apscheduler",
+    )
+    for noisy in noisy_loggers:
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

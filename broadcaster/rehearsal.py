@@ -10,15 +10,19 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from broadcaster.cardmaker import CardMaker
 from broadcaster.clock import FeedClock
-from broadcaster.config import Config, DatabaseConfig, OutputConfig
-from broadcaster.dispatcher import Dispatcher
+from broadcaster.config import AccountConfig, Config, DatabaseConfig, OutputConfig
+from broadcaster.dispatcher import Dispatcher, publisher_env
+from broadcaster.emulator import Emulator, EmulatorServer
 from broadcaster.pipeline import CycleResult, Pipeline
-from broadcaster.publishers import PublisherEnv
+from broadcaster.publishers import PublisherEnv, platform_module
+from broadcaster.publishers.base import EmulatorAccount
+from broadcaster.secrets import Secrets, TokenStore
 from broadcaster.sources import SourceDown, make_fetched, snapshot_files
 from broadcaster.store import PostState, Store
 
@@ -40,6 +44,7 @@ class RehearsalReport:
     waiting: list[tuple[int, str, str, str]] = field(
         default_factory=list
     )  # id, account, state, why
+    emulator: dict[str, Any] | None = None  # what the emulator received, with --emulator
 
 
 def rehearsal_config(config: Config, out_dir: Path) -> Config:
@@ -72,21 +77,28 @@ def rehearse(
     speed: float | None = None,
     on_step: Callable[[Path, CycleResult], None] | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    emulator: bool = False,
 ) -> RehearsalReport:
-    """Replay `replay` (a folder or one file). `speed=None` means back to back (`--fast`)."""
+    """Replay `replay` (a folder or one file). `speed=None` means back to back (`--fast`).
+
+    With `emulator`, posts go through the real adapters and client libraries, over HTTP, to
+    the local platform emulator (on the feed's clock) instead of the dry-run publisher."""
     files = replay_files(replay)
     out_dir.mkdir(parents=True, exist_ok=True)
     config = rehearsal_config(config, out_dir)
     store = Store(config.database_url)
     clock = FeedClock()
-    env = PublisherEnv(
-        clock=clock, posts_path=Path(config.output.posts), timezone=config.election.timezone
-    )
-    pipeline = Pipeline(config, store, clock=clock, dry_run=True)
-    if pipeline.state.previous is not None:
-        clock.advance_to(pipeline.state.previous.generated_at)
+    last = store.last_accepted()
+    if last is not None:
+        clock.advance_to(last[0].generated_at)
+    server = None
+    env = publisher_env(config, store, clock, Path(config.output.posts))
+    if emulator:
+        server = EmulatorServer(emulator=Emulator(clock=lambda: clock.now().timestamp())).start()
+        config, env = point_at_emulator(config, env, server.url, out_dir)
+    pipeline = Pipeline(config, store, clock=clock, dry_run=not emulator)
     cards = CardMaker(config, store, out_dir / "cards") if config.cards.enabled else None
-    dispatcher = Dispatcher(config, store, clock=clock, env=env, dry_run=True, cards=cards)
+    dispatcher = Dispatcher(config, store, clock=clock, env=env, dry_run=not emulator, cards=cards)
     report = RehearsalReport(out_dir=out_dir)
     try:
         report.sent += dispatcher.recover().sent
@@ -124,10 +136,39 @@ def rehearse(
             if on_step is not None:
                 on_step(path, result)
         _summarise(store, report, {a.name for a in config.accounts})
+        if server is not None:
+            report.emulator = server.emulator.snapshot()
     finally:
         dispatcher.close()
         store.close()
+        if server is not None:
+            server.stop()
     return report
+
+
+def point_at_emulator(
+    config: Config, env: PublisherEnv, base: str, out_dir: Path
+) -> tuple[Config, PublisherEnv]:
+    """Every account, on its real adapter, aimed at the emulator with stand-in credentials."""
+    accounts = []
+    secrets: dict[str, str] = {}
+    tokens = TokenStore(out_dir / "emulator-tokens.json")
+    for account in config.accounts:
+        module = platform_module(account.platform)
+        setup = getattr(module, "emulator_account", None)
+        if setup is None:
+            accounts.append(account)  # a dryrun account stays a dry run
+            continue
+        emu: EmulatorAccount = setup(base, out_dir)
+        secrets.update(emu.secrets)
+        if emu.tokens and not tokens.get(account.name):
+            tokens.put(account.name, emu.tokens)
+        data = account.model_dump(exclude_none=True)
+        data = {k: v for k, v in data.items() if k in AccountConfig.model_fields}
+        accounts.append(AccountConfig.model_validate({**data, **emu.settings, "dry_run": False}))
+    config = config.with_overrides(accounts=accounts)
+    env = replace(env, secrets=Secrets(environ=secrets), tokens=tokens)
+    return config, env
 
 
 def _summarise(store: Store, report: RehearsalReport, accounts: set[str]) -> None:

@@ -121,6 +121,7 @@ posts = Table(
     Column("title", Text),
     Column("thread_parent", String(400)),  # the previous part of a thread, posted first
     Column("wants_card", Boolean, nullable=False, default=False),
+    Column("platform_checkpoint", Text),  # an interim id (TikTok publish_id) for look-ups
 )
 Index("ix_posts_due", posts.c.state, posts.c.priority, posts.c.id)
 
@@ -546,6 +547,13 @@ class Store:
                     conn.execute(select(events).where(events.c.id == row.event_id)).one()
                 )
                 self.insert_posts(conn, rest, {event.key: row.event_id}, {event.key: event})
+
+    def set_checkpoint(self, post_id: int, value: str) -> None:
+        """Record an interim platform id at once, in its own transaction."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(posts).where(posts.c.id == post_id).values(platform_checkpoint=value)
+            )
 
     def set_media(self, post_id: int, media: Sequence[str]) -> None:
         with self.engine.begin() as conn:

@@ -164,11 +164,18 @@ def test_rejected_goes_to_failed_with_the_reason(setup):
     assert "duplicate content" in r.last_error
 
 
-def test_reauthorise_holds_the_post(setup):
+def test_reauthorise_pauses_that_account_only(setup):
+    config, store, clock, env = setup
     store, row = dispatch_one(setup, Scripted([Reauthorize("token expired")]))
     r = state_of(store, row.id)
-    assert r.state == PostState.HELD
-    assert "re-authorise" in r.hold_reason
+    assert r.state == PostState.PENDING
+    assert "account paused" in r.last_error
+    assert store.get_state(f"paused:{row.account}")["reason"].startswith("re-authorise")
+    dispatcher = Dispatcher(config, store, clock=clock, env=env, dry_run=True)
+    dispatcher.drain()
+    left = store.posts_in_state(PostState.PENDING)
+    assert left
+    assert {p.account for p in left} == {row.account}, "other accounts go on"
 
 
 def test_in_doubt_checks_the_platform_before_resending(setup):

@@ -7,13 +7,15 @@ PublishError kinds below; the dispatcher decides what to do from the kind alone.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar, Protocol
 
 from broadcaster.clock import Clock
 from broadcaster.limits import TextLimit
+from broadcaster.secrets import Secrets, TokenStore
 
 DEFAULT_TEXT = TextLimit(63206, "chars")
 
@@ -63,6 +65,7 @@ class Post:
     attempt: int = 1
     title: str | None = None  # for platforms with a title field
     reply_to: str | None = None  # platform id of the previous part of a thread
+    checkpoint: str | None = None  # an interim id recorded during an earlier attempt
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +105,43 @@ class InDoubt(PublishError):
     """The request may have reached the platform (timeout or dropped connection after sending)."""
 
 
+class NotFoundYet(PublishError):
+    """A lookup could not tell (the platform is still processing the post); ask again later."""
+
+
+class KeyValue(Protocol):
+    """Small durable state a publisher may keep (quota counters, a channel's chat id)."""
+
+    def get_state(self, key: str, default: Any = None) -> Any: ...
+
+    def put_state(self, key: str, value: Any) -> None: ...
+
+
+class _MemoryState:
+    def __init__(self) -> None:
+        self.values: dict[str, Any] = {}
+
+    def get_state(self, key: str, default: Any = None) -> Any:
+        return self.values.get(key, default)
+
+    def put_state(self, key: str, value: Any) -> None:
+        self.values[key] = value
+
+
+def _no_checkpoint(outbox_id: int, value: str) -> None:
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class EmulatorAccount:
+    """How a platform module points an account at the local emulator (for rehearsals and tests):
+    the account settings, and the secrets and stored tokens those settings name."""
+
+    settings: dict[str, Any]
+    secrets: dict[str, str] = field(default_factory=dict)
+    tokens: dict[str, Any] = field(default_factory=dict)
+
+
 @dataclass(frozen=True, slots=True)
 class PublisherEnv:
     """What the pipeline lends every publisher it creates."""
@@ -109,7 +149,12 @@ class PublisherEnv:
     clock: Clock
     posts_path: Path  # where the dry-run publisher writes
     timezone: str = "UTC"
-    extra: dict[str, object] = field(default_factory=dict)
+    secrets: Secrets = field(default_factory=Secrets)
+    tokens: TokenStore | None = None
+    state: KeyValue = field(default_factory=_MemoryState)
+    # Records an interim platform id (e.g. TikTok's publish_id) at once, in its own transaction,
+    # so that a crash before the post is marked sent can still be looked up.
+    checkpoint: Callable[[int, str], None] = _no_checkpoint
 
 
 class Publisher(ABC):

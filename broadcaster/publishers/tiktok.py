@@ -1,9 +1,44 @@
-"""TikTok photo posts through the Content Posting API (requests)."""
+"""TikTok photo posts through the Content Posting API, with requests (no SDK covers it).
+
+Every post first asks for the creator's info and checks that the configured `privacy_level` is
+allowed (unaudited apps may only post privately). The card is published from a public HTTPS
+folder that the election body controls (`media_base_url`; the adapter copies the card into
+`media_dir`, which that URL serves). TikTok answers `error.code` "ok" or a failure even with
+HTTP 200, so every answer's code is checked. The `publish_id` is recorded at once, before the
+status polling, so that a post left in doubt can still be looked up after a crash.
+"""
 
 from __future__ import annotations
 
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import quote
+
+import requests
+from pydantic import BaseModel, ConfigDict, Field
+
+from broadcaster.config import AccountConfig
 from broadcaster.limits import TextLimit
-from broadcaster.publishers.base import Capabilities, CardSpec
+from broadcaster.publishers.base import (
+    Capabilities,
+    CardSpec,
+    EmulatorAccount,
+    InDoubt,
+    NotFoundYet,
+    Post,
+    PublishedRef,
+    Publisher,
+    PublisherEnv,
+    PublishError,
+    Reauthorize,
+    Rejected,
+    RetryLater,
+)
+from broadcaster.publishers.http import network_error, platform_session, retry_after
+
+API = "https://open.tiktokapis.com"
 
 CAPABILITIES = Capabilities(
     media=("image/jpeg", "image/webp"),
@@ -12,3 +47,326 @@ CAPABILITIES = Capabilities(
     title=TextLimit(90, "utf16"),
     card=CardSpec("JPEG", 1080, 1080),  # TikTok refuses PNG and anything over 1080 px
 )
+
+PRIVACY = Literal["PUBLIC_TO_EVERYONE", "MUTUAL_FOLLOW_FRIENDS", "FOLLOWER_OF_CREATOR", "SELF_ONLY"]
+RETRY_CODES = {"rate_limit_exceeded", "internal_error", "spam_risk_too_many_pending_share"}
+AUTH_CODES = {"access_token_invalid", "scope_not_authorized", "token_expired"}
+REFRESH_MARGIN = 300.0  # refresh an access token this many seconds before it expires
+CREATOR_INFO_TTL = 300.0
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    client_key: str  # names of the secrets holding the app's client key and secret
+    client_secret: str
+    privacy_level: PRIVACY  # no default on purpose: it must be one the creator allows
+    media_base_url: str = Field(pattern=r"^https?://")  # public folder the cards are served from
+    media_dir: str  # local folder published at media_base_url
+    disable_comment: bool = False
+    api_base: str = API
+    timeout: float = Field(default=20, gt=0)
+    status_wait: float = Field(default=60, gt=0)  # seconds to poll for PUBLISH_COMPLETE
+    status_interval: float = Field(default=3, gt=0)
+
+
+class TikTokPublisher(Publisher):
+    capabilities = CAPABILITIES
+
+    def __init__(self, account: AccountConfig, env: PublisherEnv) -> None:
+        self.account = account
+        self.env = env
+        self.settings = Settings.model_validate(account.settings)
+        if env.tokens is None:
+            raise Reauthorize(f"{account.name}: no token store configured")
+        self.session = platform_session(self.settings.timeout)
+        self.base = self.settings.api_base.rstrip("/")
+        self._info: tuple[float, dict[str, Any]] | None = None
+
+    # -- tokens: refreshed before they expire and once on an auth error --
+
+    def _tokens(self) -> dict[str, Any]:
+        assert self.env.tokens is not None
+        tokens = self.env.tokens.get(self.account.name)
+        if not tokens.get("access_token"):
+            raise Reauthorize(
+                f"{self.account.name}: no TikTok token: run `broadcaster auth tiktok --account "
+                f"{self.account.name}`"
+            )
+        return tokens
+
+    def access_token(self) -> str:
+        tokens = self._tokens()
+        expires_at = float(tokens.get("expires_at", 0) or 0)
+        if expires_at and expires_at - time.time() < REFRESH_MARGIN:
+            tokens = self.refresh()
+        return str(tokens["access_token"])
+
+    def refresh(self) -> dict[str, Any]:
+        """Exchange the refresh token; the new access and refresh tokens are stored together."""
+        tokens = self._tokens()
+        secrets = self.env.secrets
+        form = {
+            "client_key": secrets.get(
+                self.settings.client_key, what=f"{self.account.name} client_key"
+            ),
+            "client_secret": secrets.get(
+                self.settings.client_secret, what=f"{self.account.name} client_secret"
+            ),
+            "grant_type": "refresh_token",
+            "refresh_token": tokens.get("refresh_token", ""),
+        }
+        try:
+            resp = self.session.post(f"{self.base}/v2/oauth/token/", data=form)
+        except requests.RequestException as exc:
+            raise RetryLater(f"tiktok token refresh: {type(exc).__name__}") from None
+        try:
+            body = resp.json()
+        except ValueError:
+            body = {}
+        if resp.status_code != 200 or "access_token" not in body:
+            error = body.get("error") or f"HTTP {resp.status_code}"
+            raise Reauthorize(
+                f"tiktok token refresh failed ({error}): run `broadcaster auth tiktok --account "
+                f"{self.account.name}`"
+            )
+        new = {
+            "access_token": body["access_token"],
+            "refresh_token": body.get("refresh_token", tokens.get("refresh_token")),
+            "expires_at": time.time() + float(body.get("expires_in", 86400)),
+            "refresh_expires_at": time.time() + float(body.get("refresh_expires_in", 0) or 0),
+            "open_id": body.get("open_id", tokens.get("open_id")),
+        }
+        assert self.env.tokens is not None
+        self.env.tokens.put(self.account.name, new)
+        return new
+
+    # -- calls --
+
+    def _post(self, path: str, payload: dict[str, Any], action: str) -> dict[str, Any]:
+        """POST a JSON call, refreshing the token once on an auth error; returns `data`."""
+        for attempt in (1, 2):
+            headers = {
+                "Authorization": f"Bearer {self.access_token()}",
+                "Content-Type": "application/json; charset=UTF-8",
+            }
+            try:
+                resp = self.session.post(f"{self.base}{path}", json=payload, headers=headers)
+            except requests.RequestException as exc:
+                raise network_error(exc, f"tiktok {action}") from None
+            try:
+                body = resp.json()
+                error = body.get("error") or {}
+                code = error.get("code", "")
+            except (ValueError, AttributeError):
+                if resp.status_code >= 500:
+                    raise InDoubt(f"tiktok {action}: HTTP {resp.status_code}") from None
+                raise RetryLater(
+                    f"tiktok {action}: unexpected answer (HTTP {resp.status_code})"
+                ) from None
+            if code == "ok" and resp.status_code == 200:
+                return body.get("data") or {}
+            if code in AUTH_CODES and attempt == 1:
+                self.refresh()
+                continue
+            raise self._map(code, error.get("message", ""), resp, action)
+        raise AssertionError("unreachable")
+
+    def _map(self, code: str, message: str, resp: requests.Response, action: str) -> PublishError:
+        where = f"tiktok {action}: {code or 'error'} (HTTP {resp.status_code})"
+        detail = f"{where}: {message[:200]}" if message else where
+        if code in AUTH_CODES:
+            return Reauthorize(
+                f"{detail}; run `broadcaster auth tiktok --account {self.account.name}`"
+            )
+        if code in RETRY_CODES or resp.status_code == 429:
+            return RetryLater(detail, delay=retry_after(resp.headers) or 60)
+        if code == "spam_risk_too_many_posts":
+            return RetryLater(f"{detail} (daily post cap reached)", delay=3600)
+        if code == "unaudited_client_can_only_post_to_private_accounts":
+            return Rejected(
+                f"{detail}: this TikTok app has not passed TikTok's audit, so it can only post "
+                'privately; set privacy_level = "SELF_ONLY" or complete the audit'
+            )
+        if resp.status_code >= 500 and not code:
+            return InDoubt(detail)
+        return Rejected(detail)
+
+    def creator_info(self) -> dict[str, Any]:
+        """The creator's posting options; asked before posting, and kept a few minutes so a
+        burst of posts does not spend the endpoint's 20 calls a minute."""
+        now = self.env.clock.now().timestamp()
+        if self._info is not None and now - self._info[0] < CREATOR_INFO_TTL:
+            return self._info[1]
+        info = self._post("/v2/post/publish/creator_info/query/", {}, "creator info")
+        self._info = (now, info)
+        return info
+
+    def _media_url(self, path: str) -> str:
+        """Copy the card into the public folder and return its public URL."""
+        src = Path(path)
+        target = Path(self.settings.media_dir) / src.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if not target.exists():
+            tmp = target.with_name(target.name + ".part")
+            shutil.copyfile(src, tmp)
+            tmp.replace(target)
+        return f"{self.settings.media_base_url.rstrip('/')}/{quote(src.name)}"
+
+    def publish(self, post: Post) -> PublishedRef:
+        if post.checkpoint:
+            # An earlier attempt was accepted and is still processing: follow it, never
+            # start a second post.
+            return self._wait(post.checkpoint)
+        if not post.media:
+            raise Rejected("tiktok: a photo post needs an image (the result card failed?)")
+        info = self.creator_info()
+        allowed = info.get("privacy_level_options") or []
+        if self.settings.privacy_level not in allowed:
+            raise Rejected(
+                f"tiktok: privacy_level {self.settings.privacy_level} is not allowed for this "
+                f"creator (allowed: {', '.join(allowed) or 'none'})"
+            )
+        payload = {
+            "media_type": "PHOTO",
+            "post_mode": "DIRECT_POST",
+            "post_info": {
+                "title": post.title or "",
+                "description": post.text,
+                "privacy_level": self.settings.privacy_level,
+                "disable_comment": self.settings.disable_comment,
+                "auto_add_music": False,
+            },
+            "source_info": {
+                "source": "PULL_FROM_URL",
+                "photo_images": [self._media_url(p) for p in post.media],
+                "photo_cover_index": 0,
+            },
+        }
+        data = self._post("/v2/post/publish/content/init/", payload, "post")
+        publish_id = data.get("publish_id")
+        if not publish_id:
+            raise InDoubt("tiktok post: the answer carried no publish_id")
+        self.env.checkpoint(post.outbox_id, str(publish_id))
+        return self._wait(str(publish_id))
+
+    def _status(self, publish_id: str) -> dict[str, Any]:
+        return self._post("/v2/post/publish/status/fetch/", {"publish_id": publish_id}, "status")
+
+    def _wait(self, publish_id: str) -> PublishedRef:
+        deadline = time.monotonic() + self.settings.status_wait
+        while True:
+            data = self._status(publish_id)
+            status = data.get("status")
+            if status == "PUBLISH_COMPLETE":
+                ids = data.get("publicaly_available_post_id") or []
+                post_id = str(ids[0]) if ids else publish_id
+                return PublishedRef(platform_id=post_id, published_at=self.env.clock.now())
+            if status == "FAILED":
+                raise Rejected(f"tiktok post failed: {data.get('fail_reason', 'no reason given')}")
+            if time.monotonic() > deadline:
+                raise InDoubt(f"tiktok post still {status} after {self.settings.status_wait:g} s")
+            time.sleep(self.settings.status_interval)
+
+    def find(self, post: Post) -> PublishedRef | None:
+        """Only a post whose publish_id was recorded can be looked up (private posts do not
+        list); without one, TikTok cannot tell, so the caller holds the post for an operator."""
+        if not post.checkpoint:
+            raise NotImplementedError("tiktok cannot look up a post without its publish_id")
+        data = self._status(post.checkpoint)
+        status = data.get("status")
+        if status == "PUBLISH_COMPLETE":
+            ids = data.get("publicaly_available_post_id") or []
+            return PublishedRef(
+                platform_id=str(ids[0]) if ids else post.checkpoint,
+                published_at=self.env.clock.now(),
+            )
+        if status == "FAILED":
+            return None
+        raise NotFoundYet(f"tiktok post {post.checkpoint} is still {status}")
+
+    def close(self) -> None:
+        self.session.close()
+
+
+def create(account: AccountConfig, env: PublisherEnv) -> Publisher:
+    return TikTokPublisher(account, env)
+
+
+def emulator_account(base: str, workdir: Path) -> EmulatorAccount:
+    media = workdir / "tiktok-media"
+    return EmulatorAccount(
+        settings={
+            "client_key": "EMU_TT_CLIENT_KEY",
+            "client_secret": "EMU_TT_CLIENT_SECRET",
+            "privacy_level": "SELF_ONLY",
+            "media_base_url": f"{base}/_emulator/media",
+            "media_dir": str(media),
+            "api_base": base,
+            "status_interval": 0.05,
+        },
+        secrets={
+            "EMU_TT_CLIENT_KEY": "emu-client-key",
+            "EMU_TT_CLIENT_SECRET": "emu-client-secret",
+        },
+        tokens={
+            "access_token": "act.emu-initial",
+            "refresh_token": "rft.emu-initial",
+            "expires_at": time.time() + 86400,
+            "open_id": "emu-open-id",
+        },
+    )
+
+
+def doctor(account: AccountConfig, env: PublisherEnv) -> str:
+    pub = TikTokPublisher(account, env)
+    info = pub.creator_info()
+    allowed = info.get("privacy_level_options") or []
+    if pub.settings.privacy_level not in allowed:
+        raise Rejected(
+            f"creator @{info.get('creator_username')}: privacy_level "
+            f"{pub.settings.privacy_level} not allowed (allowed: {', '.join(allowed) or 'none'})"
+        )
+    return (
+        f"creator @{info.get('creator_username')} ready; privacy {pub.settings.privacy_level} "
+        f"allowed"
+    )
+
+
+AUTHORIZE_URL = "https://www.tiktok.com/v2/auth/authorize/"
+
+
+def authorize(account: AccountConfig, env: PublisherEnv, prompt: Any) -> dict[str, Any]:
+    """TikTok's OAuth code flow: open the printed address, approve, paste the `code` from the
+    address TikTok sends you back to. The tokens are stored, and refreshed from then on."""
+    s = Settings.model_validate(account.settings)
+    key = env.secrets.get(s.client_key, what=f"{account.name} client_key")
+    redirect = prompt("Redirect URI registered for the app")
+    print(
+        f"Open: {AUTHORIZE_URL}?client_key={quote(key)}&scope=user.info.basic,video.publish"
+        f"&response_type=code&redirect_uri={quote(redirect, safe='')}&state=broadcaster"
+    )
+    code = prompt("The code parameter from the address you were sent back to", hide=True)
+    session = platform_session(s.timeout)
+    form = {
+        "client_key": key,
+        "client_secret": env.secrets.get(s.client_secret, what=f"{account.name} client_secret"),
+        "code": code,
+        "grant_type": "authorization_code",
+        "redirect_uri": redirect,
+    }
+    try:
+        resp = session.post(f"{s.api_base.rstrip('/')}/v2/oauth/token/", data=form)
+        body = resp.json()
+    except (requests.RequestException, ValueError) as exc:
+        raise RetryLater(f"tiktok auth: {type(exc).__name__}") from None
+    if "access_token" not in body:
+        raise Rejected(
+            f"tiktok auth: {body.get('error', 'refused')}: {body.get('error_description', '')}"
+        )
+    return {
+        "access_token": body["access_token"],
+        "refresh_token": body.get("refresh_token"),
+        "expires_at": time.time() + float(body.get("expires_in", 86400)),
+        "open_id": body.get("open_id"),
+    }

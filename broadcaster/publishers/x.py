@@ -1,9 +1,41 @@
-"""X (Twitter) through tweepy, with media through the v2 upload endpoint."""
+"""X (Twitter) through tweepy's v2 Client, with images through the v2 media upload endpoint.
+
+tweepy has no v2 media upload, so images go with plain requests signed by tweepy's own OAuth 1.0a
+handler. tweepy's host is fixed inside the library: our transport on its session sends it to the
+configured base (the emulator in tests and rehearsals) and sets a timeout, which tweepy does not.
+`wait_on_rate_limit` stays off: waiting is the dispatcher's job, and tweepy can loop without
+sleeping when no reset header comes.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
+import requests
+import tweepy
+from pydantic import BaseModel, ConfigDict, Field
+
+from broadcaster.config import AccountConfig
 from broadcaster.limits import TextLimit
-from broadcaster.publishers.base import Capabilities, CardSpec
+from broadcaster.publishers.base import (
+    Capabilities,
+    CardSpec,
+    EmulatorAccount,
+    InDoubt,
+    Post,
+    PublishedRef,
+    Publisher,
+    PublisherEnv,
+    PublishError,
+    Reauthorize,
+    Rejected,
+    RetryLater,
+)
+from broadcaster.publishers.http import network_error, platform_session, retry_after
+
+API = "https://api.x.com"
+TWEEPY_HOST = "https://api.twitter.com"
 
 CAPABILITIES = Capabilities(
     can_delete=True,
@@ -13,3 +45,206 @@ CAPABILITIES = Capabilities(
     text=TextLimit(280, "x-weighted"),
     card=CardSpec("PNG", 1200, 675),
 )
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    # Names of the secrets holding the OAuth 1.0a keys of the app and of the posting account.
+    consumer_key: str
+    consumer_secret: str
+    access_token: str
+    access_token_secret: str
+    api_base: str = API
+    timeout: float = Field(default=20, gt=0)
+
+
+class XPublisher(Publisher):
+    capabilities = CAPABILITIES
+
+    def __init__(self, account: AccountConfig, env: PublisherEnv) -> None:
+        self.account = account
+        self.env = env
+        self.settings = s = Settings.model_validate(account.settings)
+        get = env.secrets.get
+        self.keys = (
+            get(s.consumer_key, what=f"{account.name} consumer_key"),
+            get(s.consumer_secret, what=f"{account.name} consumer_secret"),
+            get(s.access_token, what=f"{account.name} access_token"),
+            get(s.access_token_secret, what=f"{account.name} access_token_secret"),
+        )
+        self.client = tweepy.Client(
+            consumer_key=self.keys[0],
+            consumer_secret=self.keys[1],
+            access_token=self.keys[2],
+            access_token_secret=self.keys[3],
+            wait_on_rate_limit=False,
+        )
+        self.client.session = platform_session(
+            s.timeout,
+            hosts=(TWEEPY_HOST + "/", API + "/"),
+            base=s.api_base,
+            on_response=self._read_limits,
+        )
+        self.limits: dict[str, str] = {}
+        self._user_id: str | None = None
+
+    def _read_limits(self, response: requests.Response) -> None:
+        found = {
+            k.lower(): v
+            for k, v in response.headers.items()
+            if k.lower().startswith(
+                ("x-rate-limit-", "x-user-limit-24hour-", "x-app-limit-24hour-")
+            )
+        }
+        if found:
+            self.limits = found
+            self.env.state.put_state(f"ratelimit:{self.account.name}", found)
+
+    def _reset_delay(self, response: Any) -> float | None:
+        headers = getattr(response, "headers", {}) or {}
+        for name in ("x-user-limit-24hour-reset", "x-app-limit-24hour-reset", "x-rate-limit-reset"):
+            remaining = headers.get(name.replace("reset", "remaining"))
+            reset = headers.get(name)
+            if reset and (remaining in (None, "0") or name == "x-rate-limit-reset"):
+                try:
+                    return max(1.0, float(reset) - self.env.clock.now().timestamp())
+                except ValueError:
+                    continue
+        return retry_after(headers, now=self.env.clock.now().timestamp())
+
+    def _map(self, exc: tweepy.TweepyException, action: str, attempt: int) -> PublishError:
+        response = getattr(exc, "response", None)
+        status = getattr(response, "status_code", None)
+        detail = "; ".join(str(m) for m in getattr(exc, "api_messages", []) or [])[:200]
+        where = f"x {action}: HTTP {status}"
+        if isinstance(exc, tweepy.TooManyRequests):
+            return RetryLater(f"{where}: rate limited", delay=self._reset_delay(response))
+        if isinstance(exc, tweepy.Unauthorized):
+            return Reauthorize(f"{where}: the account's keys were refused")
+        if isinstance(exc, tweepy.Forbidden):
+            if "duplicate" in detail.lower():
+                if attempt > 1:
+                    # An earlier attempt may have gone through: look before calling it a failure.
+                    return InDoubt(f"{where}: duplicate of an earlier attempt ({detail})")
+                return Rejected(f"{where}: duplicate content ({detail})")
+            return Rejected(f"{where}: forbidden ({detail})")
+        if isinstance(exc, tweepy.BadRequest | tweepy.NotFound):
+            return Rejected(f"{where}: {detail}")
+        if isinstance(exc, tweepy.TwitterServerError):
+            # A 5xx after the tweet was sent: X may have created it.
+            return InDoubt(f"{where}: server error after the request was sent")
+        return InDoubt(f"{where}: {type(exc).__name__}")
+
+    def _call(self, action: str, fn: Any, *args: Any, attempt: int = 1, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except tweepy.TweepyException as exc:
+            if isinstance(exc, tweepy.HTTPException):
+                raise self._map(exc, action, attempt) from None
+            cause = exc.__context__
+            if isinstance(cause, requests.RequestException):
+                raise network_error(cause, f"x {action}") from None
+            raise InDoubt(f"x {action}: {type(exc).__name__}") from None
+        except requests.RequestException as exc:
+            raise network_error(exc, f"x {action}") from None
+
+    def upload(self, path: str) -> str:
+        """Upload one image through POST /2/media/upload; returns its media id."""
+        auth = tweepy.OAuth1UserHandler(*self.keys).apply_auth()
+        mime = "image/png" if path.lower().endswith(".png") else "image/jpeg"
+        with open(path, "rb") as fh:
+            try:
+                resp = self.client.session.post(
+                    f"{self.settings.api_base}/2/media/upload",
+                    files={"media": (path.rsplit("/", 1)[-1], fh, mime)},
+                    data={"media_category": "tweet_image"},
+                    auth=auth,
+                )
+            except requests.RequestException as exc:
+                # An orphan upload is harmless: retrying the whole post is safe.
+                raise RetryLater(f"x media upload: {type(exc).__name__}") from None
+        if resp.status_code == 429:
+            raise RetryLater("x media upload: rate limited", delay=self._reset_delay(resp))
+        if resp.status_code == 401:
+            raise Reauthorize("x media upload: the account's keys were refused")
+        if resp.status_code >= 500:
+            raise RetryLater(f"x media upload: HTTP {resp.status_code}")
+        if resp.status_code >= 400:
+            raise Rejected(f"x media upload: HTTP {resp.status_code}")
+        try:
+            data = resp.json()["data"]
+            return str(data.get("id") or data["media_id_string"])
+        except (ValueError, KeyError, TypeError):
+            raise RetryLater("x media upload: unexpected answer") from None
+
+    def publish(self, post: Post) -> PublishedRef:
+        media_ids = [self.upload(path) for path in post.media] or None
+        response = self._call(
+            "post",
+            self.client.create_tweet,
+            text=post.text,
+            media_ids=media_ids,
+            in_reply_to_tweet_id=post.reply_to,
+            user_auth=True,
+            attempt=post.attempt,
+        )
+        tweet_id = str(response.data["id"])
+        return PublishedRef(
+            platform_id=tweet_id,
+            published_at=self.env.clock.now(),
+            url=f"https://x.com/i/status/{tweet_id}",
+        )
+
+    def user_id(self) -> str:
+        if self._user_id is None:
+            me = self._call("identity", self.client.get_me, user_auth=True)
+            self._user_id = str(me.data.id)
+        return self._user_id
+
+    def find(self, post: Post) -> PublishedRef | None:
+        response = self._call(
+            "look-up",
+            self.client.get_users_tweets,
+            self.user_id(),
+            max_results=20,
+            user_auth=True,
+        )
+        for tweet in response.data or []:
+            if " ".join(str(tweet.text).split()) == " ".join(post.text.split()):
+                return PublishedRef(
+                    platform_id=str(tweet.id),
+                    published_at=self.env.clock.now(),
+                    url=f"https://x.com/i/status/{tweet.id}",
+                )
+        return None
+
+    def delete(self, ref: PublishedRef) -> None:
+        self._call("delete", self.client.delete_tweet, ref.platform_id, user_auth=True)
+
+    def close(self) -> None:
+        self.client.session.close()
+
+
+def create(account: AccountConfig, env: PublisherEnv) -> Publisher:
+    return XPublisher(account, env)
+
+
+def emulator_account(base: str, workdir: Path) -> EmulatorAccount:
+    names = ("consumer_key", "consumer_secret", "access_token", "access_token_secret")
+    return EmulatorAccount(
+        settings={**{n: f"EMU_X_{n.upper()}" for n in names}, "api_base": base},
+        secrets={f"EMU_X_{n.upper()}": f"emu-x-{n}" for n in names},
+    )
+
+
+def doctor(account: AccountConfig, env: PublisherEnv) -> str:
+    pub = XPublisher(account, env)
+    me = pub._call("identity", pub.client.get_me, user_auth=True)
+    return f"signed in as @{me.data.username} ({me.data.id})"
+
+
+def authorize(account: AccountConfig, env: PublisherEnv, prompt: Any) -> dict[str, Any]:
+    """X uses fixed OAuth 1.0a keys: check that they work and who they post as."""
+    print(doctor(account, env))
+    return {}

@@ -1,12 +1,373 @@
-"""YouTube live chat (and optional Shorts uploads) through google-api-python-client."""
+"""YouTube live chat through google-api-python-client (and Shorts uploads when a video exists).
+
+Posts are chat messages in the channel's active live broadcast. Every call is counted against
+the daily quota (10,000 units by default, reset at midnight Pacific time) in the database, so a
+restart does not forget what was spent; a call that the remaining budget cannot pay for waits
+for the reset instead of being refused by YouTube. `execute(num_retries=0)`: the library would
+otherwise resend POSTs.
+"""
 
 from __future__ import annotations
 
+import json
+import os
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
+
+import httplib2
+from google.auth.exceptions import RefreshError, TransportError
+from google.oauth2.credentials import Credentials
+from google_auth_httplib2 import AuthorizedHttp
+from googleapiclient.discovery import build
+from googleapiclient.errors import HttpError
+from googleapiclient.http import MediaFileUpload
+from pydantic import BaseModel, ConfigDict, Field
+
+from broadcaster.config import AccountConfig
 from broadcaster.limits import TextLimit
-from broadcaster.publishers.base import Capabilities
+from broadcaster.publishers.base import (
+    Capabilities,
+    EmulatorAccount,
+    InDoubt,
+    Post,
+    PublishedRef,
+    Publisher,
+    PublisherEnv,
+    PublishError,
+    Reauthorize,
+    Rejected,
+    RetryLater,
+)
+
+API = "https://www.googleapis.com"
+TOKEN_URI = "https://oauth2.googleapis.com/token"  # noqa: S105 - a URL, not a secret
+SCOPE = "https://www.googleapis.com/auth/youtube.force-ssl"
+PACIFIC = ZoneInfo("America/Los_Angeles")
 
 CAPABILITIES = Capabilities(
     can_delete=True,
     can_find=True,
+    media=("video/mp4",),
     text=TextLimit(200, "chars"),
 )
+
+# Quota units per call (YouTube Data API v3).
+COST = {
+    "liveBroadcasts.list": 1,
+    "liveChatMessages.insert": 20,
+    "liveChatMessages.list": 5,
+    "liveChatMessages.delete": 50,
+    "videos.insert": 1600,
+    "channels.list": 1,
+}
+CHAT_GONE = {"liveChatEnded", "liveChatNotFound", "liveChatDisabled"}
+QUOTA = {"quotaExceeded", "dailyLimitExceeded"}
+RATE = {"rateLimitExceeded", "userRateLimitExceeded"}
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    client_id: str  # names of the secrets holding the OAuth client's id and secret
+    client_secret: str
+    # Name of the secret holding a refresh token; `broadcaster auth youtube` stores one instead.
+    refresh_token: str | None = None
+    live_chat_id: str | None = None  # default: the chat of the channel's active broadcast
+    api_base: str = API
+    token_uri: str | None = None  # default: Google's, or <api_base>/token for another base
+    timeout: float = Field(default=20, gt=0)
+    daily_quota: int = Field(default=10_000, gt=0)
+
+    @property
+    def token_endpoint(self) -> str:
+        if self.token_uri:
+            return self.token_uri
+        return TOKEN_URI if self.api_base == API else f"{self.api_base.rstrip('/')}/token"
+
+
+def next_reset(now: datetime) -> datetime:
+    """Midnight Pacific time after `now`, when the daily quota resets."""
+    local = now.astimezone(PACIFIC)
+    return (local + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+class YouTubePublisher(Publisher):
+    capabilities = CAPABILITIES
+
+    def __init__(
+        self, account: AccountConfig, env: PublisherEnv, transport: Any | None = None
+    ) -> None:
+        """`transport` replaces the httplib2 connection (googleapiclient's HttpMock in tests)."""
+        self.account = account
+        self.env = env
+        self.settings = s = Settings.model_validate(account.settings)
+        stored = env.tokens.get(account.name).get("refresh_token") if env.tokens else None
+        refresh = stored or (
+            env.secrets.get(s.refresh_token, what=f"{account.name} refresh_token")
+            if s.refresh_token
+            else None
+        )
+        if not refresh:
+            raise Reauthorize(
+                f"{account.name}: no YouTube refresh token: run `broadcaster auth youtube "
+                f"--account {account.name}`"
+            )
+        self.credentials = Credentials(
+            token=None,
+            refresh_token=refresh,
+            token_uri=s.token_endpoint,
+            client_id=env.secrets.get(s.client_id, what=f"{account.name} client_id"),
+            client_secret=env.secrets.get(s.client_secret, what=f"{account.name} client_secret"),
+            scopes=[SCOPE],
+        )
+        self.http = AuthorizedHttp(
+            self.credentials, http=transport or httplib2.Http(timeout=s.timeout)
+        )
+        self.api = build(
+            "youtube",
+            "v3",
+            http=self.http,
+            static_discovery=True,
+            cache_discovery=False,
+            client_options={"api_endpoint": s.api_base},
+        )
+        self._chat_id = s.live_chat_id
+        self._channel_id: str | None = None
+
+    # -- quota --
+
+    def _quota_key(self) -> str:
+        return f"quota:{self.account.name}"
+
+    def _now(self) -> datetime:
+        return self.env.clock.now().astimezone(PACIFIC)
+
+    def quota_used(self) -> tuple[str, int]:
+        day = self._now().date().isoformat()
+        stored = self.env.state.get_state(self._quota_key()) or {}
+        return day, int(stored.get("used", 0)) if stored.get("day") == day else 0
+
+    def _spend(self, method: str) -> None:
+        day, used = self.quota_used()
+        cost = COST[method]
+        if used + cost > self.settings.daily_quota:
+            wait = (next_reset(self._now()) - self._now()).total_seconds()
+            raise RetryLater(
+                f"youtube: daily quota spent ({used} of {self.settings.daily_quota} units)",
+                delay=max(60.0, wait),
+            )
+        self.env.state.put_state(self._quota_key(), {"day": day, "used": used + cost})
+
+    def _exhaust(self) -> None:
+        day, _ = self.quota_used()
+        self.env.state.put_state(self._quota_key(), {"day": day, "used": self.settings.daily_quota})
+
+    # -- calls --
+
+    def _execute(self, method: str, request: Any, action: str) -> Any:
+        self._spend(method)
+        try:
+            return request.execute(num_retries=0)
+        except HttpError as exc:
+            raise self._map(exc, action) from None
+        except RefreshError as exc:
+            raise Reauthorize(
+                f"youtube {action}: token refresh failed ({_first_line(exc)}); run "
+                f"`broadcaster auth youtube --account {self.account.name}`"
+            ) from None
+        except TimeoutError as exc:
+            raise InDoubt(
+                f"youtube {action}: {type(exc).__name__} after the request was sent"
+            ) from None
+        except (ConnectionRefusedError, TransportError) as exc:
+            raise RetryLater(f"youtube {action}: {type(exc).__name__}") from None
+        except (ConnectionError, httplib2.HttpLib2Error, OSError) as exc:
+            raise InDoubt(f"youtube {action}: {type(exc).__name__}") from None
+
+    def _map(self, exc: HttpError, action: str) -> PublishError:
+        status = exc.resp.status if exc.resp is not None else 0
+        reason = _reason(exc)
+        where = f"youtube {action}: HTTP {status} {reason}".rstrip()
+        if reason in QUOTA:
+            self._exhaust()
+            wait = (next_reset(self._now()) - self._now()).total_seconds()
+            return RetryLater(f"{where}: daily quota exceeded", delay=wait)
+        if reason in RATE or status == 429:
+            return RetryLater(f"{where}: rate limited", delay=60)
+        if reason in CHAT_GONE:
+            return RetryLater(f"{where}: the live chat is gone", delay=120)
+        if status == 401:
+            return Reauthorize(f"{where}: credentials refused")
+        if status >= 500:
+            return InDoubt(f"{where}: server error") if action == "post" else RetryLater(where)
+        return Rejected(where)
+
+    def live_chat_id(self, *, fresh: bool = False) -> str:
+        """The chat of the channel's active live broadcast (looked up once, and again when the
+        chat it had is gone)."""
+        if self._chat_id and not fresh:
+            return self._chat_id
+        request = self.api.liveBroadcasts().list(
+            part="snippet", broadcastStatus="active", broadcastType="all"
+        )
+        result = self._execute("liveBroadcasts.list", request, "find broadcast")
+        for item in result.get("items", []):
+            chat = item.get("snippet", {}).get("liveChatId")
+            if chat:
+                self._chat_id = chat
+                self._channel_id = item.get("snippet", {}).get("channelId")
+                return chat
+        raise RetryLater("youtube: the channel has no active live broadcast with a chat", delay=300)
+
+    def publish(self, post: Post) -> PublishedRef:
+        videos = [m for m in post.media if m.lower().endswith(".mp4")]
+        if videos:
+            return self.upload_short(videos[0], post)
+        for attempt in (1, 2):
+            body = {
+                "snippet": {
+                    "liveChatId": self.live_chat_id(fresh=attempt == 2),
+                    "type": "textMessageEvent",
+                    "textMessageDetails": {"messageText": post.text},
+                }
+            }
+            request = self.api.liveChatMessages().insert(part="snippet", body=body)
+            try:
+                result = self._execute("liveChatMessages.insert", request, "post")
+            except RetryLater as exc:
+                if "live chat is gone" in str(exc) and attempt == 1:
+                    continue  # the broadcast may have restarted with a new chat
+                raise
+            return PublishedRef(platform_id=str(result["id"]), published_at=self.env.clock.now())
+        raise AssertionError("unreachable")
+
+    def upload_short(self, path: str, post: Post) -> PublishedRef:
+        body = {
+            "snippet": {"title": (post.title or post.text)[:100], "description": post.text},
+            "status": {"privacyStatus": "public", "selfDeclaredMadeForKids": False},
+        }
+        media = MediaFileUpload(path, mimetype="video/mp4", resumable=True)
+        request = self.api.videos().insert(part="snippet,status", body=body, media_body=media)
+        self._spend("videos.insert")
+        response = None
+        try:
+            while response is None:
+                _, response = request.next_chunk(num_retries=0)
+        except HttpError as exc:
+            raise self._map(exc, "post") from None
+        except (TimeoutError, OSError) as exc:
+            raise InDoubt(f"youtube upload: {type(exc).__name__}") from None
+        video_id = str(response["id"])
+        return PublishedRef(
+            platform_id=f"video:{video_id}",
+            published_at=self.env.clock.now(),
+            url=f"https://www.youtube.com/shorts/{video_id}",
+        )
+
+    def find(self, post: Post) -> PublishedRef | None:
+        request = self.api.liveChatMessages().list(
+            liveChatId=self.live_chat_id(), part="snippet,authorDetails", maxResults=2000
+        )
+        result = self._execute("liveChatMessages.list", request, "look-up")
+        for item in result.get("items", []):
+            snippet = item.get("snippet", {})
+            author = item.get("authorDetails", {})
+            own = author.get("isChatOwner") or (
+                self._channel_id and author.get("channelId") == self._channel_id
+            )
+            text = snippet.get("textMessageDetails", {}).get("messageText") or snippet.get(
+                "displayMessage"
+            )
+            if own and text is not None and " ".join(text.split()) == " ".join(post.text.split()):
+                return PublishedRef(platform_id=str(item["id"]), published_at=self.env.clock.now())
+        return None
+
+    def delete(self, ref: PublishedRef) -> None:
+        if ref.platform_id.startswith("video:"):
+            raise NotImplementedError("deleting an uploaded Short is left to the operator")
+        request = self.api.liveChatMessages().delete(id=ref.platform_id)
+        self._execute("liveChatMessages.delete", request, "delete")
+
+    def close(self) -> None:
+        self.http.http.close()
+
+
+def _reason(exc: HttpError) -> str:
+    try:
+        body = json.loads(exc.content)
+        errors = body.get("error", {}).get("errors") or []
+        if errors:
+            return str(errors[0].get("reason", ""))
+        return str(body.get("error", {}).get("status", ""))
+    except (ValueError, AttributeError, TypeError):
+        return ""
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc.args[0]) if exc.args else type(exc).__name__
+    return text.splitlines()[0][:120]
+
+
+def create(account: AccountConfig, env: PublisherEnv) -> Publisher:
+    return YouTubePublisher(account, env)
+
+
+def emulator_account(base: str, workdir: Path) -> EmulatorAccount:
+    """Settings, secrets and tokens that point an account at the local emulator."""
+    return EmulatorAccount(
+        settings={
+            "client_id": "EMU_YT_CLIENT_ID",
+            "client_secret": "EMU_YT_CLIENT_SECRET",
+            "api_base": base,
+        },
+        secrets={"EMU_YT_CLIENT_ID": "emu-client-id", "EMU_YT_CLIENT_SECRET": "emu-client-secret"},
+        tokens={"refresh_token": "emu-youtube-refresh-token"},
+    )
+
+
+def doctor(account: AccountConfig, env: PublisherEnv) -> str:
+    pub = YouTubePublisher(account, env)
+    chat = pub.live_chat_id(fresh=True)
+    _day, used = pub.quota_used()
+    return f"live chat {chat} active; quota used today {used}/{pub.settings.daily_quota} units"
+
+
+def authorize(account: AccountConfig, env: PublisherEnv, prompt: Any) -> dict[str, Any]:
+    """Google's installed-app flow: a browser approves access once, a refresh token is kept."""
+    from google_auth_oauthlib.flow import InstalledAppFlow
+
+    s = Settings.model_validate(account.settings)
+    client = {
+        "installed": {
+            "client_id": env.secrets.get(s.client_id, what=f"{account.name} client_id"),
+            "client_secret": env.secrets.get(s.client_secret, what=f"{account.name} client_secret"),
+            "auth_uri": "https://accounts.google.com/o/oauth2/auth",
+            "token_uri": s.token_endpoint,
+            "redirect_uris": ["http://localhost"],
+        }
+    }
+    if urlsplit(s.token_endpoint).hostname in ("127.0.0.1", "localhost", "::1"):
+        # The local emulator speaks plain HTTP; oauthlib rightly refuses that anywhere else.
+        os.environ["OAUTHLIB_INSECURE_TRANSPORT"] = "1"
+    flow = InstalledAppFlow.from_client_config(client, scopes=[SCOPE])
+    try:
+        credentials = flow.run_local_server(
+            port=0,
+            open_browser=False,
+            prompt="consent",
+            access_type="offline",
+            authorization_prompt_message=(
+                "Open this address in a browser and approve access:\n{url}"
+            ),
+        )
+    except Exception as exc:  # oauthlib and the local server raise many kinds
+        raise Rejected(f"youtube auth: {type(exc).__name__}: {_first_line(exc)}") from None
+    if not credentials.refresh_token:
+        raise Rejected(
+            "youtube auth: Google returned no refresh token; revoke the app's access "
+            "in the Google account and run this again"
+        )
+    return {"refresh_token": credentials.refresh_token}
