@@ -8,6 +8,7 @@ makes a *held* row carrying the reason, never a broken post and never an excepti
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,9 +17,10 @@ from typing import Any
 from jinja2 import Template
 
 from broadcaster.config import AccountConfig, Config
-from broadcaster.context import View
+from broadcaster.context import View, summary_context, template_vars
 from broadcaster.events import Event, EventKind
 from broadcaster.limits import Overflow, OverLimit, TextLimit, shorten
+from broadcaster.planner import idempotency_key
 from broadcaster.publishers import capabilities_for, text_limits
 from broadcaster.render import Budget, Locale, Renderer, RenderError
 from broadcaster.store import NewPost, PostState
@@ -128,7 +130,13 @@ class Composer:
         return caps.requires_media or account.cards is not False
 
     def compose(
-        self, event: Event, account: AccountConfig, variables: dict[str, Any], key: str
+        self,
+        event: Event,
+        account: AccountConfig,
+        variables: dict[str, Any],
+        key: str,
+        *,
+        quiet: bool = False,
     ) -> list[NewPost]:
         """The outbox rows for one event on one account: one, a thread, or one held row."""
         variables = {
@@ -141,10 +149,26 @@ class Composer:
         }
         dry = self.dry_run or account.dry_run
         card = self.wants_card(account)
+        if variables["election"]["is_test"] and not dry and not account.allow_test_posts:
+            # Test data never reaches a real account unless the account says it may.
+            return [
+                NewPost(
+                    key,
+                    event.key,
+                    account.name,
+                    account.platform,
+                    None,
+                    (),
+                    dry,
+                    PostState.CANCELLED,
+                    "test data: never posted to a real account (allow_test_posts is off)",
+                )
+            ]
         try:
             parts = self.compose_text(event, account, variables)
         except RenderError as exc:
-            log.error("post held, %s: %s", account.name, exc, extra={"account": account.name})
+            if not quiet:
+                log.error("post held, %s: %s", account.name, exc, extra={"account": account.name})
             return [
                 NewPost(
                     key,
@@ -163,6 +187,7 @@ class Composer:
         parent = None
         for i, part in enumerate(parts):
             part_key = key if i == 0 else f"{key}#{i + 1}"
+            held = account.require_approval and i == 0
             rows.append(
                 NewPost(
                     part_key,
@@ -172,6 +197,8 @@ class Composer:
                     part.text,
                     (),
                     dry,
+                    PostState.HELD if held else PostState.PENDING,
+                    "awaiting approval" if held else None,
                     title=part.title,
                     thread_parent=parent,
                     wants_card=card and i == 0,
@@ -214,3 +241,59 @@ class Composer:
             first = text.split("\n", 1)[0]
             title = shorten(first, title_limit)
         return [Composed(p, title if i == 0 else None) for i, p in enumerate(parts)]
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    event: Event
+    context: dict[str, Any]
+    post: NewPost
+    included: list[int]  # the merged posts it replaces
+
+
+def summary_event(items: list[Event]) -> Event:
+    kind = items[0].kind.value
+    keys = sorted(e.key for e in items)
+    digest = hashlib.sha256("\n".join(keys).encode()).hexdigest()[:12]
+    return Event(
+        key=f"summary/{kind}/{digest}",
+        kind=EventKind.SUMMARY,
+        at=max(e.at for e in items),
+        data={"kind": kind, "merged": keys},
+    )
+
+
+def compose_summary(
+    composer: Composer,
+    account: AccountConfig,
+    items: list[tuple[int, Event, dict[str, Any]]],
+    shared: dict[str, Any],
+) -> Summary | None:
+    """A summary post for as many of `items` (post id, event, stored context; oldest first) as
+    fit the platform's limit. None when fewer than two fit or the template fails: the posts
+    then go out one by one."""
+    tz = composer.config.election.timezone
+
+    def attempt(n: int) -> Summary | None:
+        chosen = items[:n]
+        event = summary_event([e for _, e, _ in chosen])
+        context = summary_context([(e, ctx) for _, e, ctx in chosen])
+        variables = template_vars(event, context, shared, timezone=tz)
+        key = idempotency_key(event.key, account.platform, account.name)
+        rows = composer.compose(event, account, variables, key, quiet=True)
+        if len(rows) != 1 or rows[0].text is None:
+            return None  # too long (or a template problem): try fewer
+        return Summary(event, context, rows[0], [i for i, _, _ in chosen])
+
+    best = attempt(len(items))
+    if best is not None:
+        return best
+    lo, hi = 2, len(items) - 1
+    while lo <= hi:
+        mid = (lo + hi) // 2
+        found = attempt(mid)
+        if found is not None:
+            best, lo = found, mid + 1
+        else:
+            hi = mid - 1
+    return best

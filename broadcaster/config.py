@@ -21,6 +21,7 @@ from pydantic import (
     model_validator,
 )
 
+from broadcaster.budget import Window
 from broadcaster.events import EventKind
 from broadcaster.paths import DEFAULT_CONFIG
 
@@ -150,6 +151,19 @@ class SecretsConfig(_Strict):
 class DispatchConfig(_Strict):
     interval: float = Field(default=5, gt=0, le=600)
     batch: int = Field(default=50, gt=0)
+    breaker_failures: int = Field(default=5, gt=0)  # consecutive failures that pause an account
+    breaker_cooldown: float = Field(default=300, gt=0)  # seconds before it tries again by itself
+
+
+class PlannerConfig(_Strict):
+    # planned: budgets, pacing over the night, merging; naive: one post per event, at once.
+    mode: Literal["planned", "naive"] = "planned"
+    night_hours: float = Field(default=8, gt=0, le=72)  # from the first snapshot accepted
+
+
+class ServiceConfig(_Strict):
+    # host:port for GET /healthz and GET /metrics; empty turns them off.
+    listen: str = Field(default="127.0.0.1:9105", pattern=r"^$|^[^\s:]+:\d+$")
 
 
 class AccountConfig(BaseModel):
@@ -165,13 +179,22 @@ class AccountConfig(BaseModel):
     templates: str | None = None  # a template folder for this account only
     events: list[EventKind] | None = None  # which event kinds to post; all when absent
     cards: bool | None = None  # attach result cards where the platform takes media
+    require_approval: bool = False  # every post waits, held, until an operator approves it
+    allow_test_posts: bool = False  # a real account refuses test data unless this is set
+    on_correction: Literal["post", "edit", "delete"] = "post"  # also edit/delete the old post
+    quota: list[Window] | None = None  # replaces the platform's default rate limits
 
     @property
     def settings(self) -> dict[str, Any]:
         return dict(self.model_extra or {})
 
     def wants(self, kind: EventKind) -> bool:
-        return self.events is None or kind in self.events
+        if self.events is None:
+            return True
+        if kind is EventKind.SUMMARY:
+            mergeable = (EventKind.CALLED, EventKind.PROGRESS, EventKind.LEADER)
+            return any(k in self.events for k in mergeable)
+        return kind in self.events
 
 
 class Config(_Strict):
@@ -184,6 +207,8 @@ class Config(_Strict):
     dispatch: DispatchConfig = Field(default_factory=DispatchConfig)
     cards: CardsConfig = Field(default_factory=CardsConfig)
     secrets: SecretsConfig = Field(default_factory=SecretsConfig)
+    planner: PlannerConfig = Field(default_factory=PlannerConfig)
+    service: ServiceConfig = Field(default_factory=ServiceConfig)
     # Text limits overriding the platforms' own, e.g. x = 280, tiktok_title = 90.
     limits: dict[str, int] = Field(default_factory=dict)
     parties: dict[str, PartyDisplayConfig] = Field(default_factory=dict)

@@ -237,13 +237,53 @@ def template_vars(
             is_coalition=bool(data.get("is_coalition")),
         )
 
-    return {
+    variables = {
         "election": shared["election"],
         "event": ev,
         "contest": cview,
         "tally": shared["tally"],
         "account": View(account or {}),
     }
+    if event.kind is EventKind.SUMMARY:
+        variables["summary"] = summary_view(event, captured, shared, timezone)
+    return variables
+
+
+def summary_context(items: list[tuple[Event, dict[str, Any]]]) -> dict[str, Any]:
+    """The stored context of a summary: each merged event with its own context."""
+    return {
+        "contest": None,
+        "parties": {},
+        "coalitions": {},
+        "items": [
+            {
+                "key": e.key,
+                "kind": e.kind.value,
+                "at": e.at.isoformat(),
+                "contest_id": e.contest_id,
+                "data": e.data,
+                "context": ctx,
+            }
+            for e, ctx in items
+        ],
+    }
+
+
+def summary_view(
+    event: Event, captured: dict[str, Any], shared: dict[str, Any], timezone: str
+) -> View:
+    items = []
+    for item in captured.get("items", []):
+        merged = Event(
+            key=item["key"],
+            kind=EventKind(item["kind"]),
+            at=datetime.fromisoformat(item["at"]),
+            contest_id=item["contest_id"],
+            data=item["data"],
+        )
+        inner = template_vars(merged, item["context"], shared, timezone=timezone)
+        items.append(View(event=inner["event"], contest=inner["contest"]))
+    return View(kind=event.data.get("kind", ""), count=len(items), items=items)
 
 
 def _named(cview: View, selection_id: str | None) -> View | None:

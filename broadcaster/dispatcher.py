@@ -17,9 +17,14 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from broadcaster.budget import Window, blocked_key, budget_state, effective_windows, learned_key
 from broadcaster.cardmaker import CardMaker
 from broadcaster.clock import Clock
+from broadcaster.compose import Composer, compose_summary
 from broadcaster.config import AccountConfig, Config
+from broadcaster.context import shared_vars
+from broadcaster.events import EventKind
+from broadcaster.planner import NIGHT_STARTED, Item, plan_account
 from broadcaster.publishers import (
     InDoubt,
     Post,
@@ -32,7 +37,8 @@ from broadcaster.publishers import (
     capabilities_for,
     create_publisher,
 )
-from broadcaster.publishers.base import NotFoundYet
+from broadcaster.publishers.base import NotFoundYet, PublishedRef
+from broadcaster.samples import display_from
 from broadcaster.secrets import SecretError, Secrets, TokenStore
 from broadcaster.store import PostState, Store
 
@@ -40,6 +46,8 @@ log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 8
 PAUSED = "paused:"
+FAILURES = "failures:"
+WAITING = "waiting:"
 
 
 @dataclass
@@ -75,6 +83,18 @@ def post_from_row(row: Any, attempt: int | None = None, *, reply_to: str | None 
     )
 
 
+def _item(row: Any) -> Item:
+    data = getattr(row, "event_data", None) or {}
+    return Item(
+        id=row.id,
+        kind=EventKind(row.event_kind),
+        contest_id=row.contest_id,
+        feed_time=row.feed_time,
+        priority=getattr(row, "priority", 9),
+        final=bool(data.get("final")),
+    )
+
+
 def backoff(attempt: int, base: float = 5.0, cap: float = 600.0) -> float:
     """Exponential backoff with jitter, in seconds."""
     return random.uniform(0.5, 1.0) * min(cap, base * 2 ** max(0, attempt - 1))
@@ -104,6 +124,7 @@ class Dispatcher:
         dry_run: bool,
         stop: threading.Event | None = None,
         cards: CardMaker | None = None,
+        composer: Composer | None = None,
     ) -> None:
         self.config = config
         self.store = store
@@ -114,6 +135,7 @@ class Dispatcher:
         self.accounts: dict[str, AccountConfig] = {a.name: a for a in config.accounts}
         self._publishers: dict[str, Publisher] = {}
         self.cards = cards
+        self.composer = composer if composer is not None else Composer(config, dry_run=dry_run)
 
     def publisher(self, account_name: str) -> Publisher:
         pub = self._publishers.get(account_name)
@@ -130,22 +152,55 @@ class Dispatcher:
             pub.close()
         self._publishers.clear()
 
-    # -- accounts paused by a credential problem (or by an operator) --
+    # -- accounts paused (by an operator, a credential problem, or the circuit breaker) --
 
     def paused(self) -> dict[str, str]:
+        """Paused accounts and why; a breaker pause whose cool-down has passed is lifted."""
         out = {}
+        now = self.clock.now()
         for name in self.accounts:
             state = self.store.get_state(PAUSED + name)
-            if state:
-                out[name] = str(state.get("reason", "paused"))
+            if not state:
+                continue
+            until = state.get("until")
+            if until and datetime.fromisoformat(until) <= now:
+                self.store.put_state(PAUSED + name, None)
+                self.store.put_state(FAILURES + name, 0)
+                log.warning("account %s resumes after its cool-down", name, extra={"account": name})
+                continue
+            out[name] = str(state.get("reason", "paused"))
         return out
 
-    def pause(self, account: str, reason: str) -> None:
+    def pause(self, account: str, reason: str, *, until: datetime | None = None) -> None:
         self.store.put_state(
-            PAUSED + account, {"reason": reason, "at": self.clock.now().isoformat()}
+            PAUSED + account,
+            {
+                "reason": reason,
+                "at": self.clock.now().isoformat(),
+                "until": until.isoformat() if until else None,
+            },
         )
         self._publishers.pop(account, None)
         log.error("ACCOUNT PAUSED: %s: %s", account, reason, extra={"account": account})
+
+    def _failed(self, account: str, error: str) -> None:
+        """Count consecutive failures; too many in a row open the circuit breaker."""
+        count = int(self.store.get_state(FAILURES + account, 0) or 0) + 1
+        self.store.put_state(FAILURES + account, count)
+        limit = self.config.dispatch.breaker_failures
+        if count >= limit:
+            cooldown = timedelta(seconds=self.config.dispatch.breaker_cooldown)
+            self.pause(
+                account,
+                f"circuit breaker: {count} failures in a row (last: {error}); it tries again "
+                f"by itself after {int(cooldown.total_seconds())} s, "
+                f"or `broadcaster resume {account}`",
+                until=self.clock.now() + cooldown,
+            )
+
+    def _succeeded(self, account: str) -> None:
+        if self.store.get_state(FAILURES + account, 0):
+            self.store.put_state(FAILURES + account, 0)
 
     # -- posts interrupted mid-call --
 
@@ -209,42 +264,146 @@ class Dispatcher:
     # -- the dispatch loop --
 
     def run_once(self, limit: int | None = None) -> DispatchStats:
-        """Send the posts that are due now, most urgent first, until done or asked to stop."""
+        """Settle interrupted posts, then, account by account, send what the planner allows
+        now, most urgent first, until done or asked to stop."""
         stats = self.recover()
+        if self.composer is not None:
+            self.composer.refresh()
         paused = self.paused()
-        active = [a for a in self.accounts if a not in paused]
-        rows = self.store.due_posts(self.clock.now(), limit or self.config.dispatch.batch, active)
-        for row in rows:
-            if self.stop.is_set():
-                break
-            if row.account in paused:
-                continue  # paused during this run
-            reply_to = None
-            if row.thread_parent:
-                parent = self.store.post_by_key(row.thread_parent)
-                if parent is None or parent.state in (PostState.FAILED, PostState.CANCELLED):
-                    self.store.mark_failed(row.id, "the previous part of its thread was not posted")
-                    stats.failed += 1
-                    continue
-                if parent.state != PostState.SENT:
-                    continue  # a thread goes out in order: wait for the previous part
-                reply_to = parent.platform_post_id
-            media = tuple(row.media or ())
-            if row.wants_card and not media and self.cards is not None:
-                made = self._card(row)
-                if made is None:
-                    stats.held += 1
-                    continue
-                media = made
-            attempt = self.store.claim(row.id, self.clock.now())
-            if attempt is None:
-                continue
-            post = replace(post_from_row(row, attempt, reply_to=reply_to), media=media)
-            result = self._send(post)
-            stats.add(result)
-            if row.account in self.paused():
-                paused[row.account] = "paused"
+        batch = limit or self.config.dispatch.batch
+        stats.add(self._thread_parts(paused))
+        for name, account in self.accounts.items():
+            for _ in range(batch):
+                if self.stop.is_set() or name in paused or name in self.paused():
+                    break
+                step = self._step(account)
+                if step is None:
+                    break
+                stats.add(step)
         return stats
+
+    def _step(self, account: AccountConfig) -> DispatchStats | None:
+        """Plan and send one post (or one summary) for an account; None when it must wait."""
+        now = self.clock.now()
+        rows = self.store.pending_for(account.name, now)
+        if not rows:
+            return None
+        windows = self.windows(account)
+        span = max((w.seconds for w in windows), default=86400)
+        sent_rows = self.store.sent_since(account.name, now - timedelta(seconds=max(span, 86400)))
+        blocked = self.store.get_state(blocked_key(account.name))
+        budget = budget_state(
+            windows,
+            [r.sent_at for r in sent_rows if r.sent_at > now - timedelta(seconds=span)],
+            now,
+            blocked_until=datetime.fromisoformat(blocked) if blocked else None,
+        )
+        plan = plan_account(
+            [_item(r) for r in rows],
+            [_item(r) for r in sent_rows],
+            budget,
+            windows,
+            now=now,
+            night_ends=self.night_ends(now),
+            last_sent_at=self.store.last_sent_at(account.name),
+            naive=self.config.planner.mode == "naive",
+        )
+        for post_id, why in plan.supersede:
+            self.store.supersede([post_id], why)
+        by_id = {r.id: r for r in rows}
+        if plan.merge:
+            summary_id = self._merge(account, [by_id[i] for i in plan.merge])
+            if summary_id is not None:
+                return self._dispatch(self.store.post_row(summary_id))
+            return self._dispatch(by_id[plan.merge[0]])  # merging failed: send the oldest alone
+        if plan.send is not None:
+            return self._dispatch(by_id[plan.send])
+        if plan.supersede:
+            return DispatchStats()  # something changed: plan again
+        self.store.put_state(
+            WAITING + account.name,
+            {
+                "reason": plan.reason,
+                "until": plan.wait_until.isoformat() if plan.wait_until else None,
+            },
+        )
+        return None
+
+    def windows(self, account: AccountConfig) -> list[Window]:
+        configured = (
+            account.quota if account.quota is not None else capabilities_for(account.platform).quota
+        )
+        return effective_windows(configured, self.store.get_state(learned_key(account.name)))
+
+    def night_ends(self, now: datetime) -> datetime:
+        started = self.store.get_state(NIGHT_STARTED)
+        start = datetime.fromisoformat(started) if started else now
+        return start + timedelta(hours=self.config.planner.night_hours)
+
+    def _merge(self, account: AccountConfig, rows: list[Any]) -> int | None:
+        """Turn pending posts of one kind into one summary post (as many as fit)."""
+        if self.composer is None:
+            return None
+        items = []
+        shared = None
+        for row in sorted(rows, key=lambda r: (r.feed_time, r.id)):
+            stored = self.store.event_with_context(row.event_id)
+            items.append((row.id, stored.event, stored.context, row.event_id))
+            shared = stored.shared
+        assert shared is not None
+        views = shared_vars(shared, self.config.election.timezone, display_from(self.config))
+        summary = compose_summary(
+            self.composer, account, [(i, e, c) for i, e, c, _ in items], views
+        )
+        if summary is None:
+            return None
+        snapshot_row = self.store.post_row(items[-1][0])
+        post_id = self.store.add_summary(
+            event=summary.event,
+            context=summary.context,
+            snapshot_id=snapshot_row.snapshot_id,
+            post=summary.post,
+            merged=summary.included,
+        )
+        if post_id is not None:
+            log.info(
+                "merged %d %s posts for %s into one summary",
+                len(summary.included),
+                summary.event.data["kind"],
+                account.name,
+                extra={"account": account.name},
+            )
+        return post_id
+
+    def _thread_parts(self, paused: dict[str, str]) -> DispatchStats:
+        stats = DispatchStats()
+        for row in self.store.thread_parts_due(self.clock.now()):
+            if row.account in paused or row.account not in self.accounts or self.stop.is_set():
+                continue
+            parent = self.store.post_by_key(row.thread_parent)
+            if parent is None or parent.state in (PostState.FAILED, PostState.CANCELLED):
+                self.store.mark_failed(row.id, "the previous part of its thread was not posted")
+                stats.failed += 1
+            elif parent.state == PostState.SENT:
+                stats.add(self._dispatch(row, reply_to=parent.platform_post_id))
+        return stats
+
+    def _dispatch(self, row: Any, reply_to: str | None = None) -> DispatchStats:
+        """Draw the card if needed, claim the post, publish it."""
+        media = tuple(row.media or ())
+        if row.wants_card and not media and self.cards is not None:
+            made = self._card(row)
+            if made is None:
+                return DispatchStats(held=1)
+            media = made
+        attempt = self.store.claim(row.id, self.clock.now())
+        if attempt is None:
+            return DispatchStats()
+        post = replace(post_from_row(row, attempt, reply_to=reply_to), media=media)
+        result = self._send(post)
+        if result.sent and row.event_kind == "corrected":
+            self._after_correction(row)
+        return result
 
     def drain(self) -> DispatchStats:
         """Dispatch until nothing more is due now (a rehearsal's step)."""
@@ -255,6 +414,31 @@ class Dispatcher:
             if stats.sent + stats.failed + stats.held == 0:
                 break
         return total
+
+    def _after_correction(self, row: Any) -> None:
+        """Link a sent correction to the post it corrects; edit or delete that one if the
+        account asks and the platform allows."""
+        account = self.accounts[row.account]
+        old = self.store.earlier_post(row.account, row.contest_id, before_id=row.id)
+        if old is None:
+            return
+        self.store.set_corrects(row.id, old.id)
+        caps = capabilities_for(account.platform)
+        action = account.on_correction
+        if action == "post" or not old.platform_post_id:
+            return
+        ref = PublishedRef(old.platform_post_id, old.sent_at or self.clock.now(), old.platform_url)
+        publisher = self.publisher(row.account)
+        try:
+            if action == "edit" and caps.can_edit and hasattr(publisher, "edit"):
+                publisher.edit(ref, row.text or "")
+                log.info("edited post %d after its correction %d", old.id, row.id)
+            elif action == "delete" and caps.can_delete:
+                publisher.delete(ref)
+                self.store.mark_failed(old.id, f"deleted: corrected by post {row.id}")
+                log.info("deleted post %d after its correction %d", old.id, row.id)
+        except (PublishError, NotImplementedError) as exc:
+            log.warning("could not %s post %d after its correction: %s", action, old.id, exc)
 
     def _card(self, row: Any) -> tuple[str, ...] | None:
         """Draw the post's card before it is claimed; None when the post had to be held."""
@@ -277,6 +461,11 @@ class Dispatcher:
         try:
             ref = self.publisher(post.account).publish(post)
         except RetryLater as exc:
+            if exc.delay:
+                # The platform said how long to wait: nothing else goes to it meanwhile.
+                until = self.clock.now() + timedelta(seconds=exc.delay)
+                self.store.put_state(blocked_key(post.account), until.isoformat())
+            self._failed(post.account, str(exc))
             return self._retry(post, str(exc), exc.delay, extra)
         except Reauthorize as exc:
             # The adapter already tried a refresh where one exists: stop this account only.
@@ -288,18 +477,21 @@ class Dispatcher:
             log.error("post %d rejected for good: %s", post.outbox_id, exc, extra=extra)
             return DispatchStats(failed=1)
         except InDoubt as exc:
+            self._failed(post.account, str(exc))
             log.warning("post %d in doubt: %s; looking it up", post.outbox_id, exc, extra=extra)
             outcome = self._lookup(post)
             if outcome[0] == "absent":
                 return self._retry(post, str(exc), None, extra)
             return self._settle(post.outbox_id, outcome, str(exc))
         except Exception as exc:  # an adapter bug: the request may or may not have gone out
+            self._failed(post.account, type(exc).__name__)
             log.exception("unexpected error publishing post %d", post.outbox_id, extra=extra)
             outcome = self._lookup(post)
             if outcome[0] == "absent":
                 return self._retry(post, type(exc).__name__, None, extra)
             return self._settle(post.outbox_id, outcome, type(exc).__name__)
         self.store.mark_sent(post.outbox_id, ref.platform_id, ref.url, ref.published_at)
+        self._succeeded(post.account)
         log.info(
             "sent post %d (%s) to %s", post.outbox_id, post.event_key, post.account, extra=extra
         )

@@ -15,6 +15,7 @@ class EventKind(StrEnum):
     CORRECTED = "corrected"  # a called contest's figures or winner changed
     TALLY = "tally"  # the periodic national seat tally
     MAJORITY = "majority"  # a party or coalition reached a majority of seats
+    SUMMARY = "summary"  # several pending posts of one kind merged when the budget is tight
 
 
 # Lower is more urgent; the dispatcher sends in this order.
@@ -25,7 +26,11 @@ PRIORITY: dict[EventKind, int] = {
     EventKind.TALLY: 3,
     EventKind.LEADER: 4,
     EventKind.PROGRESS: 5,
+    EventKind.SUMMARY: 2,
 }
+
+# Kinds the differ produces (a summary is made by the planner, from these).
+FEED_KINDS = tuple(k for k in EventKind if k is not EventKind.SUMMARY)
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,13 +14,13 @@ from typing import Any
 
 from broadcaster.compose import Composer
 from broadcaster.config import Config
-from broadcaster.context import event_context, shared_vars, snapshot_context, template_vars
+from broadcaster.context import shared_vars, snapshot_context, template_vars
 from broadcaster.differ import DiffState, diff
 from broadcaster.events import Event, EventKind
 from broadcaster.model import Snapshot
 from broadcaster.pipeline import rules_from
 from broadcaster.render import RenderError
-from broadcaster.samples import SampleError, display_from, sample_event
+from broadcaster.samples import SampleError, display_from, sample_context, sample_event
 from broadcaster.tally import compute_tally
 
 MAX_CONTESTS = 60  # per snapshot: enough variety without rendering a 20,000-seat feed in full
@@ -74,7 +74,7 @@ def lint_contexts(
                 except SampleError:
                     continue
         for event in examples:
-            ctx = event_context(event, snapshot)
+            ctx = sample_context(event, snapshot, rules)
             out.append((event, template_vars(event, ctx, views, timezone=tz)))
     return out
 

@@ -28,7 +28,7 @@ from broadcaster.differ import DiffRules, DiffState, diff, tally_slot
 from broadcaster.events import Event, EventKind
 from broadcaster.model import Snapshot
 from broadcaster.parsers import FeedError, parse
-from broadcaster.planner import plan
+from broadcaster.planner import NIGHT_STARTED, plan
 from broadcaster.samples import display_from
 from broadcaster.sources import Fetched, Source, SourceDown
 from broadcaster.store import NewPost, PostState, Store
@@ -198,6 +198,9 @@ class Pipeline:
                         conn, new_posts, ids, {e.key: e for e in chunk}
                     )
             self.state = new_state
+            if self.store.get_state(NIGHT_STARTED) is None:
+                # The planner spreads each account's budget over the night from here.
+                self.store.put_state(NIGHT_STARTED, self.clock.now().isoformat())
             t4 = time.perf_counter()
         log.info(
             "accepted snapshot %s (generated %s, %s): %d new events, %d posts queued",

@@ -1,12 +1,34 @@
-"""Which events become posts on which accounts."""
+"""Which events become posts on which accounts, and, under each account's budget, when.
+
+At ingest, every event becomes one intended post per account that wants its kind (`plan`). At
+dispatch, `plan_account` decides for one account what goes out now:
+
+- a pending post made stale by a newer one is superseded (a progress update overtaken by the
+  call of the same contest, an older tally, an older lead change);
+- corrections and majorities go at once (a small reserve of the budget is kept for them);
+- the remaining budget is spread over the expected length of the night, so that no platform goes
+  silent at 9 pm with its budget spent: when the pace would be slower than one post a minute,
+  posts wait for their slot, and pending posts of the same kind are merged into one summary
+  ("5 more seats called: ...");
+- whatever the budget, the platform's own limits are never exceeded.
+
+`plan_account` is pure: plain values in, a Plan out.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
+from broadcaster.budget import BudgetState, Window
 from broadcaster.config import AccountConfig
-from broadcaster.events import Event
+from broadcaster.events import Event, EventKind
+
+NIGHT_STARTED = "night_started"  # state key: when the night's first snapshot was accepted
+MIN_INTERVAL = timedelta(seconds=60)  # a pace faster than this is "ample": no merging
+URGENT = (EventKind.CORRECTED, EventKind.MAJORITY)
+MERGEABLE = (EventKind.CALLED, EventKind.PROGRESS, EventKind.LEADER)
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,10 +48,129 @@ def idempotency_key(event_key: str, platform: str, account: str) -> str:
 
 def plan(events: Iterable[Event], accounts: Sequence[AccountConfig]) -> list[PostIntent]:
     """One post per event per account that wants that kind of event, most urgent first."""
-    intents = [
+    return [
         PostIntent(event, account)
         for event in sorted(events, key=lambda e: e.priority)
         for account in accounts
         if account.wants(event.kind)
     ]
-    return intents
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """A post as the planner sees it."""
+
+    id: int
+    kind: EventKind
+    contest_id: str | None
+    feed_time: datetime
+    priority: int
+    final: bool = False  # a final tally is never superseded
+
+
+@dataclass
+class Plan:
+    supersede: list[tuple[int, str]] = field(default_factory=list)  # (post id, why)
+    send: int | None = None  # send this post now
+    merge: list[int] = field(default_factory=list)  # or merge these (one kind) into a summary
+    wait_until: datetime | None = None  # nothing to send before this time (None: unknown)
+    reason: str = ""
+
+
+def stale(pending: Sequence[Item], sent: Sequence[Item]) -> list[tuple[int, str]]:
+    """Pending posts that newer posts (pending or sent) make stale."""
+    out: list[tuple[int, str]] = []
+    decisive: dict[str, datetime] = {}
+    for item in (*pending, *sent):
+        if item.kind in (EventKind.CALLED, EventKind.CORRECTED) and item.contest_id:
+            decisive[item.contest_id] = max(
+                item.feed_time, decisive.get(item.contest_id, item.feed_time)
+            )
+    newest: dict[tuple[EventKind, str | None], datetime] = {}
+    for item in pending:
+        if item.kind in (EventKind.PROGRESS, EventKind.LEADER, EventKind.TALLY):
+            key = (item.kind, item.contest_id)
+            newest[key] = max(item.feed_time, newest.get(key, item.feed_time))
+    for item in pending:
+        if item.kind in (EventKind.PROGRESS, EventKind.LEADER):
+            called = decisive.get(item.contest_id or "")
+            if called is not None and called >= item.feed_time:
+                out.append((item.id, "overtaken by the result of the same contest"))
+                continue
+        replaceable = item.kind in (EventKind.PROGRESS, EventKind.LEADER, EventKind.TALLY)
+        if replaceable and not item.final and newest[(item.kind, item.contest_id)] > item.feed_time:
+            out.append((item.id, f"overtaken by a newer {item.kind.value} post"))
+    return out
+
+
+def affordable(windows: Sequence[Window], budget: BudgetState, now: datetime, end: datetime) -> int:
+    """Posts the account can still send between now and `end`: what is left in its longest
+    window, plus what shorter windows will refill in the meantime (the tightest window wins)."""
+    span = max(0.0, (end - now).total_seconds())
+    best = 10**9
+    for window in windows:
+        if budget.longest is not None and window.seconds == budget.longest.seconds:
+            left = budget.remaining
+        else:
+            left = window.posts
+        refills = int(span // window.seconds) * window.posts if window.seconds < span else 0
+        best = min(best, left + refills)
+    return best
+
+
+def plan_account(
+    pending: Sequence[Item],
+    sent: Sequence[Item],
+    budget: BudgetState,
+    windows: Sequence[Window],
+    *,
+    now: datetime,
+    night_ends: datetime,
+    last_sent_at: datetime | None,
+    naive: bool = False,
+) -> Plan:
+    """What one account should do now."""
+    if naive:
+        # One post per event, as soon as possible: the comparison policy of the benchmark.
+        head = min(pending, key=lambda i: (i.priority, i.id), default=None)
+        return Plan(send=head.id if head else None, reason="naive")
+    superseded = stale(pending, sent)
+    gone = {i for i, _ in superseded}
+    live = sorted((p for p in pending if p.id not in gone), key=lambda i: (i.priority, i.id))
+    result = Plan(supersede=superseded)
+    if not live:
+        result.reason = "nothing to send"
+        return result
+    if budget.next_slot > now:
+        result.wait_until, result.reason = budget.next_slot, budget.blocked_reason or "budget"
+        return result
+    urgent = [p for p in live if p.kind in URGENT]
+    if urgent:
+        result.send, result.reason = urgent[0].id, "urgent"
+        return result
+    end = night_ends if night_ends > now + MIN_INTERVAL else now + timedelta(hours=1)
+    left = affordable(windows, budget, now, end)
+    reserve = 1 if left > 2 else 0  # kept for a correction or a majority
+    usable = left - reserve
+    if usable <= 0:
+        result.reason = "the rest of the budget is kept for corrections and majorities"
+        return result
+    interval = (end - now) / usable
+    paced = interval > MIN_INTERVAL
+    if paced and last_sent_at is not None and now < last_sent_at + interval:
+        result.wait_until = last_sent_at + interval
+        result.reason = f"pacing: one post every {int(interval.total_seconds() // 60)} min"
+        return result
+    head = live[0]
+    if paced and head.kind in MERGEABLE:
+        same = [
+            p.id for p in sorted(live, key=lambda i: (i.feed_time, i.id)) if p.kind is head.kind
+        ]
+        if len(same) > 1:
+            result.merge, result.reason = (
+                same,
+                f"budget is tight: {len(same)} {head.kind} posts merged",
+            )
+            return result
+    result.send, result.reason = head.id, "paced" if paced else "ample budget"
+    return result

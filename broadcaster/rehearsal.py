@@ -165,7 +165,9 @@ def point_at_emulator(
             tokens.put(account.name, emu.tokens)
         data = account.model_dump(exclude_none=True)
         data = {k: v for k, v in data.items() if k in AccountConfig.model_fields}
-        accounts.append(AccountConfig.model_validate({**data, **emu.settings, "dry_run": False}))
+        # The emulator is no real account: test data may go to it.
+        overrides = {**emu.settings, "dry_run": False, "allow_test_posts": True}
+        accounts.append(AccountConfig.model_validate({**data, **overrides}))
     config = config.with_overrides(accounts=accounts)
     env = replace(env, secrets=Secrets(environ=secrets), tokens=tokens)
     return config, env

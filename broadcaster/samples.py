@@ -11,6 +11,7 @@ from broadcaster.context import (
     event_context,
     shared_vars,
     snapshot_context,
+    summary_context,
     template_vars,
 )
 from broadcaster.differ import DiffRules, outcome
@@ -93,6 +94,11 @@ def sample_event(
             "previous_votes": previous,
         }
         return Event(f"contest/{contest.id}/corrected/sample", kind, at, contest.id, data)
+    if kind is EventKind.SUMMARY:
+        items = summary_items(snapshot, rules)
+        merged_kind = items[0].kind.value
+        data = {"kind": merged_kind, "merged": [e.key for e in items]}
+        return Event(f"summary/{merged_kind}/sample", kind, at, None, data)
     tally = compute_tally(snapshot, rules.majority_seats)
     if kind is EventKind.TALLY:
         final = tally.total_seats > 0 and tally.contests_called == tally.contests_total
@@ -112,6 +118,26 @@ def sample_event(
     return Event(f"tally/majority/{h.id}", kind, at, None, data)
 
 
+def summary_items(snapshot: Snapshot, rules: DiffRules) -> list[Event]:
+    """A few events a summary merges: calls when there are some, else progress updates."""
+    called = [c for c in snapshot.contests if c.called][:4]
+    kind = EventKind.CALLED if called else EventKind.PROGRESS
+    contests = called or [c for c in snapshot.contests if c.kind is not ContestKind.MEASURE][:4]
+    if not contests:
+        raise SampleError("this snapshot has no contest to put in a summary")
+    return [sample_event(snapshot, kind, c.id, rules) for c in contests]
+
+
+def sample_context(
+    event: Event, snapshot: Snapshot, rules: DiffRules | None = None
+) -> dict[str, object]:
+    """What would be stored with `event` (for a summary: its merged events and theirs)."""
+    if event.kind is EventKind.SUMMARY:
+        items = summary_items(snapshot, rules or DiffRules())
+        return summary_context([(e, event_context(e, snapshot)) for e in items])
+    return event_context(event, snapshot)
+
+
 def sample_vars(
     snapshot: Snapshot,
     kind: EventKind,
@@ -129,7 +155,7 @@ def sample_vars(
     shared = snapshot_context(snapshot, tally, election_name=election_name, issuer=issuer)
     views = shared_vars(shared, timezone, display or {})
     variables = template_vars(
-        event, event_context(event, snapshot), views, timezone=timezone, account=account
+        event, sample_context(event, snapshot, rules), views, timezone=timezone, account=account
     )
     return event, variables
 

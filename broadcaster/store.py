@@ -122,7 +122,10 @@ posts = Table(
     Column("thread_parent", String(400)),  # the previous part of a thread, posted first
     Column("wants_card", Boolean, nullable=False, default=False),
     Column("platform_checkpoint", Text),  # an interim id (TikTok publish_id) for look-ups
+    Column("superseded_by", Integer),  # the post (a summary, or a newer one) that replaced it
+    Column("corrects", Integer),  # for a correction: the earlier post it corrects
 )
+Index("ix_posts_account_sent", posts.c.account, posts.c.state, posts.c.sent_at)
 Index("ix_posts_due", posts.c.state, posts.c.priority, posts.c.id)
 
 kv = Table(
@@ -131,6 +134,10 @@ kv = Table(
     Column("key", String(200), primary_key=True),
     Column("value", JSON, nullable=False),
 )
+
+
+class _Abort(Exception):
+    """Roll a transaction back on purpose."""
 
 
 class PostState:
@@ -554,6 +561,160 @@ class Store:
             conn.execute(
                 update(posts).where(posts.c.id == post_id).values(platform_checkpoint=value)
             )
+
+    # -- what the planner needs --
+
+    def pending_for(self, account: str, now: datetime) -> list[Any]:
+        """Pending posts of an account that are due, thread continuations excluded."""
+        with self.engine.connect() as conn:
+            return list(
+                conn.execute(
+                    select(posts, events.c.data.label("event_data"))
+                    .join(events, events.c.id == posts.c.event_id)
+                    .where(posts.c.account == account)
+                    .where(posts.c.state == PostState.PENDING)
+                    .where(posts.c.thread_parent.is_(None))
+                    .where((posts.c.not_before.is_(None)) | (posts.c.not_before <= now))
+                    .order_by(posts.c.priority, posts.c.id)
+                ).all()
+            )
+
+    def thread_parts_due(self, now: datetime) -> list[Any]:
+        """Pending continuations of threads (their previous part decides when they go)."""
+        with self.engine.connect() as conn:
+            return list(
+                conn.execute(
+                    select(posts)
+                    .where(posts.c.state == PostState.PENDING)
+                    .where(posts.c.thread_parent.is_not(None))
+                    .where((posts.c.not_before.is_(None)) | (posts.c.not_before <= now))
+                    .order_by(posts.c.id)
+                ).all()
+            )
+
+    def sent_since(self, account: str, since: datetime) -> list[Any]:
+        with self.engine.connect() as conn:
+            return list(
+                conn.execute(
+                    select(
+                        posts.c.id,
+                        posts.c.event_kind,
+                        posts.c.contest_id,
+                        posts.c.feed_time,
+                        posts.c.sent_at,
+                    )
+                    .where(posts.c.account == account)
+                    .where(posts.c.state == PostState.SENT)
+                    .where(posts.c.sent_at > since)
+                ).all()
+            )
+
+    def last_sent_at(self, account: str) -> datetime | None:
+        with self.engine.connect() as conn:
+            return conn.execute(
+                select(func.max(posts.c.sent_at))
+                .where(posts.c.account == account)
+                .where(posts.c.state == PostState.SENT)
+            ).scalar()
+
+    def supersede(self, ids: Sequence[int], reason: str, by: int | None = None) -> int:
+        """Retire pending posts (never one already sending or sent). Returns how many."""
+        if not ids:
+            return 0
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                update(posts)
+                .where(posts.c.id.in_(list(ids)))
+                .where(posts.c.state == PostState.PENDING)
+                .values(
+                    state=PostState.SUPERSEDED,
+                    hold_reason=reason,
+                    superseded_by=by,
+                    updated_at=_now(),
+                )
+            )
+            return int(result.rowcount or 0)
+
+    def add_summary(
+        self,
+        *,
+        event: Event,
+        context: dict[str, Any],
+        snapshot_id: int,
+        post: NewPost,
+        merged: Sequence[int],
+    ) -> int | None:
+        """Create a summary event and its post, and retire the merged posts it replaces, in one
+        transaction. None when a merged post was taken meanwhile (nothing is changed then)."""
+        now = _now()
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(
+                    _insert_ignore(conn, events, "key"),
+                    [
+                        {
+                            "key": event.key,
+                            "kind": event.kind.value,
+                            "contest_id": None,
+                            "at": event.at,
+                            "snapshot_id": snapshot_id,
+                            "data": event.data,
+                            "context": context,
+                            "created_at": now,
+                        }
+                    ],
+                )
+                event_id = conn.execute(
+                    select(events.c.id).where(events.c.key == event.key)
+                ).scalar_one()
+                self.insert_posts(conn, [post], {event.key: event_id}, {event.key: event})
+                post_id = conn.execute(
+                    select(posts.c.id).where(posts.c.idempotency_key == post.idempotency_key)
+                ).scalar_one()
+                retired = conn.execute(
+                    update(posts)
+                    .where(posts.c.id.in_(list(merged)))
+                    .where(posts.c.state == PostState.PENDING)
+                    .values(
+                        state=PostState.SUPERSEDED,
+                        hold_reason="merged into a summary",
+                        superseded_by=post_id,
+                        updated_at=now,
+                    )
+                ).rowcount
+                if retired != len(merged):
+                    raise _Abort
+                return int(post_id)
+        except _Abort:
+            return None
+
+    def post_row(self, post_id: int) -> Any:
+        with self.engine.connect() as conn:
+            return conn.execute(
+                select(posts, events.c.snapshot_id)
+                .join(events, events.c.id == posts.c.event_id)
+                .where(posts.c.id == post_id)
+            ).first()
+
+    def earlier_post(self, account: str, contest_id: str | None, *, before_id: int) -> Any:
+        """The latest sent call or correction of a contest on an account, before a post."""
+        if contest_id is None:
+            return None
+        with self.engine.connect() as conn:
+            return conn.execute(
+                select(posts)
+                .where(posts.c.account == account)
+                .where(posts.c.contest_id == contest_id)
+                .where(posts.c.event_kind.in_([EventKind.CALLED.value, EventKind.CORRECTED.value]))
+                .where(posts.c.state == PostState.SENT)
+                .where(posts.c.id < before_id)
+                .order_by(posts.c.id.desc())
+                .limit(1)
+            ).first()
+
+    def set_corrects(self, post_id: int, corrected_id: int) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(update(posts).where(posts.c.id == post_id).values(corrects=corrected_id))
 
     def set_media(self, post_id: int, media: Sequence[str]) -> None:
         with self.engine.begin() as conn:

@@ -58,8 +58,10 @@ def write_config(
 ) -> Path:
     """A small configuration file for tests (dry-run accounts on the four platforms). Cards
     are off unless asked for: drawing hundreds of images would only slow the suite down."""
+    # Generous quotas: most tests are about what is posted, not when (test_delivery is).
     accounts = accounts or "".join(
         f'\n[[accounts]]\nname = "{p}-test"\nplatform = "{p}"\ndry_run = true\n'
+        f"quota = [{{posts = 100000, seconds = 86400}}]\n"
         for p in ("facebook", "youtube", "tiktok", "x")
     )
     path.write_text(

@@ -20,7 +20,10 @@ from broadcaster.sources import make_fetched
 from broadcaster.store import PostState, Store
 from tests.conftest import DEMO, broadcaster_cmd, read_jsonl, write_config
 
-X_ONLY = '[[accounts]]\nname = "x-main"\nplatform = "x"\nevents = ["called"]\n'
+X_ONLY = (
+    '[[accounts]]\nname = "x-main"\nplatform = "x"\nevents = ["called"]\n'
+    "quota = [{posts = 10000, seconds = 86400}]\n"
+)
 
 
 def write_template(folder: Path, text: str) -> Path:

@@ -112,7 +112,10 @@ def test_overflow_policy_in_the_pipeline(tmp_path: Path, demo_files, policy: str
     tpl.mkdir(parents=True)
     (tpl / "progress.j2").write_text(LONG_X)
     extra = f'[templates]\ndir = "tpl"\n[templates.overflow]\n"x/progress" = "{policy}"\n'
-    accounts = '[[accounts]]\nname = "x-main"\nplatform = "x"\nevents = ["progress"]\n'
+    accounts = (
+        '[[accounts]]\nname = "x-main"\nplatform = "x"\nevents = ["progress"]\n'
+        "quota = [{posts = 10000, seconds = 86400}]\n"
+    )
     cfg = load_config(write_config(tmp_path / "c.toml", source="f", extra=extra, accounts=accounts))
     store = Store(cfg.database_url)
     clock = FeedClock()

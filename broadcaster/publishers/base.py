@@ -13,6 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
+from broadcaster.budget import Window
 from broadcaster.clock import Clock
 from broadcaster.limits import TextLimit
 from broadcaster.secrets import Secrets, TokenStore
@@ -46,6 +47,8 @@ class Capabilities:
     text: TextLimit = DEFAULT_TEXT
     title: TextLimit | None = None  # a separate title field, made from the post's first line
     card: CardSpec | None = None  # None: the platform takes no images
+    # Posting limits as sliding windows; an account's `quota` replaces them.
+    quota: tuple[Window, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,7 @@ import facebook
 import requests
 from pydantic import BaseModel, ConfigDict, Field
 
+from broadcaster.budget import Window, blocked_key
 from broadcaster.config import AccountConfig
 from broadcaster.limits import TextLimit
 from broadcaster.publishers.base import (
@@ -47,6 +48,9 @@ CAPABILITIES = Capabilities(
     media=("image/png", "image/jpeg"),
     text=TextLimit(63206, "chars"),
     card=CardSpec("PNG", 1080, 1080),
+    # Business Use Case limits are dynamic; stay well inside them. The platform's
+    # estimated_time_to_regain_access pauses the account when it speaks.
+    quota=(Window(posts=200, seconds=3600),),
 )
 
 THROTTLED = {4, 17, 32, 613, 80001, 80004}
@@ -112,6 +116,10 @@ class FacebookPublisher(Publisher):
                     continue
         if self.usage:
             self.env.state.put_state(f"ratelimit:{self.account.name}", self.usage)
+            wait = self._regain_seconds()
+            if wait:
+                until = self.env.clock.now() + timedelta(seconds=wait)
+                self.env.state.put_state(blocked_key(self.account.name), until.isoformat())
 
     def _regain_seconds(self) -> float | None:
         """Facebook says how long until calls are allowed again, in minutes."""

@@ -19,6 +19,7 @@ from urllib.parse import quote
 import requests
 from pydantic import BaseModel, ConfigDict, Field
 
+from broadcaster.budget import Window
 from broadcaster.config import AccountConfig
 from broadcaster.limits import TextLimit
 from broadcaster.publishers.base import (
@@ -46,6 +47,8 @@ CAPABILITIES = Capabilities(
     text=TextLimit(4000, "utf16"),  # the photo post's description
     title=TextLimit(90, "utf16"),
     card=CardSpec("JPEG", 1080, 1080),  # TikTok refuses PNG and anything over 1080 px
+    # content/init: 6 per minute per token; about 15 posts per creator per day.
+    quota=(Window(posts=6, seconds=60), Window(posts=15, seconds=86400)),
 )
 
 PRIVACY = Literal["PUBLIC_TO_EVERYONE", "MUTUAL_FOLLOW_FRIENDS", "FOLLOWER_OF_CREATOR", "SELF_ONLY"]

@@ -9,6 +9,7 @@ sleeping when no reset header comes.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ import requests
 import tweepy
 from pydantic import BaseModel, ConfigDict, Field
 
+from broadcaster.budget import Window, blocked_key, learned_key
 from broadcaster.config import AccountConfig
 from broadcaster.limits import TextLimit
 from broadcaster.publishers.base import (
@@ -44,6 +46,13 @@ CAPABILITIES = Capabilities(
     media=("image/png", "image/jpeg"),
     text=TextLimit(280, "x-weighted"),
     card=CardSpec("PNG", 1200, 675),
+    # POST /2/tweets: 200 per 15 min and 300 per 3 h per user; 100 per 24 h on the Basic tier
+    # (17 on Free: set `quota`, or let X's x-user-limit-24hour-limit header say so).
+    quota=(
+        Window(posts=200, seconds=900),
+        Window(posts=300, seconds=10800),
+        Window(posts=100, seconds=86400),
+    ),
 )
 
 
@@ -100,6 +109,21 @@ class XPublisher(Publisher):
         if found:
             self.limits = found
             self.env.state.put_state(f"ratelimit:{self.account.name}", found)
+            self._learn(found)
+
+    def _learn(self, headers: dict[str, str]) -> None:
+        """What X says overrides our own counting: its real daily cap (which depends on the
+        account's tier) and, when a limit is spent, the time it resets."""
+        cap = headers.get("x-user-limit-24hour-limit")
+        if cap and cap.isdigit():
+            self.env.state.put_state(
+                learned_key(self.account.name), {"posts": int(cap), "seconds": 86400}
+            )
+        for prefix in ("x-user-limit-24hour-", "x-app-limit-24hour-", "x-rate-limit-"):
+            remaining, reset = headers.get(prefix + "remaining"), headers.get(prefix + "reset")
+            if remaining == "0" and reset and reset.isdigit():
+                until = datetime.fromtimestamp(int(reset), UTC)
+                self.env.state.put_state(blocked_key(self.account.name), until.isoformat())
 
     def _reset_delay(self, response: Any) -> float | None:
         headers = getattr(response, "headers", {}) or {}

@@ -26,6 +26,7 @@ from googleapiclient.errors import HttpError
 from googleapiclient.http import MediaFileUpload
 from pydantic import BaseModel, ConfigDict, Field
 
+from broadcaster.budget import Window
 from broadcaster.config import AccountConfig
 from broadcaster.limits import TextLimit
 from broadcaster.publishers.base import (
@@ -52,6 +53,8 @@ CAPABILITIES = Capabilities(
     can_find=True,
     media=("video/mp4",),
     text=TextLimit(200, "chars"),
+    # 10,000 quota units a day at 20 units a chat message, less a margin for look-ups.
+    quota=(Window(posts=480, seconds=86400),),
 )
 
 # Quota units per call (YouTube Data API v3).
