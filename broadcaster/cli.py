@@ -29,8 +29,10 @@ from broadcaster.pipeline import CycleResult
 from broadcaster.rehearsal import RehearsalReport, rehearse
 from broadcaster.render import RenderError
 from broadcaster.samples import SampleError, sample_vars
+from broadcaster.store import PostState
 
 EXIT_CONFIG = 2
+POST_STATES = list(PostState.ALL)
 
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
@@ -244,7 +246,12 @@ def run(ctx: click.Context, config_path: Path | None, dry_run: bool) -> None:
 
     _setup_logs(ctx, dry_run=dry_run)
     config = _load(config_path)
-    sys.exit(Daemon(config, dry_run=dry_run).run())
+    try:
+        daemon = Daemon(config, dry_run=dry_run)
+    except ConfigError as exc:
+        err.print(f"[bold red]refusing to start[/]: {exc}")
+        raise SystemExit(EXIT_CONFIG) from None
+    sys.exit(daemon.run())
 
 
 # -- operators' tools ------------------------------------------------------------------------
@@ -491,6 +498,200 @@ def auth(platform: str, account_name: str | None, config_path: Path | None) -> N
         store.close()
 
 
+# -- the outbox and the accounts, while the daemon runs ------------------------------------------
+
+
+def _store(config_path: Path | None) -> tuple[Config, Any]:
+    from broadcaster.store import Store
+
+    config = _load(config_path)
+    return config, Store(config.database_url)
+
+
+@main.group()
+def outbox() -> None:
+    """Inspect and act on the outbox (works while the daemon runs)."""
+
+
+@outbox.command(name="list")
+@click.option("--state", type=click.Choice(POST_STATES), default=None)
+@click.option("--platform", default=None)
+@click.option("--limit", type=int, default=200, show_default=True)
+@config_option
+def outbox_list(
+    state: str | None, platform: str | None, limit: int, config_path: Path | None
+) -> None:
+    """List posts, newest last."""
+    from broadcaster.operate import list_posts
+
+    config, store = _store(config_path)
+    try:
+        rows = list_posts(store, state=state, platform=platform, limit=limit)
+    finally:
+        store.close()
+    table = Table(title=f"Outbox ({len(rows)} posts)")
+    for column in ("id", "state", "account", "event", "feed time", "note"):
+        table.add_column(column, overflow="fold")
+    tz = config.election.tz
+    for r in rows:
+        note = r.hold_reason or r.last_error or (r.platform_post_id or "")
+        table.add_row(
+            str(r.id),
+            r.state,
+            r.account,
+            r.event_key,
+            r.feed_time.astimezone(tz).strftime("%H:%M"),
+            str(note)[:80],
+        )
+    out.print(table)
+
+
+@outbox.command(name="show")
+@click.argument("post_id", type=int)
+@config_option
+def outbox_show(post_id: int, config_path: Path | None) -> None:
+    """Show one post in full."""
+    from broadcaster.operate import OperatorError, show_post
+
+    config, store = _store(config_path)
+    try:
+        row, event = show_post(store, post_id)
+    except OperatorError as exc:
+        err.print(f"[red]{exc}[/]")
+        raise SystemExit(1) from None
+    finally:
+        store.close()
+    fields = [
+        ("post", f"#{row.id} {row.idempotency_key}"),
+        ("state", row.state),
+        ("account", f"{row.account} ({row.platform}){' dry run' if row.dry_run else ''}"),
+        ("event", f"{event.kind} {event.key} at {event.at.astimezone(config.election.tz)}"),
+        ("attempts", str(row.attempts)),
+        ("reason", row.hold_reason or ""),
+        ("last error", row.last_error or ""),
+        ("platform id", row.platform_post_id or ""),
+        ("url", row.platform_url or ""),
+        ("media", ", ".join(row.media or [])),
+        ("title", row.title or ""),
+        ("thread", row.thread_parent or ""),
+        ("replaced by", f"#{row.superseded_by}" if row.superseded_by else ""),
+        ("corrects", f"#{row.corrects}" if row.corrects else ""),
+    ]
+    for name, value in fields:
+        if value:
+            out.print(f"[bold]{name:>12}[/] {value}", highlight=False)
+    out.print()
+    out.print(row.text or "(no text yet)", markup=False)
+
+
+def _ids(ids: tuple[int, ...], every: bool) -> list[int] | None:
+    if every and ids:
+        raise click.UsageError("give post ids or --all, not both")
+    if not every and not ids:
+        raise click.UsageError("give at least one post id, or --all")
+    return None if every else list(ids)
+
+
+def _act(action: Any, config_path: Path | None, ids: list[int] | None, verb: str) -> None:
+    from broadcaster.operate import OperatorError
+
+    _, store = _store(config_path)
+    try:
+        changes = action(store, ids)
+    except OperatorError as exc:
+        err.print(f"[red]{exc}[/]")
+        raise SystemExit(1) from None
+    finally:
+        store.close()
+    for change in changes:
+        out.print(f"#{change.post_id}: {change.before} -> {change.after}")
+    out.print(f"{len(changes)} posts {verb}")
+
+
+@outbox.command(name="hold")
+@click.argument("ids", type=int, nargs=-1)
+@click.option("--all", "every", is_flag=True, help="Every pending post.")
+@config_option
+def outbox_hold(ids: tuple[int, ...], every: bool, config_path: Path | None) -> None:
+    """Hold pending posts: they wait until approved."""
+    from broadcaster.operate import hold
+
+    _act(hold, config_path, _ids(ids, every), "held")
+
+
+@outbox.command(name="approve")
+@click.argument("ids", type=int, nargs=-1)
+@click.option("--all", "every", is_flag=True, help="Every held post.")
+@config_option
+def outbox_approve(ids: tuple[int, ...], every: bool, config_path: Path | None) -> None:
+    """Release held posts (one held "in doubt": after checking it is not on the platform)."""
+    from broadcaster.operate import approve
+
+    _act(approve, config_path, _ids(ids, every), "approved")
+
+
+@outbox.command(name="retry")
+@click.argument("ids", type=int, nargs=-1, required=True)
+@config_option
+def outbox_retry(ids: tuple[int, ...], config_path: Path | None) -> None:
+    """Send failed posts again."""
+    from broadcaster.operate import retry
+
+    _act(retry, config_path, list(ids), "queued again")
+
+
+@outbox.command(name="cancel")
+@click.argument("ids", type=int, nargs=-1, required=True)
+@config_option
+def outbox_cancel(ids: tuple[int, ...], config_path: Path | None) -> None:
+    """Never send these posts."""
+    from broadcaster.operate import cancel
+
+    _act(cancel, config_path, list(ids), "cancelled")
+
+
+def _accounts_named(config: Config, target: str) -> list[str]:
+    names = [a.name for a in config.accounts if target in (a.name, a.platform)]
+    if not names:
+        known = ", ".join(sorted({x for a in config.accounts for x in (a.name, a.platform)}))
+        err.print(f"[red]no account or platform {target!r} in the configuration ({known})[/]")
+        raise SystemExit(EXIT_CONFIG)
+    return names
+
+
+@main.command(name="pause")
+@click.argument("target")
+@click.option("--reason", default="paused by an operator", show_default=True)
+@config_option
+def pause_cmd(target: str, reason: str, config_path: Path | None) -> None:
+    """Stop posting to an account, or to every account of a platform."""
+    from broadcaster.operate import pause
+
+    config, store = _store(config_path)
+    try:
+        names = _accounts_named(config, target)
+        pause(store, names, reason)
+    finally:
+        store.close()
+    out.print(f"paused: {', '.join(names)}")
+
+
+@main.command(name="resume")
+@click.argument("target")
+@config_option
+def resume_cmd(target: str, config_path: Path | None) -> None:
+    """Resume posting to an account, or to every account of a platform."""
+    from broadcaster.operate import resume
+
+    config, store = _store(config_path)
+    try:
+        names = _accounts_named(config, target)
+        resume(store, names)
+    finally:
+        store.close()
+    out.print(f"resumed: {', '.join(names)}")
+
+
 @main.group()
 def templates() -> None:
     """Check the templates operators edit."""
@@ -544,14 +745,30 @@ def status(config_path: Path | None) -> None:
 
 def _print_status(report: dict[str, Any]) -> None:
     last = report["last_snapshot"]
-    out.print(f"database: {report['database']}")
+    out.print(f"database: {report['database']}   now: {report['now']}")
     if last:
-        out.print(f"last accepted snapshot: {last['name']} (generated {last['generated_at']})")
+        out.print(
+            f"last accepted snapshot: {last['name']} (generated {last['generated_at']}, "
+            f"received {last['received_at']})"
+        )
     else:
         out.print("no snapshot accepted yet")
-    out.print(f"snapshots accepted: {report['accepted']}, rejected: {report['rejected']}")
+    out.print(
+        f"snapshots accepted: {report['accepted']}, rejected: {report['rejected']}; "
+        f"events: {report['events']}"
+    )
     for item in report["recent_rejections"]:
         out.print(f"  [yellow]rejected[/] {item['name']} at {item['at']}: {item['error']}")
+    accounts = Table(title="Accounts")
+    for column in ("account", "platform", "state", "budget left", "next slot", "why"):
+        accounts.add_column(column, overflow="fold")
+    for a in report["accounts"]:
+        state = a["state"] + (" (dry run)" if a["dry_run"] else "")
+        left = "-" if a["budget_left"] is None else str(a["budget_left"])
+        accounts.add_row(
+            a["name"], a["platform"], state, left, a["next_slot"] or "now", a["reason"]
+        )
+    out.print(accounts)
     table = Table(title="Outbox")
     table.add_column("account")
     table.add_column("platform")

@@ -11,6 +11,7 @@ import contextlib
 import logging
 import signal
 import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
@@ -20,13 +21,32 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 
 from broadcaster.cardmaker import CardMaker
 from broadcaster.clock import WallClock
-from broadcaster.config import Config
+from broadcaster.config import Config, ConfigError
 from broadcaster.dispatcher import Dispatcher, publisher_env
 from broadcaster.pipeline import Pipeline
+from broadcaster.service import HealthServer
 from broadcaster.sources import make_source
 from broadcaster.store import Store
 
 log = logging.getLogger(__name__)
+
+
+def refuse_test_data(config: Config, store: Store, *, dry_run: bool) -> None:
+    """Test data never reaches a real account: refuse to start when the feed is (or was last)
+    test data and a real account has not explicitly allowed test posts."""
+    if dry_run:
+        return
+    last = store.last_accepted()
+    is_test = config.feed.is_test or (last is not None and last[0].is_test)
+    if not is_test:
+        return
+    refusing = [a.name for a in config.accounts if not a.dry_run and not a.allow_test_posts]
+    if refusing:
+        raise ConfigError(
+            f"the feed is test data ({'[feed] is_test' if config.feed.is_test else 'IsTest'}) and "
+            f"these accounts are real: {', '.join(refusing)}. Run with --dry-run, or set "
+            "allow_test_posts = true on an account meant to receive test posts"
+        )
 
 
 class Daemon:
@@ -53,6 +73,9 @@ class Daemon:
             stop=self.stop,
             cards=cards,
         )
+        self.counters: dict[str, float] = {"polls": 0, "poll_failures": 0}
+        self.health: HealthServer | None = None
+        refuse_test_data(config, self.store, dry_run=dry_run)
         interval = config.feed.poll_interval
         self.executor = ThreadPoolExecutor(max_workers=2)
         self.scheduler = BlockingScheduler(
@@ -70,11 +93,17 @@ class Daemon:
     def poll(self) -> None:
         if self.stop.is_set():
             return
+        self.counters["polls"] += 1
         try:
             result = self.pipeline.poll(self.source)
         except Exception:
+            self.counters["poll_failures"] += 1
             log.exception("poll cycle failed; the snapshot will be read again next cycle")
             return
+        finally:
+            self.counters["last_poll"] = time.time()
+        if result.outcome in ("down", "rejected"):
+            self.counters["poll_failures"] += 1
         if result.posts and not self.stop.is_set():
             # Dispatch at once rather than at the next tick; fails only while shutting down.
             with contextlib.suppress(Exception):
@@ -145,9 +174,22 @@ class Daemon:
         previous = {
             sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT)
         }
+        if self.config.service.listen:
+            try:
+                self.health = HealthServer(
+                    self.config,
+                    self.store,
+                    counters=self.counters,
+                    alive=lambda: self.scheduler.running and not self.stop.is_set(),
+                    dry_run=self.dry_run,
+                ).start()
+            except OSError as exc:
+                log.error("health endpoint not started on %s: %s", self.config.service.listen, exc)
         try:
             self.scheduler.start()
         finally:
+            if self.health is not None:
+                self.health.stop()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
             # Wait for the job in progress: it checks `stop` between steps.

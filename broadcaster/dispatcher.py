@@ -17,13 +17,21 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from broadcaster.budget import Window, blocked_key, budget_state, effective_windows, learned_key
+from broadcaster.budget import (
+    BudgetState,
+    Window,
+    blocked_key,
+    budget_state,
+    effective_windows,
+    learned_key,
+)
 from broadcaster.cardmaker import CardMaker
 from broadcaster.clock import Clock
 from broadcaster.compose import Composer, compose_summary
 from broadcaster.config import AccountConfig, Config
 from broadcaster.context import shared_vars
 from broadcaster.events import EventKind
+from broadcaster.operate import FAILURES, PAUSED
 from broadcaster.planner import NIGHT_STARTED, Item, plan_account
 from broadcaster.publishers import (
     InDoubt,
@@ -45,8 +53,6 @@ from broadcaster.store import PostState, Store
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 8
-PAUSED = "paused:"
-FAILURES = "failures:"
 WAITING = "waiting:"
 
 
@@ -92,6 +98,30 @@ def _item(row: Any) -> Item:
         feed_time=row.feed_time,
         priority=getattr(row, "priority", 9),
         final=bool(data.get("final")),
+    )
+
+
+def account_windows(store: Store, account: AccountConfig) -> list[Window]:
+    """The account's quota: configured, else its platform's, tightened by what it reported."""
+    configured = account.quota
+    if configured is None:
+        configured = list(capabilities_for(account.platform).quota)
+    return effective_windows(configured, store.get_state(learned_key(account.name)))
+
+
+def account_budget(
+    store: Store, account: AccountConfig, now: datetime, windows: list[Window] | None = None
+) -> BudgetState:
+    """What the account may still send, from what it sent and what the platform told us."""
+    windows = windows if windows is not None else account_windows(store, account)
+    span = max((w.seconds for w in windows), default=86400)
+    sent = store.sent_since(account.name, now - timedelta(seconds=span))
+    blocked = store.get_state(blocked_key(account.name))
+    return budget_state(
+        windows,
+        [r.sent_at for r in sent],
+        now,
+        blocked_until=datetime.fromisoformat(blocked) if blocked else None,
     )
 
 
@@ -288,16 +318,9 @@ class Dispatcher:
         rows = self.store.pending_for(account.name, now)
         if not rows:
             return None
-        windows = self.windows(account)
-        span = max((w.seconds for w in windows), default=86400)
-        sent_rows = self.store.sent_since(account.name, now - timedelta(seconds=max(span, 86400)))
-        blocked = self.store.get_state(blocked_key(account.name))
-        budget = budget_state(
-            windows,
-            [r.sent_at for r in sent_rows if r.sent_at > now - timedelta(seconds=span)],
-            now,
-            blocked_until=datetime.fromisoformat(blocked) if blocked else None,
-        )
+        windows = account_windows(self.store, account)
+        budget = account_budget(self.store, account, now, windows)
+        sent_rows = self.store.sent_since(account.name, now - timedelta(days=1))
         plan = plan_account(
             [_item(r) for r in rows],
             [_item(r) for r in sent_rows],
@@ -328,12 +351,6 @@ class Dispatcher:
             },
         )
         return None
-
-    def windows(self, account: AccountConfig) -> list[Window]:
-        configured = (
-            account.quota if account.quota is not None else capabilities_for(account.platform).quota
-        )
-        return effective_windows(configured, self.store.get_state(learned_key(account.name)))
 
     def night_ends(self, now: datetime) -> datetime:
         started = self.store.get_state(NIGHT_STARTED)
