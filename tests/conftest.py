@@ -54,7 +54,13 @@ def run_cli() -> Callable[..., subprocess.CompletedProcess[str]]:
 
 
 def write_config(
-    path: Path, *, source: str, extra: str = "", accounts: str | None = None, cards: bool = False
+    path: Path,
+    *,
+    source: str,
+    extra: str = "",
+    accounts: str | None = None,
+    cards: bool = False,
+    dispatch: str = "",
 ) -> Path:
     """A small configuration file for tests (dry-run accounts on the four platforms). Cards
     are off unless asked for: drawing hundreds of images would only slow the suite down."""
@@ -75,6 +81,7 @@ poll_interval = 0.2
 
 [dispatch]
 interval = 0.2
+{dispatch}
 
 [database]
 url = "sqlite:///state.db"

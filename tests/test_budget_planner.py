@@ -1,0 +1,146 @@
+"""Budgets and the planner, with plain values."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from broadcaster.budget import Window, budget_state, effective_windows
+from broadcaster.events import EventKind, PRIORITY
+from broadcaster.planner import Item, plan_account, stale
+
+T0 = datetime(2030, 7, 28, 20, 0, tzinfo=UTC)
+X = [Window(posts=200, seconds=900), Window(posts=100, seconds=86400)]
+
+
+def item(
+    i: int, kind: EventKind, contest: str | None = "c1", minutes: int = 0, final: bool = False
+) -> Item:
+    return Item(i, kind, contest, T0 + timedelta(minutes=minutes), PRIORITY[kind], final)
+
+
+def test_budget_counts_posts_in_each_window_and_finds_the_next_slot():
+    sent = [T0 - timedelta(minutes=m) for m in (1, 2, 3)]
+    state = budget_state([Window(posts=3, seconds=600), Window(posts=10, seconds=86400)], sent, T0)
+    assert state.remaining == 7
+    # the 10-minute window is full until its oldest post (3 minutes ago) is 10 minutes old
+    assert state.next_slot == T0 + timedelta(minutes=7)
+    assert "3 posts per 10 min" in state.blocked_reason
+    free = budget_state([Window(posts=3, seconds=600)], sent[:2], T0)
+    assert free.next_slot == T0 and free.remaining == 1
+
+
+def test_platform_told_wait_and_learned_cap():
+    state = budget_state(X, [], T0, blocked_until=T0 + timedelta(minutes=5))
+    assert state.next_slot == T0 + timedelta(minutes=5)
+    assert state.blocked_reason == "the platform asked to wait"
+    learned = effective_windows(X, {"posts": 17, "seconds": 86400})
+    assert (
+        Window(posts=17, seconds=86400) in learned
+        and Window(posts=100, seconds=86400) not in learned
+    )
+    assert effective_windows(X, {"posts": 500, "seconds": 86400}) == X  # never loosened
+
+
+def test_stale_posts_are_superseded():
+    pending = [
+        item(1, EventKind.PROGRESS, "c1", 0),
+        item(2, EventKind.PROGRESS, "c2", 0),
+        item(3, EventKind.PROGRESS, "c2", 5),
+        item(4, EventKind.LEADER, "c3", 0),
+        item(5, EventKind.TALLY, None, 0),
+        item(6, EventKind.TALLY, None, 30),
+        item(7, EventKind.TALLY, None, 10, final=True),
+        item(8, EventKind.PROGRESS, "c4", 20),
+    ]
+    sent = [
+        item(90, EventKind.CALLED, "c1", 1),
+        item(91, EventKind.CALLED, "c3", 2),
+        item(92, EventKind.CALLED, "c4", 10),
+    ]
+    gone = dict(stale(pending, sent))
+    assert set(gone) == {1, 2, 4, 5}
+    assert "result of the same contest" in gone[1]
+    assert "newer progress" in gone[2]
+    # a progress post newer than the call (c4 at 20 vs call at 10) is not stale; the final tally never is
+
+
+def plan(
+    pending,
+    *,
+    sent=(),
+    windows=X,
+    sent_times=(),
+    last=None,
+    now=T0,
+    ends=T0 + timedelta(hours=8),
+    naive=False,
+    blocked=None,
+):
+    budget = budget_state(windows, list(sent_times), now, blocked_until=blocked)
+    return plan_account(
+        list(pending),
+        list(sent),
+        budget,
+        windows,
+        now=now,
+        night_ends=ends,
+        last_sent_at=last,
+        naive=naive,
+    )
+
+
+def test_ample_budget_sends_one_by_one_most_urgent_first():
+    pending = [
+        item(1, EventKind.PROGRESS, "c1"),
+        item(2, EventKind.CALLED, "c2"),
+        item(3, EventKind.CALLED, "c3"),
+    ]
+    result = plan(pending, windows=[Window(posts=10_000, seconds=86400)])
+    assert result.send == 2 and not result.merge and result.reason == "ample budget"
+
+
+def test_tight_budget_paces_and_merges_posts_of_one_kind():
+    tiktok = [Window(posts=6, seconds=60), Window(posts=15, seconds=86400)]
+    pending = [item(i, EventKind.CALLED, f"c{i}", i) for i in range(1, 6)]
+    first = plan(pending, windows=tiktok)
+    assert first.merge == [1, 2, 3, 4, 5] and "merged" in first.reason
+    # right after a post, the next one waits for its slot: 8 h over 13 usable posts
+    waited = plan(pending, windows=tiktok, sent_times=[T0], last=T0)
+    assert waited.send is None and not waited.merge
+    assert waited.wait_until == T0 + timedelta(hours=8) / 13
+    assert "pacing" in waited.reason
+
+
+def test_corrections_and_majorities_go_at_once_even_when_paced():
+    tiktok = [Window(posts=15, seconds=86400)]
+    pending = [item(1, EventKind.CALLED, "c1"), item(2, EventKind.CORRECTED, "c9")]
+    result = plan(pending, windows=tiktok, sent_times=[T0], last=T0)
+    assert result.send == 2 and result.reason == "urgent"
+
+
+def test_hard_limits_are_never_exceeded_and_a_reserve_is_kept():
+    window = [Window(posts=3, seconds=86400)]
+    pending = [item(1, EventKind.CALLED, "c1")]
+    spent = plan(pending, windows=window, sent_times=[T0 - timedelta(hours=1)] * 3)
+    assert spent.send is None and spent.wait_until == T0 + timedelta(hours=23)
+    # with 2 posts left, one is kept for a correction or a majority
+    reserve = plan(
+        pending, windows=window, sent_times=[T0 - timedelta(hours=1)], last=T0 - timedelta(hours=1)
+    )
+    assert reserve.send is None
+    assert (
+        plan(
+            [item(2, EventKind.MAJORITY, None)],
+            windows=window,
+            sent_times=[T0 - timedelta(hours=1)],
+        ).send
+        == 2
+    )
+
+
+def test_the_platform_asking_to_wait_stops_everything_but_the_naive_policy_ignores_budgets():
+    pending = [item(1, EventKind.CORRECTED, "c1")]
+    blocked = plan(pending, blocked=T0 + timedelta(minutes=3))
+    assert blocked.send is None and blocked.wait_until == T0 + timedelta(minutes=3)
+    window = [Window(posts=1, seconds=86400)]
+    assert plan(pending, windows=window, sent_times=[T0], naive=True).send == 1

@@ -1,0 +1,233 @@
+"""Delivery on a real SQLite outbox: budgets and summaries, the circuit breaker, platform-told
+waits, approval, test data kept off real accounts, corrections linked and edited."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from broadcaster import operate
+from broadcaster.clock import FeedClock
+from broadcaster.config import ConfigError, load_config
+from broadcaster.daemon import refuse_test_data
+from broadcaster.dispatcher import Dispatcher, publisher_env
+from broadcaster.pipeline import Pipeline
+from broadcaster.publishers import Post, PublishedRef, Publisher, RetryLater
+from broadcaster.publishers.dryrun import read_posts
+from broadcaster.sources import make_fetched
+from broadcaster.store import PostState, Store
+from tests.conftest import write_config
+
+
+class Night:
+    """The demo night through a real pipeline and dispatcher, on the feed's clock."""
+
+    def __init__(self, tmp_path: Path, accounts: str, extra: str = "", dispatch: str = "") -> None:
+        self.config = load_config(
+            write_config(
+                tmp_path / "c.toml", source="f", accounts=accounts, extra=extra, dispatch=dispatch
+            )
+        )
+        self.store = Store(self.config.database_url)
+        self.clock = FeedClock()
+        self.pipeline = Pipeline(self.config, self.store, clock=self.clock, dry_run=True)
+        env = publisher_env(self.config, self.store, self.clock, tmp_path / "posts.jsonl")
+        self.dispatcher = Dispatcher(
+            self.config, self.store, clock=self.clock, env=env, dry_run=True
+        )
+        self.posts_path = tmp_path / "posts.jsonl"
+
+    def feed(self, files: list[Path], every: timedelta = timedelta(minutes=5)) -> None:
+        """Each snapshot, then dispatch every `every` of feed time until the next one."""
+        for path in files:
+            read = self.pipeline.read(make_fetched(path.read_bytes(), path.name), "t")
+            if isinstance(read, tuple):
+                snapshot, _ = read
+                self.until(snapshot.generated_at, every)
+                self.pipeline.apply(make_fetched(path.read_bytes(), path.name), "t", snapshot)
+            self.dispatcher.drain()
+
+    def until(self, moment: datetime, every: timedelta) -> None:
+        now = self.clock.now()
+        if now.year < 2000:
+            self.clock.advance_to(moment)
+            return
+        while now + every < moment:
+            now += every
+            self.clock.advance_to(now)
+            self.dispatcher.drain()
+        self.clock.advance_to(moment)
+
+    def rows(self, state: str) -> list:
+        return self.store.posts_in_state(state)
+
+
+def account(name: str, platform: str, **extra: str) -> str:
+    lines = [f'[[accounts]]\nname = "{name}"\nplatform = "{platform}"\ndry_run = true']
+    lines += [f"{k} = {v}" for k, v in extra.items()]
+    return "\n".join(lines) + "\n"
+
+
+def test_tight_budget_merges_and_no_called_seat_is_lost(tmp_path, demo_files):
+    night = Night(
+        tmp_path,
+        account(
+            "tt", "tiktok", events='["called", "majority"]', quota="[{posts = 6, seconds = 86400}]"
+        ),
+    )
+    night.feed(demo_files)
+    for _ in range(30):  # the rest of the night: budget refills only after 24 h, so nothing more
+        night.clock.advance_to(night.clock.now() + timedelta(hours=1))
+        night.dispatcher.drain()
+    records = read_posts(night.posts_path)
+    assert 0 < len(records) <= 6, "the quota was respected"
+    kinds = [r["event_kind"] for r in records]
+    assert "summary" in kinds and "majority" in kinds
+    # Every called seat appears: in its own post, or in a summary that replaced it.
+    from broadcaster.parsers import parse
+
+    final = parse(demo_files[-1].read_bytes())
+    posted_text = "\n".join(r["text"] for r in records)
+    waiting = {r.contest_id for r in night.rows(PostState.PENDING)}
+    missing = [c.id for c in final.contests if c.name not in posted_text and c.id not in waiting]
+    assert not missing
+    superseded = night.rows(PostState.SUPERSEDED)
+    assert superseded and all(
+        r.superseded_by for r in superseded if r.hold_reason == "merged into a summary"
+    )
+
+
+def test_ample_budget_posts_each_event(tmp_path, demo_files):
+    night = Night(tmp_path, account("fb", "facebook", events='["called"]'))
+    night.feed(demo_files)
+    records = read_posts(night.posts_path)
+    assert sorted(r["contest_id"] for r in records) == sorted(
+        [f"cc-D{n:02d}" for n in range(1, 13)] + ["pc-P1", "pc-P2", "pc-P3"]
+    )
+
+
+class Failing(Publisher):
+    def __init__(self, delay: float | None = None) -> None:
+        self.delay = delay
+        self.calls = 0
+
+    def publish(self, post: Post) -> PublishedRef:
+        self.calls += 1
+        raise RetryLater("HTTP 503 (scripted)", delay=self.delay)
+
+
+def test_circuit_breaker_pauses_and_resumes_after_the_cool_down(tmp_path, demo_files):
+    night = Night(
+        tmp_path,
+        account("x1", "x", quota="[{posts = 1000, seconds = 86400}]")
+        + account("fb", "facebook", quota="[{posts = 1000, seconds = 86400}]"),
+        dispatch="breaker_failures = 3\nbreaker_cooldown = 600\n",
+    )
+    failing = Failing(delay=1)
+    night.dispatcher._publishers["x1"] = failing
+    night.feed(demo_files[3:4])
+    for _ in range(10):
+        night.clock.advance_to(night.clock.now() + timedelta(seconds=30))
+        night.dispatcher.drain()
+    paused = night.store.get_state("paused:x1")
+    assert paused and paused["reason"].startswith("circuit breaker: 3 failures in a row")
+    assert failing.calls == 3, "nothing more is tried while the breaker is open"
+    assert night.rows(PostState.SENT) and all(r.account == "fb" for r in night.rows(PostState.SENT))
+    night.dispatcher._publishers.pop("x1", None)  # the platform recovers
+    night.clock.advance_to(night.clock.now() + timedelta(minutes=11))
+    night.dispatcher.drain()
+    assert night.store.get_state("paused:x1") is None
+    assert any(r.account == "x1" for r in night.rows(PostState.SENT))
+
+
+def test_the_platforms_delay_holds_the_whole_account(tmp_path, demo_files):
+    night = Night(tmp_path, account("x1", "x", quota="[{posts = 1000, seconds = 86400}]"))
+    failing = Failing(delay=900)
+    night.dispatcher._publishers["x1"] = failing
+    night.feed(demo_files[3:4])  # plenty of posts pending
+    assert failing.calls == 1
+    for _ in range(14):  # the platform said 15 minutes: nothing else is tried meanwhile
+        night.clock.advance_to(night.clock.now() + timedelta(minutes=1))
+        night.dispatcher.drain()
+    assert failing.calls == 1
+    night.clock.advance_to(night.clock.now() + timedelta(minutes=2))
+    night.dispatcher.drain()
+    assert failing.calls == 2
+
+
+def test_approval_mode_holds_every_post_until_approved(tmp_path, demo_files):
+    night = Night(tmp_path, account("fb", "facebook", events='["called"]', require_approval="true"))
+    night.feed(demo_files[:11])
+    held = night.rows(PostState.HELD)
+    assert held and all(r.hold_reason == "awaiting approval" for r in held)
+    assert not read_posts(night.posts_path)
+    operate.approve(night.store, [held[0].id])
+    night.dispatcher.drain()
+    assert [r["idempotency_key"] for r in read_posts(night.posts_path)] == [held[0].idempotency_key]
+    changes = operate.approve(night.store, None)
+    night.dispatcher.drain()
+    assert len(read_posts(night.posts_path)) == len(changes) + 1
+
+
+def test_test_data_never_reaches_a_real_account(tmp_path, demo_files):
+    cfg = load_config(
+        write_config(
+            tmp_path / "c.toml",
+            source="f",
+            accounts='[[accounts]]\nname = "fb"\nplatform = "facebook"\ndry_run = false\n'
+            'page_id = "1"\npage_token = "T"\n',
+        )
+    )
+    store = Store(cfg.database_url)
+    pipeline = Pipeline(cfg, store, clock=FeedClock(), dry_run=False)
+    for p in demo_files[:11]:
+        pipeline.ingest(make_fetched(p.read_bytes(), p.name), "t")
+    rows = store.posts_in_state(PostState.CANCELLED)
+    assert rows and all("test data" in r.hold_reason for r in rows)
+    assert not store.posts_in_state(PostState.PENDING)
+    with pytest.raises(ConfigError, match="allow_test_posts"):
+        refuse_test_data(cfg, store, dry_run=False)
+    refuse_test_data(cfg, store, dry_run=True)  # a dry run is always allowed
+    store.close()
+
+
+class Editing(Publisher):
+    def __init__(self) -> None:
+        self.sent: list[Post] = []
+        self.edits: list[tuple[str, str]] = []
+
+    def publish(self, post: Post) -> PublishedRef:
+        self.sent.append(post)
+        return PublishedRef(f"id-{len(self.sent)}", datetime.now(UTC))
+
+    def edit(self, ref: PublishedRef, text: str) -> None:
+        self.edits.append((ref.platform_id, text))
+
+
+def test_a_correction_is_linked_to_the_post_it_corrects_and_edits_it(tmp_path, demo_files):
+    night = Night(
+        tmp_path,
+        account("fb", "facebook", events='["called", "corrected"]', on_correction='"edit"'),
+    )
+    fake = Editing()
+    night.dispatcher._publishers["fb"] = fake
+    night.feed(demo_files)
+    correction = next(r for r in night.rows(PostState.SENT) if r.event_kind == "corrected")
+    original = next(r for r in night.rows(PostState.SENT) if r.id == correction.corrects)
+    assert original.contest_id == correction.contest_id == "cc-D06"
+    assert original.event_kind == "called"
+    assert fake.edits == [(original.platform_post_id, correction.text)]
+
+
+def test_operator_actions_only_apply_to_safe_states(tmp_path, demo_files):
+    night = Night(tmp_path, account("fb", "facebook", events='["called"]'))
+    night.feed(demo_files[:10])
+    sent = night.rows(PostState.SENT)[0]
+    with pytest.raises(operate.OperatorError, match="is sent; only pending posts can be held"):
+        operate.hold(night.store, [sent.id])
+    with pytest.raises(operate.OperatorError, match="no post #99999"):
+        operate.cancel(night.store, [99999])
+    night.feed(demo_files[10:11])
+    assert operate.hold(night.store, None) == []  # already sent: nothing pending
