@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from broadcaster.budget import Window, budget_state, effective_windows
-from broadcaster.events import EventKind, PRIORITY
+from broadcaster.events import PRIORITY, EventKind
 from broadcaster.planner import Item, plan_account, stale
 
 T0 = datetime(2030, 7, 28, 20, 0, tzinfo=UTC)
@@ -26,7 +26,8 @@ def test_budget_counts_posts_in_each_window_and_finds_the_next_slot():
     assert state.next_slot == T0 + timedelta(minutes=7)
     assert "3 posts per 10 min" in state.blocked_reason
     free = budget_state([Window(posts=3, seconds=600)], sent[:2], T0)
-    assert free.next_slot == T0 and free.remaining == 1
+    assert free.next_slot == T0
+    assert free.remaining == 1
 
 
 def test_platform_told_wait_and_learned_cap():
@@ -34,10 +35,8 @@ def test_platform_told_wait_and_learned_cap():
     assert state.next_slot == T0 + timedelta(minutes=5)
     assert state.blocked_reason == "the platform asked to wait"
     learned = effective_windows(X, {"posts": 17, "seconds": 86400})
-    assert (
-        Window(posts=17, seconds=86400) in learned
-        and Window(posts=100, seconds=86400) not in learned
-    )
+    assert Window(posts=17, seconds=86400) in learned
+    assert Window(posts=100, seconds=86400) not in learned
     assert effective_windows(X, {"posts": 500, "seconds": 86400}) == X  # never loosened
 
 
@@ -61,7 +60,8 @@ def test_stale_posts_are_superseded():
     assert set(gone) == {1, 2, 4, 5}
     assert "result of the same contest" in gone[1]
     assert "newer progress" in gone[2]
-    # a progress post newer than the call (c4 at 20 vs call at 10) is not stale; the final tally never is
+    # a progress post newer than the call (c4 at 20 vs call at 10) is not stale;
+    # the final tally never is
 
 
 def plan(
@@ -96,17 +96,21 @@ def test_ample_budget_sends_one_by_one_most_urgent_first():
         item(3, EventKind.CALLED, "c3"),
     ]
     result = plan(pending, windows=[Window(posts=10_000, seconds=86400)])
-    assert result.send == 2 and not result.merge and result.reason == "ample budget"
+    assert result.send == 2
+    assert not result.merge
+    assert result.reason == "ample budget"
 
 
 def test_tight_budget_paces_and_merges_posts_of_one_kind():
     tiktok = [Window(posts=6, seconds=60), Window(posts=15, seconds=86400)]
     pending = [item(i, EventKind.CALLED, f"c{i}", i) for i in range(1, 6)]
     first = plan(pending, windows=tiktok)
-    assert first.merge == [1, 2, 3, 4, 5] and "merged" in first.reason
+    assert first.merge == [1, 2, 3, 4, 5]
+    assert "merged" in first.reason
     # right after a post, the next one waits for its slot: 8 h over 13 usable posts
     waited = plan(pending, windows=tiktok, sent_times=[T0], last=T0)
-    assert waited.send is None and not waited.merge
+    assert waited.send is None
+    assert not waited.merge
     assert waited.wait_until == T0 + timedelta(hours=8) / 13
     assert "pacing" in waited.reason
 
@@ -115,14 +119,16 @@ def test_corrections_and_majorities_go_at_once_even_when_paced():
     tiktok = [Window(posts=15, seconds=86400)]
     pending = [item(1, EventKind.CALLED, "c1"), item(2, EventKind.CORRECTED, "c9")]
     result = plan(pending, windows=tiktok, sent_times=[T0], last=T0)
-    assert result.send == 2 and result.reason == "urgent"
+    assert result.send == 2
+    assert result.reason == "urgent"
 
 
 def test_hard_limits_are_never_exceeded_and_a_reserve_is_kept():
     window = [Window(posts=3, seconds=86400)]
     pending = [item(1, EventKind.CALLED, "c1")]
     spent = plan(pending, windows=window, sent_times=[T0 - timedelta(hours=1)] * 3)
-    assert spent.send is None and spent.wait_until == T0 + timedelta(hours=23)
+    assert spent.send is None
+    assert spent.wait_until == T0 + timedelta(hours=23)
     # with 2 posts left, one is kept for a correction or a majority
     reserve = plan(
         pending, windows=window, sent_times=[T0 - timedelta(hours=1)], last=T0 - timedelta(hours=1)
@@ -141,6 +147,7 @@ def test_hard_limits_are_never_exceeded_and_a_reserve_is_kept():
 def test_the_platform_asking_to_wait_stops_everything_but_the_naive_policy_ignores_budgets():
     pending = [item(1, EventKind.CORRECTED, "c1")]
     blocked = plan(pending, blocked=T0 + timedelta(minutes=3))
-    assert blocked.send is None and blocked.wait_until == T0 + timedelta(minutes=3)
+    assert blocked.send is None
+    assert blocked.wait_until == T0 + timedelta(minutes=3)
     window = [Window(posts=1, seconds=86400)]
     assert plan(pending, windows=window, sent_times=[T0], naive=True).send == 1

@@ -84,7 +84,8 @@ def test_tight_budget_merges_and_no_called_seat_is_lost(tmp_path, demo_files):
     records = read_posts(night.posts_path)
     assert 0 < len(records) <= 6, "the quota was respected"
     kinds = [r["event_kind"] for r in records]
-    assert "summary" in kinds and "majority" in kinds
+    assert "summary" in kinds
+    assert "majority" in kinds
     # Every called seat appears: in its own post, or in a summary that replaced it.
     from broadcaster.parsers import parse
 
@@ -94,9 +95,8 @@ def test_tight_budget_merges_and_no_called_seat_is_lost(tmp_path, demo_files):
     missing = [c.id for c in final.contests if c.name not in posted_text and c.id not in waiting]
     assert not missing
     superseded = night.rows(PostState.SUPERSEDED)
-    assert superseded and all(
-        r.superseded_by for r in superseded if r.hold_reason == "merged into a summary"
-    )
+    assert superseded
+    assert all(r.superseded_by for r in superseded if r.hold_reason == "merged into a summary")
 
 
 def test_ample_budget_posts_each_event(tmp_path, demo_files):
@@ -132,9 +132,11 @@ def test_circuit_breaker_pauses_and_resumes_after_the_cool_down(tmp_path, demo_f
         night.clock.advance_to(night.clock.now() + timedelta(seconds=30))
         night.dispatcher.drain()
     paused = night.store.get_state("paused:x1")
-    assert paused and paused["reason"].startswith("circuit breaker: 3 failures in a row")
+    assert paused
+    assert paused["reason"].startswith("circuit breaker: 3 failures in a row")
     assert failing.calls == 3, "nothing more is tried while the breaker is open"
-    assert night.rows(PostState.SENT) and all(r.account == "fb" for r in night.rows(PostState.SENT))
+    assert night.rows(PostState.SENT)
+    assert all(r.account == "fb" for r in night.rows(PostState.SENT))
     night.dispatcher._publishers.pop("x1", None)  # the platform recovers
     night.clock.advance_to(night.clock.now() + timedelta(minutes=11))
     night.dispatcher.drain()
@@ -161,7 +163,8 @@ def test_approval_mode_holds_every_post_until_approved(tmp_path, demo_files):
     night = Night(tmp_path, account("fb", "facebook", events='["called"]', require_approval="true"))
     night.feed(demo_files[:11])
     held = night.rows(PostState.HELD)
-    assert held and all(r.hold_reason == "awaiting approval" for r in held)
+    assert held
+    assert all(r.hold_reason == "awaiting approval" for r in held)
     assert not read_posts(night.posts_path)
     operate.approve(night.store, [held[0].id])
     night.dispatcher.drain()
@@ -185,7 +188,8 @@ def test_test_data_never_reaches_a_real_account(tmp_path, demo_files):
     for p in demo_files[:11]:
         pipeline.ingest(make_fetched(p.read_bytes(), p.name), "t")
     rows = store.posts_in_state(PostState.CANCELLED)
-    assert rows and all("test data" in r.hold_reason for r in rows)
+    assert rows
+    assert all("test data" in r.hold_reason for r in rows)
     assert not store.posts_in_state(PostState.PENDING)
     with pytest.raises(ConfigError, match="allow_test_posts"):
         refuse_test_data(cfg, store, dry_run=False)

@@ -86,11 +86,15 @@ def test_pause_hold_approve_resume_while_the_daemon_runs_and_health(tmp_path: Pa
         time.sleep(1)
         assert not [r for r in read_jsonl(posts) if r["platform"] == "x"], "x is paused"
         status = cli(cfg, "status").stdout
-        assert "x-test" in status and "paused" in status and "checking the X account" in status
+        assert "x-test" in status
+        assert "paused" in status
+        assert "checking the X account" in status
 
         code, body = get(f"http://127.0.0.1:{port}/healthz")
         health = json.loads(body)
-        assert code == 200 and health["status"] == "ok" and health["dry_run"] is True
+        assert code == 200
+        assert health["status"] == "ok"
+        assert health["dry_run"] is True
         x = next(a for a in health["accounts"] if a["name"] == "x-test")
         assert x["state"] == "paused"
         code, metrics = get(f"http://127.0.0.1:{port}/metrics")
@@ -100,7 +104,8 @@ def test_pause_hold_approve_resume_while_the_daemon_runs_and_health(tmp_path: Pa
             'broadcaster_posts{account="facebook-test",platform="facebook",state="sent"} 4'
             in metrics
         )
-        assert "broadcaster_polls_total" in metrics and "broadcaster_snapshots_total" in metrics
+        assert "broadcaster_polls_total" in metrics
+        assert "broadcaster_snapshots_total" in metrics
 
         held = cli(cfg, "outbox", "hold", "--all").stdout
         assert "4 posts held" in held
@@ -108,12 +113,15 @@ def test_pause_hold_approve_resume_while_the_daemon_runs_and_health(tmp_path: Pa
         time.sleep(1.5)
         assert not [r for r in read_jsonl(posts) if r["platform"] == "x"], "held posts stay held"
         listing = cli(cfg, "outbox", "list", "--state", "held").stdout
-        assert "x-test" in listing and "held by an operator" in listing
+        assert "x-test" in listing
+        assert "held by an operator" in listing
         conn = sqlite3.connect(tmp_path / "state.db")
         first = conn.execute("select id from posts where state = 'held' order by id").fetchone()[0]
         conn.close()
         shown = cli(cfg, "outbox", "show", str(first)).stdout
-        assert f"#{first}" in shown and "held by an operator" in shown and "[TEST]" in shown
+        assert f"#{first}" in shown
+        assert "held by an operator" in shown
+        assert "[TEST]" in shown
         cli(cfg, "outbox", "approve", "--all")
         wait_for(lambda: sum(r["platform"] == "x" for r in read_jsonl(posts)) == 4)
     finally:
