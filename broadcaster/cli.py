@@ -88,6 +88,7 @@ def _run_rehearsal(
     speed: float | None,
     title: str,
     emulator: bool = False,
+    tail_minutes: float = 60.0,
 ) -> RehearsalReport:
     from broadcaster.rehearsal import replay_files
 
@@ -119,7 +120,15 @@ def _run_rehearsal(
             }.get(result.outcome, path.name)
             bar.update(task, advance=1, note=note)
 
-        report = rehearse(config, replay, out_dir, speed=speed, on_step=step, emulator=emulator)
+        report = rehearse(
+            config,
+            replay,
+            out_dir,
+            speed=speed,
+            on_step=step,
+            emulator=emulator,
+            tail=tail_minutes * 60,
+        )
     _print_report(report)
     return report
 
@@ -208,6 +217,14 @@ def demo(ctx: click.Context, out_dir: Path | None) -> None:
     default=None,
     help="Replay N times faster than the snapshots' own timestamps.",
 )
+@click.option(
+    "--tail",
+    "tail_minutes",
+    type=click.FloatRange(min=0),
+    default=60.0,
+    show_default=True,
+    help="Minutes of feed time to keep dispatching after the last snapshot (paced posts).",
+)
 @click.pass_context
 def rehearse_cmd(
     ctx: click.Context,
@@ -217,6 +234,7 @@ def rehearse_cmd(
     fast: bool,
     use_emulator: bool,
     speed: float | None,
+    tail_minutes: float,
 ) -> None:
     """Replay a recorded night (a folder of snapshots, or one file) and show every post."""
     if fast and speed is not None:
@@ -229,7 +247,13 @@ def rehearse_cmd(
         speed = 1.0
         out.print("Replaying in real time; use --fast or --speed N to go faster.")
     _run_rehearsal(
-        config, replay, out_dir, None if fast else speed, "Rehearsal", emulator=use_emulator
+        config,
+        replay,
+        out_dir,
+        None if fast else speed,
+        "Rehearsal",
+        emulator=use_emulator,
+        tail_minutes=tail_minutes,
     )
 
 
@@ -387,9 +411,21 @@ def preview(
 @click.option("--port", type=int, default=8089, show_default=True)
 @click.option("--faults", default="", help="Faults to inject, e.g. 'x:429:2,tiktok:timeout'.")
 @click.option("--x-daily-cap", type=int, default=None, help="Posts per day on X (tier).")
+@click.option(
+    "--delay",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Seconds each platform answer waits after the platform acted (a slow platform).",
+)
 @click.pass_context
 def emulator(
-    ctx: click.Context, host: str, port: int, faults: str, x_daily_cap: int | None
+    ctx: click.Context,
+    host: str,
+    port: int,
+    faults: str,
+    x_daily_cap: int | None,
+    delay: float,
 ) -> None:
     """Run the local emulator of the four platforms (see broadcaster/emulator.py)."""
     import signal
@@ -403,7 +439,9 @@ def emulator(
     except ValueError as exc:
         err.print(f"[red]--faults: {exc}[/]")
         raise SystemExit(EXIT_CONFIG) from None
-    limits = Limits() if x_daily_cap is None else Limits(x_daily=x_daily_cap)
+    limits = Limits(response_delay=delay)
+    if x_daily_cap is not None:
+        limits.x_daily = x_daily_cap
     emu = Emulator(limits)
     emu.add_faults(faults)
     server = EmulatorServer(host, port, emu).start()
@@ -648,6 +686,17 @@ def outbox_cancel(ids: tuple[int, ...], config_path: Path | None) -> None:
     from broadcaster.operate import cancel
 
     _act(cancel, config_path, list(ids), "cancelled")
+
+
+@outbox.command(name="mark-sent")
+@click.argument("post_id", type=int)
+@click.option("--url", default=None, help="Where the post is on the platform.")
+@config_option
+def outbox_mark_sent(post_id: int, url: str | None, config_path: Path | None) -> None:
+    """Record a held post as published: you found it on the account (an in-doubt post)."""
+    from broadcaster.operate import mark_sent
+
+    _act(lambda store, ids: mark_sent(store, ids[0], url), config_path, [post_id], "marked sent")
 
 
 def _accounts_named(config: Config, target: str) -> list[str]:

@@ -19,6 +19,7 @@ from types import FrameType
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.blocking import BlockingScheduler
 
+from broadcaster import failpoints
 from broadcaster.cardmaker import CardMaker
 from broadcaster.clock import WallClock
 from broadcaster.config import Config, ConfigError
@@ -148,6 +149,8 @@ class Daemon:
             self.config.database_url.split("://", 1)[0],
             accounts,
         )
+        if failpoints.active():
+            log.warning("FAILPOINTS ACTIVE (%s): this process will kill itself", failpoints.ENV)
         recovered = self.dispatcher.recover()
         if recovered.sent or recovered.retried or recovered.held:
             log.info(

@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from broadcaster import failpoints
 from broadcaster.budget import (
     BudgetState,
     Window,
@@ -328,7 +329,7 @@ class Dispatcher:
             windows,
             now=now,
             night_ends=self.night_ends(now),
-            last_sent_at=self.store.last_sent_at(account.name),
+            recent_sends=[r.sent_at for r in sent_rows if r.sent_at is not None],
             naive=self.config.planner.mode == "naive",
         )
         for post_id, why in plan.supersede:
@@ -351,6 +352,25 @@ class Dispatcher:
             },
         )
         return None
+
+    def next_due(self) -> datetime | None:
+        """The next moment something may become sendable without new input: a retry's time, an
+        account's planned slot, a platform-told wait or a cool-down ending. A rehearsal jumps
+        its clock there; None when nothing is waiting for time to pass."""
+        now = self.clock.now()
+        moments = [self.store.next_not_before(now)]
+        for name in self.accounts:
+            waiting = self.store.get_state(WAITING + name) or {}
+            paused = self.store.get_state(PAUSED + name) or {}
+            blocked = self.store.get_state(blocked_key(name))
+            moments += [waiting.get("until"), paused.get("until"), blocked]
+        due = [
+            m if isinstance(m, datetime) else datetime.fromisoformat(m)
+            for m in moments
+            if m is not None
+        ]
+        later = [m for m in due if m > now]
+        return min(later) if later else None
 
     def night_ends(self, now: datetime) -> datetime:
         started = self.store.get_state(NIGHT_STARTED)
@@ -416,6 +436,7 @@ class Dispatcher:
         attempt = self.store.claim(row.id, self.clock.now())
         if attempt is None:
             return DispatchStats()
+        failpoints.hit("after_claim")
         post = replace(post_from_row(row, attempt, reply_to=reply_to), media=media)
         result = self._send(post)
         if result.sent and row.event_kind == "corrected":
@@ -476,7 +497,8 @@ class Dispatcher:
     def _send(self, post: Post) -> DispatchStats:
         extra = {"account": post.account, "platform": post.platform, "post_id": post.outbox_id}
         try:
-            ref = self.publisher(post.account).publish(post)
+            with failpoints.around_call():
+                ref = self.publisher(post.account).publish(post)
         except RetryLater as exc:
             if exc.delay:
                 # The platform said how long to wait: nothing else goes to it meanwhile.
@@ -507,7 +529,9 @@ class Dispatcher:
             if outcome[0] == "absent":
                 return self._retry(post, type(exc).__name__, None, extra)
             return self._settle(post.outbox_id, outcome, type(exc).__name__)
+        failpoints.hit("after_call")
         self.store.mark_sent(post.outbox_id, ref.platform_id, ref.url, ref.published_at)
+        failpoints.hit("after_sent")
         self._succeeded(post.account)
         log.info(
             "sent post %d (%s) to %s", post.outbox_id, post.event_key, post.account, extra=extra

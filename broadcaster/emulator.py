@@ -73,6 +73,9 @@ class Limits:
     tiktok_daily: int = 15
     youtube_daily_units: int = 10_000
     facebook_per_hour: int = 200
+    # Seconds every platform answer waits after the platform has acted: a slow platform, and a
+    # wide window for a crash between the platform accepting a post and us hearing of it.
+    response_delay: float = 0.0
     privacy_options: tuple[str, ...] = ("PUBLIC_TO_EVERYONE", "FOLLOWER_OF_CREATOR", "SELF_ONLY")
 
 
@@ -107,6 +110,7 @@ class Emulator:
         self.faults: dict[str, list[Fault]] = defaultdict(list)
         self.calls: dict[str, deque[float]] = defaultdict(deque)
         self.counts: dict[str, int] = defaultdict(int)  # responses by "platform status"
+        self.refusals: dict[str, int] = defaultdict(int)  # calls refused for a limit
         self.ids = itertools.count(1001)
         self.quota_used = 0
         self.quota_day = ""
@@ -163,8 +167,14 @@ class Emulator:
                 "posts": [asdict(p) for p in self.posts],
                 "responses": dict(self.counts),
                 "youtube_quota_used": self.quota_used,
+                "limit_refusals": dict(self.refusals),
                 "pending_faults": {k: [asdict(f) for f in v] for k, v in self.faults.items() if v},
             }
+
+    def refuse(self, platform: str) -> None:
+        """Count a call refused for a rate limit, quota or daily cap."""
+        with self.lock:
+            self.refusals[platform] += 1
 
     def count(self, platform: str, status: int) -> None:
         with self.lock:
@@ -212,6 +222,9 @@ class Handler(BaseHTTPRequestHandler):
 
     def _send(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
         data = b"" if payload is None else json.dumps(payload).encode()
+        delay = self.emulator.limits.response_delay
+        if delay and not self.path.startswith("/_emulator"):
+            time.sleep(delay)
         self.send_response(status)
         self.send_header("Content-Type", "application/json; charset=UTF-8")
         self.send_header("Content-Length", str(len(data)))
@@ -324,6 +337,7 @@ class Handler(BaseHTTPRequestHandler):
         )
         headers = {"X-App-Usage": json.dumps(usage), "X-Business-Use-Case-Usage": buc}
         if not allowed:
+            emu.refuse("facebook")
             return error(400, "(#32) Page request limit reached", 32, headers=headers)
 
         posting = method == "POST" and len(parts) == 2 and parts[1] in ("feed", "photos")
@@ -462,6 +476,7 @@ class Handler(BaseHTTPRequestHandler):
                 "x-user-limit-24hour-reset": str(int(now + (waitday or 86400))),
             }
             if not ok15 or not okday:
+                emu.refuse("x")
                 return problem(429, "Too Many Requests", "Too Many Requests", headers)
             fault = emu.take_fault("x")
             if fault == "token_expired":
@@ -569,6 +584,7 @@ class Handler(BaseHTTPRequestHandler):
         if path == "/v2/post/publish/creator_info/query/":
             ok, _ = emu.allow(f"tt-info:{token}", emu.limits.tiktok_creator_per_min, 60)
             if not ok:
+                emu.refuse("tiktok")
                 return answer(429, None, "rate_limit_exceeded", "Too many requests.")
             return answer(
                 200,
@@ -586,6 +602,7 @@ class Handler(BaseHTTPRequestHandler):
         if path == "/v2/post/publish/status/fetch/":
             ok, _ = emu.allow(f"tt-status:{token}", emu.limits.tiktok_status_per_min, 60)
             if not ok:
+                emu.refuse("tiktok")
                 return answer(429, None, "rate_limit_exceeded", "Too many requests.")
             pid = payload.get("publish_id")
             post_id = emu.tiktok_publish.get(str(pid))
@@ -618,9 +635,11 @@ class Handler(BaseHTTPRequestHandler):
                 return answer(200, None, fault[5:], f"{fault[5:]} (injected)", injected)
             ok, _ = emu.allow(f"tt-init:{token}", emu.limits.tiktok_init_per_min, 60)
             if not ok:
+                emu.refuse("tiktok")
                 return answer(429, None, "rate_limit_exceeded", "Too many requests.")
             okday, _ = emu.allow("tt-day", emu.limits.tiktok_daily, 86400)
             if not okday:
+                emu.refuse("tiktok")
                 return answer(
                     403,
                     None,
@@ -719,6 +738,7 @@ class Handler(BaseHTTPRequestHandler):
             if emu.quota_day != day:
                 emu.quota_day, emu.quota_used = day, 0
             if emu.quota_used + cost > emu.limits.youtube_daily_units:
+                emu.refuse("youtube")
                 return error(
                     403,
                     "quotaExceeded",
@@ -833,6 +853,14 @@ def _tiktok_problem(
     return None
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that hangs up mid-answer (a timeout, a killed process) is normal here.
+        log.debug("emulator: a client went away", exc_info=True)
+
+
 class EmulatorServer:
     """The emulator on a local port, in a background thread."""
 
@@ -841,8 +869,7 @@ class EmulatorServer:
     ) -> None:
         self.emulator = emulator or Emulator()
         handler = type("BoundHandler", (Handler,), {"emulator": self.emulator})
-        self.httpd = ThreadingHTTPServer((host, port), handler)
-        self.httpd.daemon_threads = True
+        self.httpd = _Server((host, port), handler)
         self.thread = threading.Thread(
             target=self.httpd.serve_forever, name="emulator", daemon=True
         )

@@ -167,6 +167,24 @@ def cancel(store: Store, ids: Sequence[int]) -> list[Change]:
     )
 
 
+def mark_sent(store: Store, post_id: int, url: str | None = None) -> list[Change]:
+    """Record a held post as published: an operator found it on the account (an in-doubt post
+    the platform could not look up). It is never sent again."""
+    return _transition(
+        store,
+        [post_id],
+        [PostState.HELD],
+        PostState.SENT,
+        {
+            "hold_reason": "found on the account by an operator",
+            "platform_url": url,
+            "platform_post_id": "operator",
+            "sent_at": _now(),
+        },
+        "marked sent",
+    )
+
+
 def pause(store: Store, accounts: Sequence[str], reason: str = "paused by an operator") -> None:
     for account in accounts:
         store.put_state(

@@ -5,11 +5,14 @@ dispatch, `plan_account` decides for one account what goes out now:
 
 - a pending post made stale by a newer one is superseded (a progress update overtaken by the
   call of the same contest, an older tally, an older lead change);
-- corrections and majorities go at once (a small reserve of the budget is kept for them);
+- corrections, majorities and the final tally go at once (the last post of the budget is kept
+  for them);
 - the remaining budget is spread over the expected length of the night, so that no platform goes
-  silent at 9 pm with its budget spent: when the pace would be slower than one post a minute,
-  posts wait for their slot, and pending posts of the same kind are merged into one summary
-  ("5 more seats called: ...");
+  silent at 9 pm with its budget spent: the sustainable pace fills a bucket holding up to 20
+  minutes' worth of posts (so a quiet spell leaves room for a burst of calls); posts wait for
+  it, and when more posts of one kind wait than the bucket holds, they are merged into one
+  summary ("5 more seats called: ..."); progress, lead changes and tallies leave half of it to
+  calls;
 - whatever the budget, the platform's own limits are never exceeded.
 
 `plan_account` is pure: plain values in, a Plan out.
@@ -23,10 +26,11 @@ from datetime import datetime, timedelta
 
 from broadcaster.budget import BudgetState, Window
 from broadcaster.config import AccountConfig
-from broadcaster.events import Event, EventKind
+from broadcaster.events import PRIORITY, Event, EventKind
 
 NIGHT_STARTED = "night_started"  # state key: when the night's first snapshot was accepted
-MIN_INTERVAL = timedelta(seconds=60)  # a pace faster than this is "ample": no merging
+MIN_INTERVAL = timedelta(seconds=60)
+PACE_WINDOW = timedelta(minutes=30)  # the pacing bucket holds this long's worth of posts
 URGENT = (EventKind.CORRECTED, EventKind.MAJORITY)
 MERGEABLE = (EventKind.CALLED, EventKind.PROGRESS, EventKind.LEADER)
 
@@ -126,10 +130,10 @@ def plan_account(
     *,
     now: datetime,
     night_ends: datetime,
-    last_sent_at: datetime | None,
+    recent_sends: Sequence[datetime] = (),
     naive: bool = False,
 ) -> Plan:
-    """What one account should do now."""
+    """What one account should do now. `recent_sends`: when its posts of the last day went."""
     if naive:
         # One post per event, as soon as possible: the comparison policy of the benchmark.
         head = min(pending, key=lambda i: (i.priority, i.id), default=None)
@@ -144,33 +148,60 @@ def plan_account(
     if budget.next_slot > now:
         result.wait_until, result.reason = budget.next_slot, budget.blocked_reason or "budget"
         return result
-    urgent = [p for p in live if p.kind in URGENT]
+    urgent = [p for p in live if p.kind in URGENT or (p.kind is EventKind.TALLY and p.final)]
     if urgent:
         result.send, result.reason = urgent[0].id, "urgent"
         return result
     end = night_ends if night_ends > now + MIN_INTERVAL else now + timedelta(hours=1)
     left = affordable(windows, budget, now, end)
-    reserve = 1 if left > 2 else 0  # kept for a correction or a majority
+    reserve = 1  # the last post is kept for a correction, a majority or the final tally
     usable = left - reserve
     if usable <= 0:
         result.reason = "the rest of the budget is kept for corrections and majorities"
         return result
+    # The sustainable pace, as a bucket of posts that refills at that pace: a quiet hour fills
+    # it, so a burst of calls can go at once, and once it is empty posts go one per interval.
     interval = (end - now) / usable
-    paced = interval > MIN_INTERVAL
-    if paced and last_sent_at is not None and now < last_sent_at + interval:
-        result.wait_until = last_sent_at + interval
-        result.reason = f"pacing: one post every {int(interval.total_seconds() // 60)} min"
-        return result
+    capacity = max(1, int(PACE_WINDOW / interval))
+    tokens = pace_tokens(recent_sends, now, interval, capacity)
     head = live[0]
-    if paced and head.kind in MERGEABLE:
-        same = [
-            p.id for p in sorted(live, key=lambda i: (i.feed_time, i.id)) if p.kind is head.kind
-        ]
-        if len(same) > 1:
-            result.merge, result.reason = (
-                same,
-                f"budget is tight: {len(same)} {head.kind} posts merged",
-            )
-            return result
-    result.send, result.reason = head.id, "paced" if paced else "ample budget"
+    # Progress, lead changes and tallies leave half the bucket to calls.
+    need = 1.0 if head.priority <= PRIORITY[EventKind.CALLED] else max(1.0, capacity / 2)
+    if tokens < need:
+        result.wait_until = now + (need - tokens) * interval
+        result.reason = f"pacing: one post every {_minutes(interval)}, {capacity} at most at once"
+        return result
+    room = int(tokens - need) + 1
+    same = [p.id for p in sorted(live, key=lambda i: (i.feed_time, i.id)) if p.kind is head.kind]
+    # With a budget slower than a post a minute, posts of one kind waiting together become one
+    # summary, so the bucket saves up for the next burst; with more, only when they'd overflow.
+    crowded = len(same) > room or interval > MIN_INTERVAL
+    if head.kind in MERGEABLE and len(same) > 1 and crowded:
+        result.merge = same
+        result.reason = f"budget is tight: {len(same)} {head.kind} posts merged"
+        return result
+    result.send = head.id
+    result.reason = "ample budget" if room >= len(live) else "paced"
     return result
+
+
+def pace_tokens(
+    sends: Sequence[datetime], now: datetime, interval: timedelta, capacity: int
+) -> float:
+    """Posts the pacing bucket holds now: full before the first send, one taken per send (it
+    may go below zero: urgent posts are not refused), refilled one per `interval`."""
+    tokens = float(capacity)
+    last: datetime | None = None
+    for sent in sorted(sends):
+        if last is not None:
+            tokens = min(capacity, tokens + (sent - last) / interval)
+        tokens -= 1
+        last = sent
+    if last is not None:
+        tokens = min(capacity, tokens + (now - last) / interval)
+    return tokens
+
+
+def _minutes(span: timedelta) -> str:
+    minutes = span.total_seconds() / 60
+    return f"{minutes:.0f} min" if minutes < 120 else f"{minutes / 60:.1f} h"

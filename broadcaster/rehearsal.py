@@ -11,13 +11,14 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from broadcaster.cardmaker import CardMaker
 from broadcaster.clock import FeedClock
 from broadcaster.config import AccountConfig, Config, DatabaseConfig, OutputConfig
-from broadcaster.dispatcher import Dispatcher, publisher_env
+from broadcaster.dispatcher import WAITING, Dispatcher, publisher_env
 from broadcaster.emulator import Emulator, EmulatorServer
 from broadcaster.pipeline import CycleResult, Pipeline
 from broadcaster.publishers import PublisherEnv, platform_module
@@ -78,11 +79,15 @@ def rehearse(
     on_step: Callable[[Path, CycleResult], None] | None = None,
     sleep: Callable[[float], None] = time.sleep,
     emulator: bool = False,
+    tail: float = 0.0,
 ) -> RehearsalReport:
     """Replay `replay` (a folder or one file). `speed=None` means back to back (`--fast`).
 
     With `emulator`, posts go through the real adapters and client libraries, over HTTP, to
-    the local platform emulator (on the feed's clock) instead of the dry-run publisher."""
+    the local platform emulator (on the feed's clock) instead of the dry-run publisher.
+    Between snapshots the clock steps to each moment a post falls due (a retry, a paced slot, a
+    platform's wait), as the daemon's dispatcher would meet it; `tail` seconds of feed time are
+    played after the last snapshot for what is still waiting."""
     files = replay_files(replay)
     out_dir.mkdir(parents=True, exist_ok=True)
     config = rehearsal_config(config, out_dir)
@@ -103,8 +108,7 @@ def rehearse(
     try:
         report.sent += dispatcher.recover().sent
         report.sent += dispatcher.drain().sent
-        last_feed_time = None
-        last_wall = time.monotonic()
+        ticker = Ticker(clock, dispatcher, speed, sleep)
         for path in files:
             report.snapshots += 1
             try:
@@ -116,12 +120,7 @@ def rehearse(
                 result = read
             else:
                 snapshot, parse_time = read
-                if speed is not None and last_feed_time is not None:
-                    gap = (snapshot.generated_at - last_feed_time).total_seconds() / speed
-                    remaining = gap - (time.monotonic() - last_wall)
-                    if remaining > 0:
-                        sleep(remaining)
-                last_feed_time, last_wall = snapshot.generated_at, time.monotonic()
+                report.sent += ticker.run_until(snapshot.generated_at)
                 clock.advance_to(snapshot.generated_at)
                 result = pipeline.apply(fetched, str(replay), snapshot, parse_time=parse_time)
             if result.outcome == "accepted":
@@ -135,6 +134,9 @@ def rehearse(
             report.sent += dispatcher.drain().sent
             if on_step is not None:
                 on_step(path, result)
+        if tail > 0 and report.accepted:
+            # After the last snapshot the night goes on: what waits for budget still goes out.
+            report.sent += ticker.run_until(clock.now() + timedelta(seconds=tail))
         _summarise(store, report, {a.name for a in config.accounts})
         if server is not None:
             report.emulator = server.emulator.snapshot()
@@ -144,6 +146,52 @@ def rehearse(
         if server is not None:
             server.stop()
     return report
+
+
+class Ticker:
+    """Moves the feed clock forward to a target, stopping wherever the dispatcher has something
+    due, so paced and retried posts go out at the feed time they would on the night."""
+
+    STEP = timedelta(seconds=60)  # how often to look when posts wait with no known time
+
+    def __init__(
+        self,
+        clock: FeedClock,
+        dispatcher: Dispatcher,
+        speed: float | None,
+        sleep: Callable[[float], None],
+    ) -> None:
+        self.clock = clock
+        self.dispatcher = dispatcher
+        self.speed = speed
+        self.sleep = sleep
+        self.wall = time.monotonic()
+        self.feed: datetime | None = None  # feed time at `wall`; None until the first snapshot
+
+    def _advance(self, moment: datetime) -> None:
+        if self.speed is not None and self.feed is not None:
+            gap = (moment - self.feed).total_seconds() / self.speed
+            remaining = gap - (time.monotonic() - self.wall)
+            if remaining > 0:
+                self.sleep(remaining)
+        self.feed, self.wall = moment, time.monotonic()
+        self.clock.advance_to(moment)
+
+    def run_until(self, target: datetime) -> int:
+        """Dispatch at every due moment before `target`; returns posts sent."""
+        sent = 0
+        while self.clock.now() < target and not self.dispatcher.stop.is_set():
+            due = self.dispatcher.next_due()
+            if due is None:
+                if not self.dispatcher.store.posts_in_state(PostState.PENDING, limit=1):
+                    break
+                due = self.clock.now() + self.STEP
+            if due >= target:
+                break
+            self._advance(due)
+            sent += self.dispatcher.drain().sent
+        self._advance(max(target, self.clock.now()))
+        return sent
 
 
 def point_at_emulator(
@@ -185,6 +233,10 @@ def _summarise(store: Store, report: RehearsalReport, accounts: set[str]) -> Non
                 why = row.hold_reason or row.last_error
             elif row.not_before is not None:
                 why = f"due at {row.not_before.isoformat()}"
+            elif waiting := store.get_state(WAITING + row.account):
+                until = waiting.get("until")
+                why = waiting.get("reason") or "waiting"
+                why += f" (next slot {until})" if until else ""
             else:
                 why = "not yet sent"
             report.waiting.append((row.id, row.account, state, why))

@@ -465,11 +465,12 @@ class Store:
         with self.engine.connect() as conn:
             return list(conn.execute(query).all())
 
-    def posts_in_state(self, state: str) -> list[Any]:
+    def posts_in_state(self, state: str, limit: int | None = None) -> list[Any]:
+        query = select(posts).where(posts.c.state == state).order_by(posts.c.id)
+        if limit is not None:
+            query = query.limit(limit)
         with self.engine.connect() as conn:
-            return list(
-                conn.execute(select(posts).where(posts.c.state == state).order_by(posts.c.id)).all()
-            )
+            return list(conn.execute(query).all())
 
     def claim(self, post_id: int, now: datetime) -> int | None:
         """Mark a pending post `sending` and commit before any platform call. Returns the attempt
@@ -578,6 +579,15 @@ class Store:
                     .order_by(posts.c.priority, posts.c.id)
                 ).all()
             )
+
+    def next_not_before(self, after: datetime) -> datetime | None:
+        """The earliest time after `after` at which a pending post becomes due, if any."""
+        with self.engine.connect() as conn:
+            return conn.execute(
+                select(func.min(posts.c.not_before))
+                .where(posts.c.state == PostState.PENDING)
+                .where(posts.c.not_before > after)
+            ).scalar()
 
     def thread_parts_due(self, now: datetime) -> list[Any]:
         """Pending continuations of threads (their previous part decides when they go)."""

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from broadcaster.budget import Window, budget_state, effective_windows
 from broadcaster.events import PRIORITY, EventKind
-from broadcaster.planner import Item, plan_account, stale
+from broadcaster.planner import Item, pace_tokens, plan_account, stale
 
 T0 = datetime(2030, 7, 28, 20, 0, tzinfo=UTC)
 X = [Window(posts=200, seconds=900), Window(posts=100, seconds=86400)]
@@ -70,7 +72,6 @@ def plan(
     sent=(),
     windows=X,
     sent_times=(),
-    last=None,
     now=T0,
     ends=T0 + timedelta(hours=8),
     naive=False,
@@ -84,7 +85,7 @@ def plan(
         windows,
         now=now,
         night_ends=ends,
-        last_sent_at=last,
+        recent_sends=list(sent_times),
         naive=naive,
     )
 
@@ -108,7 +109,7 @@ def test_tight_budget_paces_and_merges_posts_of_one_kind():
     assert first.merge == [1, 2, 3, 4, 5]
     assert "merged" in first.reason
     # right after a post, the next one waits for its slot: 8 h over 13 usable posts
-    waited = plan(pending, windows=tiktok, sent_times=[T0], last=T0)
+    waited = plan(pending, windows=tiktok, sent_times=[T0])
     assert waited.send is None
     assert not waited.merge
     assert waited.wait_until == T0 + timedelta(hours=8) / 13
@@ -118,7 +119,7 @@ def test_tight_budget_paces_and_merges_posts_of_one_kind():
 def test_corrections_and_majorities_go_at_once_even_when_paced():
     tiktok = [Window(posts=15, seconds=86400)]
     pending = [item(1, EventKind.CALLED, "c1"), item(2, EventKind.CORRECTED, "c9")]
-    result = plan(pending, windows=tiktok, sent_times=[T0], last=T0)
+    result = plan(pending, windows=tiktok, sent_times=[T0])
     assert result.send == 2
     assert result.reason == "urgent"
 
@@ -130,9 +131,7 @@ def test_hard_limits_are_never_exceeded_and_a_reserve_is_kept():
     assert spent.send is None
     assert spent.wait_until == T0 + timedelta(hours=23)
     # with 2 posts left, one is kept for a correction or a majority
-    reserve = plan(
-        pending, windows=window, sent_times=[T0 - timedelta(hours=1)], last=T0 - timedelta(hours=1)
-    )
+    reserve = plan(pending, windows=window, sent_times=[T0 - timedelta(hours=1)])
     assert reserve.send is None
     assert (
         plan(
@@ -151,3 +150,56 @@ def test_the_platform_asking_to_wait_stops_everything_but_the_naive_policy_ignor
     assert blocked.wait_until == T0 + timedelta(minutes=3)
     window = [Window(posts=1, seconds=86400)]
     assert plan(pending, windows=window, sent_times=[T0], naive=True).send == 1
+
+
+X_DAY = [Window(posts=100, seconds=86400)]
+SIX_HOURS = T0 + timedelta(hours=6)
+
+
+def test_pace_bucket_is_full_after_a_quiet_spell_and_refills_one_per_interval():
+    interval = timedelta(minutes=4)
+    assert pace_tokens([], T0, interval, 7) == 7
+    burst = [T0 - timedelta(seconds=s) for s in range(5)]
+    assert pace_tokens(burst, T0, interval, 7) == pytest.approx(2, abs=0.05)
+    assert pace_tokens(burst, T0 + 2 * interval, interval, 7) == pytest.approx(4, abs=0.05)
+    # urgent posts beyond the pace take it below zero; it never holds more than its capacity
+    assert pace_tokens(burst * 2, T0, interval, 7) < 0
+    assert pace_tokens(burst, T0 + timedelta(hours=5), interval, 7) == 7
+
+
+def test_a_burst_of_calls_spends_the_saved_bucket_at_once_in_summaries():
+    # 100 posts a day over a 6-hour night: one every ~3.9 min, up to 7 at once
+    calls = [item(i, EventKind.CALLED, f"c{i}") for i in range(1, 4)]
+    result = plan(calls, windows=X_DAY, ends=SIX_HOURS)
+    assert result.merge == [1, 2, 3]  # paced: calls waiting together become one post
+    single = plan(calls[:1], windows=X_DAY, ends=SIX_HOURS)
+    assert single.send == 1
+    # six summaries went in the last minute: the seventh still fits, then it waits
+    spent = [T0 - timedelta(seconds=10 * s) for s in range(6)]
+    assert plan(calls, windows=X_DAY, ends=SIX_HOURS, sent_times=spent).merge == [1, 2, 3]
+    full = plan(calls, windows=X_DAY, ends=SIX_HOURS, sent_times=[*spent, T0])
+    assert full.send is None
+    assert not full.merge
+    assert T0 < full.wait_until < T0 + timedelta(minutes=5)
+    assert "pacing" in full.reason
+
+
+def test_progress_leaves_half_the_bucket_to_calls():
+    spent = [T0 - timedelta(seconds=10 * s) for s in range(5)]  # about 2 of 7 left
+    progress = [item(1, EventKind.PROGRESS, "c1")]
+    waits = plan(progress, windows=X_DAY, ends=SIX_HOURS, sent_times=spent)
+    assert waits.send is None
+    assert waits.wait_until > T0
+    call = [item(2, EventKind.CALLED, "c2")]
+    assert plan(call, windows=X_DAY, ends=SIX_HOURS, sent_times=spent).send == 2
+
+
+def test_the_final_tally_is_urgent_and_may_use_the_last_post():
+    window = [Window(posts=3, seconds=86400)]
+    spent = [T0 - timedelta(hours=2), T0 - timedelta(hours=1)]
+    final = Item(1, EventKind.TALLY, None, T0, PRIORITY[EventKind.TALLY], final=True)
+    assert plan([final], windows=window, sent_times=spent).send == 1
+    interim = Item(2, EventKind.TALLY, None, T0, PRIORITY[EventKind.TALLY])
+    kept = plan([interim], windows=window, sent_times=spent)
+    assert kept.send is None
+    assert "kept" in kept.reason

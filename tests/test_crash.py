@@ -1,0 +1,98 @@
+"""Exactly once across crashes: the short version of bench/bench_crash.py, and the failpoints
+it relies on."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from broadcaster import failpoints
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_daemon_killed_again_and_again_posts_every_call_exactly_once():
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "bench_crash.py"),
+            "--seats",
+            "6",
+            "--kills",
+            "6",
+            "--seed",
+            "3",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.stdout, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["duplicates"] == 0, result
+    assert result["missing"] == 0, result
+    assert result["kills"] >= 6, result
+    assert result["daemon_starts"] == result["kills"] + 1, result
+    for platform in ("facebook", "youtube", "tiktok", "x"):
+        assert result["per_platform"][platform]["posts"] >= 6, result
+    assert proc.returncode == 0
+
+
+def test_failpoint_specification_is_checked():
+    assert failpoints.parse("after_claim:0.5,in_call:1:0.2") == {
+        "after_claim": (0.5, 0.3),
+        "in_call": (1.0, 0.2),
+    }
+    with pytest.raises(ValueError, match="unknown point 'before_lunch'"):
+        failpoints.parse("before_lunch:1")
+    with pytest.raises(ValueError, match=r"probability 0\.\.1"):
+        failpoints.parse("after_call:2")
+    with pytest.raises(ValueError, match="expected name:probability"):
+        failpoints.parse("after_call:often")
+
+
+@pytest.mark.parametrize("point", ["after_claim", "in_call"])
+def test_a_failpoint_kills_the_process_and_says_where(tmp_path: Path, point: str):
+    code = (
+        "import time\n"
+        "from broadcaster import failpoints\n"
+        "failpoints.hit('after_claim')\n"
+        "with failpoints.around_call():\n"
+        "    time.sleep(5)\n"
+        "print('survived')\n"
+    )
+    log = tmp_path / "fp.log"
+    env = {
+        **os.environ,
+        failpoints.ENV: f"{point}:1:0.1",
+        failpoints.LOG_ENV: str(log),
+    }
+    proc = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == -signal.SIGKILL
+    assert "survived" not in proc.stdout
+    assert log.read_text() == f"{point}\n"
+
+
+def test_failpoints_are_inert_without_the_variable():
+    env = {k: v for k, v in os.environ.items() if not k.startswith(failpoints.ENV)}
+    code = (
+        "from broadcaster import failpoints\n"
+        "assert not failpoints.active()\n"
+        "failpoints.hit('after_claim')\n"
+        "with failpoints.around_call():\n"
+        "    pass\n"
+        "print('alive')\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert proc.stdout.strip() == "alive", proc.stderr
