@@ -23,7 +23,7 @@ from broadcaster.config import (
 )
 from broadcaster.events import EventKind
 from broadcaster.logs import setup_logging
-from broadcaster.parsers import FeedError, parse
+from broadcaster.parsers import FeedError, reader_for
 from broadcaster.paths import DEMO_SNAPSHOTS
 from broadcaster.pipeline import CycleResult
 from broadcaster.rehearsal import RehearsalReport, rehearse
@@ -354,9 +354,7 @@ def preview(
     config = _load(config_path)
     account = _account_for(config, platform, account_name, lang)
     try:
-        snapshot = parse(
-            snapshot_path.read_bytes(), config.feed.format, default_tz=config.election.tz
-        )
+        snapshot = reader_for(config)(snapshot_path.read_bytes())
     except FeedError as exc:
         err.print(f"[red]{snapshot_path}: {exc.problem}[/]")
         raise SystemExit(1) from None
@@ -763,9 +761,7 @@ def templates_lint(config_path: Path | None, snapshot_path: Path | None) -> None
     snapshots = None
     if snapshot_path is not None:
         try:
-            snapshots = [
-                parse(snapshot_path.read_bytes(), config.feed.format, default_tz=config.election.tz)
-            ]
+            snapshots = [reader_for(config)(snapshot_path.read_bytes())]
         except FeedError as exc:
             err.print(f"[red]{snapshot_path}: {exc.problem}[/]")
             raise SystemExit(1) from None

@@ -59,7 +59,8 @@ class ElectionConfig(_Strict):
 
 class FeedConfig(_Strict):
     source: str = Field(min_length=1)  # https:// URL, a file, or a folder of snapshots (replay)
-    format: Literal["auto", "nist", "csv"] = "auto"
+    format: Literal["auto", "nist", "csv", "eml", "mapped"] = "auto"
+    mapping: str | None = None  # the mapping file for format "mapped" (docs/feed-format.md)
     poll_interval: float = Field(default=30, gt=0, le=3600)
     is_test: bool = False  # treat the feed as test data whatever it says
     connect_timeout: float = Field(default=5, gt=0)
@@ -67,6 +68,14 @@ class FeedConfig(_Strict):
     deadline: float = Field(default=60, gt=0)  # whole request, however slowly bytes trickle
     max_bytes: int = Field(default=50_000_000, gt=0)
     backoff_max: float = Field(default=300, gt=0)  # longest wait between tries while it is down
+
+    @model_validator(mode="after")
+    def _mapping(self) -> FeedConfig:
+        if self.format == "mapped" and not self.mapping:
+            raise ValueError('format "mapped" needs `mapping`, the path of a mapping file')
+        if self.mapping and self.format not in ("mapped", "auto"):
+            raise ValueError(f'`mapping` is only used with format "mapped", not {self.format!r}')
+        return self
 
 
 class EventsConfig(_Strict):
@@ -161,6 +170,28 @@ class PlannerConfig(_Strict):
     night_hours: float = Field(default=8, gt=0, le=72)  # from the first snapshot accepted
 
 
+GateAction = Literal["hold", "warn", "off"]
+
+
+class GatesConfig(_Strict):
+    """Plausibility checks (broadcaster/gates.py): hold the affected posts for an operator,
+    only warn in the log and status, or off. Every check holds by default."""
+
+    votes_over_ballots: GateAction = "hold"
+    turnout_over_100: GateAction = "hold"
+    votes_decreased: GateAction = "hold"
+    call_withdrawn: GateAction = "hold"
+    winner_changed: GateAction = "hold"
+    contest_missing: GateAction = "hold"
+    selection_missing: GateAction = "hold"
+    seats_over: GateAction = "hold"
+    progress_backwards: GateAction = "hold"
+    status_regressed: GateAction = "hold"
+
+    def action(self, check: str) -> GateAction:
+        return getattr(self, check)  # type: ignore[no-any-return]
+
+
 class ServiceConfig(_Strict):
     # host:port for GET /healthz and GET /metrics; empty turns them off.
     listen: str = Field(default="127.0.0.1:9105", pattern=r"^$|^[^\s:]+:\d+$")
@@ -209,6 +240,7 @@ class Config(_Strict):
     secrets: SecretsConfig = Field(default_factory=SecretsConfig)
     planner: PlannerConfig = Field(default_factory=PlannerConfig)
     service: ServiceConfig = Field(default_factory=ServiceConfig)
+    gates: GatesConfig = Field(default_factory=GatesConfig)
     # Text limits overriding the platforms' own, e.g. x = 280, tiktok_title = 90.
     limits: dict[str, int] = Field(default_factory=dict)
     parties: dict[str, PartyDisplayConfig] = Field(default_factory=dict)

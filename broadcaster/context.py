@@ -112,6 +112,9 @@ def _selection_view(
         or (coalition[0] if coalition else None),
         winner=s.winner,
         seats=s.seats,
+        candidates=[
+            View(id=m.id, name=m.name, votes=m.votes, elected=m.elected) for m in s.members
+        ],
     )
 
 

@@ -49,6 +49,16 @@ class Coalition:
 
 
 @dataclass(frozen=True, slots=True)
+class ListCandidate:
+    """A candidate on a party's list (list PR): preference votes when counted, elected or not."""
+
+    id: str
+    name: str
+    votes: int | None = None
+    elected: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class Selection:
     """A candidate, a party on a list, or a ballot-question answer, with its count."""
 
@@ -58,6 +68,7 @@ class Selection:
     party_id: str | None = None
     winner: bool = False
     seats: int | None = None
+    members: tuple[ListCandidate, ...] = ()  # a party list's candidates, in list order
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,8 +224,20 @@ def contest_to_list(c: Contest) -> list[Any]:
         c.progress.total,
         c.electorate,
         c.ballots_cast,
-        [[s.id, s.name, s.votes, s.party_id, s.winner, s.seats] for s in c.selections],
+        [_selection_to_list(s) for s in c.selections],
     ]
+
+
+def _selection_to_list(s: Selection) -> list[Any]:
+    row: list[Any] = [s.id, s.name, s.votes, s.party_id, s.winner, s.seats]
+    if s.members:
+        row.append([[m.id, m.name, m.votes, m.elected] for m in s.members])
+    return row
+
+
+def _selection_from_list(s: list[Any]) -> Selection:
+    members = tuple(ListCandidate(*m) for m in s[6]) if len(s) > 6 else ()
+    return Selection(s[0], s[1], s[2], s[3], s[4], s[5], members)
 
 
 def contest_from_list(c: list[Any]) -> Contest:
@@ -226,5 +249,5 @@ def contest_from_list(c: list[Any]) -> Contest:
         progress=Progress(c[4], c[5]),
         electorate=c[6],
         ballots_cast=c[7],
-        selections=tuple(Selection(s[0], s[1], s[2], s[3], s[4], s[5]) for s in c[8]),
+        selections=tuple(_selection_from_list(s) for s in c[8]),
     )

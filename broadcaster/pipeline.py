@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from broadcaster import gates
 from broadcaster.clock import Clock
 from broadcaster.compose import TEMPLATE_REASON, Composer
 from broadcaster.config import Config
@@ -26,8 +27,9 @@ from broadcaster.context import (
 )
 from broadcaster.differ import DiffRules, DiffState, diff, tally_slot
 from broadcaster.events import Event, EventKind
+from broadcaster.gates import Finding
 from broadcaster.model import Snapshot
-from broadcaster.parsers import FeedError, parse
+from broadcaster.parsers import FeedError, reader_for
 from broadcaster.planner import NIGHT_STARTED, plan
 from broadcaster.samples import display_from
 from broadcaster.sources import Fetched, Source, SourceDown
@@ -37,6 +39,7 @@ from broadcaster.tally import compute_tally
 log = logging.getLogger(__name__)
 
 CHUNK = 2000  # events rendered and written per step of a large cycle
+GATE_FINDINGS = "gate_findings"  # state key: recent plausibility findings, for status
 
 
 @contextmanager
@@ -63,6 +66,34 @@ class CycleResult:
     error: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
     snapshot: Snapshot | None = None
+    findings: list[Finding] = field(default_factory=list)  # plausibility, hold or warn
+
+
+def held_events(events: list[Event], holding: list[Finding]) -> dict[str, str]:
+    """Event key -> why its posts are held: events of an implausible contest, and the
+    nationwide ones (tally, majority) whenever anything is implausible."""
+    if not holding:
+        return {}
+    by_contest: dict[str | None, list[Finding]] = {}
+    for f in holding:
+        by_contest.setdefault(f.contest_id, []).append(f)
+    everything = by_contest.get(None, [])
+    out = {}
+    for event in events:
+        if event.contest_id is None:
+            reasons = holding
+        else:
+            reasons = by_contest.get(event.contest_id, []) + everything
+        if reasons:
+            out[event.key] = gates.hold_reason(reasons)
+    return out
+
+
+def _gated(post: NewPost, reason: str | None) -> NewPost:
+    # A post already held for a template problem keeps that reason: it has no text to approve.
+    if reason is None or post.text is None or post.state == PostState.CANCELLED:
+        return post
+    return replace(post, state=PostState.HELD, hold_reason=reason)
 
 
 def rules_from(config: Config) -> DiffRules:
@@ -96,6 +127,7 @@ class Pipeline:
         self.clock = clock
         self.dry_run = dry_run
         self.rules = rules_from(config)
+        self._parse = reader_for(config)
         self.state = restore_state(store, self.rules)
         self.composer = Composer(config, dry_run=dry_run)
         self.display = display_from(config)
@@ -147,9 +179,7 @@ class Pipeline:
         self._last_fingerprint = fetched.fingerprint
         try:
             with gc_paused():
-                snapshot = parse(
-                    fetched.body, self.config.feed.format, default_tz=self.config.election.tz
-                )
+                snapshot = self._parse(fetched.body)
             snapshot = self._check(snapshot)
         except FeedError as exc:
             return self._reject(fetched, source, exc.problem)
@@ -161,10 +191,12 @@ class Pipeline:
         """Diff an accepted snapshot against the last one; commit it with its events and posts."""
         with gc_paused():
             t1 = time.perf_counter()
+            findings = self._gate(self.state.previous, snapshot, fetched.name)
             events, new_state = diff(self.state, snapshot, self.rules)
             t2 = time.perf_counter()
             existing = self.store.existing_event_keys(e.key for e in events) if events else set()
             fresh = [e for e in events if e.key not in existing]
+            held = held_events(fresh, [f for f in findings if self._holds(f)])
             tally = compute_tally(snapshot, self.rules.majority_seats)
             shared = snapshot_context(
                 snapshot,
@@ -192,6 +224,8 @@ class Pipeline:
                     captured = [(e, event_context(e, snapshot)) for e in chunk]
                     r0 = time.perf_counter()
                     new_posts = self._render_all(captured, views)
+                    if held:
+                        new_posts = [_gated(p, held.get(p.event_key)) for p in new_posts]
                     render_time += time.perf_counter() - r0
                     ids = self.store.insert_events(conn, snapshot_id, captured)
                     added += self.store.insert_posts(
@@ -217,6 +251,7 @@ class Pipeline:
             events=len(fresh),
             posts=added,
             snapshot=snapshot,
+            findings=findings,
             timings={
                 "parse": parse_time,
                 "diff": t2 - t1,
@@ -224,6 +259,41 @@ class Pipeline:
                 "enqueue": (t4 - t2) - render_time,
             },
         )
+
+    def _holds(self, finding: Finding) -> bool:
+        return self.config.gates.action(finding.check) == "hold"
+
+    def _gate(self, previous: Snapshot | None, snapshot: Snapshot, name: str) -> list[Finding]:
+        """Plausibility findings the configuration does not turn off; each is logged and kept
+        (the last 100) for `broadcaster status`."""
+        findings = [
+            f for f in gates.check(previous, snapshot) if self.config.gates.action(f.check) != "off"
+        ]
+        if not findings:
+            return []
+        recent = list(self.store.get_state(GATE_FINDINGS, []) or [])
+        for f in findings:
+            action = self.config.gates.action(f.check)
+            log.warning(
+                "implausible snapshot %s: %s (check %s: %s)",
+                name,
+                f.message,
+                f.check,
+                "its posts are held for an operator" if action == "hold" else "warning only",
+                extra={"snapshot": name},
+            )
+            recent.append(
+                {
+                    "snapshot": name,
+                    "at": snapshot.generated_at.isoformat(),
+                    "check": f.check,
+                    "contest": f.contest_id,
+                    "message": f.message,
+                    "action": action,
+                }
+            )
+        self.store.put_state(GATE_FINDINGS, recent[-100:])
+        return findings
 
     def _check(self, snapshot: Snapshot) -> Snapshot:
         if self.config.feed.is_test and not snapshot.is_test:

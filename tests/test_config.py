@@ -31,7 +31,7 @@ def test_annotated_example_and_bundled_config_load():
         ),
         (
             "[feed]\nsource='x'\nformat = 'xml'\n",
-            "feed.format: Input should be 'auto', 'nist' or 'csv'",
+            "feed.format: Input should be 'auto', 'nist', 'csv', 'eml' or 'mapped'",
         ),
         (
             "[feed]\nsource='x'\n[election]\ntimezone='Mars/Olympus'\n",

@@ -24,10 +24,22 @@ from tests.conftest import write_config
 class Night:
     """The demo night through a real pipeline and dispatcher, on the feed's clock."""
 
-    def __init__(self, tmp_path: Path, accounts: str, extra: str = "", dispatch: str = "") -> None:
+    def __init__(
+        self,
+        tmp_path: Path,
+        accounts: str,
+        extra: str = "",
+        dispatch: str = "",
+        gates: str = 'votes_decreased = "warn"',
+    ) -> None:
         self.config = load_config(
             write_config(
-                tmp_path / "c.toml", source="f", accounts=accounts, extra=extra, dispatch=dispatch
+                tmp_path / "c.toml",
+                source="f",
+                accounts=accounts,
+                extra=extra,
+                dispatch=dispatch,
+                gates=gates,
             )
         )
         self.store = Store(self.config.database_url)
@@ -214,10 +226,18 @@ def test_a_correction_is_linked_to_the_post_it_corrects_and_edits_it(tmp_path, d
     night = Night(
         tmp_path,
         account("fb", "facebook", events='["called", "corrected"]', on_correction='"edit"'),
+        gates="",  # the defaults: a count going down holds the correction
     )
     fake = Editing()
     night.dispatcher._publishers["fb"] = fake
     night.feed(demo_files)
+    # The demo's correction lowers a count: the plausibility gate holds it for an operator.
+    held = [r for r in night.rows(PostState.HELD) if r.event_kind == "corrected"]
+    assert len(held) == 1
+    assert held[0].hold_reason.startswith("implausible: D06 Westfield: Quinn Adair went down")
+    assert not fake.edits
+    operate.approve(night.store, [held[0].id])  # a genuine correction
+    night.dispatcher.drain()
     correction = next(r for r in night.rows(PostState.SENT) if r.event_kind == "corrected")
     original = next(r for r in night.rows(PostState.SENT) if r.id == correction.corrects)
     assert original.contest_id == correction.contest_id == "cc-D06"

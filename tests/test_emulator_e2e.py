@@ -62,6 +62,9 @@ url = "sqlite:///state.db"
 [secrets]
 tokens = "tokens.json"
 
+[gates]
+votes_decreased = "warn"  # the demo's correction lowers a count; see test_gates
+
 [[accounts]]
 name = "fb"
 platform = "facebook"

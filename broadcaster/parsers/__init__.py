@@ -9,16 +9,20 @@ import json
 from collections.abc import Callable
 from datetime import UTC, tzinfo
 from importlib import import_module
+from typing import Any
 
+from broadcaster.config import Config, ConfigError
 from broadcaster.model import Snapshot
 from broadcaster.parsers.base import FeedError
 
-__all__ = ["FORMATS", "FeedError", "detect", "parse"]
+__all__ = ["FORMATS", "FeedError", "detect", "parse", "reader_for"]
 
 # name -> "module:function"; imported on first use so an unused format costs nothing.
 FORMATS: dict[str, str] = {
     "nist": "broadcaster.parsers.nist:parse_nist",
     "csv": "broadcaster.parsers.csvfeed:parse_csv",
+    "eml": "broadcaster.parsers.eml:parse_eml",
+    "mapped": "broadcaster.parsers.mapped:parse_mapped",
 }
 
 
@@ -37,26 +41,36 @@ def detect(body: bytes) -> str:
             return "nist"
         raise FeedError(
             "JSON document is not a NIST SP 1500-100 ElectionReport "
-            '(no "ElectionResults." @type found); set feed.format explicitly'
+            '(no "ElectionResults." @type found); for another JSON feed set feed.format = '
+            '"mapped" with a mapping file'
         )
     if head[:1] == b"<":
         lowered = head[:512].lower()
         if b"<html" in lowered or b"<!doctype html" in lowered:
             raise FeedError("an HTML page was served instead of a results feed")
-        raise FeedError("XML feeds are not supported by this version; expected NIST JSON or CSV")
+        if b"urn:oasis:names:tc:evs:schema:eml" in body[:4096]:
+            return "eml"
+        raise FeedError(
+            "an XML document that is not OASIS EML (no urn:oasis:names:tc:evs:schema:eml "
+            "namespace); set feed.format explicitly"
+        )
     first_line = head.split(b"\n", 1)[0].lower()
     if b"contest_id" in first_line and b"votes" in first_line:
         return "csv"
     raise FeedError("cannot detect the feed format (expected NIST JSON or the CSV format)")
 
 
-def parse(body: bytes, fmt: str = "auto", *, default_tz: tzinfo = UTC) -> Snapshot:
-    """Bytes of one snapshot to a Snapshot; every failure is a FeedError naming the problem."""
+def parse(
+    body: bytes, fmt: str = "auto", *, default_tz: tzinfo = UTC, mapping: Any = None
+) -> Snapshot:
+    """Bytes of one snapshot to a Snapshot; every failure is a FeedError naming the problem.
+    `mapping` (a loaded mapping file) is for the "mapped" format."""
     name = detect(body) if fmt == "auto" else fmt
     if name not in FORMATS:
         raise FeedError(f"unknown feed format {name!r}; expected one of {', '.join(FORMATS)}")
+    extra = {"mapping": mapping} if name == "mapped" else {}
     try:
-        return _load(name)(body, default_tz=default_tz)
+        return _load(name)(body, default_tz=default_tz, **extra)
     except FeedError:
         raise
     except RecursionError:
@@ -64,3 +78,27 @@ def parse(body: bytes, fmt: str = "auto", *, default_tz: tzinfo = UTC) -> Snapsh
     except (ValueError, TypeError, KeyError, json.JSONDecodeError) as exc:
         # A parser bug must not take the daemon down, but must not be hidden either.
         raise FeedError(f"unexpected content ({type(exc).__name__}: {exc})") from None
+
+
+def reader_for(config: Config) -> Callable[[bytes], Snapshot]:
+    """The parser the configuration asks for, mapping loaded once: bytes -> Snapshot, or a
+    FeedError. A broken mapping file is a ConfigError, found before the night starts."""
+    feed = config.feed
+    mapping = None
+    fmt = feed.format
+    if feed.mapping:
+        from broadcaster.parsers.mapped import MappingError, load_mapping
+
+        path = config.path(feed.mapping)
+        assert path is not None
+        try:
+            mapping = load_mapping(path)
+        except MappingError as exc:
+            raise ConfigError(f"[feed] mapping: {exc}") from None
+        fmt = "mapped"
+    tz = config.election.tz
+
+    def read(body: bytes) -> Snapshot:
+        return parse(body, fmt, default_tz=tz, mapping=mapping)
+
+    return read
