@@ -257,6 +257,105 @@ def rehearse_cmd(
     )
 
 
+# -- the feed ----------------------------------------------------------------------------------
+
+
+@main.group()
+def feed() -> None:
+    """Check a results feed before the night."""
+
+
+@feed.command(name="check")
+@click.argument("target")
+@config_option
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["auto", "nist", "csv", "eml", "mapped"]),
+    default=None,
+    help="The feed's format (default: the configuration's).",
+)
+@click.option(
+    "--mapping",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    default=None,
+    help="A mapping file for a JSON or CSV feed of any shape (docs/feed-format.md).",
+)
+@click.option("--all", "show_all", is_flag=True, help="List every contest, not the first 40.")
+def feed_check(
+    target: str,
+    config_path: Path | None,
+    fmt: str | None,
+    mapping: Path | None,
+    show_all: bool,
+) -> None:
+    """Read one snapshot (a FILE or a URL) and print what it understood, or every problem."""
+    from broadcaster.feedcheck import check_feed
+
+    config = _load(config_path)
+    feed_settings = config.feed
+    if mapping is not None:
+        feed_settings = feed_settings.model_copy(
+            update={"mapping": str(mapping.resolve()), "format": "mapped"}
+        )
+    elif fmt is not None:
+        feed_settings = feed_settings.model_copy(update={"format": fmt, "mapping": None})
+    try:
+        config = config.with_overrides(feed=feed_settings)
+        result = check_feed(target, config)
+    except ConfigError as exc:
+        err.print(f"[red]{exc}[/]", highlight=False)
+        raise SystemExit(EXIT_CONFIG) from None
+    if result.snapshot is None:
+        err.print(f"[red]{target}: rejected: {result.problem}[/]", highlight=False)
+        raise SystemExit(1)
+    snap = result.snapshot
+    tz = config.election.tz
+    table = Table(title=f"{snap.election}: {len(snap.contests)} contests")
+    for column in ("contest", "name", "kind", "reported", "seats", "votes", "leader / winners"):
+        table.add_column(column, overflow="fold")
+    shown = snap.contests if show_all else snap.contests[:40]
+    for c in shown:
+        if c.called:
+            outcome = ", ".join(
+                f"{s.name} ({s.seats})" if s.seats else s.name
+                for s in c.selections
+                if s.winner or s.seats
+            )
+        else:
+            outcome = f"{c.leader.name} ahead" if c.leader else ""
+        pct = c.progress.percent
+        reported = (
+            f"{c.progress.reported}/{c.progress.total} ({pct:.0f} %)"
+            if pct is not None
+            else str(c.progress.reported or "")
+        )
+        table.add_row(
+            c.id,
+            c.name,
+            c.kind.value,
+            reported,
+            "" if c.seats is None else str(c.seats),
+            f"{c.total_votes:,} in {len(c.selections)}",
+            outcome,
+        )
+    out.print(table)
+    if len(snap.contests) > len(shown):
+        out.print(f"... and {len(snap.contests) - len(shown)} more contests (--all)")
+    selections = sum(len(c.selections) for c in snap.contests)
+    votes = sum(c.total_votes for c in snap.contests)
+    called = sum(1 for c in snap.contests if c.called)
+    out.print(
+        f"{result.size:,} bytes; status {snap.status.value}; generated "
+        f"{snap.generated_at.astimezone(tz).isoformat()}; {selections:,} selections; "
+        f"{votes:,} votes; {called} of {len(snap.contests)} contests declared; "
+        f"{len(snap.parties)} parties; test data: {'yes' if snap.is_test else 'no'}",
+        highlight=False,
+    )
+    for finding in result.findings or []:
+        out.print(f"[yellow]implausible ({finding.check})[/]: {finding.message}", highlight=False)
+
+
 # -- the daemon ------------------------------------------------------------------------------
 
 
@@ -826,6 +925,17 @@ def _print_status(report: dict[str, Any]) -> None:
         out.print(f"  [yellow]held[/] #{item['id']} {item['account']}: {item['reason']}")
     for problem in report["template_problems"]:
         out.print(f"  [red]template[/] {problem}")
+    if report["implausible_held"]:
+        out.print(
+            f"[yellow]{report['implausible_held']} posts held by the plausibility gates[/]: "
+            "`broadcaster outbox list --state held` to review, then approve or cancel"
+        )
+    for f in report["implausible"]:
+        out.print(
+            f"  [yellow]implausible[/] {f['snapshot']} ({f['check']}, {f['action']}): "
+            f"{f['message']}",
+            highlight=False,
+        )
 
 
 if __name__ == "__main__":  # pragma: no cover

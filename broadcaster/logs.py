@@ -73,6 +73,11 @@ class TextFormatter(logging.Formatter):
         return redact(super().format(record))
 
 
+class _SkippedRuns(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "maximum number of running instances reached" not in record.getMessage()
+
+
 def setup_logging(
     level: str = "INFO", *, json_lines: bool | None = None, context: dict[str, Any] | None = None
 ) -> None:
@@ -101,3 +106,6 @@ def setup_logging(
     )
     for noisy in noisy_loggers:
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    # A poll slower than the poll interval (a slow feed, already logged as such) makes the
+    # scheduler skip a run every interval; that is by design, not worth a line each time.
+    logging.getLogger("apscheduler.scheduler").addFilter(_SkippedRuns())

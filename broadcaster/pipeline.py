@@ -39,7 +39,6 @@ from broadcaster.tally import compute_tally
 log = logging.getLogger(__name__)
 
 CHUNK = 2000  # events rendered and written per step of a large cycle
-GATE_FINDINGS = "gate_findings"  # state key: recent plausibility findings, for status
 
 
 @contextmanager
@@ -148,7 +147,7 @@ class Pipeline:
         try:
             fetched = source.fetch()
         except SourceDown as exc:
-            log.warning("feed %s is down: %s", source.description, exc)
+            log.warning("feed is down: %s", exc)
             return CycleResult("down", error=str(exc))
         if fetched is None:
             return CycleResult("unchanged")
@@ -271,7 +270,7 @@ class Pipeline:
         ]
         if not findings:
             return []
-        recent = list(self.store.get_state(GATE_FINDINGS, []) or [])
+        recent = list(self.store.get_state(gates.FINDINGS_KEY, []) or [])
         for f in findings:
             action = self.config.gates.action(f.check)
             log.warning(
@@ -292,7 +291,7 @@ class Pipeline:
                     "action": action,
                 }
             )
-        self.store.put_state(GATE_FINDINGS, recent[-100:])
+        self.store.put_state(gates.FINDINGS_KEY, recent[-100:])
         return findings
 
     def _check(self, snapshot: Snapshot) -> Snapshot:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import requests
 import urllib3
@@ -24,6 +24,7 @@ from broadcaster.config import FeedConfig
 log = logging.getLogger(__name__)
 
 SNAPSHOT_SUFFIXES = (".json", ".csv", ".xml")
+MAX_REDIRECTS = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,21 +179,8 @@ class HttpSource:
         if self._modified:
             headers["If-Modified-Since"] = self._modified
         deadline = time.monotonic() + self.feed.deadline
-        try:
-            resp = self.session.get(
-                self.url,
-                headers=headers,
-                timeout=(self.feed.connect_timeout, self.feed.read_timeout),
-                stream=True,
-                allow_redirects=True,
-            )
-        except requests.RequestException as exc:
-            raise SourceDown(f"{self.url}: {type(exc).__name__}") from None
+        resp = self._follow(headers)
         with resp:
-            for hop in (*resp.history, resp):
-                scheme = urlsplit(hop.url).scheme
-                if scheme not in ("http", "https"):
-                    raise SourceDown(f"{self.url}: redirected to a {scheme!r} address")
             if resp.status_code == 304:
                 return None
             if resp.status_code != 200:
@@ -212,6 +200,31 @@ class HttpSource:
             return None
         self._last = fetched.fingerprint
         return fetched
+
+    def _follow(self, headers: dict[str, str]) -> requests.Response:
+        """GET, following redirects by hand so that each hop's address is checked before it
+        is requested: only http and https, at most MAX_REDIRECTS hops."""
+        url = self.url
+        for _ in range(MAX_REDIRECTS + 1):
+            try:
+                resp = self.session.get(
+                    url,
+                    headers=headers,
+                    timeout=(self.feed.connect_timeout, self.feed.read_timeout),
+                    stream=True,
+                    allow_redirects=False,
+                )
+            except requests.RequestException as exc:
+                raise SourceDown(f"{self.url}: {type(exc).__name__}") from None
+            if not resp.is_redirect:
+                return resp
+            target = urljoin(url, resp.headers.get("Location", ""))
+            resp.close()
+            scheme = urlsplit(target).scheme
+            if scheme not in ("http", "https"):
+                raise SourceDown(f"{self.url}: redirected to a {scheme!r} address; refused")
+            url = target
+        raise SourceDown(f"{self.url}: more than {MAX_REDIRECTS} redirects")
 
     def _read_bounded(self, resp: requests.Response, deadline: float) -> bytes:
         # read1 returns after at most one receive, so a server trickling a byte at a time is cut

@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 
 from broadcaster.config import Config
 from broadcaster.dispatcher import WAITING, account_budget
+from broadcaster.gates import FINDINGS_KEY, HOLD_PREFIX
 from broadcaster.operate import PAUSED
 from broadcaster.store import PostState, Store, events, posts, snapshots
 
@@ -62,6 +63,8 @@ def collect_status(
             ).all()
         accepted, rejected = store.snapshot_counts()
         template_problems = store.get_state("template_problems", [])
+        findings = list(store.get_state(FINDINGS_KEY, []) or [])[-10:]
+        implausible_held = store.count_held_with_prefix(HOLD_PREFIX)
         accounts = []
         for account in config.accounts:
             paused = store.get_state(PAUSED + account.name)
@@ -107,6 +110,8 @@ def collect_status(
         "outbox": outbox,
         "held": [{"id": h.id, "account": h.account, "reason": h.hold_reason} for h in held],
         "template_problems": template_problems,
+        "implausible": findings,  # recent plausibility findings (the last 10)
+        "implausible_held": implausible_held,  # posts held by the gates, awaiting an operator
         "accounts": accounts,
         "latency": latency,
     }

@@ -580,6 +580,18 @@ class Store:
                 ).all()
             )
 
+    def count_held_with_prefix(self, prefix: str) -> int:
+        """Held posts whose reason starts with `prefix` (e.g. the plausibility gates')."""
+        with self.engine.connect() as conn:
+            return int(
+                conn.execute(
+                    select(func.count())
+                    .select_from(posts)
+                    .where(posts.c.state == PostState.HELD)
+                    .where(posts.c.hold_reason.startswith(prefix))
+                ).scalar_one()
+            )
+
     def next_not_before(self, after: datetime) -> datetime | None:
         """The earliest time after `after` at which a pending post becomes due, if any."""
         with self.engine.connect() as conn:

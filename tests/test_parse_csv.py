@@ -13,7 +13,7 @@ HEADER = "election,status,generated_at,contest_id,contest_name,selection_id,sele
 
 def doc_example() -> bytes:
     text = (ROOT / "docs" / "feed-format.md").read_text(encoding="utf-8")
-    match = re.search(r"```csv\n(.*?)```", text, re.S)
+    match = re.search(r"<!-- example: simple-csv -->\n```csv\n(.*?)```", text, re.S)
     assert match, "docs/feed-format.md lost its CSV example"
     return match.group(1).encode()
 

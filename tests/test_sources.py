@@ -32,6 +32,18 @@ class FeedHandler(BaseHTTPRequestHandler):
             self.send_response(503)
             self.end_headers()
             return
+        if mode == "redirect-http" and self.path == "/feed.json":
+            self.send_response(302)
+            self.send_header("Location", "/moved/feed.json")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        if mode == "redirect-loop":
+            self.send_response(301)
+            self.send_header("Location", self.path + "x")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         if mode == "redirect-file":
             self.send_response(302)
             self.send_header("Location", "file:///etc/passwd")
@@ -120,6 +132,16 @@ def test_trickling_server_is_cut_at_the_overall_deadline(server):
     with pytest.raises(SourceDown, match=r"not complete after 0\.5 s"):
         src.fetch()
     assert time.monotonic() - started < 3
+
+
+def test_http_redirects_are_followed_a_few_times_only(server):
+    server.mode = "redirect-http"
+    fetched = HttpSource(url_of(server), feed(url_of(server))).fetch()
+    assert fetched is not None
+    assert fetched.body == b'{"x": 1}'
+    server.mode = "redirect-loop"
+    with pytest.raises(SourceDown, match="more than 5 redirects"):
+        HttpSource(url_of(server), feed(url_of(server))).fetch()
 
 
 def test_redirect_to_a_non_http_scheme_is_refused(server):

@@ -172,6 +172,7 @@ def _selections(
     lists: list[tuple[str, str, int, bool, list[ListCandidate]]] = []
     loose: list[tuple[ListCandidate, None]] = []
     ids: set[str] = set()
+    first_loose: str | None = None
     for i, sel in enumerate(block.findall(_q("Selection"))):
         where = f"{path}/Selection[{i}]"
         votes = _count(sel.find(_q("ValidVotes")), f"{where}/ValidVotes")
@@ -206,8 +207,11 @@ def _selections(
                 members.append(member)
             else:
                 loose.append((member, None))
+                first_loose = first_loose or where
         else:
             raise FeedError(f"{where}: neither an AffiliationIdentifier nor a Candidate")
+    if lists and first_loose:
+        raise FeedError(f"{first_loose}: a candidate before any party (AffiliationIdentifier)")
     out = []
     for aid, name, votes, elected, members in lists:
         pid = f"list-{aid}"

@@ -1,0 +1,58 @@
+"""`broadcaster feed check`: read one snapshot the way the daemon would, and say what it found.
+
+For an election body's IT team wiring up their feed (or a mapping for it): the same size and
+time limits, the same parser and mapping, and the plausibility checks that look at a snapshot
+on its own. Nothing is stored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from broadcaster import gates
+from broadcaster.config import Config
+from broadcaster.model import Snapshot
+from broadcaster.parsers import FeedError, reader_for
+from broadcaster.sources import HttpSource, SourceDown
+
+
+@dataclass
+class CheckResult:
+    where: str
+    snapshot: Snapshot | None = None
+    problem: str | None = None
+    findings: list[gates.Finding] | None = None
+    size: int = 0
+
+
+def fetch_once(target: str, config: Config) -> bytes:
+    """The bytes at a URL (bounded like the daemon's polls) or in a file; SourceDown if not."""
+    if target.startswith(("http://", "https://")):
+        fetched = HttpSource(target, config.feed).fetch()
+        if fetched is None:
+            raise SourceDown(f"{target}: nothing returned")
+        return fetched.body
+    path = Path(target)
+    try:
+        size = path.stat().st_size
+        if size > config.feed.max_bytes:
+            raise SourceDown(f"{target}: {size} bytes, over the limit of {config.feed.max_bytes}")
+        return path.read_bytes()
+    except OSError as exc:
+        raise SourceDown(f"{target}: {exc.strerror}") from None
+
+
+def check_feed(target: str, config: Config) -> CheckResult:
+    """Fetch and parse one snapshot; the problem (fetch or parse) or what was understood."""
+    result = CheckResult(where=target)
+    try:
+        body = fetch_once(target, config)
+        result.size = len(body)
+        snapshot = reader_for(config)(body)
+    except (SourceDown, FeedError) as exc:
+        result.problem = exc.problem if isinstance(exc, FeedError) else str(exc)
+        return result
+    result.snapshot = snapshot
+    result.findings = gates.check(None, snapshot)
+    return result
