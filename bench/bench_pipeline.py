@@ -1,7 +1,14 @@
 """Benchmark one poll cycle: parse, diff, render and enqueue, and the peak memory.
 
-    python bench/bench_pipeline.py                 # 222 seats (4-5 candidates each), then 20,000
+    python bench/bench_pipeline.py                 # 222 seats (4-5 candidates each), then 20,000,
+                                                   # then the parsers alone
     python bench/bench_pipeline.py --contests 222  # one size only
+    python bench/bench_pipeline.py --parsers       # the parsers alone
+
+The parsers alone: the real EML 510b count in ../shared/feeds/ (skipped when absent), and a
+fictional 20,000-contest JSON feed read through the JSON mapping example of
+docs/feed-format.md; each parsed 5 times in a fresh process (median time), with the peak memory
+the parse itself allocated (tracemalloc) and the process's peak RSS.
 
 For each size it generates a fictional NIST SP 1500-100 v2 night (see STAGES: a load with
 nothing counted, two busy cycles where a tenth of the seats move, and two bursts where every
@@ -19,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import re
 import resource
 import shutil
 import statistics
@@ -195,6 +203,108 @@ def run_size(folder: Path) -> dict:
     }
 
 
+ROOT = Path(__file__).resolve().parent.parent
+EML_510B = ROOT.parent / "shared" / "feeds" / "Telling_GR2022_WestMaasenWaal.eml.xml"
+
+
+def docs_example(name: str) -> str:
+    text = (ROOT / "docs" / "feed-format.md").read_text(encoding="utf-8")
+    match = re.search(rf"<!-- example: {name} -->\n```\w+\n(.*?)```", text, re.S)
+    assert match, name
+    return match.group(1)
+
+
+def mapped_feed(contests: int, seed: int = 3) -> bytes:
+    """A fictional feed in the shape of the JSON mapping example, `contests` seats of 5."""
+    rng = random.Random(seed)
+    seats = []
+    for i in range(contests):
+        seats.append(
+            {
+                "code": f"P{i:05d}",
+                "name": f"Seat {i:05d} (TEST)",
+                "seats": 1,
+                "streams": {"counted": rng.randint(0, 40), "total": 40},
+                "registered": 90000,
+                "ballots": 60000,
+                "candidates": [
+                    {
+                        "id": f"P{i:05d}-{j}",
+                        "name": f"Candidate {i:05d}-{j}",
+                        "party": PARTIES[j],
+                        "votes": rng.randint(0, 12000),
+                        "status": "",
+                    }
+                    for j in range(5)
+                ],
+            }
+        )
+    doc = {
+        "meta": {"updated": "2030-07-28T21:30:00+07:00", "stage": "PROVISIONAL", "test": True},
+        "parties": [
+            {"code": p, "name": f"Party {p}", "short": p, "colour": "#888888"} for p in PARTIES
+        ],
+        "constituencies": seats,
+    }
+    return json.dumps(doc).encode()
+
+
+def measure_parse(path: Path, fmt: str, mapping: Path | None) -> dict:
+    """In this (fresh) process: median parse time of 5, tracemalloc peak of one, peak RSS."""
+    import tracemalloc
+    from datetime import UTC
+
+    from broadcaster.parsers import parse
+    from broadcaster.parsers.mapped import load_mapping
+
+    loaded = load_mapping(mapping) if mapping else None
+    body = path.read_bytes()
+    times = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        snap = parse(body, fmt, default_tz=UTC, mapping=loaded)
+        times.append(time.perf_counter() - t0)
+        del snap
+    tracemalloc.start()
+    snap = parse(body, fmt, default_tz=UTC, mapping=loaded)
+    _, traced = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return {
+        "bytes": len(body),
+        "contests": len(snap.contests),
+        "selections": sum(len(c.selections) for c in snap.contests),
+        "median_ms": round(statistics.median(times) * 1000, 1),
+        "traced_peak_mb": round(traced / 2**20, 1),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }
+
+
+def bench_parsers() -> None:
+    print("\nparsers alone (median of 5 parses; memory of one)")
+    print(f"{'feed':<44} {'MB':>6} {'contests':>9} {'ms':>8} {'alloc MB':>9} {'RSS MB':>7}")
+    with tempfile.TemporaryDirectory() as tmp:
+        jobs = []
+        if EML_510B.exists():
+            jobs.append(("EML 510b, West Maas en Waal 2022 (real)", EML_510B, "eml", None))
+        else:
+            print("(the EML 510b sample is not here: ../shared/feeds/ is absent)")
+        feed = Path(tmp) / "mapped.json"
+        feed.write_bytes(mapped_feed(20_000))
+        mapping = Path(tmp) / "mapping.toml"
+        mapping.write_text(docs_example("json-mapping"))
+        jobs.append(("mapped JSON, 20,000 contests x 5 (fictional)", feed, "mapped", mapping))
+        for label, path, fmt, mapping_path in jobs:
+            cmd = [sys.executable, __file__, "--measure-parse", str(path), "--format", fmt]
+            if mapping_path:
+                cmd += ["--mapping", str(mapping_path)]
+            proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
+            r = json.loads(proc.stdout.strip().splitlines()[-1])
+            print(
+                f"{label:<44} {r['bytes'] / 1e6:>6.2f} {r['contests']:>9} {r['median_ms']:>8} "
+                f"{r['traced_peak_mb']:>9} {r['peak_rss_mb']:>7}"
+            )
+
+
 def report(contests: int, r: dict, runs: int) -> None:
     print(
         f"\n{contests} contests, 4 dry-run accounts (facebook, youtube, tiktok, x), {runs} run(s)"
@@ -220,10 +330,20 @@ def main() -> None:
     )
     parser.add_argument("--contests", type=int, action="append", help="size(s) to run")
     parser.add_argument("--repeat", type=int, default=5, help="runs per small size (median)")
+    parser.add_argument("--parsers", action="store_true", help="only the parsers alone")
     parser.add_argument("--measure", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--measure-parse", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--format", default="auto", help=argparse.SUPPRESS)
+    parser.add_argument("--mapping", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure:
         print(json.dumps(run_size(args.measure)))
+        return
+    if args.measure_parse:
+        print(json.dumps(measure_parse(args.measure_parse, args.format, args.mapping)))
+        return
+    if args.parsers:
+        bench_parsers()
         return
     for size in args.contests or [222, 20000]:
         runs = []
@@ -239,6 +359,8 @@ def main() -> None:
                 )
                 runs.append(json.loads(proc.stdout.strip().splitlines()[-1]))
         report(size, median_run(runs), len(runs))
+    if not args.contests:
+        bench_parsers()
 
 
 def median_run(runs: list[dict]) -> dict:

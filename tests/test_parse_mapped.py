@@ -192,3 +192,23 @@ def test_a_csv_that_does_not_fit_names_line_and_column(tmp_path: Path, edit, exp
     with pytest.raises(FeedError) as info:
         parse(edit(example("csv-feed")).encode(), "mapped", default_tz=UTC, mapping=mapping)
     assert expected in info.value.problem
+
+
+@pytest.mark.parametrize(
+    "expr", ["a", "a.b", "a == 'x'", "a.b != 'y'", "a[0]", "a == `1`", "a || 'none'"]
+)
+def test_fast_getters_agree_with_jmespath(expr: str):
+    import jmespath
+
+    from broadcaster.parsers.mapped import _Getter
+
+    getter = _Getter("selections.votes", expr)
+    for doc in ({}, {"a": "x"}, {"a": {"b": "y"}}, {"a": [1]}, {"a": 1}, {"a": True}, [], None):
+        assert getter(doc) == jmespath.search(expr, doc), (expr, doc)
+
+
+def test_an_expression_that_fails_on_the_data_names_itself(tmp_path: Path):
+    text = example("json-mapping").replace('votes = "votes"', 'votes = "length(votes)"')
+    mapping = load_mapping(mapping_file(tmp_path, text))
+    with pytest.raises(FeedError, match=r"mapping selections.votes = 'length\(votes\)': "):
+        parse(example("json-feed").encode(), "mapped", default_tz=UTC, mapping=mapping)
