@@ -307,7 +307,7 @@ def feed_check(
         err.print(f"[red]{exc}[/]", highlight=False)
         raise SystemExit(EXIT_CONFIG) from None
     if result.snapshot is None:
-        err.print(f"[red]{target}: rejected: {result.problem}[/]", highlight=False)
+        err.print(f"[red]{target}: rejected: {result.problem}[/]", highlight=False, soft_wrap=True)
         raise SystemExit(1)
     snap = result.snapshot
     tz = config.election.tz
@@ -351,9 +351,14 @@ def feed_check(
         f"{votes:,} votes; {called} of {len(snap.contests)} contests declared; "
         f"{len(snap.parties)} parties; test data: {'yes' if snap.is_test else 'no'}",
         highlight=False,
+        soft_wrap=True,
     )
     for finding in result.findings or []:
-        out.print(f"[yellow]implausible ({finding.check})[/]: {finding.message}", highlight=False)
+        out.print(
+            f"[yellow]implausible ({finding.check})[/]: {finding.message}",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 # -- the daemon ------------------------------------------------------------------------------

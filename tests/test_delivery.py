@@ -18,7 +18,7 @@ from broadcaster.publishers import Post, PublishedRef, Publisher, RetryLater
 from broadcaster.publishers.dryrun import read_posts
 from broadcaster.sources import make_fetched
 from broadcaster.store import PostState, Store
-from tests.conftest import write_config
+from tests.conftest import read_jsonl, write_config
 
 
 class Night:
@@ -255,3 +255,24 @@ def test_operator_actions_only_apply_to_safe_states(tmp_path, demo_files):
         operate.cancel(night.store, [99999])
     night.feed(demo_files[10:11])
     assert operate.hold(night.store, None) == []  # already sent: nothing pending
+
+
+def test_an_operator_records_a_post_found_on_the_account(tmp_path, demo_files):
+    night = Night(tmp_path, account("fb", "facebook", events='["called"]', require_approval="true"))
+    night.feed(demo_files[:10])
+    held = night.rows(PostState.HELD)
+    assert held
+    pending = held[1]
+    operate.approve(night.store, [pending.id])
+    with pytest.raises(operate.OperatorError, match="only held posts can be marked sent"):
+        operate.mark_sent(night.store, pending.id)
+    found = held[0]
+    changes = operate.mark_sent(night.store, found.id, "https://facebook.example/p/1")
+    assert [(c.before, c.after) for c in changes] == [("held", "sent")]
+    row = night.store.post_row(found.id)
+    assert row.platform_url == "https://facebook.example/p/1"
+    assert row.sent_at is not None
+    night.dispatcher.drain()
+    published = {r["idempotency_key"] for r in read_jsonl(night.posts_path)}
+    assert found.idempotency_key not in published
+    assert pending.idempotency_key in published
