@@ -43,7 +43,7 @@ class Seat:
     final: tuple[int, ...]  # final votes, same order
     opens: datetime  # first results
     called: datetime
-    swing: bool  # the eventual loser leads the early count
+    swing: bool  # the runner-up leads the early count
 
 
 @dataclass(frozen=True)
@@ -103,6 +103,14 @@ def share_counted(seat: Seat, at: datetime) -> float:
     return min(0.95, 0.05 + 0.9 * done)
 
 
+def _counted(seat: Seat, j: int, share: float) -> float:
+    """How much of candidate j's final vote is in at `share` counted. In a swing seat the
+    runner-up's strongholds report first, so it leads early; counts never go down."""
+    if not seat.swing or j > 1 or share >= 1.0:
+        return share
+    return share**1.8 if j == 0 else share**0.4
+
+
 def document(
     states: list[tuple[Seat, float, bool]], generated: datetime, title: str
 ) -> dict[str, Any]:
@@ -110,9 +118,7 @@ def document(
     candidates: list[dict[str, Any]] = []
     contests: list[dict[str, Any]] = []
     for seat, share, called in states:
-        votes = [int(v * share) for v in seat.final]
-        if seat.swing and share < 0.5:
-            votes[0], votes[1] = votes[1], votes[0]
+        votes = [int(v * _counted(seat, j, share)) for j, v in enumerate(seat.final)]
         selections = []
         for j, party in enumerate(seat.parties):
             cand: dict[str, Any] = {

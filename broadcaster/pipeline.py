@@ -39,6 +39,7 @@ from broadcaster.tally import compute_tally
 log = logging.getLogger(__name__)
 
 CHUNK = 2000  # events rendered and written per step of a large cycle
+LOGGED_FINDINGS = 20  # implausibilities logged one by one per snapshot; the rest are counted
 
 
 @contextmanager
@@ -93,6 +94,17 @@ def _gated(post: NewPost, reason: str | None) -> NewPost:
     if reason is None or post.text is None or post.state == PostState.CANCELLED:
         return post
     return replace(post, state=PostState.HELD, hold_reason=reason)
+
+
+def _finding_record(name: str, snapshot: Snapshot, f: Finding, action: str) -> dict[str, Any]:
+    return {
+        "snapshot": name,
+        "at": snapshot.generated_at.isoformat(),
+        "check": f.check,
+        "contest": f.contest_id,
+        "message": f.message,
+        "action": action,
+    }
 
 
 def rules_from(config: Config) -> DiffRules:
@@ -271,8 +283,18 @@ class Pipeline:
         if not findings:
             return []
         recent = list(self.store.get_state(gates.FINDINGS_KEY, []) or [])
-        for f in findings:
+        for n, f in enumerate(findings):
             action = self.config.gates.action(f.check)
+            if n == LOGGED_FINDINGS:
+                log.warning(
+                    "implausible snapshot %s: %d more findings (see broadcaster status)",
+                    name,
+                    len(findings) - n,
+                    extra={"snapshot": name},
+                )
+            if n >= LOGGED_FINDINGS:
+                recent.append(_finding_record(name, snapshot, f, action))
+                continue
             log.warning(
                 "implausible snapshot %s: %s (check %s: %s)",
                 name,
@@ -281,16 +303,7 @@ class Pipeline:
                 "its posts are held for an operator" if action == "hold" else "warning only",
                 extra={"snapshot": name},
             )
-            recent.append(
-                {
-                    "snapshot": name,
-                    "at": snapshot.generated_at.isoformat(),
-                    "check": f.check,
-                    "contest": f.contest_id,
-                    "message": f.message,
-                    "action": action,
-                }
-            )
+            recent.append(_finding_record(name, snapshot, f, action))
         self.store.put_state(gates.FINDINGS_KEY, recent[-100:])
         return findings
 

@@ -8,11 +8,11 @@ dispatch, `plan_account` decides for one account what goes out now:
 - corrections, majorities and the final tally go at once (the last post of the budget is kept
   for them);
 - the remaining budget is spread over the expected length of the night, so that no platform goes
-  silent at 9 pm with its budget spent: the sustainable pace fills a bucket holding up to 20
-  minutes' worth of posts (so a quiet spell leaves room for a burst of calls); posts wait for
-  it, and when more posts of one kind wait than the bucket holds, they are merged into one
-  summary ("5 more seats called: ..."); progress, lead changes and tallies leave half of it to
-  calls;
+  silent at 9 pm with its budget spent: the sustainable pace fills a bucket holding up to 30
+  minutes' worth of posts (so a quiet spell leaves room for a burst of calls) and posts wait for
+  it; posts of one kind waiting together are merged into one summary ("5 more seats called:
+  ...") when the pace is slower than a post a minute or when they would not fit the bucket;
+  progress, lead changes and tallies leave half of it to calls;
 - whatever the budget, the platform's own limits are never exceeded.
 
 `plan_account` is pure: plain values in, a Plan out.
@@ -157,7 +157,9 @@ def plan_account(
     reserve = 1  # the last post is kept for a correction, a majority or the final tally
     usable = left - reserve
     if usable <= 0:
-        result.reason = "the rest of the budget is kept for corrections and majorities"
+        result.reason = (
+            "the last post of the budget is kept for a correction, a majority or the final tally"
+        )
         return result
     # The sustainable pace, as a bucket of posts that refills at that pace: a quiet hour fills
     # it, so a burst of calls can go at once, and once it is empty posts go one per interval.

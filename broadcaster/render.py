@@ -28,8 +28,9 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from babel import Locale as BabelLocale
 from babel.dates import format_date, format_time
-from babel.numbers import format_decimal
+from babel.numbers import NumberPattern, parse_pattern
 from jinja2 import (
     ChoiceLoader,
     FileSystemLoader,
@@ -143,24 +144,48 @@ class Locale:
 def make_filters(loc: Locale) -> dict[str, Callable[..., str]]:
     """The filters available to templates (documented in docs/templates.md)."""
     tz = ZoneInfo(loc.timezone)
+    babel_locale = BabelLocale.parse(loc.language)
+    patterns: dict[int, NumberPattern] = {}
+
+    formatted: dict[tuple[int, type, float | int], str] = {}
+
+    def decimal(value: float | int, decimals: int) -> str:
+        # Babel's format_decimal parses its pattern and locale on every call; a post renders
+        # dozens of numbers, and each event is rendered for every account: patterns are
+        # prepared once, and recent results remembered.
+        key = (decimals, type(value), value)
+        try:
+            cached = formatted.get(key)
+        except TypeError:  # an unhashable value: let Babel say what it makes of it
+            cached = None
+            key = None  # type: ignore[assignment]
+        if cached is not None:
+            return cached
+        pattern = patterns.get(decimals)
+        if pattern is None:
+            if decimals > 20:
+                raise RenderLimitError("too many decimals")
+            pattern = parse_pattern("#,##0." + "0" * decimals if decimals else "#,##0")
+            patterns[decimals] = pattern
+        text = pattern.apply(value, babel_locale)
+        if key is not None:
+            if len(formatted) > 20_000:
+                formatted.clear()
+            formatted[key] = text
+        return text
 
     def number(value: Any, decimals: int | None = None) -> str:
         if value is None:
             return "-"
-        pattern = "#,##0" if decimals is None else "#,##0." + "0" * int(decimals)
-        if decimals is None and isinstance(value, float) and not value.is_integer():
-            pattern = "#,##0.0"
-        return loc.digits(format_decimal(value, format=pattern, locale=loc.language))
+        if decimals is None:
+            fractional = isinstance(value, float) and not value.is_integer()
+            decimals = 1 if fractional else 0
+        return loc.digits(decimal(value, int(decimals)))
 
     def pct(value: Any, decimals: int = 1) -> str:
         if value is None:
             return "-"
-        text = format_decimal(
-            float(value),
-            format="#,##0." + "0" * int(decimals) if decimals else "#,##0",
-            locale=loc.language,
-        )
-        return loc.digits(text + "%")
+        return loc.digits(decimal(float(value), int(decimals)) + "%")
 
     def time_(value: datetime, pattern: str | None = None) -> str:
         return loc.digits(

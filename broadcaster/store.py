@@ -8,6 +8,7 @@ post idempotency keys is enforced by the database itself, so nothing can be post
 from __future__ import annotations
 
 import json
+import time
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -36,6 +37,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.types import TypeDecorator
 
 from broadcaster.events import Event, EventKind
@@ -199,12 +201,13 @@ class Store:
         self.engine: Engine = create_engine(url, future=True)
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
-        metadata.create_all(self.engine)
+        _create_tables(self.engine)
         with self.engine.begin() as conn:
+            conn.execute(
+                _insert_ignore(conn, kv, "key").values(key="schema_version", value=SCHEMA_VERSION)
+            )
             version = conn.execute(select(kv.c.value).where(kv.c.key == "schema_version")).scalar()
-            if version is None:
-                self._kv_put(conn, "schema_version", SCHEMA_VERSION)
-            elif version != SCHEMA_VERSION:
+            if version != SCHEMA_VERSION:
                 raise RuntimeError(
                     f"database {url} has schema version {version}; this version expects "
                     f"{SCHEMA_VERSION}"
@@ -221,10 +224,14 @@ class Store:
     # -- key/value state --
 
     def _kv_put(self, conn: Connection, key: str, value: Any) -> None:
-        if conn.execute(select(kv.c.key).where(kv.c.key == key)).first() is None:
-            conn.execute(kv.insert().values(key=key, value=value))
+        # One statement (an upsert), so the daemon and an operator's command writing the same
+        # key at once cannot both find it missing and both insert it.
+        if conn.dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as upsert
         else:
-            conn.execute(kv.update().where(kv.c.key == key).values(value=value))
+            from sqlalchemy.dialects.sqlite import insert as upsert  # type: ignore[assignment]
+        statement = upsert(kv).values(key=key, value=value)
+        conn.execute(statement.on_conflict_do_update(index_elements=["key"], set_={"value": value}))
 
     def put_state(self, key: str, value: Any) -> None:
         with self.engine.begin() as conn:
@@ -792,11 +799,25 @@ def _event_from_row(row: Any) -> Event:
     )
 
 
+def _create_tables(engine: Engine) -> None:
+    """Create what is missing. Two processes opening a new database at once (the daemon
+    starting, an operator's `status`) can both find a table missing; the loser retries."""
+    for attempt in range(5):
+        try:
+            metadata.create_all(engine)
+            return
+        except (OperationalError, ProgrammingError) as exc:
+            if "already exists" not in str(exc) or attempt == 4:
+                raise
+            time.sleep(0.05 * (attempt + 1))
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
+    # First, so that the statements below (and everything after) wait for a busy database.
+    cur.execute("PRAGMA busy_timeout=30000")
     # WAL lets the CLI read and act on the outbox while the daemon writes.
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=FULL")
-    cur.execute("PRAGMA busy_timeout=30000")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()

@@ -175,31 +175,40 @@ def test_auth_youtube_installed_app_flow(tmp_path):
             text=True,
             env={**os.environ, **SECRETS},
         )
-        lines: list[str] = []
+        try:
+            lines: list[str] = []
 
-        def read() -> None:
-            assert proc.stdout is not None
-            lines.extend(iter(proc.stdout.readline, ""))
+            def read() -> None:
+                assert proc.stdout is not None
+                lines.extend(iter(proc.stdout.readline, ""))
 
-        reader = threading.Thread(target=read, daemon=True)
-        reader.start()
-        deadline = time.monotonic() + 30
-        url = None
-        while time.monotonic() < deadline and url is None:
-            url = next(
-                (line.strip() for line in lines if line.startswith("https://accounts.google.com")),
-                None,
-            )
-            time.sleep(0.1)
-        assert url, lines
-        query = parse_qs(urlsplit(url).query)
-        assert query["scope"] == ["https://www.googleapis.com/auth/youtube.force-ssl"]
-        assert query["access_type"] == ["offline"]
-        # The browser approves: Google sends it back to the local redirect with a code.
-        redirect = f"{query['redirect_uri'][0]}?code=approved-code&state={query['state'][0]}"
-        with urllib.request.urlopen(redirect, timeout=10) as resp:  # noqa: S310 - our local server
-            assert resp.status == 200
-        assert proc.wait(timeout=30) == 0, lines
+            reader = threading.Thread(target=read, daemon=True)
+            reader.start()
+            deadline = time.monotonic() + 30
+            url = None
+            while time.monotonic() < deadline and url is None:
+                url = next(
+                    (
+                        line.strip()
+                        for line in lines
+                        if line.startswith("https://accounts.google.com")
+                    ),
+                    None,
+                )
+                time.sleep(0.1)
+            assert url, lines
+            query = parse_qs(urlsplit(url).query)
+            assert query["scope"] == ["https://www.googleapis.com/auth/youtube.force-ssl"]
+            assert query["access_type"] == ["offline"]
+            # The browser approves: Google sends it back to the local redirect with a code.
+            redirect = f"{query['redirect_uri'][0]}?code=approved-code&state={query['state'][0]}"
+            with urllib.request.urlopen(redirect, timeout=10) as resp:  # noqa: S310 - our local server
+                assert resp.status == 200
+            assert proc.wait(timeout=30) == 0, lines
+        finally:
+            if proc.poll() is None:  # a failed step must not leave it waiting
+                proc.kill()
+                proc.wait(timeout=30)
         stored = json.loads((tmp_path / "tokens.json").read_text())
         assert stored["yt"]["refresh_token"].startswith("1//emu")
 

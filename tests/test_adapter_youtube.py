@@ -158,3 +158,31 @@ def test_find_own_message_by_text(tmp_path):
     )
     pub, _ = make(tmp_path, [TOKEN, BROADCASTS, listing])
     assert pub.find(post()).platform_id == "m2"
+
+
+def test_a_rendered_video_is_uploaded_as_a_short_with_its_quota(tmp_path):
+    video = tmp_path / "result.mp4"
+    video.write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 2048)  # a stand-in, never played
+    started = ({"status": "200", "location": "https://upload.example/session-1"}, "")
+    done = ({"status": "200"}, json.dumps({"id": "vid-9", "snippet": {}}))
+    pub, http = make(tmp_path, [TOKEN, started, done])
+    ref = pub.publish(post(media=(str(video),), title="Northbay declared"))
+    assert ref.platform_id == "video:vid-9"
+    assert ref.url == "https://www.youtube.com/shorts/vid-9"
+    _, (init_uri, init_method, init_body, _), (put_uri, put_method, _, put_headers) = (
+        http.request_sequence
+    )
+    assert init_method == "POST"
+    assert urlsplit(init_uri).path == "/upload/youtube/v3/videos"
+    assert parse_qs(urlsplit(init_uri).query)["uploadType"] == ["resumable"]
+    meta = json.loads(init_body)
+    assert meta["snippet"]["title"] == "Northbay declared"
+    assert meta["snippet"]["description"] == "[TEST] Ana wins Northbay"
+    assert put_uri == "https://upload.example/session-1"
+    assert put_method == "PUT"
+    size = video.stat().st_size
+    assert put_headers["Content-Range"] == f"bytes 0-{size - 1}/{size}"  # the whole file
+    _, used = pub.quota_used()
+    assert used == 1600
+    with pytest.raises(NotImplementedError, match="left to the operator"):
+        pub.delete(ref)

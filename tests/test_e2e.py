@@ -244,8 +244,24 @@ class Daemon:
         return code, self.log_path.read_text()
 
 
+RUNNING: list[Daemon] = []
+
+
 def start_daemon(cfg: Path, *extra: str) -> Daemon:
-    return Daemon(cfg, *extra)
+    daemon = Daemon(cfg, *extra)
+    RUNNING.append(daemon)
+    return daemon
+
+
+@pytest.fixture(autouse=True)
+def _no_daemon_left_behind():
+    """A test that fails half-way must not leave its daemon running after the suite."""
+    yield
+    while RUNNING:
+        daemon = RUNNING.pop()
+        if daemon.proc.poll() is None:
+            daemon.proc.kill()
+            daemon.proc.wait(timeout=30)
 
 
 def wait_for(predicate, timeout: float = 60) -> None:

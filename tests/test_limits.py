@@ -5,6 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from twitter_text import parse_tweet
 
 from broadcaster.clock import FeedClock
 from broadcaster.config import load_config
@@ -151,3 +154,19 @@ def test_overflow_policy_in_the_pipeline(tmp_path: Path, demo_files, policy: str
             assert r["reply_to"] == f"dryrun:{by_key[previous]['idempotency_key']}"
             assert records.index(by_key[previous]) < records.index(r)
     store.close()
+
+
+POST_ALPHABET = st.sampled_from(
+    list("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+    + list(" .,:;!?%()/-_#@&'\"\n\r\t")
+    + list("ក​ខគឃងចឆជញដណតថទធនបផពមយរលវសហឡអាិីឹឺុូួើឿៀេែៃោៅំះ្៉៊់៌៍៎៏័។៕០១២៣៤៥៦៧៨៩")
+    + list("éàüñçÅ…–—“”‘’•€£¥©®‼⁉™→★✓❤")
+    + ["😷", "🇲🇾", "👍🏽", "1️⃣", "\u200d", "\ufe0f", "ℹ", "．", "。", "e\u0301"]
+    + ["example.com", "https://x.org/a", "www.ec.gov.kh", "t.co", "a.b", "12.50"]
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(POST_ALPHABET, max_size=60).map("".join))
+def test_x_count_matches_twitter_text_on_any_text(text: str):
+    assert count_x(text) == parse_tweet(text).weightedLength

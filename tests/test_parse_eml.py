@@ -202,3 +202,31 @@ def test_invalid_utf8_in_xml_names_the_byte():
     body = count_510(GOOD).replace(b"Lijst Een", b"Lijst \xff\xfe")
     with pytest.raises(FeedError, match=r"byte \d+: not valid UTF-8"):
         parse(body, default_tz=TZ)
+
+
+def test_a_520_without_lists_is_a_candidate_contest_with_its_elected():
+    person = (
+        '<Selection><Candidate><CandidateIdentifier Id="{cid}"/><CandidateFullName>'
+        '<xnl:PersonName xmlns:xnl="urn:oasis:names:tc:ciq:xsdschema:xNL:2.0">'
+        "<xnl:FirstName>{first}</xnl:FirstName><xnl:LastName>{last}</xnl:LastName>"
+        "</xnl:PersonName></CandidateFullName></Candidate>"
+        "<ValidVotes>{votes}</ValidVotes><Elected>{elected}</Elected></Selection>"
+    )
+    body = (
+        HEAD.format(kind="520")
+        + "<kr:CreationDateTime>2030-03-17T10:00:00</kr:CreationDateTime>"
+        + '<Result><Election><ElectionIdentifier Id="BM2030"><ElectionName>Mayor (TEST)'
+        + '</ElectionName></ElectionIdentifier><Contest><ContestIdentifier Id="1">'
+        + "<ContestName>Testdorp</ContestName></ContestIdentifier>"
+        + person.format(cid="1", first="Ana", last="Test", votes=900, elected="yes")
+        + person.format(cid="2", first="Ben", last="Proef", votes=700, elected="no")
+        + "</Contest></Election></Result></EML>"
+    ).encode()
+    (contest,) = parse(body, default_tz=TZ).contests
+    assert (contest.id, contest.name) == ("BM2030/1", "Testdorp")
+    assert contest.kind is ContestKind.CANDIDATE
+    assert [(s.name, s.votes, s.winner) for s in contest.selections] == [
+        ("Ana Test", 900, True),
+        ("Ben Proef", 700, False),
+    ]
+    assert contest.called

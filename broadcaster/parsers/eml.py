@@ -166,11 +166,11 @@ def _contest_id(element: ET.Element, path: str, election_id: str) -> tuple[str, 
 
 def _selections(
     block: ET.Element, path: str, parties: dict[str, Party], *, result: bool
-) -> tuple[list[Selection], list[tuple[ListCandidate, None]]]:
+) -> tuple[list[Selection], list[ListCandidate]]:
     """The flat Selection list: parties, each followed by its candidates. Returns the party
     selections (with their candidates as members) and candidates outside any party."""
     lists: list[tuple[str, str, int, bool, list[ListCandidate]]] = []
-    loose: list[tuple[ListCandidate, None]] = []
+    loose: list[ListCandidate] = []
     ids: set[str] = set()
     first_loose: str | None = None
     for i, sel in enumerate(block.findall(_q("Selection"))):
@@ -206,7 +206,7 @@ def _selections(
                     )
                 members.append(member)
             else:
-                loose.append((member, None))
+                loose.append(member)
                 first_loose = first_loose or where
         else:
             raise FeedError(f"{where}: neither an AffiliationIdentifier nor a Candidate")
@@ -267,7 +267,7 @@ def _count_contest(
         selections = tuple(lists)
         kind = ContestKind.PARTY
     else:
-        selections = tuple(Selection(m.id, m.name, m.votes or 0) for m, _ in loose)
+        selections = tuple(Selection(m.id, m.name, m.votes or 0) for m in loose)
         kind = ContestKind.CANDIDATE
     if not selections:
         raise FeedError(f"{path}/TotalVotes: no Selection")
@@ -305,6 +305,6 @@ def _result_contest(
         id=contest_id,
         name=contest_name or election_name,
         kind=ContestKind.CANDIDATE,
-        selections=tuple(Selection(m.id, m.name, m.votes or 0, winner=m.elected) for m, _ in loose),
-        seats=sum(1 for m, _ in loose if m.elected) or None,
+        selections=tuple(Selection(m.id, m.name, m.votes or 0, winner=m.elected) for m in loose),
+        seats=sum(1 for m in loose if m.elected) or None,
     )
