@@ -6,7 +6,8 @@ dispatch, `plan_account` decides for one account what goes out now:
 - a pending post made stale by a newer one is superseded (a progress update overtaken by the
   call of the same contest, an older tally, an older lead change);
 - corrections, majorities and the final tally go at once (the last post of the budget is kept
-  for them);
+  for them); calls still waiting when the final tally comes go just before it, merged if the
+  budget is short, and after it nothing is paced any more;
 - the remaining budget is spread over the expected length of the night, so that no platform goes
   silent at 9 pm with its budget spent: the sustainable pace fills a bucket holding up to 30
   minutes' worth of posts (so a quiet spell leaves room for a burst of calls) and posts wait for
@@ -148,7 +149,7 @@ def plan_account(
     if budget.next_slot > now:
         result.wait_until, result.reason = budget.next_slot, budget.blocked_reason or "budget"
         return result
-    urgent = [p for p in live if p.kind in URGENT or (p.kind is EventKind.TALLY and p.final)]
+    urgent = [p for p in live if p.kind in URGENT]
     if urgent:
         result.send, result.reason = urgent[0].id, "urgent"
         return result
@@ -156,6 +157,9 @@ def plan_account(
     left = affordable(windows, budget, now, end)
     reserve = 1  # the last post is kept for a correction, a majority or the final tally
     usable = left - reserve
+    final = [p for p in live if p.kind is EventKind.TALLY and p.final]
+    if final or any(s.kind is EventKind.TALLY and s.final for s in sent):
+        return _night_over(result, live, final, usable)
     if usable <= 0:
         result.reason = (
             "the last post of the budget is kept for a correction, a majority or the final tally"
@@ -184,6 +188,31 @@ def plan_account(
         return result
     result.send = head.id
     result.reason = "ample budget" if room >= len(live) else "paced"
+    return result
+
+
+def _night_over(result: Plan, live: list[Item], final: list[Item], usable: int) -> Plan:
+    """At the night's end there is nothing left to pace for: calls still waiting go before the
+    final tally (merged if the budget is short), so no seat is left unannounced behind it."""
+    calls = [p for p in live if p.priority <= PRIORITY[EventKind.CALLED] and p not in final]
+    if calls and usable > 0:
+        same = [p.id for p in sorted(calls, key=lambda i: (i.feed_time, i.id))]
+        kinds = {p.kind for p in calls}
+        if len(same) > usable and len(kinds) == 1 and calls[0].kind in MERGEABLE:
+            result.merge = same
+            result.reason = f"night's end: {len(same)} {calls[0].kind} posts merged"
+        else:
+            result.send, result.reason = calls[0].id, "night's end"
+        return result
+    if final:
+        result.send, result.reason = final[0].id, "urgent"
+        return result
+    if usable <= 0:
+        result.reason = (
+            "the last post of the budget is kept for a correction, a majority or the final tally"
+        )
+        return result
+    result.send, result.reason = live[0].id, "night's end"
     return result
 
 

@@ -203,3 +203,34 @@ def test_the_final_tally_is_urgent_and_may_use_the_last_post():
     kept = plan([interim], windows=window, sent_times=spent)
     assert kept.send is None
     assert "kept" in kept.reason
+
+
+def test_calls_waiting_at_the_final_tally_go_before_it_merged_when_the_budget_is_short():
+    tiktok = [Window(posts=15, seconds=86400)]
+    final = Item(99, EventKind.TALLY, None, T0, PRIORITY[EventKind.TALLY], final=True)
+    calls = [item(i, EventKind.CALLED, f"c{i}", -i) for i in range(1, 11)]
+    # two posts left, and the last post only five minutes ago: the pace would make calls wait
+    spent = [T0 - timedelta(minutes=5 + 25 * k) for k in range(13)]
+    first = plan([final, *calls], windows=tiktok, sent_times=spent, ends=T0 + timedelta(hours=1))
+    assert sorted(first.merge) == list(range(1, 11))
+    assert "night's end" in first.reason
+    # with the summary sent, the final tally takes the last post
+    then = plan([final], windows=tiktok, sent_times=[*spent, T0])
+    assert then.send == 99
+    # with only the last post left, the final tally has it and the calls wait for the next day
+    last = plan([final, *calls], windows=tiktok, sent_times=[*spent, T0])
+    assert last.send == 99
+
+
+def test_after_the_final_tally_nothing_is_paced_but_the_reserve_is_kept():
+    x_day = [Window(posts=100, seconds=86400)]
+    final = Item(99, EventKind.TALLY, None, T0, PRIORITY[EventKind.TALLY], final=True)
+    late = [item(1, EventKind.CALLED, "c1"), item(2, EventKind.CALLED, "c2")]
+    spent = [T0 - timedelta(seconds=s) for s in range(10)]  # the pacing bucket is empty
+    result = plan(late, sent=[final], windows=x_day, sent_times=spent, ends=SIX_HOURS)
+    assert result.send == 1
+    assert result.reason == "night's end"
+    nearly_spent = [T0 - timedelta(minutes=m) for m in range(99)]
+    kept = plan(late, sent=[final], windows=x_day, sent_times=nearly_spent, ends=SIX_HOURS)
+    assert kept.send is None
+    assert "kept" in kept.reason

@@ -111,6 +111,31 @@ def test_tight_budget_merges_and_no_called_seat_is_lost(tmp_path, demo_files):
     assert all(r.superseded_by for r in superseded if r.hold_reason == "merged into a summary")
 
 
+def test_calls_waiting_at_the_final_tally_are_announced_before_it(tmp_path):
+    from broadcaster.fictional import Burst, NightPlan, write_night
+
+    # Five posts a day over an 8-hour night paces one post every two hours, so the calls of a
+    # two-hour night are still waiting when the final tally comes.
+    plan = NightPlan(seats=12, hours=2, step_minutes=10, bursts=(Burst(1.5, 0.5, 10),))
+    seats = write_night(plan, tmp_path / "night")
+    night = Night(
+        tmp_path,
+        account(
+            "tt", "tiktok", events='["called", "tally"]', quota="[{posts = 5, seconds = 86400}]"
+        ),
+    )
+    night.feed(sorted((tmp_path / "night").glob("*.json")), every=timedelta(minutes=10))
+    rows = night.store.posts_in_state(PostState.SENT)
+    sent_ids = {r.id for r in rows}
+    announced = {r.contest_id for r in rows if r.event_kind == "called"}
+    merged = night.rows(PostState.SUPERSEDED)
+    announced |= {r.contest_id for r in merged if r.superseded_by in sent_ids}
+    assert announced == {s.id for s in seats}
+    assert len(rows) <= 5
+    last_two = sorted(rows, key=lambda r: (r.updated_at, r.id))[-2:]
+    assert [r.event_kind for r in last_two] == ["summary", "tally"]
+
+
 def test_ample_budget_posts_each_event(tmp_path, demo_files):
     night = Night(tmp_path, account("fb", "facebook", events='["called"]'))
     night.feed(demo_files)
