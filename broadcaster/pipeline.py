@@ -89,11 +89,24 @@ def held_events(events: list[Event], holding: list[Finding]) -> dict[str, str]:
     return out
 
 
+GATE_AFTER_TEMPLATE = " | then "  # joins a template problem and the gate's hold that follows
+
+
 def _gated(post: NewPost, reason: str | None) -> NewPost:
-    # A post already held for a template problem keeps that reason: it has no text to approve.
-    if reason is None or post.text is None or post.state == PostState.CANCELLED:
+    if reason is None or post.state == PostState.CANCELLED:
         return post
+    if post.text is None:
+        # Held for a template problem: it has no text to approve yet. The gate's reason rides
+        # along, so the fixed template's post is held for the operator, not sent unchecked.
+        return replace(post, hold_reason=f"{post.hold_reason}{GATE_AFTER_TEMPLATE}{reason}")
     return replace(post, state=PostState.HELD, hold_reason=reason)
+
+
+def _gate_reason(held_reason: str | None) -> str | None:
+    """The gate's hold carried by a post held for a template problem, if any."""
+    marker = f"{GATE_AFTER_TEMPLATE}{gates.HOLD_PREFIX}:"
+    at = (held_reason or "").rfind(marker)
+    return held_reason[at + len(GATE_AFTER_TEMPLATE) :] if held_reason and at >= 0 else None
 
 
 def _finding_record(name: str, snapshot: Snapshot, f: Finding, action: str) -> dict[str, Any]:
@@ -366,7 +379,8 @@ class Pipeline:
         return self.rerender_held()
 
     def rerender_held(self) -> int:
-        """Render again every post held for a template problem; those that now work go out."""
+        """Render again every post held for a template problem; those that now work go out
+        (or wait for an operator, where the plausibility gates held their event)."""
         released = 0
         accounts = {a.name: a for a in self.config.accounts}
         shared_cache: dict[int, dict[str, Any]] = {}
@@ -382,6 +396,8 @@ class Pipeline:
                 stored.event, stored.context, views, timezone=self.config.election.timezone
             )
             rows = self.composer.compose(stored.event, account, variables, row.idempotency_key)
+            gate = _gate_reason(row.hold_reason)
+            rows = [_gated(r, gate) for r in rows]
             self.store.replace_held(row.id, rows)
             if rows[0].state == PostState.PENDING:
                 released += 1

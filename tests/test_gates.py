@@ -3,6 +3,8 @@ affects (and only that) until an operator approves it; warn and off do what they
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -137,7 +139,7 @@ QUIET = {"call_withdrawn", "contest_missing", "progress_backwards"}
 
 
 class Night:
-    def __init__(self, tmp_path: Path, gates_toml: str = "") -> None:
+    def __init__(self, tmp_path: Path, gates_toml: str = "", extra: str = "") -> None:
         tmp_path.mkdir(parents=True, exist_ok=True)
         accounts = "".join(
             f'\n[[accounts]]\nname = "{p}-test"\nplatform = "{p}"\ndry_run = true\n'
@@ -150,7 +152,7 @@ class Night:
                 source="feed.csv",
                 accounts=accounts,
                 gates=gates_toml,
-                extra="[events]\ntally_every = 0\n",
+                extra="[events]\ntally_every = 0\n" + extra,
             )
         )
         self.store = Store(self.config.database_url)
@@ -232,6 +234,38 @@ def test_an_operator_can_reject_what_the_gate_held(tmp_path: Path):
     night.dispatcher.drain()
     assert not any(k.endswith("/corrected/1") for k in night.published())
     assert {r.state for r in night.store.posts_in_state(PostState.CANCELLED)} == {"cancelled"}
+
+
+def test_a_held_event_stays_held_when_its_broken_template_is_fixed(tmp_path: Path):
+    template = tmp_path / "tpl" / "en" / "facebook" / "corrected.j2"
+    template.parent.mkdir(parents=True)
+    template.write_text("{{ contest.name }")  # a syntax error: the post cannot be rendered
+    night = Night(tmp_path, extra='[templates]\ndir = "tpl"\n')
+    night.feed(body(base_rows()), "1.csv")
+    rows = base_rows()
+    case_votes_decreased(rows)
+    night.feed(body(rows, at="21:30"), "2.csv")
+    held = {r.account: r for r in night.store.posts_in_state(PostState.HELD)}
+    assert held["facebook-test"].hold_reason.startswith("template: ")
+    assert f"then {gates.HOLD_PREFIX}: " in held["facebook-test"].hold_reason
+    assert held["x-test"].hold_reason.startswith(gates.HOLD_PREFIX)
+
+    template.write_text("Correction: {{ contest.name }}")
+    stamp = time.time_ns() + 1_000_000  # visible to the modification-time check
+    os.utime(template, ns=(stamp, stamp))
+    night.pipeline.maintain_templates()
+    night.dispatcher.drain()
+    assert not any("/corrected/" in k for k in night.published()), "sent without approval"
+    fixed = night.store.post_row(held["facebook-test"].id)
+    assert fixed.state == PostState.HELD
+    assert fixed.text.endswith("Correction: Seat One")
+    assert fixed.hold_reason.startswith(gates.HOLD_PREFIX)
+
+    operate.approve(night.store, None)
+    night.dispatcher.drain()
+    sent = [r["account"] for r in read_jsonl(night.out) if r["event_kind"] == "corrected"]
+    assert sorted(sent) == ["facebook-test", "x-test"]
+    assert not night.store.posts_in_state(PostState.HELD)
 
 
 def test_warn_only_and_off_are_configuration(tmp_path: Path):
