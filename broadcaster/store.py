@@ -36,6 +36,8 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.types import TypeDecorator
@@ -226,11 +228,7 @@ class Store:
     def _kv_put(self, conn: Connection, key: str, value: Any) -> None:
         # One statement (an upsert), so the daemon and an operator's command writing the same
         # key at once cannot both find it missing and both insert it.
-        if conn.dialect.name == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert as upsert
-        else:
-            from sqlalchemy.dialects.sqlite import insert as upsert  # type: ignore[assignment]
-        statement = upsert(kv).values(key=key, value=value)
+        statement = _upsert_base(conn, kv).values(key=key, value=value)
         conn.execute(statement.on_conflict_do_update(index_elements=["key"], set_={"value": value}))
 
     def put_state(self, key: str, value: Any) -> None:
@@ -778,15 +776,15 @@ class Store:
         return int(rows.get(True, 0)), int(rows.get(False, 0))
 
 
+def _upsert_base(conn: Connection, table: Table) -> Any:
+    """The dialect's INSERT, which knows ON CONFLICT (SQLite and PostgreSQL)."""
+    insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    return insert(table)
+
+
 def _insert_ignore(conn: Connection, table: Table, key: str) -> Any:
-    """INSERT that skips rows whose unique `key` already exists (SQLite and PostgreSQL)."""
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-        return pg_insert(table).on_conflict_do_nothing(index_elements=[key])
-    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-    return sqlite_insert(table).on_conflict_do_nothing(index_elements=[key])
+    """INSERT that skips rows whose unique `key` already exists."""
+    return _upsert_base(conn, table).on_conflict_do_nothing(index_elements=[key])
 
 
 def _event_from_row(row: Any) -> Event:
