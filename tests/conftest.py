@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import shutil
+import socket
 import subprocess
 import sys
-from collections.abc import Callable
+import tempfile
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +66,7 @@ def write_config(
     cards: bool = False,
     dispatch: str = "",
     gates: str = 'votes_decreased = "warn"',
+    database: str = "sqlite:///state.db",
 ) -> Path:
     """A small configuration file for tests (dry-run accounts on the four platforms). Cards
     are off unless asked for: drawing hundreds of images would only slow the suite down."""
@@ -85,7 +90,7 @@ interval = 0.2
 {dispatch}
 
 [database]
-url = "sqlite:///state.db"
+url = {json.dumps(database)}
 
 [output]
 posts = "posts.jsonl"
@@ -109,3 +114,80 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+
+
+# -- PostgreSQL ---------------------------------------------------------------------------------
+
+POSTGRES_ENV = "BROADCASTER_TEST_POSTGRES"  # a server's URL to use instead of starting one
+
+
+def _postgres_binary(name: str) -> str | None:
+    found = shutil.which(name)
+    if found:
+        return found
+    for folder in sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True):
+        if (folder / name).is_file():
+            return str(folder / name)
+    return None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """A throwaway PostgreSQL server for the session (initdb and pg_ctl, on 127.0.0.1), or the
+    one $BROADCASTER_TEST_POSTGRES names; the tests skip where there is neither."""
+    pytest.importorskip("psycopg")
+    if url := os.environ.get(POSTGRES_ENV):
+        yield url
+        return
+    initdb, pg_ctl = _postgres_binary("initdb"), _postgres_binary("pg_ctl")
+    if not (initdb and pg_ctl):
+        pytest.skip("PostgreSQL server (initdb, pg_ctl) not installed")
+    as_user: list[str] = []
+    base = Path(tempfile.mkdtemp(prefix="broadcaster-pg-"))
+    if os.geteuid() == 0:  # PostgreSQL refuses to run as root
+        try:
+            pwd.getpwnam("postgres")
+        except KeyError:
+            pytest.skip("running as root and there is no postgres user to run PostgreSQL")
+        shutil.chown(base, "postgres")
+        as_user = ["runuser", "-u", "postgres", "--"]
+    data, port = base / "data", _free_port()
+    quiet = {"capture_output": True, "text": True, "timeout": 120}
+    made = subprocess.run(
+        [*as_user, initdb, "-D", str(data), "--auth=trust", "-U", "postgres", "-E", "UTF8"],
+        **quiet,
+    )
+    assert made.returncode == 0, made.stderr
+    options = f"-F -p {port} -c listen_addresses=127.0.0.1 -k {base}"
+    start = [*as_user, pg_ctl, "-D", str(data), "-o", options, "-l", str(base / "log"), "-w"]
+    started = subprocess.run([*start, "start"], **quiet)
+    assert started.returncode == 0, started.stderr + (base / "log").read_text()
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run([*as_user, pg_ctl, "-D", str(data), "-m", "immediate", "stop"], **quiet)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str) -> Iterator[str]:
+    """A new, empty database on the test server, dropped afterwards."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    name = f"broadcaster_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(postgres_server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(postgres_server).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()

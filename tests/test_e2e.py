@@ -13,6 +13,8 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.exc import ProgrammingError
 
 from tests.conftest import DEMO, broadcaster_cmd, read_jsonl, write_config
 
@@ -51,23 +53,27 @@ def signature(records: list[dict]) -> Counter:
     return Counter((r["event_key"], r["platform"], r["text"]) for r in records)
 
 
-def assert_same_night(records: list[dict], db: Path, reference: list[dict]) -> None:
+def assert_same_night(records: list[dict], db: Path | str, reference: list[dict]) -> None:
     """A daemon's night against a rehearsal's: nothing posted twice, nothing skipped, the same
     words. When posts go out depends on timing, so a progress post may have been superseded by
     the call of its contest in one and sent in the other; either way each event is accounted
-    for exactly once."""
+    for exactly once. `db`: the daemon's SQLite file, or its database URL."""
     posted = Counter((r["event_key"], r["platform"]) for r in records)
     assert max(posted.values()) == 1, "a post went out twice"
-    conn = sqlite3.connect(db)
+    engine = create_engine(db if isinstance(db, str) else f"sqlite:///{db}")
     try:
-        superseded = {
-            (key, platform): kind
-            for key, platform, kind in conn.execute(
-                "select event_key, platform, event_kind from posts where state = 'superseded'"
-            )
-        }
+        with engine.connect() as conn:
+            superseded = {
+                (key, platform): kind
+                for key, platform, kind in conn.execute(
+                    text(
+                        "select event_key, platform, event_kind from posts"
+                        " where state = 'superseded'"
+                    )
+                )
+            }
     finally:
-        conn.close()
+        engine.dispose()
     expected = {(r["event_key"], r["platform"]): r["text"] for r in reference}
     for r in records:
         key = (r["event_key"], r["platform"])
@@ -209,7 +215,17 @@ def test_preview_prints_the_post(run_cli):
 # -- the daemon ---------------------------------------------------------------------------------
 
 
-def db_count(db: Path, sql: str) -> int:
+def db_count(db: Path | str, sql: str) -> int:
+    """A count from the daemon's database (its SQLite file, or its URL); 0 before it exists."""
+    if isinstance(db, str):
+        engine = create_engine(db)
+        try:
+            with engine.connect() as conn:
+                return int(conn.execute(text(sql)).scalar_one())
+        except ProgrammingError:  # the daemon has not created its tables yet
+            return 0
+        finally:
+            engine.dispose()
     if not db.exists():
         return 0
     conn = sqlite3.connect(db, timeout=30)
@@ -273,7 +289,7 @@ def wait_for(predicate, timeout: float = 60) -> None:
     raise AssertionError("timed out waiting")
 
 
-def all_sent(db: Path, snapshots: int) -> bool:
+def all_sent(db: Path | str, snapshots: int) -> bool:
     processed = db_count(db, "select count(*) from snapshots")
     waiting = db_count(db, "select count(*) from posts where state not in ('sent', 'superseded')")
     return processed >= snapshots and waiting == 0
@@ -330,3 +346,23 @@ def test_daemon_polls_a_file_rewritten_in_place(tmp_path: Path, reference):
         code, err = daemon.stop()
     assert code == 0, err
     assert_same_night(read_jsonl(tmp_path / "posts.jsonl"), db, reference)
+
+
+def test_daemon_on_postgresql_resumes_after_sigkill(
+    tmp_path: Path, reference, postgres_url: str, run_cli
+):
+    replay = tmp_path / "feed"
+    shutil.copytree(DEMO, replay)
+    cfg = write_config(tmp_path / "c.toml", source="feed", database=postgres_url)
+    first = start_daemon(cfg, "--dry-run")
+    wait_for(lambda: db_count(postgres_url, "select count(*) from snapshots") >= 6)
+    first.stop(signal.SIGKILL)
+    # An operator's command against the same database, between the two runs.
+    status = run_cli("status", "--config", str(cfg))
+    assert status.returncode == 0, status.stderr
+    assert "x-test" in status.stdout
+    second = start_daemon(cfg, "--dry-run")
+    wait_for(lambda: all_sent(postgres_url, len(list(DEMO.glob("*.json")))))
+    code, err = second.stop(signal.SIGTERM)
+    assert code == 0, err
+    assert_same_night(read_jsonl(tmp_path / "posts.jsonl"), postgres_url, reference)
