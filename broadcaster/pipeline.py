@@ -179,9 +179,8 @@ class Pipeline:
         try:
             return self.ingest(fetched, source.description)
         except Exception:
-            # Nothing was committed (one transaction): make sure the same bytes are read and
-            # tried again next cycle instead of being skipped as "unchanged".
-            self._last_fingerprint = None
+            # Nothing was committed: the source must hand the same bytes over again next cycle
+            # instead of answering "unchanged".
             source.forget()
             raise
 
@@ -200,7 +199,8 @@ class Pipeline:
         ):
             self._last_fingerprint = fetched.fingerprint
             return CycleResult("duplicate", name=fetched.name)
-        self._last_fingerprint = fetched.fingerprint
+        # The fingerprint is remembered once the snapshot is committed (accepted or rejected):
+        # if anything fails before, the same bytes are tried again.
         try:
             with gc_paused():
                 snapshot = self._parse(fetched.body)
@@ -215,7 +215,7 @@ class Pipeline:
         """Diff an accepted snapshot against the last one; commit it with its events and posts."""
         with gc_paused():
             t1 = time.perf_counter()
-            findings = self._gate(self.state.previous, snapshot, fetched.name)
+            findings, recorded = self._gate(self.state.previous, snapshot, fetched.name)
             events, new_state = diff(self.state, snapshot, self.rules)
             t2 = time.perf_counter()
             existing = self.store.existing_event_keys(e.key for e in events) if events else set()
@@ -241,6 +241,9 @@ class Pipeline:
                     received_at=fetched.fetched_at,
                     shared=shared,
                 )
+                if recorded is not None:
+                    # With the snapshot, so a crash before the commit cannot record them twice.
+                    self.store.put_state(gates.FINDINGS_KEY, recorded, conn=conn)
                 # In chunks, so a cycle with tens of thousands of events stays small in memory;
                 # still one transaction, so a crash leaves all of it or none.
                 for i in range(0, len(fresh), CHUNK):
@@ -256,6 +259,7 @@ class Pipeline:
                         conn, new_posts, ids, {e.key: e for e in chunk}
                     )
             self.state = new_state
+            self._last_fingerprint = fetched.fingerprint
             if self.store.get_state(NIGHT_STARTED) is None:
                 # The planner spreads each account's budget over the night from here.
                 self.store.put_state(NIGHT_STARTED, self.clock.now().isoformat())
@@ -287,14 +291,16 @@ class Pipeline:
     def _holds(self, finding: Finding) -> bool:
         return self.config.gates.action(finding.check) == "hold"
 
-    def _gate(self, previous: Snapshot | None, snapshot: Snapshot, name: str) -> list[Finding]:
-        """Plausibility findings the configuration does not turn off; each is logged and kept
-        (the last 100) for `broadcaster status`."""
+    def _gate(
+        self, previous: Snapshot | None, snapshot: Snapshot, name: str
+    ) -> tuple[list[Finding], list[dict[str, Any]] | None]:
+        """Plausibility findings the configuration does not turn off, each logged, and the
+        findings to keep for `broadcaster status` (the last 100; None when nothing changes)."""
         findings = [
             f for f in gates.check(previous, snapshot) if self.config.gates.action(f.check) != "off"
         ]
         if not findings:
-            return []
+            return [], None
         recent = list(self.store.get_state(gates.FINDINGS_KEY, []) or [])
         for n, f in enumerate(findings):
             action = self.config.gates.action(f.check)
@@ -317,8 +323,7 @@ class Pipeline:
                 extra={"snapshot": name},
             )
             recent.append(_finding_record(name, snapshot, f, action))
-        self.store.put_state(gates.FINDINGS_KEY, recent[-100:])
-        return findings
+        return findings, recent[-100:]
 
     def _check(self, snapshot: Snapshot) -> Snapshot:
         if self.config.feed.is_test and not snapshot.is_test:
@@ -344,6 +349,7 @@ class Pipeline:
         self.store.record_rejected(
             fetched.fingerprint, source, fetched.name, problem, fetched.fetched_at
         )
+        self._last_fingerprint = fetched.fingerprint
         return CycleResult("rejected", name=fetched.name, error=problem)
 
     # -- rendering --

@@ -231,9 +231,13 @@ class Store:
         statement = _upsert_base(conn, kv).values(key=key, value=value)
         conn.execute(statement.on_conflict_do_update(index_elements=["key"], set_={"value": value}))
 
-    def put_state(self, key: str, value: Any) -> None:
-        with self.engine.begin() as conn:
+    def put_state(self, key: str, value: Any, conn: Connection | None = None) -> None:
+        """Set a state key: in its own transaction, or in `conn`'s."""
+        if conn is not None:
             self._kv_put(conn, key, value)
+            return
+        with self.engine.begin() as own:
+            self._kv_put(own, key, value)
 
     def get_state(self, key: str, default: Any = None) -> Any:
         with self.engine.connect() as conn:

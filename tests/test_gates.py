@@ -268,6 +268,26 @@ def test_a_held_event_stays_held_when_its_broken_template_is_fixed(tmp_path: Pat
     assert not night.store.posts_in_state(PostState.HELD)
 
 
+def test_findings_are_recorded_with_their_snapshot_never_twice(tmp_path: Path, monkeypatch):
+    night = Night(tmp_path)
+    night.feed(body(base_rows()), "1.csv")
+    rows = base_rows()
+    case_votes_decreased(rows)
+    data = body(rows, at="21:30")
+
+    def crash(*_args, **_kwargs):
+        raise RuntimeError("killed before the commit")
+
+    with monkeypatch.context() as m:
+        m.setattr(night.store, "insert_posts", crash)
+        with pytest.raises(RuntimeError):
+            night.pipeline.ingest(make_fetched(data, "2.csv"), "test")
+    assert night.store.get_state(gates.FINDINGS_KEY, []) == []
+    night.feed(data, "2.csv")  # the next poll reads the same snapshot again
+    recorded = night.store.get_state(gates.FINDINGS_KEY)
+    assert [f["check"] for f in recorded] == ["votes_decreased"]
+
+
 def test_warn_only_and_off_are_configuration(tmp_path: Path):
     warn = Night(tmp_path / "w", 'votes_decreased = "warn"')
     warn.feed(body(base_rows()), "1.csv")

@@ -145,3 +145,28 @@ def test_a_broken_template_holds_the_post_instead_of_failing(tmp_path, demo_file
     with store.engine.connect() as conn:
         assert conn.execute(select(events.c.id)).first() is not None
     store.close()
+
+
+def test_a_cycle_that_fails_before_its_commit_is_tried_again_next_poll(
+    config, store, demo_files, tmp_path, monkeypatch
+):
+    from broadcaster.sources import FileSource
+
+    feed = tmp_path / "feed.json"
+    feed.write_bytes(demo_files[0].read_bytes())
+    pipeline = Pipeline(config, store, clock=FeedClock(), dry_run=True)
+    source = FileSource(feed, 1 << 20)
+    assert pipeline.poll(source).outcome == "accepted"
+    feed.write_bytes(demo_files[1].read_bytes())
+
+    def disk_full(*_args, **_kwargs):
+        raise OSError("database or disk is full")
+
+    with monkeypatch.context() as m:
+        m.setattr(store, "insert_snapshot", disk_full)
+        with pytest.raises(OSError, match="disk is full"):
+            pipeline.poll(source)
+    result = pipeline.poll(source)  # the same bytes, untouched file: read and tried again
+    assert result.outcome == "accepted"
+    assert store.snapshot_counts() == (2, 0)
+    assert pipeline.poll(source).outcome == "unchanged"
