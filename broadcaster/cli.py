@@ -141,14 +141,16 @@ def _print_report(report: RehearsalReport) -> None:
         if report.emulator is not None
         else "Posts that would have gone out (dry run)"
     )
-    table = Table(title=title, show_lines=False)
-    table.add_column("platform")
-    for kind in kinds:
-        table.add_column(kind, justify="right")
-    table.add_column("total", justify="right", style="bold")
+    # Event kinds down, platforms across: it stays readable in an 80-column terminal.
+    table = Table(title=title, show_lines=False, show_footer=True)
+    table.add_column("event", footer="total")
     for platform in platforms:
-        counts = [report.table.get((platform, k), 0) for k in kinds]
-        table.add_row(platform, *[str(c) for c in counts], str(sum(counts)))
+        total = sum(report.table.get((platform, k), 0) for k in kinds)
+        table.add_column(platform, justify="right", footer=str(total))
+    table.add_column("total", justify="right", style="bold", footer=str(sum(report.table.values())))
+    for kind in kinds:
+        counts = [report.table.get((p, kind), 0) for p in platforms]
+        table.add_row(kind, *[str(c) for c in counts], str(sum(counts)))
     out.print(table)
     where = (
         "to the emulator" if report.emulator is not None else f"to {report.out_dir / 'posts.jsonl'}"

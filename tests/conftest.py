@@ -42,8 +42,10 @@ def broadcaster_cmd() -> list[str]:
 
 @pytest.fixture
 def run_cli() -> Callable[..., subprocess.CompletedProcess[str]]:
-    def run(*args: str, timeout: float = 120, **kwargs: Any) -> subprocess.CompletedProcess[str]:
-        env = {**os.environ, "COLUMNS": "120", "PYTHONUNBUFFERED": "1"}
+    def run(
+        *args: str, timeout: float = 120, columns: int = 120, **kwargs: Any
+    ) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "COLUMNS": str(columns), "PYTHONUNBUFFERED": "1"}
         return subprocess.run(
             [*broadcaster_cmd(), *args],
             capture_output=True,

@@ -86,11 +86,16 @@ def assert_same_night(records: list[dict], db: Path | str, reference: list[dict]
 
 
 def test_demo_runs_from_any_folder_and_summarises(tmp_path: Path, run_cli):
-    result = run_cli("demo", "--out", str(tmp_path / "d"), cwd=tmp_path)
+    result = run_cli("demo", "--out", str(tmp_path / "d"), cwd=tmp_path, columns=80)
     assert result.returncode == 0, result.stderr
     assert "fictional TEST data" in result.stdout
+    # The summary table, readable in an 80-column terminal: no name cut short.
+    header = next(line for line in result.stdout.splitlines() if line.split()[1:2] == ["event"])
     for platform in ("facebook", "youtube", "tiktok", "x"):
-        assert platform in result.stdout
+        assert f" {platform} " in header
+    for kind in ("progress", "leader", "called", "corrected", "tally", "majority", "summary"):
+        assert any(line.split()[1:2] == [kind] for line in result.stdout.splitlines()), kind
+    assert "…" not in result.stdout.split("Posts that would have gone out")[1].split("total")[0]
     assert "15 accepted" in result.stdout
     records = read_jsonl(tmp_path / "d" / "posts.jsonl")
     assert records
