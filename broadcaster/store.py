@@ -34,6 +34,7 @@ from sqlalchemy import (
     event,
     func,
     select,
+    text,
     update,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -200,7 +201,10 @@ class Store:
     def __init__(self, url: str, *, keep_bodies: int = 3) -> None:
         self.url = url
         self.keep_bodies = keep_bodies
-        self.engine: Engine = create_engine(url, future=True)
+        server = not url.startswith("sqlite")
+        # A database server may drop idle connections (a restart, a proxy's timeout) during a
+        # twelve-hour night: each connection is checked as it leaves the pool.
+        self.engine: Engine = create_engine(url, future=True, pool_pre_ping=server)
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
         _create_tables(self.engine)
@@ -801,9 +805,18 @@ def _event_from_row(row: Any) -> Event:
     )
 
 
+SCHEMA_LOCK = 0x62726F61  # PostgreSQL advisory lock taken while creating tables
+
+
 def _create_tables(engine: Engine) -> None:
     """Create what is missing. Two processes opening a new database at once (the daemon
-    starting, an operator's `status`) can both find a table missing; the loser retries."""
+    starting, an operator's `status`) can both find a table missing: on PostgreSQL they take
+    turns under an advisory lock; on SQLite the loser retries."""
+    if engine.dialect.name == "postgresql":
+        with engine.begin() as conn:
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK})
+            metadata.create_all(conn)
+        return
     for attempt in range(5):
         try:
             metadata.create_all(engine)

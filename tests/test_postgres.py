@@ -8,7 +8,7 @@ import multiprocessing
 from collections import Counter
 from pathlib import Path
 
-from sqlalchemy import create_engine, func, select
+from sqlalchemy import create_engine, func, select, text
 
 from broadcaster.clock import FeedClock
 from broadcaster.config import load_config
@@ -87,5 +87,25 @@ def test_processes_opening_a_new_postgresql_database_at_once_all_succeed(postgre
     try:
         assert store.get_state("paused:x")["again"] is True
         assert store.get_state("schema_version") == 1
+    finally:
+        store.close()
+
+
+def test_connections_dropped_by_the_server_are_replaced(postgres_url: str):
+    store = Store(postgres_url)
+    try:
+        store.put_state("k", 1)  # a connection now waits in the pool
+        admin = create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            dropped = conn.execute(
+                text(
+                    "select count(pg_terminate_backend(pid)) from pg_stat_activity"
+                    " where datname = current_database() and pid <> pg_backend_pid()"
+                )
+            ).scalar_one()
+        admin.dispose()
+        assert dropped >= 1
+        store.put_state("k", 2)
+        assert store.get_state("k") == 2
     finally:
         store.close()
