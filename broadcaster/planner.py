@@ -5,9 +5,9 @@ dispatch, `plan_account` decides for one account what goes out now:
 
 - a pending post made stale by a newer one is superseded (a progress update overtaken by the
   call of the same contest, an older tally, an older lead change);
-- corrections, majorities and the final tally go at once (the last post of the budget is kept
-  for them); calls still waiting when the final tally comes go just before it, merged if the
-  budget is short, and after it nothing is paced any more;
+- corrections, majorities and the final tally go at once; the pace never spends the last two
+  posts of the budget: one is kept for them, one for the calls still waiting when the final
+  tally comes, which go just before it (merged if need be); after it nothing is paced;
 - the remaining budget is spread over the expected length of the night, so that no platform goes
   silent at 9 pm with its budget spent: the sustainable pace fills a bucket holding up to 30
   minutes' worth of posts (so a quiet spell leaves room for a burst of calls) and posts wait for
@@ -34,6 +34,7 @@ MIN_INTERVAL = timedelta(seconds=60)
 PACE_WINDOW = timedelta(minutes=30)  # the pacing bucket holds this long's worth of posts
 URGENT = (EventKind.CORRECTED, EventKind.MAJORITY)
 MERGEABLE = (EventKind.CALLED, EventKind.PROGRESS, EventKind.LEADER)
+RESERVE = 2  # posts of the budget the pace never spends (see plan_account)
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,14 +156,16 @@ def plan_account(
         return result
     end = night_ends if night_ends > now + MIN_INTERVAL else now + timedelta(hours=1)
     left = affordable(windows, budget, now, end)
-    reserve = 1  # the last post is kept for a correction, a majority or the final tally
-    usable = left - reserve
     final = [p for p in live if p.kind is EventKind.TALLY and p.final]
     if final or any(s.kind is EventKind.TALLY and s.final for s in sent):
-        return _night_over(result, live, final, usable)
+        return _night_over(result, live, final, left - 1)
+    # The last two posts are kept: one for a correction, a majority or the final tally, one
+    # for the calls still waiting when the final tally comes.
+    usable = left - RESERVE
     if usable <= 0:
         result.reason = (
-            "the last post of the budget is kept for a correction, a majority or the final tally"
+            "the last two posts of the budget are kept for a correction, a majority, the final "
+            "tally and the calls that come with it"
         )
         return result
     # The sustainable pace, as a bucket of posts that refills at that pace: a quiet hour fills
@@ -193,7 +196,8 @@ def plan_account(
 
 def _night_over(result: Plan, live: list[Item], final: list[Item], usable: int) -> Plan:
     """At the night's end there is nothing left to pace for: calls still waiting go before the
-    final tally (merged if the budget is short), so no seat is left unannounced behind it."""
+    final tally (merged if the budget is short), so no seat is left unannounced behind it.
+    `usable`: the posts left but one (kept for the final tally, or a later correction)."""
     calls = [p for p in live if p.priority <= PRIORITY[EventKind.CALLED] and p not in final]
     if calls and usable > 0:
         same = [p.id for p in sorted(calls, key=lambda i: (i.feed_time, i.id))]

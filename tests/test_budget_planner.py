@@ -108,11 +108,12 @@ def test_tight_budget_paces_and_merges_posts_of_one_kind():
     first = plan(pending, windows=tiktok)
     assert first.merge == [1, 2, 3, 4, 5]
     assert "merged" in first.reason
-    # right after a post, the next one waits for its slot: 8 h over 13 usable posts
+    # right after a post, the next one waits for its slot: 8 h over 12 usable posts (14 left,
+    # the last two kept)
     waited = plan(pending, windows=tiktok, sent_times=[T0])
     assert waited.send is None
     assert not waited.merge
-    assert waited.wait_until == T0 + timedelta(hours=8) / 13
+    assert waited.wait_until == T0 + timedelta(hours=8) / 12
     assert "pacing" in waited.reason
 
 
@@ -130,9 +131,12 @@ def test_hard_limits_are_never_exceeded_and_a_reserve_is_kept():
     spent = plan(pending, windows=window, sent_times=[T0 - timedelta(hours=1)] * 3)
     assert spent.send is None
     assert spent.wait_until == T0 + timedelta(hours=23)
-    # with 2 posts left, one is kept for a correction or a majority
+    # with 2 posts left, both are kept: for a correction or a majority, and for the calls
+    # that come with the final tally
     reserve = plan(pending, windows=window, sent_times=[T0 - timedelta(hours=1)])
     assert reserve.send is None
+    assert "last two posts" in reserve.reason
+    assert plan(pending, windows=window).send == 1  # with 3 left, one may go
     assert (
         plan(
             [item(2, EventKind.MAJORITY, None)],
