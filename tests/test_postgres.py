@@ -4,7 +4,6 @@ does, and several processes can open and write a new database at once."""
 
 from __future__ import annotations
 
-import multiprocessing
 from collections import Counter
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from broadcaster.pipeline import Pipeline
 from broadcaster.sources import make_fetched
 from broadcaster.store import PostState, Store, events, posts
 from tests.conftest import read_jsonl, write_config
-from tests.test_store import _open_and_write
+from tests.test_store import open_at_once
 
 
 def night(folder: Path, database: str, files: list[Path]) -> tuple[list[dict], int]:
@@ -76,19 +75,7 @@ def test_a_night_on_postgresql_posts_exactly_what_it_posts_on_sqlite(
 
 
 def test_processes_opening_a_new_postgresql_database_at_once_all_succeed(postgres_url: str):
-    ctx = multiprocessing.get_context("spawn")
-    procs = [ctx.Process(target=_open_and_write, args=(postgres_url,)) for _ in range(4)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(timeout=60)
-    assert [p.exitcode for p in procs] == [0, 0, 0, 0]
-    store = Store(postgres_url)
-    try:
-        assert store.get_state("paused:x")["again"] is True
-        assert store.get_state("schema_version") == 1
-    finally:
-        store.close()
+    open_at_once(postgres_url)
 
 
 def test_connections_dropped_by_the_server_are_replaced(postgres_url: str):

@@ -17,17 +17,24 @@ def _open_and_write(url: str) -> None:
     store.close()
 
 
-def test_processes_opening_a_new_database_at_once_all_succeed(tmp_path: Path):
+def open_at_once(url: str, processes: int = 4) -> None:
+    """Several processes open the database at `url` and write the same key, all at once; each
+    must succeed and the last write must stand."""
     ctx = multiprocessing.get_context("spawn")
-    for round_ in range(6):
-        url = f"sqlite:///{tmp_path / f'r{round_}.db'}"
-        procs = [ctx.Process(target=_open_and_write, args=(url,)) for _ in range(4)]
-        for p in procs:
-            p.start()
-        for p in procs:
-            p.join(timeout=60)
-        assert [p.exitcode for p in procs] == [0, 0, 0, 0]
-        store = Store(url)
+    procs = [ctx.Process(target=_open_and_write, args=(url,)) for _ in range(processes)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=60)
+    assert [p.exitcode for p in procs] == [0] * processes
+    store = Store(url)
+    try:
         assert store.get_state("paused:x")["again"] is True
         assert store.get_state("schema_version") == 1
+    finally:
         store.close()
+
+
+def test_processes_opening_a_new_database_at_once_all_succeed(tmp_path: Path):
+    for round_ in range(6):
+        open_at_once(f"sqlite:///{tmp_path / f'r{round_}.db'}")
