@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -110,6 +111,16 @@ enabled = {"true" if cards else "false"}
         encoding="utf-8",
     )
     return path
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 60) -> None:
+    """Poll `predicate` until it is true (a daemon in another process getting somewhere)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError("timed out waiting")
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:

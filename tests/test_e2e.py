@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import ProgrammingError
 
-from tests.conftest import DEMO, broadcaster_cmd, read_jsonl, write_config
+from tests.conftest import DEMO, broadcaster_cmd, read_jsonl, wait_for, write_config
 
 
 @pytest.fixture(scope="module")
@@ -283,15 +283,6 @@ def _no_daemon_left_behind():
         if daemon.proc.poll() is None:
             daemon.proc.kill()
             daemon.proc.wait(timeout=30)
-
-
-def wait_for(predicate, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError("timed out waiting")
 
 
 def all_sent(db: Path | str, snapshots: int) -> bool:

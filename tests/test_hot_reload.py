@@ -18,7 +18,7 @@ from broadcaster.publishers import PublisherEnv
 from broadcaster.publishers.dryrun import read_posts
 from broadcaster.sources import make_fetched
 from broadcaster.store import PostState, Store
-from tests.conftest import DEMO, broadcaster_cmd, read_jsonl, write_config
+from tests.conftest import DEMO, broadcaster_cmd, read_jsonl, wait_for, write_config
 
 X_ONLY = (
     '[[accounts]]\nname = "x-main"\nplatform = "x"\nevents = ["called"]\n'
@@ -115,15 +115,6 @@ def status(cfg: Path) -> str:
     )
     assert result.returncode == 0, result.stderr
     return result.stdout
-
-
-def wait_for(predicate, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError("timed out waiting")
 
 
 def test_edit_break_and_fix_a_template_under_a_running_daemon(tmp_path: Path):

@@ -13,7 +13,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from tests.conftest import DEMO, broadcaster_cmd, read_jsonl, write_config
+from tests.conftest import DEMO, broadcaster_cmd, read_jsonl, wait_for, write_config
 
 
 def free_port() -> int:
@@ -33,15 +33,6 @@ def cli(cfg: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     return result
-
-
-def wait_for(predicate, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError("timed out waiting")
 
 
 def get(url: str) -> tuple[int, str]:
