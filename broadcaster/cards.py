@@ -264,6 +264,23 @@ def _paste_logo(img: Image.Image, logo: Path | None, band: int, width: int, pad:
     return mark.width + pad
 
 
+def _heading(
+    draw: ImageDraw.ImageDraw,
+    heading: str,
+    style: CardStyle,
+    pad: int,
+    y: int,
+    width: int,
+    scale: float,
+) -> int:
+    """The card's heading, bold, cut to the width; returns where the body goes on."""
+    size = int(48 * scale)
+    draw_text(
+        draw, (pad, y), fit(heading, size, width - 2 * pad, True), size, style.foreground, bold=True
+    )
+    return y + int(72 * scale)
+
+
 def _contest_body(
     draw: ImageDraw.ImageDraw,
     variables: dict[str, Any],
@@ -281,15 +298,7 @@ def _contest_body(
     heading = contest["name"]
     if event["kind"] == "corrected":
         heading = f"{labels['correction']}: {heading}"
-    draw_text(
-        draw,
-        (pad, y),
-        fit(heading, int(48 * scale), width - 2 * pad, True),
-        int(48 * scale),
-        style.foreground,
-        bold=True,
-    )
-    y += int(72 * scale)
+    y = _heading(draw, heading, style, pad, y, width, scale)
     status = []
     if contest["called"]:
         status.append(labels["called"])
@@ -359,15 +368,7 @@ def _tally_body(
     holder = variables["event"].get("holder")
     if holder:
         heading = f"{holder['name']}: {labels['majority']}"
-    draw_text(
-        draw,
-        (pad, y),
-        fit(heading, int(48 * scale), width - 2 * pad, True),
-        int(48 * scale),
-        style.foreground,
-        bold=True,
-    )
-    y += int(72 * scale)
+    y = _heading(draw, heading, style, pad, y, width, scale)
     n = f["number"]
     sub = (
         f"{n(tally['declared_seats'])} {labels['of']} {n(tally['total_seats'])} "
