@@ -111,16 +111,24 @@ def account_windows(store: Store, account: AccountConfig) -> list[Window]:
 
 
 def account_budget(
-    store: Store, account: AccountConfig, now: datetime, windows: list[Window] | None = None
+    store: Store,
+    account: AccountConfig,
+    now: datetime,
+    windows: list[Window] | None = None,
+    sent_times: list[datetime] | None = None,
 ) -> BudgetState:
-    """What the account may still send, from what it sent and what the platform told us."""
+    """What the account may still send, from what it sent (`sent_times`: at least its longest
+    window's sends, read from the outbox when not given) and what the platform told us."""
     windows = windows if windows is not None else account_windows(store, account)
-    span = max((w.seconds for w in windows), default=86400)
-    sent = store.sent_since(account.name, now - timedelta(seconds=span))
+    if sent_times is None:
+        span = max((w.seconds for w in windows), default=86400)
+        sent_times = [
+            r.sent_at for r in store.sent_since(account.name, now - timedelta(seconds=span))
+        ]
     blocked = store.get_state(blocked_key(account.name))
     return budget_state(
         windows,
-        [r.sent_at for r in sent],
+        sent_times,
         now,
         blocked_until=datetime.fromisoformat(blocked) if blocked else None,
     )
@@ -320,8 +328,11 @@ class Dispatcher:
         if not rows:
             return None
         windows = account_windows(self.store, account)
-        budget = account_budget(self.store, account, now, windows)
-        sent_rows = self.store.sent_since(account.name, now - timedelta(days=1))
+        # One read of the account's recent sends serves the budget and the planner.
+        span = max([86400, *(w.seconds for w in windows)])
+        sent_rows = self.store.sent_since(account.name, now - timedelta(seconds=span))
+        recent_sends = [r.sent_at for r in sent_rows if r.sent_at is not None]
+        budget = account_budget(self.store, account, now, windows, recent_sends)
         plan = plan_account(
             [_item(r) for r in rows],
             [_item(r) for r in sent_rows],
@@ -329,7 +340,7 @@ class Dispatcher:
             windows,
             now=now,
             night_ends=self.night_ends(now),
-            recent_sends=[r.sent_at for r in sent_rows if r.sent_at is not None],
+            recent_sends=recent_sends,
             naive=self.config.planner.mode == "naive",
         )
         for post_id, why in plan.supersede:
