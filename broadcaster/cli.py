@@ -29,7 +29,8 @@ from broadcaster.pipeline import CycleResult
 from broadcaster.rehearsal import RehearsalReport, rehearse
 from broadcaster.render import RenderError
 from broadcaster.samples import SampleError, sample_vars
-from broadcaster.store import PostState
+from broadcaster.store import ModeMismatch, PostState
+from broadcaster.terminal import safe, visible
 
 EXIT_CONFIG = 2
 POST_STATES = list(PostState.ALL)
@@ -39,11 +40,16 @@ err = Console(stderr=True, highlight=False)
 
 
 def _load(config_path: Path | None) -> Config:
+    from broadcaster.secrets import register_config_secrets
+
     try:
-        return load_config(config_path)
+        config = load_config(config_path)
     except ConfigError as exc:
-        err.print(f"[bold red]configuration error[/]\n{exc}", markup=True, highlight=False)
+        err.print(f"[bold red]configuration error[/]\n{safe(exc, newlines=True)}", highlight=False)
         raise SystemExit(EXIT_CONFIG) from None
+    # Before anything is printed: a platform's error stored in the outbox may echo a token.
+    register_config_secrets(config)
+    return config
 
 
 config_option = click.option(
@@ -66,10 +72,24 @@ config_option = click.option(
     show_default=True,
     help="auto: JSON lines unless writing to a terminal.",
 )
+@click.option(
+    "--as",
+    "actor",
+    default=None,
+    metavar="NAME",
+    help="Who is acting, for the audit trail (default: $BROADCASTER_OPERATOR or your user).",
+)
 @click.pass_context
-def main(ctx: click.Context, log_level: str, log_format: str) -> None:
+def main(ctx: click.Context, log_level: str, log_format: str, actor: str | None) -> None:
     """Publish official election results to social media as they come in."""
-    ctx.obj = {"log_level": log_level, "log_format": log_format}
+    ctx.obj = {"log_level": log_level, "log_format": log_format, "actor": actor}
+
+
+def _actor() -> str:
+    from broadcaster.audit import current_actor
+
+    ctx = click.get_current_context()
+    return current_actor((ctx.find_root().obj or {}).get("actor"))
 
 
 def _setup_logs(ctx: click.Context, *, quiet: bool = False, **context: Any) -> None:
@@ -95,11 +115,11 @@ def _run_rehearsal(
     try:
         total = len(replay_files(replay))
     except FileNotFoundError as exc:
-        err.print(f"[red]{exc}[/]")
+        err.print(f"[red]{safe(exc)}[/]")
         raise SystemExit(EXIT_CONFIG) from None
     pace = "back to back" if speed is None else f"{speed:g}x the feed's own pace"
-    out.print(f"[bold]{title}[/]: {total} snapshots from {replay}, {pace}")
-    out.print(f"Output folder: {out_dir}  (posts.jsonl, state.db)")
+    out.print(f"[bold]{title}[/]: {total} snapshots from {safe(replay)}, {pace}")
+    out.print(f"Output folder: {safe(out_dir)}  (posts.jsonl, state.db)")
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -112,23 +132,27 @@ def _run_rehearsal(
 
         def step(path: Path, result: CycleResult) -> None:
             if result.outcome == "rejected":
-                bar.console.print(f"[yellow]rejected {path.name}[/]: {result.error}")
+                bar.console.print(f"[yellow]rejected {safe(path.name)}[/]: {safe(result.error)}")
             note = {
-                "accepted": f"{path.name}: {result.events} events, {result.posts} posts",
-                "duplicate": f"{path.name}: already processed",
-                "rejected": f"{path.name}: rejected",
-            }.get(result.outcome, path.name)
+                "accepted": f"{safe(path.name)}: {result.events} events, {result.posts} posts",
+                "duplicate": f"{safe(path.name)}: already processed",
+                "rejected": f"{safe(path.name)}: rejected",
+            }.get(result.outcome, safe(path.name))
             bar.update(task, advance=1, note=note)
 
-        report = rehearse(
-            config,
-            replay,
-            out_dir,
-            speed=speed,
-            on_step=step,
-            emulator=emulator,
-            tail=tail_minutes * 60,
-        )
+        try:
+            report = rehearse(
+                config,
+                replay,
+                out_dir,
+                speed=speed,
+                on_step=step,
+                emulator=emulator,
+                tail=tail_minutes * 60,
+            )
+        except ModeMismatch as exc:
+            err.print(f"[bold red]refusing to rehearse[/]: {safe(exc)}")
+            raise SystemExit(EXIT_CONFIG) from None
     _print_report(report)
     return report
 
@@ -161,7 +185,7 @@ def _print_report(report: RehearsalReport) -> None:
         f"{report.events} new events, {report.new_posts} new posts, {report.sent} sent {where}"
     )
     for name, why in report.rejected:
-        out.print(f"  [yellow]rejected[/] {name}: {why}")
+        out.print(f"  [yellow]rejected[/] {safe(name)}: {safe(why)}")
     if report.emulator is not None:
         received = report.emulator["posts"]
         by_platform: dict[str, int] = {}
@@ -172,7 +196,7 @@ def _print_report(report: RehearsalReport) -> None:
     if report.waiting:
         out.print(f"[yellow]{len(report.waiting)} posts still waiting at the end:[/]")
         for post_id, account, state, why in report.waiting[:20]:
-            out.print(f"  #{post_id} {account} {state}: {why}")
+            out.print(f"  #{post_id} {account} {state}: {safe(why)}")
         if len(report.waiting) > 20:
             out.print(f"  ... and {len(report.waiting) - 20} more (see the outbox in state.db)")
 
@@ -306,14 +330,18 @@ def feed_check(
         config = config.with_overrides(feed=feed_settings)
         result = check_feed(target, config)
     except ConfigError as exc:
-        err.print(f"[red]{exc}[/]", highlight=False)
+        err.print(f"[red]{safe(exc)}[/]", highlight=False)
         raise SystemExit(EXIT_CONFIG) from None
     if result.snapshot is None:
-        err.print(f"[red]{target}: rejected: {result.problem}[/]", highlight=False, soft_wrap=True)
+        err.print(
+            f"[red]{safe(target)}: rejected: {safe(result.problem)}[/]",
+            highlight=False,
+            soft_wrap=True,
+        )
         raise SystemExit(1)
     snap = result.snapshot
     tz = config.election.tz
-    table = Table(title=f"{snap.election}: {len(snap.contests)} contests")
+    table = Table(title=f"{safe(snap.election)}: {len(snap.contests)} contests")
     for column in ("contest", "name", "kind", "reported", "seats", "votes", "leader / winners"):
         table.add_column(column, overflow="fold")
     shown = snap.contests if show_all else snap.contests[:40]
@@ -333,13 +361,13 @@ def feed_check(
             else str(c.progress.reported or "")
         )
         table.add_row(
-            c.id,
-            c.name,
+            safe(c.id),
+            safe(c.name),
             c.kind.value,
             reported,
             "" if c.seats is None else str(c.seats),
             f"{c.total_votes:,} in {len(c.selections)}",
-            outcome,
+            safe(outcome),
         )
     out.print(table)
     if len(snap.contests) > len(shown):
@@ -357,7 +385,7 @@ def feed_check(
     )
     for finding in result.findings or []:
         out.print(
-            f"[yellow]implausible ({finding.check})[/]: {finding.message}",
+            f"[yellow]implausible ({finding.check})[/]: {safe(finding.message)}",
             highlight=False,
             soft_wrap=True,
         )
@@ -379,7 +407,7 @@ def run(ctx: click.Context, config_path: Path | None, dry_run: bool) -> None:
     try:
         daemon = Daemon(config, dry_run=dry_run)
     except ConfigError as exc:
-        err.print(f"[bold red]refusing to start[/]: {exc}")
+        err.print(f"[bold red]refusing to start[/]: {safe(exc, newlines=True)}")
         raise SystemExit(EXIT_CONFIG) from None
     sys.exit(daemon.run())
 
@@ -462,7 +490,7 @@ def preview(
     try:
         snapshot = reader_for(config)(snapshot_path.read_bytes())
     except FeedError as exc:
-        err.print(f"[red]{snapshot_path}: {exc.problem}[/]")
+        err.print(f"[red]{safe(snapshot_path)}: {safe(exc.problem)}[/]")
         raise SystemExit(1) from None
     if config.feed.is_test and not snapshot.is_test:
         snapshot = replace(snapshot, is_test=True)
@@ -484,14 +512,14 @@ def preview(
         )
         parts = composer.compose_text(event, account, variables)
     except (SampleError, RenderError) as exc:
-        err.print(f"[red]{exc}[/]", markup=True)
+        err.print(f"[red]{safe(exc)}[/]")
         raise SystemExit(1) from None
     for i, part in enumerate(parts):
         if i:
             out.print("\n--- reply ---\n", markup=False)
         if part.title:
-            out.print(f"[title] {part.title}", markup=False)
-        out.print(part.text, markup=False)
+            out.print(f"[title] {visible(part.title)}", markup=False)
+        out.print(visible(part.text, newlines=True), markup=False)
     if image_path is not None:
         spec = capabilities_for(account.platform).card
         if spec is None:
@@ -588,9 +616,9 @@ def doctor(config_path: Path | None) -> None:
                 line = check(account, env) if check else "no check for this platform"
             except (PublishError, SecretError) as exc:
                 failures += 1
-                out.print(f"[red]FAIL[/] {label}: {type(exc).__name__}: {exc}")
+                out.print(f"[red]FAIL[/] {label}: {type(exc).__name__}: {safe(exc)}")
                 continue
-            out.print(f"[green]ok[/]   {label}: {line}")
+            out.print(f"[green]ok[/]   {label}: {safe(line)}")
     finally:
         store.close()
     raise SystemExit(1 if failures else 0)
@@ -632,9 +660,11 @@ def auth(platform: str, account_name: str | None, config_path: Path | None) -> N
             assert env.tokens is not None
             env.tokens.put(account.name, tokens)
             out.print(f"tokens for {account.name} saved in {env.tokens.path}")
-        store.put_state(f"paused:{account.name}", None)
+        from broadcaster.operate import resume
+
+        resume(store, [account.name], actor=_actor(), why="re-authorised")
     except (PublishError, SecretError) as exc:
-        err.print(f"[red]{account.name}: {exc}[/]")
+        err.print(f"[red]{account.name}: {safe(exc)}[/]")
         raise SystemExit(1) from None
     finally:
         store.close()
@@ -681,9 +711,9 @@ def outbox_list(
             str(r.id),
             r.state,
             r.account,
-            r.event_key,
+            safe(r.event_key),
             r.feed_time.astimezone(tz).strftime("%H:%M"),
-            str(note)[:80],
+            safe(str(note)[:80]),
         )
     out.print(table)
 
@@ -721,9 +751,9 @@ def outbox_show(post_id: int, config_path: Path | None) -> None:
     ]
     for name, value in fields:
         if value:
-            out.print(f"[bold]{name:>12}[/] {value}", highlight=False)
+            out.print(f"[bold]{name:>12}[/] {safe(value)}", highlight=False)
     out.print()
-    out.print(row.text or "(no text yet)", markup=False)
+    out.print(visible(row.text or "(no text yet)", newlines=True), markup=False)
 
 
 def _ids(ids: tuple[int, ...], every: bool) -> list[int] | None:
@@ -739,7 +769,7 @@ def _act(action: Any, config_path: Path | None, ids: list[int] | None, verb: str
 
     _, store = _store(config_path)
     try:
-        changes = action(store, ids)
+        changes = action(store, ids, actor=_actor())
     except OperatorError as exc:
         err.print(f"[red]{exc}[/]")
         raise SystemExit(1) from None
@@ -763,13 +793,33 @@ def outbox_hold(ids: tuple[int, ...], every: bool, config_path: Path | None) -> 
 
 @outbox.command(name="approve")
 @click.argument("ids", type=int, nargs=-1)
-@click.option("--all", "every", is_flag=True, help="Every held post.")
+@click.option("--all", "every", is_flag=True, help="Every held post but those a gate holds.")
+@click.option(
+    "--include-gated",
+    is_flag=True,
+    help="With --all: also the posts a plausibility or feed-text gate holds.",
+)
 @config_option
-def outbox_approve(ids: tuple[int, ...], every: bool, config_path: Path | None) -> None:
+def outbox_approve(
+    ids: tuple[int, ...], every: bool, include_gated: bool, config_path: Path | None
+) -> None:
     """Release held posts (one held "in doubt": after checking it is not on the platform)."""
-    from broadcaster.operate import approve
+    from broadcaster.operate import approve, gated_held
 
-    _act(approve, config_path, _ids(ids, every), "approved")
+    if include_gated and not every:
+        raise click.UsageError("--include-gated goes with --all")
+
+    def act(store: Any, targets: list[int] | None, *, actor: str) -> Any:
+        changes = approve(store, targets, actor=actor, include_gated=include_gated)
+        if targets is None and not include_gated and (left := gated_held(store)):
+            err.print(
+                f"[yellow]{left} posts held by a gate were left held[/]: review each "
+                "(`broadcaster outbox list --state held`), then approve it by id, or use "
+                "--all --include-gated"
+            )
+        return changes
+
+    _act(act, config_path, _ids(ids, every), "approved")
 
 
 @outbox.command(name="retry")
@@ -800,7 +850,12 @@ def outbox_mark_sent(post_id: int, url: str | None, config_path: Path | None) ->
     """Record a held post as published: you found it on the account (an in-doubt post)."""
     from broadcaster.operate import mark_sent
 
-    _act(lambda store, ids: mark_sent(store, ids[0], url), config_path, [post_id], "marked sent")
+    _act(
+        lambda store, ids, actor: mark_sent(store, ids[0], url, actor=actor),
+        config_path,
+        [post_id],
+        "marked sent",
+    )
 
 
 def _accounts_named(config: Config, target: str) -> list[str]:
@@ -823,7 +878,7 @@ def pause_cmd(target: str, reason: str, config_path: Path | None) -> None:
     config, store = _store(config_path)
     try:
         names = _accounts_named(config, target)
-        pause(store, names, reason)
+        pause(store, names, reason, actor=_actor())
     finally:
         store.close()
     out.print(f"paused: {', '.join(names)}")
@@ -839,10 +894,39 @@ def resume_cmd(target: str, config_path: Path | None) -> None:
     config, store = _store(config_path)
     try:
         names = _accounts_named(config, target)
-        resume(store, names)
+        resume(store, names, actor=_actor())
     finally:
         store.close()
     out.print(f"resumed: {', '.join(names)}")
+
+
+@main.command(name="audit")
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option("--actor", default=None, help="Only this person's actions.")
+@click.option("--action", default=None, help="Only this action (approve, pause, ...).")
+@config_option
+def audit_cmd(limit: int, actor: str | None, action: str | None, config_path: Path | None) -> None:
+    """Who did what to the outbox and the accounts, and when (newest first)."""
+    from broadcaster.audit import entries
+
+    config, store = _store(config_path)
+    try:
+        rows = entries(store, limit=limit, actor=actor, action=action)
+    finally:
+        store.close()
+    table = Table(title=f"Audit trail ({len(rows)} entries, newest first)")
+    for column in ("when", "who", "action", "target", "detail"):
+        table.add_column(column, overflow="fold")
+    tz = config.election.tz
+    for r in rows:
+        table.add_row(
+            r.at.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S"),
+            safe(r.actor),
+            r.action,
+            safe(r.target),
+            safe(r.detail or ""),
+        )
+    out.print(table)
 
 
 @main.group()
@@ -869,7 +953,7 @@ def templates_lint(config_path: Path | None, snapshot_path: Path | None) -> None
         try:
             snapshots = [reader_for(config)(snapshot_path.read_bytes())]
         except FeedError as exc:
-            err.print(f"[red]{snapshot_path}: {exc.problem}[/]")
+            err.print(f"[red]{safe(snapshot_path)}: {safe(exc.problem)}[/]")
             raise SystemExit(1) from None
     report = lint_templates(config, snapshots)
     for problem in report.problems:
@@ -896,10 +980,10 @@ def status(config_path: Path | None) -> None:
 
 def _print_status(report: dict[str, Any]) -> None:
     last = report["last_snapshot"]
-    out.print(f"database: {report['database']}   now: {report['now']}")
+    out.print(f"database: {safe(report['database'])}   now: {report['now']}")
     if last:
         out.print(
-            f"last accepted snapshot: {last['name']} (generated {last['generated_at']}, "
+            f"last accepted snapshot: {safe(last['name'])} (generated {last['generated_at']}, "
             f"received {last['received_at']})"
         )
     else:
@@ -909,7 +993,9 @@ def _print_status(report: dict[str, Any]) -> None:
         f"events: {report['events']}"
     )
     for item in report["recent_rejections"]:
-        out.print(f"  [yellow]rejected[/] {item['name']} at {item['at']}: {item['error']}")
+        out.print(
+            f"  [yellow]rejected[/] {safe(item['name'])} at {item['at']}: {safe(item['error'])}"
+        )
     accounts = Table(title="Accounts")
     for column in ("account", "platform", "state", "budget left", "next slot", "why"):
         accounts.add_column(column, overflow="fold")
@@ -917,7 +1003,7 @@ def _print_status(report: dict[str, Any]) -> None:
         state = a["state"] + (" (dry run)" if a["dry_run"] else "")
         left = "-" if a["budget_left"] is None else str(a["budget_left"])
         accounts.add_row(
-            a["name"], a["platform"], state, left, a["next_slot"] or "now", a["reason"]
+            a["name"], a["platform"], state, left, a["next_slot"] or "now", safe(a["reason"])
         )
     out.print(accounts)
     table = Table(title="Outbox")
@@ -929,9 +1015,9 @@ def _print_status(report: dict[str, Any]) -> None:
         table.add_row(account, platform, *[str(counts.get(s, 0)) for s in report["states"]])
     out.print(table)
     for item in report["held"]:
-        out.print(f"  [yellow]held[/] #{item['id']} {item['account']}: {item['reason']}")
+        out.print(f"  [yellow]held[/] #{item['id']} {item['account']}: {safe(item['reason'])}")
     for problem in report["template_problems"]:
-        out.print(f"  [red]template[/] {problem}")
+        out.print(f"  [red]template[/] {safe(problem)}")
     if report["implausible_held"]:
         out.print(
             f"[yellow]{report['implausible_held']} posts held by the plausibility gates[/]: "
@@ -939,8 +1025,8 @@ def _print_status(report: dict[str, Any]) -> None:
         )
     for f in report["implausible"]:
         out.print(
-            f"  [yellow]implausible[/] {f['snapshot']} ({f['check']}, {f['action']}): "
-            f"{f['message']}",
+            f"  [yellow]implausible[/] {safe(f['snapshot'])} ({f['check']}, {f['action']}): "
+            f"{safe(f['message'])}",
             highlight=False,
         )
 

@@ -23,7 +23,7 @@ from broadcaster.limits import Overflow, OverLimit, TextLimit, shorten
 from broadcaster.planner import idempotency_key
 from broadcaster.publishers import capabilities_for, text_limits
 from broadcaster.render import Budget, Locale, Renderer, RenderError
-from broadcaster.store import NewPost, PostState
+from broadcaster.store import HoldKind, NewPost, PostState
 
 log = logging.getLogger(__name__)
 
@@ -181,6 +181,7 @@ class Composer:
                     PostState.HELD,
                     f"{TEMPLATE_REASON}{exc}",
                     wants_card=card,
+                    hold_kind=HoldKind.TEMPLATE,
                 )
             ]
         rows = []
@@ -202,6 +203,7 @@ class Composer:
                     title=part.title,
                     thread_parent=parent,
                     wants_card=card and i == 0,
+                    hold_kind=HoldKind.APPROVAL if held else None,
                 )
             )
             parent = part_key

@@ -27,7 +27,7 @@ from broadcaster.dispatcher import Dispatcher, publisher_env
 from broadcaster.pipeline import Pipeline
 from broadcaster.service import HealthServer
 from broadcaster.sources import make_source
-from broadcaster.store import Store
+from broadcaster.store import DatabaseMode, ModeMismatch, Store, require_mode
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +56,11 @@ class Daemon:
         self.dry_run = dry_run
         self.stop = threading.Event()
         self.store = Store(config.database_url)
+        try:
+            require_mode(self.store, DatabaseMode.REHEARSAL if dry_run else DatabaseMode.LIVE)
+        except ModeMismatch as exc:
+            self.store.close()
+            raise ConfigError(str(exc)) from None
         self.clock = WallClock()
         posts_path = config.path(config.output.posts) or Path("posts.jsonl")
         env = publisher_env(config, self.store, self.clock, posts_path)

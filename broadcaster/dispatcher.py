@@ -28,10 +28,11 @@ from broadcaster.budget import (
 )
 from broadcaster.cardmaker import CardMaker
 from broadcaster.clock import Clock
-from broadcaster.compose import Composer, compose_summary
+from broadcaster.compose import TEST_MARKER, Composer, compose_summary
 from broadcaster.config import AccountConfig, Config
 from broadcaster.context import shared_vars
 from broadcaster.events import EventKind
+from broadcaster.logs import holds_secret
 from broadcaster.operate import FAILURES, PAUSED
 from broadcaster.planner import NIGHT_STARTED, Item, plan_account
 from broadcaster.publishers import (
@@ -49,7 +50,7 @@ from broadcaster.publishers import (
 from broadcaster.publishers.base import NotFoundYet, PublishedRef
 from broadcaster.samples import display_from
 from broadcaster.secrets import SecretError, Secrets, TokenStore
-from broadcaster.store import PostState, Store
+from broadcaster.store import HoldKind, PostState, Store
 
 log = logging.getLogger(__name__)
 
@@ -176,6 +177,12 @@ class Dispatcher:
         self.cards = cards
         self.composer = composer if composer is not None else Composer(config, dry_run=dry_run)
 
+    def live(self, account: AccountConfig) -> bool:
+        """Whether the account's posts go to its platform in this run (else a dry run). Only
+        posts planned in that same mode are ever sent: a rehearsal's rows never reach a
+        platform, whatever happens to the configuration or the command line afterwards."""
+        return not (self.dry_run or account.dry_run or account.platform == "dryrun")
+
     def publisher(self, account_name: str) -> Publisher:
         pub = self._publishers.get(account_name)
         if pub is None:
@@ -250,8 +257,12 @@ class Dispatcher:
         stats = DispatchStats()
         paused = self.paused()
         for row in self.store.posts_in_state(PostState.SENDING):
+            if row.account in self.accounts and not self._same_mode(row):
+                continue  # planned in the other mode: never looked up or sent from here
             if row.account not in self.accounts:
-                self.store.mark_held(row.id, "in doubt: the account is no longer configured")
+                self.store.mark_held(
+                    row.id, HoldKind.ACCOUNT, "in doubt: the account is no longer configured"
+                )
                 stats.held += 1
                 continue
             if row.account in paused:
@@ -292,6 +303,7 @@ class Dispatcher:
         if kind == "unknowable":
             self.store.mark_held(
                 post_id,
+                HoldKind.IN_DOUBT,
                 f"in doubt ({why}): {value}; check the account, then approve (to send again) "
                 "or cancel",
             )
@@ -324,7 +336,7 @@ class Dispatcher:
     def _step(self, account: AccountConfig) -> DispatchStats | None:
         """Plan and send one post (or one summary) for an account; None when it must wait."""
         now = self.clock.now()
-        rows = self.store.pending_for(account.name, now)
+        rows = self.store.pending_for(account.name, now, dry_run=not self.live(account))
         if not rows:
             return None
         windows = account_windows(self.store, account)
@@ -428,6 +440,8 @@ class Dispatcher:
         for row in self.store.thread_parts_due(self.clock.now()):
             if row.account in paused or row.account not in self.accounts or self.stop.is_set():
                 continue
+            if not self._same_mode(row):
+                continue
             parent = self.store.post_by_key(row.thread_parent)
             if parent is None or parent.state in (PostState.FAILED, PostState.CANCELLED):
                 self.store.mark_failed(row.id, "the previous part of its thread was not posted")
@@ -436,8 +450,48 @@ class Dispatcher:
                 stats.add(self._dispatch(row, reply_to=parent.platform_post_id))
         return stats
 
+    def _same_mode(self, row: Any) -> bool:
+        return bool(row.dry_run) != self.live(self.accounts[row.account])
+
+    def _refusal(self, row: Any) -> tuple[str, HoldKind, str] | None:
+        """Why this post must not go out as it is, checked at send time in every mode: test data
+        bound for a real account, or a text carrying a secret value."""
+        account = self.accounts[row.account]
+        if row.test_data and self.live(account):
+            if not account.allow_test_posts:
+                return (
+                    PostState.CANCELLED,
+                    HoldKind.TEST_DATA,
+                    "test data: never posted to a real account (allow_test_posts is off)",
+                )
+            if row.thread_parent is None and not (row.text or "").startswith(TEST_MARKER):
+                return (
+                    PostState.HELD,
+                    HoldKind.TEST_DATA,
+                    f"test data without the {TEST_MARKER} marker: never posted as real results; "
+                    "cancel it",
+                )
+        if holds_secret(row.text) or holds_secret(row.title):
+            return (
+                PostState.HELD,
+                HoldKind.SECRET,
+                "its text contains a secret value (a token or key this configuration uses), "
+                "masked here; it was not sent. Find the template or feed value that put it there, "
+                "fix it, then cancel this post",
+            )
+        return None
+
     def _dispatch(self, row: Any, reply_to: str | None = None) -> DispatchStats:
-        """Draw the card if needed, claim the post, publish it."""
+        """Check, draw the card if needed, claim the post, publish it."""
+        if not self._same_mode(row):
+            log.error("post %d was planned in the other mode; it is not sent from here", row.id)
+            return DispatchStats()
+        refusal = self._refusal(row)
+        if refusal is not None:
+            state, kind, reason = refusal
+            self.store.refuse(row.id, state, kind, reason)
+            log.error("post %d not sent: %s", row.id, reason, extra={"account": row.account})
+            return DispatchStats(held=1) if state == PostState.HELD else DispatchStats(failed=1)
         media = tuple(row.media or ())
         if row.wants_card and not media and self.cards is not None:
             made = self._card(row)
@@ -497,7 +551,7 @@ class Dispatcher:
             path = self.cards.card_for(row, account)
         except Exception as exc:  # a card must never take the dispatcher down
             if capabilities_for(account.platform).requires_media:
-                self.store.mark_held(row.id, f"card: {exc}")
+                self.store.mark_held(row.id, HoldKind.CARD, f"card: {exc}")
                 log.error("post %d held: its card failed: %s", row.id, exc)
                 return None
             log.warning("post %d goes out without its card: %s", row.id, exc)

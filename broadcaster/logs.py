@@ -25,6 +25,19 @@ def register_secret(value: str | None) -> None:
             _SECRETS.add(value)
 
 
+SCAN_MIN = 8  # a post is refused when it holds a registered secret at least this long
+
+
+def holds_secret(text: str | None) -> bool:
+    """True when `text` contains a registered secret value of SCAN_MIN characters or more
+    (a template or feed value that would publish a token)."""
+    if not text:
+        return False
+    with _SECRETS_LOCK:
+        secrets = [s for s in _SECRETS if len(s) >= SCAN_MIN]
+    return any(secret in text for secret in secrets)
+
+
 def redact(text: str) -> str:
     with _SECRETS_LOCK:
         secrets = sorted(_SECRETS, key=len, reverse=True)

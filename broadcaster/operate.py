@@ -1,8 +1,9 @@
 """What operators do to the outbox and the accounts, through the database.
 
 Every action is one small transaction on the same tables the daemon uses, so it works while the
-daemon runs and takes effect on its next dispatch. Only transitions that are safe are allowed:
-nothing that is being sent or has been sent can be held, approved, retried or cancelled.
+daemon runs and takes effect on its next dispatch, and it is recorded in the audit trail (who,
+when, what) in that same transaction. Only transitions that are safe are allowed: nothing that is
+being sent or has been sent can be held, approved, retried or cancelled.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from typing import Any
 
 from sqlalchemy import select, update
 
-from broadcaster.store import PostState, Store, events, posts
+from broadcaster import audit
+from broadcaster.store import HoldKind, PostState, Store, events, posts
 
 PAUSED = "paused:"
 FAILURES = "failures:"
@@ -63,18 +65,23 @@ def _transition(
     target: str,
     values: dict[str, Any],
     what: str,
+    *,
+    actor: str,
+    action: str,
+    every: Any = None,
 ) -> list[Change]:
-    """Move posts in `allowed` states to `target`; ids None means every post in those states."""
+    """Move posts in `allowed` states to `target`; ids None means every post in those states
+    (narrowed by the `every` condition). Each change is audited with the reason it replaces."""
     changes: list[Change] = []
+    columns = (posts.c.id, posts.c.state, posts.c.hold_reason, posts.c.gate_reason)
     with store.engine.begin() as conn:
         if ids is None:
-            rows = conn.execute(
-                select(posts.c.id, posts.c.state).where(posts.c.state.in_(allowed))
-            ).all()
+            query = select(*columns).where(posts.c.state.in_(allowed))
+            if every is not None:
+                query = query.where(every)
+            rows = conn.execute(query).all()
         else:
-            rows = conn.execute(
-                select(posts.c.id, posts.c.state).where(posts.c.id.in_(list(ids)))
-            ).all()
+            rows = conn.execute(select(*columns).where(posts.c.id.in_(list(ids)))).all()
             found = {r.id for r in rows}
             missing = [i for i in ids if i not in found]
             if missing:
@@ -85,89 +92,112 @@ def _transition(
                     f"post #{wrong[0].id} is {wrong[0].state}; only {' or '.join(allowed)} "
                     f"posts can be {what}"
                 )
+        now = _now()
         for row in rows:
             result = conn.execute(
                 update(posts)
                 .where(posts.c.id == row.id)
                 .where(posts.c.state == row.state)  # unchanged since we looked
-                .values(state=target, updated_at=_now(), **values)
+                .values(state=target, updated_at=now, **values)
             )
             if result.rowcount:
                 changes.append(Change(row.id, row.state, target))
+                was = row.hold_reason or row.gate_reason
+                detail = f"{row.state} -> {target}" + (f"; was: {was}" if was else "")
+                audit.record(conn, actor, action, f"post #{row.id}", detail, at=now)
     return changes
 
 
-def hold(store: Store, ids: Sequence[int] | None) -> list[Change]:
+def hold(store: Store, ids: Sequence[int] | None, *, actor: str) -> list[Change]:
     return _transition(
         store,
         ids,
         [PostState.PENDING],
         PostState.HELD,
-        {"hold_reason": "held by an operator"},
+        {"hold_reason": f"held by an operator ({actor})", "hold_kind": HoldKind.OPERATOR},
         "held",
+        actor=actor,
+        action="hold",
     )
 
 
-def approve(store: Store, ids: Sequence[int] | None) -> list[Change]:
+def approve(
+    store: Store, ids: Sequence[int] | None, *, actor: str, include_gated: bool = False
+) -> list[Change]:
     """Release held posts. A post held because its template failed has no text yet: it is
-    released by fixing the template, not by approval."""
-    targets = ids
+    released by fixing the template, not by approval. `ids` None (approve --all) leaves the
+    posts a plausibility or feed-text gate holds unless `include_gated`: each of those needs a
+    person who has read its finding."""
     if ids is None:
-        with store.engine.connect() as conn:
-            targets = list(
-                conn.execute(
-                    select(posts.c.id)
-                    .where(posts.c.state == PostState.HELD)
-                    .where(posts.c.text.is_not(None))
-                ).scalars()
-            )
-        if not targets:
-            return []
-    else:
-        with store.engine.connect() as conn:
-            untexted = conn.execute(
-                select(posts.c.id, posts.c.hold_reason)
-                .where(posts.c.id.in_(list(ids)))
-                .where(posts.c.text.is_(None))
-            ).first()
-        if untexted is not None:
-            raise OperatorError(
-                f"post #{untexted.id} has no text yet ({untexted.hold_reason}); fix the template "
-                "and it is rendered and released by itself"
-            )
+        every = posts.c.text.is_not(None)
+        if not include_gated:
+            every = every & (posts.c.hold_kind.is_(None) | (posts.c.hold_kind != HoldKind.GATE))
+        return _transition(
+            store,
+            None,
+            [PostState.HELD],
+            PostState.PENDING,
+            {"hold_reason": None, "hold_kind": None, "not_before": None},
+            "approved",
+            actor=actor,
+            action="approve",
+            every=every,
+        )
+    with store.engine.connect() as conn:
+        untexted = conn.execute(
+            select(posts.c.id, posts.c.hold_reason)
+            .where(posts.c.id.in_(list(ids)))
+            .where(posts.c.text.is_(None))
+        ).first()
+    if untexted is not None:
+        raise OperatorError(
+            f"post #{untexted.id} has no text yet ({untexted.hold_reason}); fix the template "
+            "and it is rendered and released by itself"
+        )
     return _transition(
         store,
-        targets,
+        ids,
         [PostState.HELD],
         PostState.PENDING,
-        {"hold_reason": None, "not_before": None},
+        {"hold_reason": None, "hold_kind": None, "not_before": None},
         "approved",
+        actor=actor,
+        action="approve",
     )
 
 
-def retry(store: Store, ids: Sequence[int]) -> list[Change]:
+def gated_held(store: Store) -> int:
+    """How many held posts wait for a person to read a gate's finding."""
+    return store.count_held(HoldKind.GATE)
+
+
+def retry(store: Store, ids: Sequence[int], *, actor: str) -> list[Change]:
     return _transition(
         store,
         ids,
         [PostState.FAILED],
         PostState.PENDING,
-        {"attempts": 0, "not_before": None, "hold_reason": None},
+        {"attempts": 0, "not_before": None, "hold_reason": None, "hold_kind": None},
         "retried",
+        actor=actor,
+        action="retry",
     )
 
 
-def cancel(store: Store, ids: Sequence[int]) -> list[Change]:
+def cancel(store: Store, ids: Sequence[int], *, actor: str) -> list[Change]:
     return _transition(
         store,
         ids,
         [PostState.PENDING, PostState.HELD, PostState.FAILED],
         PostState.CANCELLED,
-        {"hold_reason": "cancelled by an operator"},
+        {"hold_reason": f"cancelled by an operator ({actor})"},
         "cancelled",
+        actor=actor,
+        action="cancel",
     )
 
 
-def mark_sent(store: Store, post_id: int, url: str | None = None) -> list[Change]:
+def mark_sent(store: Store, post_id: int, url: str | None = None, *, actor: str) -> list[Change]:
     """Record a held post as published: an operator found it on the account (an in-doubt post
     the platform could not look up). It is never sent again."""
     return _transition(
@@ -176,23 +206,38 @@ def mark_sent(store: Store, post_id: int, url: str | None = None) -> list[Change
         [PostState.HELD],
         PostState.SENT,
         {
-            "hold_reason": "found on the account by an operator",
+            "hold_reason": f"found on the account by an operator ({actor})",
+            "hold_kind": None,
             "platform_url": url,
             "platform_post_id": "operator",
             "sent_at": _now(),
         },
         "marked sent",
+        actor=actor,
+        action="mark-sent",
     )
 
 
-def pause(store: Store, accounts: Sequence[str], reason: str = "paused by an operator") -> None:
-    for account in accounts:
-        store.put_state(
-            PAUSED + account, {"reason": reason, "at": _now().isoformat(), "until": None}
-        )
+def pause(
+    store: Store, accounts: Sequence[str], reason: str = "paused by an operator", *, actor: str
+) -> None:
+    now = _now()
+    with store.transaction() as conn:
+        for account in accounts:
+            store.put_state(
+                PAUSED + account,
+                {"reason": reason, "at": now.isoformat(), "until": None, "by": actor},
+                conn=conn,
+            )
+            audit.record(conn, actor, "pause", f"account {account}", reason, at=now)
 
 
-def resume(store: Store, accounts: Sequence[str]) -> None:
-    for account in accounts:
-        store.put_state(PAUSED + account, None)
-        store.put_state(FAILURES + account, 0)
+def resume(store: Store, accounts: Sequence[str], *, actor: str, why: str = "resumed") -> None:
+    """Lift a pause and reset the circuit breaker with it, so the next failure does not pause
+    the account again at once. The one way to resume: the CLI, `auth` and the console use it."""
+    now = _now()
+    with store.transaction() as conn:
+        for account in accounts:
+            store.put_state(PAUSED + account, None, conn=conn)
+            store.put_state(FAILURES + account, 0, conn=conn)
+            audit.record(conn, actor, "resume", f"account {account}", why, at=now)

@@ -17,7 +17,7 @@ from typing import Any
 
 from broadcaster import gates
 from broadcaster.clock import Clock
-from broadcaster.compose import TEMPLATE_REASON, Composer
+from broadcaster.compose import Composer
 from broadcaster.config import Config
 from broadcaster.context import (
     event_context,
@@ -33,7 +33,7 @@ from broadcaster.parsers import FeedError, reader_for
 from broadcaster.planner import NIGHT_STARTED, plan
 from broadcaster.samples import display_from
 from broadcaster.sources import Fetched, Source, SourceDown
-from broadcaster.store import NewPost, PostState, Store
+from broadcaster.store import HoldKind, NewPost, PostState, Store
 from broadcaster.tally import compute_tally
 
 log = logging.getLogger(__name__)
@@ -89,24 +89,17 @@ def held_events(events: list[Event], holding: list[Finding]) -> dict[str, str]:
     return out
 
 
-GATE_AFTER_TEMPLATE = " | then "  # joins a template problem and the gate's hold that follows
-
-
 def _gated(post: NewPost, reason: str | None) -> NewPost:
+    """The post with its event's gate hold applied. A post already held for a template problem
+    has no text to approve yet: it keeps that hold and carries the gate's reason, so the fixed
+    template's post is held for the operator, not sent unchecked."""
     if reason is None or post.state == PostState.CANCELLED:
         return post
     if post.text is None:
-        # Held for a template problem: it has no text to approve yet. The gate's reason rides
-        # along, so the fixed template's post is held for the operator, not sent unchecked.
-        return replace(post, hold_reason=f"{post.hold_reason}{GATE_AFTER_TEMPLATE}{reason}")
-    return replace(post, state=PostState.HELD, hold_reason=reason)
-
-
-def _gate_reason(held_reason: str | None) -> str | None:
-    """The gate's hold carried by a post held for a template problem, if any."""
-    marker = f"{GATE_AFTER_TEMPLATE}{gates.HOLD_PREFIX}:"
-    at = (held_reason or "").rfind(marker)
-    return held_reason[at + len(GATE_AFTER_TEMPLATE) :] if held_reason and at >= 0 else None
+        return replace(post, gate_reason=reason)
+    return replace(
+        post, state=PostState.HELD, hold_reason=reason, hold_kind=HoldKind.GATE, gate_reason=reason
+    )
 
 
 def _finding_record(name: str, snapshot: Snapshot, f: Finding, action: str) -> dict[str, Any]:
@@ -256,7 +249,11 @@ class Pipeline:
                     render_time += time.perf_counter() - r0
                     ids = self.store.insert_events(conn, snapshot_id, captured)
                     added += self.store.insert_posts(
-                        conn, new_posts, ids, {e.key: e for e in chunk}
+                        conn,
+                        new_posts,
+                        ids,
+                        {e.key: e for e in chunk},
+                        test_data=snapshot.is_test,
                     )
             self.state = new_state
             self._last_fingerprint = fetched.fingerprint
@@ -390,7 +387,7 @@ class Pipeline:
         released = 0
         accounts = {a.name: a for a in self.config.accounts}
         shared_cache: dict[int, dict[str, Any]] = {}
-        for row in self.store.held_for_templates(TEMPLATE_REASON):
+        for row in self.store.held(HoldKind.TEMPLATE):
             account = accounts.get(row.account)
             if account is None or "#" in row.idempotency_key:
                 continue
@@ -402,8 +399,7 @@ class Pipeline:
                 stored.event, stored.context, views, timezone=self.config.election.timezone
             )
             rows = self.composer.compose(stored.event, account, variables, row.idempotency_key)
-            gate = _gate_reason(row.hold_reason)
-            rows = [_gated(r, gate) for r in rows]
+            rows = [_gated(r, row.gate_reason) for r in rows]
             self.store.replace_held(row.id, rows)
             if rows[0].state == PostState.PENDING:
                 released += 1

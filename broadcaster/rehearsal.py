@@ -25,7 +25,7 @@ from broadcaster.publishers import PublisherEnv, platform_module
 from broadcaster.publishers.base import EmulatorAccount
 from broadcaster.secrets import Secrets, TokenStore
 from broadcaster.sources import SourceDown, make_fetched, snapshot_files
-from broadcaster.store import PostState, Store
+from broadcaster.store import DatabaseMode, ModeMismatch, PostState, Store, require_mode
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +92,11 @@ def rehearse(
     out_dir.mkdir(parents=True, exist_ok=True)
     config = rehearsal_config(config, out_dir)
     store = Store(config.database_url)
+    try:
+        require_mode(store, DatabaseMode.REHEARSAL)
+    except ModeMismatch:
+        store.close()
+        raise
     clock = FeedClock()
     last = store.last_accepted()
     if last is not None:

@@ -17,9 +17,12 @@ import tempfile
 import threading
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from broadcaster.logs import register_secret
+
+if TYPE_CHECKING:
+    from broadcaster.config import Config
 
 
 class SecretError(Exception):
@@ -118,3 +121,35 @@ class TokenStore:
             except BaseException:
                 Path(tmp).unlink(missing_ok=True)
                 raise
+
+
+def register_config_secrets(config: Config, environ: dict[str, str] | None = None) -> None:
+    """Register every secret value the configuration can reach (the secrets file, the token
+    store, and each environment variable an account or the feed names), so that every log line,
+    stored error and printed report masks it, and no post carrying one is ever sent. Missing or
+    unreadable files are left to the code that needs them to report."""
+    env = environ if environ is not None else os.environ
+    names: set[str] = set()
+    for account in config.accounts:
+        names.update(v for v in account.settings.values() if isinstance(v, str))
+    headers = getattr(config.feed, "headers", None) or {}
+    names.update(v for v in headers.values() if isinstance(v, str))
+    for name in names:
+        if name in env:
+            register_secret(env[name])
+    file = config.path(config.secrets.file)
+    if file is not None and file.is_file():
+        try:
+            for value in Secrets(file, environ={})._from_file().values():
+                register_secret(value)
+        except (SecretError, OSError, UnicodeDecodeError):
+            pass
+    tokens = config.path(config.secrets.tokens)
+    if tokens is not None and tokens.is_file():
+        try:
+            for account_tokens in TokenStore(tokens)._read().values():
+                for value in account_tokens.values() if isinstance(account_tokens, dict) else ():
+                    if isinstance(value, str):
+                        register_secret(value)
+        except (SecretError, OSError, UnicodeDecodeError):
+            pass

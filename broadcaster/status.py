@@ -13,9 +13,9 @@ from sqlalchemy import func, select
 
 from broadcaster.config import Config
 from broadcaster.dispatcher import WAITING, account_budget
-from broadcaster.gates import FINDINGS_KEY, HOLD_PREFIX
+from broadcaster.gates import FINDINGS_KEY
 from broadcaster.operate import PAUSED
-from broadcaster.store import PostState, Store, events, posts, snapshots
+from broadcaster.store import HoldKind, PostState, Store, events, posts, snapshots
 
 
 def collect_status(
@@ -64,7 +64,7 @@ def collect_status(
         accepted, rejected = store.snapshot_counts()
         template_problems = store.get_state("template_problems", [])
         findings = list(store.get_state(FINDINGS_KEY, []) or [])[-10:]
-        implausible_held = store.count_held_with_prefix(HOLD_PREFIX)
+        implausible_held = store.count_held(HoldKind.GATE)
         accounts = []
         for account in config.accounts:
             paused = store.get_state(PAUSED + account.name)

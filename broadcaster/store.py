@@ -8,12 +8,14 @@ post idempotency keys is enforced by the database itself, so nothing can be post
 from __future__ import annotations
 
 import json
+import os
 import time
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
@@ -44,9 +46,12 @@ from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.types import TypeDecorator
 
 from broadcaster.events import Event, EventKind
+from broadcaster.logs import redact
 from broadcaster.model import Snapshot
 
-SCHEMA_VERSION = 1
+# 1: the first schema. 2: posts.test_data (the send-time test guard), posts.hold_kind and
+# posts.gate_reason, and the audit table.
+SCHEMA_VERSION = 2
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -129,6 +134,12 @@ posts = Table(
     Column("platform_checkpoint", Text),  # an interim id (TikTok publish_id) for look-ups
     Column("superseded_by", Integer),  # the post (a summary, or a newer one) that replaced it
     Column("corrects", Integer),  # for a correction: the earlier post it corrects
+    # The snapshot behind the post was test data: checked again at send time, in every mode.
+    Column("test_data", Boolean, nullable=False, default=False),
+    Column("hold_kind", String(16)),  # why a held post waits, as a HoldKind
+    # A plausibility gate's reason for this post's event: kept when the post is held for
+    # something else first (a template problem), so fixing that never releases it unchecked.
+    Column("gate_reason", Text),
 )
 Index("ix_posts_account_sent", posts.c.account, posts.c.state, posts.c.sent_at)
 Index("ix_posts_due", posts.c.state, posts.c.priority, posts.c.id)
@@ -138,6 +149,18 @@ kv = Table(
     metadata,
     Column("key", String(200), primary_key=True),
     Column("value", JSON, nullable=False),
+)
+
+# Who did what to the outbox and the accounts, and when: operators' commands and the console.
+audit = Table(
+    "audit",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("at", UTCDateTime, nullable=False),
+    Column("actor", String(100), nullable=False),
+    Column("action", String(40), nullable=False),
+    Column("target", Text, nullable=False),
+    Column("detail", Text),
 )
 
 
@@ -157,6 +180,64 @@ class PostState:
     ALL = (PENDING, HELD, SENDING, SENT, FAILED, CANCELLED, SUPERSEDED)
 
 
+class HoldKind(StrEnum):
+    """Why a held post waits; the human reason is in `hold_reason`."""
+
+    TEMPLATE = "template"  # its template failed: released by fixing the template
+    GATE = "gate"  # a plausibility or feed-text gate: needs an operator who names the finding
+    APPROVAL = "approval"  # the account requires approval of every post
+    IN_DOUBT = "in_doubt"  # it may be on the platform: check, then mark sent or approve
+    OPERATOR = "operator"  # held by an operator
+    CARD = "card"  # its result card could not be drawn (the platform needs one)
+    SECRET = "secret"  # noqa: S105 - its text contains a secret value: never sent
+    TEST_DATA = "test_data"  # test data bound for a real account
+    ACCOUNT = "account"  # its account is no longer configured
+
+
+MODE_KEY = "database_mode"
+
+
+class DatabaseMode(StrEnum):
+    """What a database holds: a rehearsal's posts (dry run) or the real night's. A database
+    never changes mode: a rehearsal's events count as posted, so a live run on it would skip
+    them, and a dry run on the night's database would mark real events as posted unposted."""
+
+    REHEARSAL = "rehearsal"
+    LIVE = "live"
+
+
+class ModeMismatch(Exception):
+    """A rehearsal's database used for the night, or the night's used for a dry run. The
+    message says what to do instead."""
+
+
+def require_mode(store: Store, mode: DatabaseMode) -> None:
+    """Claim `mode` for the database, or raise ModeMismatch if it is the other one's."""
+    have = store.claim_mode(mode)
+    if have == mode:
+        return
+    where = store.url.split("://", 1)[0] + " database " + _where(store.url)
+    if mode is DatabaseMode.LIVE:
+        raise ModeMismatch(
+            f"{where} belongs to a rehearsal (dry run): its events count as already posted, so "
+            "a live run on it would silently skip them, and its posts were never meant for a "
+            "real account. For the night, set [database] url to a new, empty database (keep "
+            "this one as the rehearsal's record), then check everything with `broadcaster "
+            "golive --config FILE` (docs/operations.md, 'From rehearsal to the night')"
+        )
+    raise ModeMismatch(
+        f"{where} belongs to the live night: a dry run on it would mark real events as posted "
+        "without posting them. Rehearse with another [database] url (or `broadcaster rehearse`, "
+        "which keeps its own state in its output folder)"
+    )
+
+
+def _where(url: str) -> str:
+    """The database's location without credentials, for messages."""
+    rest = url.split("://", 1)[-1]
+    return rest.rsplit("@", 1)[-1] if "@" in rest else rest
+
+
 @dataclass(frozen=True, slots=True)
 class NewPost:
     """A rendered post about to enter the outbox."""
@@ -173,6 +254,8 @@ class NewPost:
     title: str | None = None
     thread_parent: str | None = None  # idempotency key of the previous part of a thread
     wants_card: bool = False
+    hold_kind: HoldKind | None = None
+    gate_reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,10 +281,12 @@ def _now() -> datetime:
 class Store:
     """All database access goes through here."""
 
-    def __init__(self, url: str, *, keep_bodies: int = 3) -> None:
+    def __init__(self, url: str, *, keep_bodies: int = 3, file_mode: int = 0o600) -> None:
         self.url = url
         self.keep_bodies = keep_bodies
         server = not url.startswith("sqlite")
+        if not server:
+            _create_private(url, file_mode)
         # A database server may drop idle connections (a restart, a proxy's timeout) during a
         # twelve-hour night: each connection is checked as it leaves the pool.
         self.engine: Engine = create_engine(url, future=True, pool_pre_ping=server)
@@ -212,7 +297,12 @@ class Store:
             conn.execute(
                 _insert_ignore(conn, kv, "key").values(key="schema_version", value=SCHEMA_VERSION)
             )
-            version = conn.execute(select(kv.c.value).where(kv.c.key == "schema_version")).scalar()
+            version = conn.execute(
+                select(kv.c.value).where(kv.c.key == "schema_version").with_for_update()
+            ).scalar()
+            if version == 1:
+                _upgrade_from_1(conn)
+                version = SCHEMA_VERSION
             if version != SCHEMA_VERSION:
                 raise RuntimeError(
                     f"database {url} has schema version {version}; this version expects "
@@ -230,6 +320,7 @@ class Store:
     # -- key/value state --
 
     def _kv_put(self, conn: Connection, key: str, value: Any) -> None:
+        value = _redacted(value)
         # One statement (an upsert), so the daemon and an operator's command writing the same
         # key at once cannot both find it missing and both insert it.
         statement = _upsert_base(conn, kv).values(key=key, value=value)
@@ -284,7 +375,7 @@ class Store:
                         source=source,
                         name=name,
                         accepted=False,
-                        error=error,
+                        error=redact(error),
                         received_at=at,
                     )
                 )
@@ -366,8 +457,11 @@ class Store:
         new_posts: Sequence[NewPost],
         event_ids: dict[str, int],
         by_key: dict[str, Event],
+        *,
+        test_data: bool,
     ) -> int:
-        """Insert rendered posts; an existing idempotency key is left alone. Returns rows added."""
+        """Insert rendered posts; an existing idempotency key is left alone. Returns rows added.
+        `test_data`: they come from a test snapshot (checked again before each send)."""
         if not new_posts:
             return 0
         now = _now()
@@ -389,6 +483,8 @@ class Store:
                     "media": list(p.media),
                     "attempts": 0,
                     "hold_reason": p.hold_reason,
+                    "hold_kind": p.hold_kind,
+                    "gate_reason": p.gate_reason,
                     "feed_time": ev.at,
                     "created_at": now,
                     "updated_at": now,
@@ -396,6 +492,7 @@ class Store:
                     "title": p.title,
                     "thread_parent": p.thread_parent,
                     "wants_card": p.wants_card,
+                    "test_data": test_data,
                 }
             )
         result = conn.execute(_insert_ignore(conn, posts, "idempotency_key"), rows)
@@ -439,13 +536,14 @@ class Store:
             return None
         return _event_from_row(row), row.data
 
-    def held_for_templates(self, prefix: str) -> list[Any]:
+    def held(self, kind: HoldKind) -> list[Any]:
+        """Held posts of one kind, oldest first."""
         with self.engine.connect() as conn:
             return list(
                 conn.execute(
                     select(posts)
                     .where(posts.c.state == PostState.HELD)
-                    .where(posts.c.hold_reason.startswith(prefix))
+                    .where(posts.c.hold_kind == kind)
                     .order_by(posts.c.id)
                 ).all()
             )
@@ -523,7 +621,7 @@ class Store:
                 .where(posts.c.id == post_id)
                 .values(
                     state=PostState.PENDING,
-                    last_error=error,
+                    last_error=redact(error),
                     not_before=not_before,
                     updated_at=_now(),
                 )
@@ -534,7 +632,7 @@ class Store:
             conn.execute(
                 update(posts)
                 .where(posts.c.id == post_id)
-                .values(state=PostState.FAILED, last_error=error, updated_at=_now())
+                .values(state=PostState.FAILED, last_error=redact(error), updated_at=_now())
             )
 
     def post_by_key(self, idempotency_key: str) -> Any:
@@ -559,6 +657,8 @@ class Store:
                     text=first.text,
                     title=first.title,
                     hold_reason=first.hold_reason,
+                    hold_kind=first.hold_kind,
+                    gate_reason=first.gate_reason,
                     wants_card=first.wants_card,
                     updated_at=_now(),
                 )
@@ -567,7 +667,13 @@ class Store:
                 event = _event_from_row(
                     conn.execute(select(events).where(events.c.id == row.event_id)).one()
                 )
-                self.insert_posts(conn, rest, {event.key: row.event_id}, {event.key: event})
+                self.insert_posts(
+                    conn,
+                    rest,
+                    {event.key: row.event_id},
+                    {event.key: event},
+                    test_data=row.test_data,
+                )
 
     def set_checkpoint(self, post_id: int, value: str) -> None:
         """Record an interim platform id at once, in its own transaction."""
@@ -578,8 +684,9 @@ class Store:
 
     # -- what the planner needs --
 
-    def pending_for(self, account: str, now: datetime) -> list[Any]:
-        """Pending posts of an account that are due, thread continuations excluded."""
+    def pending_for(self, account: str, now: datetime, *, dry_run: bool) -> list[Any]:
+        """Pending posts of an account that are due and were planned in mode `dry_run`,
+        thread continuations excluded."""
         with self.engine.connect() as conn:
             return list(
                 conn.execute(
@@ -587,21 +694,22 @@ class Store:
                     .join(events, events.c.id == posts.c.event_id)
                     .where(posts.c.account == account)
                     .where(posts.c.state == PostState.PENDING)
+                    .where(posts.c.dry_run.is_(dry_run))
                     .where(posts.c.thread_parent.is_(None))
                     .where((posts.c.not_before.is_(None)) | (posts.c.not_before <= now))
                     .order_by(posts.c.priority, posts.c.id)
                 ).all()
             )
 
-    def count_held_with_prefix(self, prefix: str) -> int:
-        """Held posts whose reason starts with `prefix` (e.g. the plausibility gates')."""
+    def count_held(self, kind: HoldKind) -> int:
+        """Held posts of one kind (e.g. the plausibility gates')."""
         with self.engine.connect() as conn:
             return int(
                 conn.execute(
                     select(func.count())
                     .select_from(posts)
                     .where(posts.c.state == PostState.HELD)
-                    .where(posts.c.hold_reason.startswith(prefix))
+                    .where(posts.c.hold_kind == kind)
                 ).scalar_one()
             )
 
@@ -702,7 +810,18 @@ class Store:
                 event_id = conn.execute(
                     select(events.c.id).where(events.c.key == event.key)
                 ).scalar_one()
-                self.insert_posts(conn, [post], {event.key: event_id}, {event.key: event})
+                # A summary of test posts is test data too.
+                test_data = bool(
+                    conn.execute(
+                        select(func.count())
+                        .select_from(posts)
+                        .where(posts.c.id.in_(list(merged)))
+                        .where(posts.c.test_data.is_(True))
+                    ).scalar_one()
+                )
+                self.insert_posts(
+                    conn, [post], {event.key: event_id}, {event.key: event}, test_data=test_data
+                )
                 post_id = conn.execute(
                     select(posts.c.id).where(posts.c.idempotency_key == post.idempotency_key)
                 ).scalar_one()
@@ -755,13 +874,67 @@ class Store:
         with self.engine.begin() as conn:
             conn.execute(update(posts).where(posts.c.id == post_id).values(media=list(media)))
 
-    def mark_held(self, post_id: int, reason: str) -> None:
+    def mark_held(self, post_id: int, kind: HoldKind, reason: str) -> None:
         with self.engine.begin() as conn:
             conn.execute(
                 update(posts)
                 .where(posts.c.id == post_id)
-                .values(state=PostState.HELD, hold_reason=reason, updated_at=_now())
+                .values(
+                    state=PostState.HELD,
+                    hold_kind=kind,
+                    hold_reason=redact(reason),
+                    updated_at=_now(),
+                )
             )
+
+    def refuse(self, post_id: int, state: str, kind: HoldKind, reason: str) -> None:
+        """Stop a post that must not go out as it is (held or cancelled), masking any secret
+        in its stored text and title so the database never keeps one."""
+        with self.engine.begin() as conn:
+            row = conn.execute(
+                select(posts.c.text, posts.c.title).where(posts.c.id == post_id)
+            ).one()
+            conn.execute(
+                update(posts)
+                .where(posts.c.id == post_id)
+                .where(posts.c.state.in_([PostState.PENDING, PostState.HELD]))
+                .values(
+                    state=state,
+                    hold_kind=kind if state == PostState.HELD else None,
+                    hold_reason=redact(reason),
+                    text=None if row.text is None else redact(row.text),
+                    title=None if row.title is None else redact(row.title),
+                    updated_at=_now(),
+                )
+            )
+
+    # -- the database's mode: a rehearsal's, or the night's --
+
+    def mode(self) -> str | None:
+        """ "rehearsal" or "live", once claimed; a database from before modes were recorded is
+        judged by its posts (any live post makes it live)."""
+        recorded = self.get_state(MODE_KEY)
+        if recorded is not None:
+            return str(recorded)
+        with self.engine.connect() as conn:
+            live = conn.execute(select(posts.c.id).where(posts.c.dry_run.is_(False)).limit(1))
+            if live.first() is not None:
+                return DatabaseMode.LIVE
+            if conn.execute(select(posts.c.id).limit(1)).first() is not None:
+                return DatabaseMode.REHEARSAL
+        return None
+
+    def claim_mode(self, mode: str) -> str:
+        """Record `mode` for a database that has none yet; returns the database's mode (which
+        may be the other one: the caller refuses to go on then)."""
+        existing = self.mode()
+        if existing is not None:
+            if self.get_state(MODE_KEY) is None:
+                self.put_state(MODE_KEY, existing)
+            return existing
+        with self.engine.begin() as conn:
+            conn.execute(_insert_ignore(conn, kv, "key").values(key=MODE_KEY, value=mode))
+            return str(conn.execute(select(kv.c.value).where(kv.c.key == MODE_KEY)).scalar_one())
 
     def count_posts(self) -> dict[tuple[str, str, str], int]:
         """(platform, event kind, state) -> number of posts."""
@@ -782,6 +955,18 @@ class Store:
                 ).all()
             )
         return int(rows.get(True, 0)), int(rows.get(False, 0))
+
+
+def _redacted(value: Any) -> Any:
+    """A state value with every registered secret masked (pause reasons quote platforms'
+    errors, which may echo a token)."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {k: _redacted(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redacted(v) for v in value]
+    return value
 
 
 def _upsert_base(conn: Connection, table: Table) -> Any:
@@ -825,6 +1010,63 @@ def _create_tables(engine: Engine) -> None:
             if "already exists" not in str(exc) or attempt == 4:
                 raise
             time.sleep(0.05 * (attempt + 1))
+
+
+def _create_private(url: str, mode: int) -> None:
+    """Create a new SQLite file readable by its owner only (its -wal and -shm files take the
+    same mode): the outbox holds the night's posts and operators' notes."""
+    path = url.split("///", 1)[1] if "///" in url else ""
+    if not path or path.startswith(":memory:") or "mode=memory" in path:
+        return
+    path = path.split("?", 1)[0]
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    except FileExistsError:
+        return
+    except OSError:
+        return  # a missing folder: SQLAlchemy's own error says it better
+    os.close(fd)
+
+
+def _upgrade_from_1(conn: Connection) -> None:
+    """Schema 1 to 2 in place: posts.test_data, filled from each post's snapshot (the audit
+    table is new and was created with the others)."""
+    conn.execute(text("ALTER TABLE posts ADD COLUMN test_data BOOLEAN NOT NULL DEFAULT FALSE"))
+    conn.execute(text("ALTER TABLE posts ADD COLUMN hold_kind VARCHAR(16)"))
+    conn.execute(text("ALTER TABLE posts ADD COLUMN gate_reason TEXT"))
+    held = conn.execute(
+        select(posts.c.id, posts.c.hold_reason).where(posts.c.state == PostState.HELD)
+    ).all()
+    for post_id, reason in held:
+        kind, gate = _legacy_hold(reason or "")
+        conn.execute(
+            update(posts).where(posts.c.id == post_id).values(hold_kind=kind, gate_reason=gate)
+        )
+    test_snapshots = [
+        sid
+        for sid, shared in conn.execute(select(snapshots.c.id, snapshots.c.shared))
+        if isinstance(shared, dict) and (shared.get("election") or {}).get("is_test")
+    ]
+    for i in range(0, len(test_snapshots), 500):
+        event_ids = select(events.c.id).where(events.c.snapshot_id.in_(test_snapshots[i : i + 500]))
+        conn.execute(update(posts).where(posts.c.event_id.in_(event_ids)).values(test_data=True))
+    conn.execute(update(kv).where(kv.c.key == "schema_version").values(value=SCHEMA_VERSION))
+
+
+def _legacy_hold(reason: str) -> tuple[HoldKind, str | None]:
+    """A schema-1 hold reason's kind, and the gate's reason riding along on a template hold."""
+    if reason.startswith("template: "):
+        _, sep, gate = reason.rpartition(" | then ")
+        return HoldKind.TEMPLATE, gate if sep else None
+    for prefix, kind in (
+        ("implausible", HoldKind.GATE),
+        ("awaiting approval", HoldKind.APPROVAL),
+        ("in doubt", HoldKind.IN_DOUBT),
+        ("card:", HoldKind.CARD),
+    ):
+        if reason.startswith(prefix):
+            return kind, reason if kind is HoldKind.GATE else None
+    return HoldKind.OPERATOR, None
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

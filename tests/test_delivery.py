@@ -203,10 +203,10 @@ def test_approval_mode_holds_every_post_until_approved(tmp_path, demo_files):
     assert held
     assert all(r.hold_reason == "awaiting approval" for r in held)
     assert not read_posts(night.posts_path)
-    operate.approve(night.store, [held[0].id])
+    operate.approve(night.store, [held[0].id], actor="tester")
     night.dispatcher.drain()
     assert [r["idempotency_key"] for r in read_posts(night.posts_path)] == [held[0].idempotency_key]
-    changes = operate.approve(night.store, None)
+    changes = operate.approve(night.store, None, actor="tester")
     night.dispatcher.drain()
     assert len(read_posts(night.posts_path)) == len(changes) + 1
 
@@ -261,7 +261,7 @@ def test_a_correction_is_linked_to_the_post_it_corrects_and_edits_it(tmp_path, d
     assert len(held) == 1
     assert held[0].hold_reason.startswith("implausible: D06 Westfield: Quinn Adair went down")
     assert not fake.edits
-    operate.approve(night.store, [held[0].id])  # a genuine correction
+    operate.approve(night.store, [held[0].id], actor="tester")  # a genuine correction
     night.dispatcher.drain()
     correction = next(r for r in night.rows(PostState.SENT) if r.event_kind == "corrected")
     original = next(r for r in night.rows(PostState.SENT) if r.id == correction.corrects)
@@ -275,11 +275,11 @@ def test_operator_actions_only_apply_to_safe_states(tmp_path, demo_files):
     night.feed(demo_files[:10])
     sent = night.rows(PostState.SENT)[0]
     with pytest.raises(operate.OperatorError, match="is sent; only pending posts can be held"):
-        operate.hold(night.store, [sent.id])
+        operate.hold(night.store, [sent.id], actor="tester")
     with pytest.raises(operate.OperatorError, match="no post #99999"):
-        operate.cancel(night.store, [99999])
+        operate.cancel(night.store, [99999], actor="tester")
     night.feed(demo_files[10:11])
-    assert operate.hold(night.store, None) == []  # already sent: nothing pending
+    assert operate.hold(night.store, None, actor="tester") == []  # already sent: nothing pending
 
 
 def test_an_operator_records_a_post_found_on_the_account(tmp_path, demo_files):
@@ -288,11 +288,13 @@ def test_an_operator_records_a_post_found_on_the_account(tmp_path, demo_files):
     held = night.rows(PostState.HELD)
     assert held
     pending = held[1]
-    operate.approve(night.store, [pending.id])
+    operate.approve(night.store, [pending.id], actor="tester")
     with pytest.raises(operate.OperatorError, match="only held posts can be marked sent"):
-        operate.mark_sent(night.store, pending.id)
+        operate.mark_sent(night.store, pending.id, actor="tester")
     found = held[0]
-    changes = operate.mark_sent(night.store, found.id, "https://facebook.example/p/1")
+    changes = operate.mark_sent(
+        night.store, found.id, "https://facebook.example/p/1", actor="tester"
+    )
     assert [(c.before, c.after) for c in changes] == [("held", "sent")]
     row = night.store.post_row(found.id)
     assert row.platform_url == "https://facebook.example/p/1"

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import sqlite3
+import stat
 from pathlib import Path
 
-from broadcaster.store import Store
+from broadcaster.store import SCHEMA_VERSION, HoldKind, Store
 
 
 def _open_and_write(url: str) -> None:
@@ -30,7 +32,7 @@ def open_at_once(url: str, processes: int = 4) -> None:
     store = Store(url)
     try:
         assert store.get_state("paused:x")["again"] is True
-        assert store.get_state("schema_version") == 1
+        assert store.get_state("schema_version") == SCHEMA_VERSION
     finally:
         store.close()
 
@@ -38,3 +40,62 @@ def open_at_once(url: str, processes: int = 4) -> None:
 def test_processes_opening_a_new_database_at_once_all_succeed(tmp_path: Path):
     for round_ in range(6):
         open_at_once(f"sqlite:///{tmp_path / f'r{round_}.db'}")
+
+
+def test_a_new_sqlite_database_is_readable_by_its_owner_only(tmp_path: Path):
+    Store(f"sqlite:///{tmp_path / 'state.db'}").close()
+    assert stat.S_IMODE((tmp_path / "state.db").stat().st_mode) == 0o600
+
+
+def _as_schema_1(path: Path) -> None:
+    """Turn a database made by this version back into what schema 1 looked like."""
+    db = sqlite3.connect(path)
+    db.executescript(
+        """
+        ALTER TABLE posts DROP COLUMN test_data;
+        ALTER TABLE posts DROP COLUMN hold_kind;
+        ALTER TABLE posts DROP COLUMN gate_reason;
+        DROP TABLE audit;
+        UPDATE kv SET value = '1' WHERE key = 'schema_version';
+        """
+    )
+    db.commit()
+    db.close()
+
+
+def test_a_schema_1_database_is_upgraded_in_place(tmp_path: Path, demo_files: list[Path]):
+    from broadcaster.config import load_config
+    from broadcaster.rehearsal import rehearse
+
+    out = tmp_path / "night"
+    rehearse(load_config(None), demo_files[0].parent, out)
+    db = out / "state.db"
+    store = Store(f"sqlite:///{db}")
+    with store.engine.begin() as conn:  # a few holds as schema 1 wrote them
+        conn.exec_driver_sql(
+            "UPDATE posts SET state='held', hold_reason='template: x.j2:1: boom | then "
+            "implausible: votes went down' WHERE id = 1"
+        )
+        conn.exec_driver_sql(
+            "UPDATE posts SET state='held', hold_reason='implausible: votes went down' WHERE id = 2"
+        )
+        conn.exec_driver_sql(
+            "UPDATE posts SET state='held', hold_reason='awaiting approval' WHERE id = 3"
+        )
+    store.close()
+    _as_schema_1(db)
+
+    store = Store(f"sqlite:///{db}")
+    try:
+        assert store.get_state("schema_version") == SCHEMA_VERSION
+        rows = {r.id: r for r in store.posts_in_state("held")}
+        assert rows[1].hold_kind == HoldKind.TEMPLATE
+        assert rows[1].gate_reason == "implausible: votes went down"
+        assert rows[2].hold_kind == HoldKind.GATE
+        assert rows[3].hold_kind == HoldKind.APPROVAL
+        # The demo night is test data: every post of it is marked so, for the send-time guard.
+        with store.engine.connect() as conn:
+            flags = {v for (v,) in conn.exec_driver_sql("SELECT DISTINCT test_data FROM posts")}
+        assert flags == {1}
+    finally:
+        store.close()
