@@ -148,6 +148,13 @@ class DatabaseConfig(_Strict):
 
 class OutputConfig(_Strict):
     posts: str = "posts.jsonl"  # where dry-run publishers append what they would have posted
+    # Mode of the files broadcaster creates (the SQLite database, posts.jsonl, cards): owner
+    # only by default; "0640" lets the service's group (monitoring, backups) read them.
+    file_mode: Literal["0600", "0640"] = "0600"
+
+    @property
+    def mode(self) -> int:
+        return int(self.file_mode, 8)
 
 
 class SecretsConfig(_Strict):

@@ -55,7 +55,7 @@ class Daemon:
         self.config = config
         self.dry_run = dry_run
         self.stop = threading.Event()
-        self.store = Store(config.database_url)
+        self.store = Store(config.database_url, file_mode=config.output.mode)
         try:
             require_mode(self.store, DatabaseMode.REHEARSAL if dry_run else DatabaseMode.LIVE)
         except ModeMismatch as exc:

@@ -150,6 +150,7 @@ def publisher_env(config: Config, store: Store, clock: Clock, posts_path: Path) 
         tokens=TokenStore(config.path(config.secrets.tokens) or Path("tokens.json")),
         state=store,
         checkpoint=store.set_checkpoint,
+        file_mode=config.output.mode,
     )
 
 

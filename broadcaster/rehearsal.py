@@ -91,7 +91,7 @@ def rehearse(
     files = replay_files(replay)
     out_dir.mkdir(parents=True, exist_ok=True)
     config = rehearsal_config(config, out_dir)
-    store = Store(config.database_url)
+    store = Store(config.database_url, file_mode=config.output.mode)
     try:
         require_mode(store, DatabaseMode.REHEARSAL)
     except ModeMismatch:

@@ -23,7 +23,7 @@ def collect_status(
 ) -> dict[str, Any]:
     """Feed, outbox and accounts as plain data."""
     own = store is None
-    store = store or Store(config.database_url)
+    store = store or Store(config.database_url, file_mode=config.output.mode)
     now = now or datetime.now(UTC)
     tz = config.election.tz
 
