@@ -25,6 +25,7 @@ from broadcaster.clock import WallClock
 from broadcaster.config import Config, ConfigError
 from broadcaster.dispatcher import Dispatcher, publisher_env
 from broadcaster.pipeline import Pipeline
+from broadcaster.secrets import register_config_secrets
 from broadcaster.service import HealthServer
 from broadcaster.sources import make_source
 from broadcaster.store import DatabaseMode, ModeMismatch, Store, require_mode
@@ -55,6 +56,9 @@ class Daemon:
         self.config = config
         self.dry_run = dry_run
         self.stop = threading.Event()
+        # Every secret the configuration can reach, before anything is logged or sent: no log
+        # line shows one and no post carrying one goes out.
+        register_config_secrets(config)
         self.store = Store(config.database_url, file_mode=config.output.mode)
         try:
             require_mode(self.store, DatabaseMode.REHEARSAL if dry_run else DatabaseMode.LIVE)
