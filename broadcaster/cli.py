@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.markup import escape as rich_escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
@@ -309,7 +310,11 @@ def feed_check(
         err.print(f"[red]{exc}[/]", highlight=False)
         raise SystemExit(EXIT_CONFIG) from None
     if result.snapshot is None:
-        err.print(f"[red]{target}: rejected: {result.problem}[/]", highlight=False, soft_wrap=True)
+        err.print(
+            f"[red]{rich_escape(result.where)}: rejected: {rich_escape(result.problem or '')}[/]",
+            highlight=False,
+            soft_wrap=True,
+        )
         raise SystemExit(1)
     snap = result.snapshot
     tz = config.election.tz
@@ -910,6 +915,9 @@ def _print_status(report: dict[str, Any]) -> None:
     )
     for item in report["recent_rejections"]:
         out.print(f"  [yellow]rejected[/] {item['name']} at {item['at']}: {item['error']}")
+    for problem in report.get("problems", []):
+        # Why /healthz is degraded: the feed failing or stale, a configured file gone.
+        out.print(f"[bold red]degraded[/]: {rich_escape(problem)}", highlight=False)
     accounts = Table(title="Accounts")
     for column in ("account", "platform", "state", "budget left", "next slot", "why"):
         accounts.add_column(column, overflow="fold")
