@@ -384,7 +384,7 @@ def run(ctx: click.Context, config_path: Path | None, dry_run: bool) -> None:
     try:
         daemon = Daemon(config, dry_run=dry_run)
     except ConfigError as exc:
-        err.print(f"[bold red]refusing to start[/]: {exc}")
+        err.print(f"[bold red]refusing to start[/]: {rich_escape(str(exc))}")
         raise SystemExit(EXIT_CONFIG) from None
     sys.exit(daemon.run())
 

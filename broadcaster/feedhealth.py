@@ -2,8 +2,10 @@
 
 A poll is good when the feed answered and its snapshot was accepted, was unchanged, or had been
 seen before; it failed when the feed was down, its snapshot was rejected, or the cycle failed.
-A poll skipped while backing off from a failure is neither. The daemon keeps this record in
-memory for `/healthz` and in the database (state key `feed_health`) for `broadcaster status`.
+An unchanged feed still serving a snapshot that was rejected keeps failing (a file or URL stuck
+on a bad snapshot is not a feed being read). A poll skipped while backing off is neither.
+The daemon keeps this record in memory for `/healthz` and in the database (state key
+`feed_health`) for `broadcaster status`.
 """
 
 from __future__ import annotations
@@ -28,11 +30,18 @@ class FeedHealth:
     failures: int = 0  # failed polls in a row
     last_outcome: str | None = None
     last_error: str | None = None
+    rejected: str | None = None  # why the snapshot the feed serves was rejected, if it was
 
     def record(self, outcome: str, error: str | None, now: float) -> None:
         self.last_poll = now
         if outcome in NEUTRAL:
             return
+        if outcome == "accepted":
+            self.rejected = None
+        elif outcome == "rejected":
+            self.rejected = error or "rejected"
+        elif outcome in GOOD and self.rejected is not None:
+            outcome, error = "rejected", self.rejected  # still serving the rejected snapshot
         self.last_outcome = outcome
         if outcome in GOOD:
             self.last_good = now

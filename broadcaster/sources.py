@@ -217,6 +217,12 @@ def safe_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
+def _without_userinfo(url: str) -> str:
+    parts = urlsplit(url)
+    netloc = parts.netloc.rpartition("@")[2]
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
 def _origin(url: str) -> tuple[str, str, int | None]:
     parts = urlsplit(url)
     port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
@@ -491,11 +497,15 @@ class HttpSource:
         home_kinds: set[str] | None = None
         for _ in range(MAX_REDIRECTS + 1):
             hop_headers = dict(headers)
+            request_url = url
             if self._auth and _origin(url) == self._home:
                 hop_headers.update(self._auth)
+                if any(h.lower() == "authorization" for h in self._auth):
+                    # The configured header wins over credentials left in the URL.
+                    request_url = _without_userinfo(url)
             try:
                 resp = self.session.get(
-                    url,
+                    request_url,
                     headers=hop_headers,
                     timeout=(self.feed.connect_timeout, self.feed.read_timeout),
                     stream=True,
