@@ -334,7 +334,7 @@ def feed_check(
         raise SystemExit(EXIT_CONFIG) from None
     if result.snapshot is None:
         err.print(
-            f"[red]{safe(target)}: rejected: {safe(result.problem)}[/]",
+            f"[red]{safe(result.where)}: rejected: {safe(result.problem or '')}[/]",
             highlight=False,
             soft_wrap=True,
         )
@@ -1021,6 +1021,9 @@ def _print_status(report: dict[str, Any]) -> None:
         out.print(
             f"  [yellow]rejected[/] {safe(item['name'])} at {item['at']}: {safe(item['error'])}"
         )
+    for problem in report.get("problems", []):
+        # Why /healthz is degraded: the feed failing or stale, a configured file gone.
+        out.print(f"[bold red]degraded[/]: {safe(problem)}", highlight=False)
     accounts = Table(title="Accounts")
     for column in ("account", "platform", "state", "budget left", "next slot", "why"):
         accounts.add_column(column, overflow="fold")

@@ -6,6 +6,7 @@ that hold its tokens. Relative paths are relative to the configuration file's fo
 
 from __future__ import annotations
 
+import re
 import tomllib
 from datetime import timedelta
 from pathlib import Path
@@ -68,6 +69,25 @@ class FeedConfig(_Strict):
     deadline: float = Field(default=60, gt=0)  # whole request, however slowly bytes trickle
     max_bytes: int = Field(default=50_000_000, gt=0)
     backoff_max: float = Field(default=300, gt=0)  # longest wait between tries while it is down
+    max_count: int = Field(default=10**10, gt=0)  # a larger vote, seat or unit count is rejected
+    # Request headers for an HTTP feed: header name -> the NAME of the environment variable (or
+    # secrets-file entry) holding its value, e.g. { Authorization = "FEED_AUTHORIZATION" }.
+    headers: dict[str, str] = Field(default_factory=dict)
+    # Follow a redirect from a public feed to a private, loopback or link-local address.
+    allow_private_redirects: bool = False
+
+    @field_validator("headers")
+    @classmethod
+    def _headers(cls, value: dict[str, str]) -> dict[str, str]:
+        for header, name in value.items():
+            if not re.fullmatch(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+", header):
+                raise ValueError(f"{header!r} is not an HTTP header name")
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+                raise ValueError(
+                    f"{header}: expected the name of an environment variable or secrets-file "
+                    "entry holding the value (secrets never go in this file), not the value"
+                )
+        return value
 
     @model_validator(mode="after")
     def _mapping(self) -> FeedConfig:
@@ -194,6 +214,8 @@ class GatesConfig(_Strict):
     seats_over: GateAction = "hold"
     progress_backwards: GateAction = "hold"
     status_regressed: GateAction = "hold"
+    feed_markup: GateAction = "hold"  # a name holds a link, mention, hashtag, markup, line break
+    renamed: GateAction = "hold"  # a contest, candidate, party or coalition changes name
 
     def action(self, check: str) -> GateAction:
         return getattr(self, check)  # type: ignore[no-any-return]
@@ -202,6 +224,10 @@ class GatesConfig(_Strict):
 class ServiceConfig(_Strict):
     # host:port for GET /healthz and GET /metrics; empty turns them off.
     listen: str = Field(default="127.0.0.1:9105", pattern=r"^$|^[^\s:]+:\d+$")
+    # /healthz is "degraded" (503) after this many failed polls in a row, or this many seconds
+    # without a good poll (accepted, unchanged or already seen).
+    degraded_after_failures: int = Field(default=3, ge=1)
+    feed_stale_after: float = Field(default=600, gt=0)
 
 
 class AccountConfig(BaseModel):
