@@ -19,8 +19,9 @@ from broadcaster.config import Config
 from broadcaster.dispatcher import publisher_env
 from broadcaster.feedcheck import check_feed
 from broadcaster.lint import lint_templates
+from broadcaster.preflight import preflight
 from broadcaster.publishers import PublishError, platform_module
-from broadcaster.secrets import SecretError
+from broadcaster.secrets import SecretError, Secrets
 from broadcaster.store import DatabaseMode, Store, snapshots
 
 
@@ -63,13 +64,12 @@ def configuration(config: Config) -> Iterator[Check]:
 
 
 def _preflight(config: Config) -> Iterator[Check]:
-    """The start-up checks `run` makes (paths, folders, logo), when this version has them."""
-    try:
-        from broadcaster.preflight import preflight
-    except ImportError:
-        return
-    for problem in preflight(config):
+    """The start-up checks `run` makes: paths, folders, logo, the feed's header secrets."""
+    problems = preflight(config, secrets=Secrets(config.path(config.secrets.file)))
+    for problem in problems:
         yield Check(f"config {problem.key}", False, problem.message)
+    if not problems:
+        yield Check("config", True, "every path, folder and feed secret it names is there")
 
 
 def accounts(config: Config) -> Iterator[Check]:
