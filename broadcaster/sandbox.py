@@ -160,8 +160,13 @@ def text_weight(value: Any, limit: int) -> int:
 
 
 def _check_text(value: Any, what: str) -> int:
-    weight = text_weight(value, _meter.budget.max_chars)
-    _meter.size(weight, what)
+    """Refuse a value whose text would be too long, before it is made; its length (at least)."""
+    limit = _meter.budget.max_chars
+    weight = text_weight(value, limit)
+    if weight > limit:
+        if isinstance(value, str | bytes):
+            _meter.size(weight, what)
+        raise RenderLimitError(f"{what} would be longer than {limit:,} characters")
     return weight
 
 

@@ -474,6 +474,29 @@ def test_path5_the_daemon_stays_responsive_while_templates_attack_it(tmp_path: P
     assert code == 0, (tmp_path / "daemon.log").read_text()[-3000:]
 
 
+def test_paths_4_5_templates_lint_reports_each_attack_with_file_and_line(
+    tmp_path: Path, secrets_file: Path, run_cli
+):
+    tpl = tmp_path / "tpl" / "en" / "x"
+    write(tpl / "called.j2", "Called\n" + POWER)
+    write(tpl / "progress.j2", '{% include "en/x/s.j2" %}')
+    (tpl / "s.j2").symlink_to(secrets_file)
+    accounts = X_ONLY.replace('["called"]', '["called", "progress"]')
+    cfg = write_config(
+        tmp_path / "c.toml",
+        source="f",
+        accounts=accounts,
+        extra='[templates]\ndir = "tpl"\n[secrets]\nfile = "secrets.toml"\n',
+    )
+    result = run_cli("templates", "lint", "--config", str(cfg), timeout=120)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"{tpl / 'called.j2'}:2: stopped: power too large" in result.stdout
+    assert f"{tpl / 'progress.j2'}:1: {tpl / 's.j2'}: refused: it is a symbolic link" in (
+        result.stdout
+    )
+    assert SECRET not in result.stdout + result.stderr
+
+
 # -- path 13: new and included files are picked up, checked ------------------------------------
 
 
