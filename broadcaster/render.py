@@ -51,7 +51,6 @@ from broadcaster.sandbox import (
     RenderLimitError,
     bounded_range,
     metered,
-    tick,
 )
 from broadcaster.templatefiles import ConfinedLoader, Forbidden, Identity, TemplateRefused
 
@@ -362,7 +361,6 @@ class Renderer:
                     size += len(piece)
                     if size > budget.max_chars:
                         raise RenderLimitError(f"output longer than {budget.max_chars} characters")
-                    tick()
                     pieces.append(piece)
         except RenderLimitError as exc:
             raise RenderError(_where(filename, exc), f"stopped: {exc}") from None

@@ -67,10 +67,6 @@ class _Meter(threading.local):
         self.deadline = math.inf
         self.work = 0
 
-    def tick(self) -> None:
-        if time.monotonic() > self.deadline:
-            raise RenderLimitError(f"took longer than {self.budget.seconds:g} s")
-
     def size(self, n: int, what: str) -> None:
         """Refuse a string or list of `n` characters or items before it is made."""
         if n > self.budget.max_chars:
@@ -85,6 +81,15 @@ class _Meter(threading.local):
             raise RenderLimitError(
                 f"made more than {self.budget.max_work:,} characters of text along the way"
             )
+
+    def made(self, n: int, what: str) -> None:
+        """`size` and `charge` at once, for what has just been made."""
+        budget = self.budget
+        if n > budget.max_chars:
+            self.size(n, what)
+        self.work = work = self.work + n
+        if work > budget.max_work:
+            self.charge(0)
 
     def width(self, n: Any, what: str) -> None:
         """Refuse a width, padding or count that would make text longer than allowed."""
@@ -102,9 +107,15 @@ class _Meter(threading.local):
 _meter = _Meter()
 
 
+_clock = time.monotonic
+
+
 def tick() -> None:
-    """Stop the render on this thread if it has run out of time."""
-    _meter.tick()
+    """Stop the render on this thread if it has run out of time. Called at every step that
+    can be repeated (a loop's turn, a call, a filter, an operator, an output), so no work that
+    is not bounded by the template's own length runs between two checks."""
+    if _clock() > _meter.deadline:
+        raise RenderLimitError(f"took longer than {_meter.budget.seconds:g} s")
 
 
 @contextlib.contextmanager
@@ -112,7 +123,7 @@ def metered(budget: Budget) -> Iterator[None]:
     """Apply `budget` to what runs inside, on this thread (a render and its lint)."""
     saved = (_meter.budget, _meter.deadline, _meter.work)
     _meter.budget = budget
-    _meter.deadline = time.monotonic() + budget.seconds
+    _meter.deadline = _clock() + budget.seconds
     _meter.work = 0
     try:
         yield
@@ -123,19 +134,22 @@ def metered(budget: Budget) -> Iterator[None]:
 # -- how long the text of a value would be ---------------------------------------------------
 
 _SHORT = (bool, float, type(None), Undefined)
+_TEXT = (str, bytes)
+_NUMBER = (int, float)
+_ITEMS = (list, tuple, Set, ValuesView)
 
 
 def text_weight(value: Any, limit: int) -> int:
     """At least how many characters `str(value)` would have, counted no further than just past
     `limit`: a list holding the same long string 10,000 times is found too long after a few
     items, without making its text. Every item counts at least one, so it always ends."""
-    if isinstance(value, str | bytes):
+    if isinstance(value, _TEXT):
         return len(value)
     total = 0
     stack = [value]
     while stack and total <= limit:
         item = stack.pop()
-        if isinstance(item, str | bytes):
+        if isinstance(item, _TEXT):
             total += len(item) + 2  # quoted inside a container
         elif isinstance(item, int) and not isinstance(item, bool):
             total += max(1, item.bit_length() * 3 // 10)
@@ -148,7 +162,7 @@ def text_weight(value: Any, limit: int) -> int:
                 stack.append(val)
                 if len(stack) > limit:
                     return limit + 1
-        elif isinstance(item, list | tuple | Set | ValuesView):
+        elif isinstance(item, _ITEMS):
             total += 2 + len(item)
             stack.extend(item)
         elif isinstance(item, Namespace):
@@ -159,12 +173,23 @@ def text_weight(value: Any, limit: int) -> int:
     return min(total, limit + 1)
 
 
+# Values whose text is their own size or short: measured without walking anything.
+_PLAIN = frozenset({str, Markup, int, float, bool, type(None)})
+
+
 def _check_text(value: Any, what: str) -> int:
     """Refuse a value whose text would be too long, before it is made; its length (at least)."""
     limit = _meter.budget.max_chars
+    kind = type(value)
+    if kind is str or kind is Markup:
+        if len(value) > limit:
+            _meter.size(len(value), what)
+        return len(value)
+    if kind in _PLAIN and kind is not int:
+        return 1
     weight = text_weight(value, limit)
     if weight > limit:
-        if isinstance(value, str | bytes):
+        if isinstance(value, _TEXT):
             _meter.size(weight, what)
         raise RenderLimitError(f"{what} would be longer than {limit:,} characters")
     return weight
@@ -194,11 +219,11 @@ def _operand(value: Any) -> None:
 def bounded_binop(op: str, left: Any, right: Any) -> Any:
     """`left op right`, refused beforehand when an operand or the result would be too large."""
     m = _meter
-    m.tick()
+    tick()
     _operand(left)
     _operand(right)
     ints = isinstance(left, int) and isinstance(right, int)
-    if op == "%" and not (isinstance(left, int | float) and isinstance(right, int | float)):
+    if op == "%" and not (isinstance(left, _NUMBER) and isinstance(right, _NUMBER)):
         raise SecurityError("% formatting is not allowed in templates; use the format filter")
     if op == "**" and ints and right > 0 and abs(left) > 1:
         bits = left.bit_length() * right
@@ -215,8 +240,7 @@ def bounded_binop(op: str, left: Any, right: Any) -> Any:
         else:
             seq, n = (left, right) if isinstance(right, int) else (right, left)
             if isinstance(seq, _SIZED) and isinstance(n, int):
-                m.size(len(seq) * max(n, 0), "the repeated text or list")
-                m.charge(len(seq) * max(n, 0))
+                m.made(len(seq) * max(n, 0), "the repeated text or list")
     elif op in ("+", "-"):
         if ints:
             if max(left.bit_length(), right.bit_length()) + 1 > m.budget.max_int_bits:
@@ -224,15 +248,14 @@ def bounded_binop(op: str, left: Any, right: Any) -> Any:
                     f"number too large: over the limit of {m.budget.max_int_bits:,} bits"
                 )
         elif isinstance(left, _SIZED) and isinstance(right, _SIZED):
-            m.size(len(left) + len(right), "the joined text or list")
-            m.charge(len(left) + len(right))
+            m.made(len(left) + len(right), "the joined text or list")
     result = _BINOPS[op](left, right)
     m.number(result)
     return result
 
 
 def bounded_unop(op: str, value: Any) -> Any:
-    _meter.tick()
+    tick()
     _operand(value)
     return _UNOPS[op](value)
 
@@ -240,7 +263,7 @@ def bounded_unop(op: str, value: Any) -> Any:
 def bounded_concat(autoescape: bool, parts: Iterable[Any]) -> str:
     """The `~` operator: the parts' text joined, refused before it is made if too long."""
     m = _meter
-    m.tick()
+    tick()
     parts = list(parts)
     total = 0
     for part in parts:
@@ -253,11 +276,10 @@ def bounded_concat(autoescape: bool, parts: Iterable[Any]) -> str:
 def bounded_buffer_join(pieces: Iterable[str]) -> str:
     """Jinja's `concat`, for captured blocks (`{% set x %}`, macros, `{% filter %}`)."""
     m = _meter
-    m.tick()
+    tick()
     pieces = list(pieces)
     total = sum(len(p) for p in pieces)
-    m.size(total, "the captured text")
-    m.charge(total)
+    m.made(total, "the captured text")
     return "".join(pieces)
 
 
@@ -273,7 +295,7 @@ def bounded_range(*args: int) -> Iterator[int]:
     if n > _meter.budget.max_range:
         raise RenderLimitError(f"range of {n} items is over {_meter.budget.max_range}")
     for i in rng:
-        _meter.tick()
+        tick()
         yield i
 
 
@@ -281,8 +303,11 @@ def bounded_range(*args: int) -> Iterator[int]:
 def bounded_output(_eval_ctx: EvalContext, value: Any) -> Any:
     """Every `{{ ... }}`: a value whose text would be too long is refused before it is made.
     (Needing the evaluation context also keeps Jinja from printing constants at compile time.)"""
-    _meter.tick()
-    _meter.charge(_check_text(value, "the printed value"))
+    tick()
+    if type(value) is str:
+        _meter.made(len(value), "the printed value")
+    else:
+        _meter.charge(_check_text(value, "the printed value"))
     return value
 
 
@@ -323,7 +348,7 @@ class _BoundedFormatting:
     every field's text counted."""
 
     def format_field(self, value: Any, format_spec: str) -> Any:
-        _meter.tick()
+        tick()
         for digits in _DIGITS.findall(format_spec):
             _spec_number(digits, "format width")
         _check_text(value, "a formatted value")
@@ -354,7 +379,7 @@ def _arg(args: tuple[Any, ...], kwargs: dict[str, Any], i: int, name: str, defau
 
 
 def _replaced_length(s: str | bytes, old: Any, new: Any, count: Any) -> int:
-    if not isinstance(old, str | bytes) or not isinstance(new, str | bytes):
+    if not isinstance(old, _TEXT) or not isinstance(new, _TEXT):
         return len(s)
     if type(old) is not type(s) or type(new) is not type(s):
         return len(s)
@@ -370,7 +395,7 @@ def _check_method(obj: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tu
     owner = getattr(obj, "__self__", None)
     name = getattr(obj, "__name__", "")
     m = _meter
-    if isinstance(owner, str | bytes):
+    if isinstance(owner, _TEXT):
         if name in ("center", "ljust", "rjust", "zfill"):
             m.width(_arg(args, kwargs, 0, "width", 0), "width")
         elif name == "expandtabs":
@@ -384,7 +409,7 @@ def _check_method(obj: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tu
             m.size(_replaced_length(owner, old, new, count), "the replaced text")
         elif name == "join" and args:
             items = list(_counted(args[0]))
-            length = sum(len(i) for i in items if isinstance(i, str | bytes))
+            length = sum(len(i) for i in items if isinstance(i, _TEXT))
             m.size(length + len(owner) * max(len(items) - 1, 0), "the joined text")
             return (items, *args[1:])
         elif name == "translate":
@@ -397,7 +422,7 @@ def _check_method(obj: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tu
 def _counted(iterable: Iterable[Any]) -> Iterator[Any]:
     for n, item in enumerate(iterable, 1):
         _meter.size(n, "the list")
-        _meter.tick()
+        tick()
         yield item
 
 
@@ -467,7 +492,7 @@ def _check_filter_call(name: str, bound: inspect.BoundArguments) -> None:
         m.size(total + len(str(sep)) * max(len(items) - 1, 0), "the joined text")
     elif name == "sum":
         start = a.get("start", 0)
-        if not isinstance(start, int | float):
+        if not isinstance(start, _NUMBER):
             raise SecurityError("sum adds numbers only in templates")
 
 
@@ -488,22 +513,26 @@ def _metered_filter(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
         if passes and not hasattr(inspect.unwrap(func), "jinja_pass_arg"):
             prefix = 1
     makes_text = name not in _CONTAINER_FILTERS
+    of_value = f"the text of the {name} filter's value"
+    of_result = f"the result of the {name} filter"
 
     @functools.wraps(func)
     def run(*args: Any, **kwargs: Any) -> Any:
-        m = _meter
-        m.tick()
+        tick()
         if makes_text:
-            for value in (*args[passes:], *kwargs.values()):
-                _check_text(value, f"the text of the {name} filter's value")
+            for value in args[passes:]:
+                if type(value) not in _PLAIN:
+                    _check_text(value, of_value)
+            for value in kwargs.values():
+                if type(value) not in _PLAIN:
+                    _check_text(value, of_value)
         if signature is not None:
             bound = signature.bind(*args[prefix:], **kwargs)
             _check_filter_call(name, bound)
             args, kwargs = (*args[:prefix], *bound.args), bound.kwargs
         result = func(*args, **kwargs)
-        if isinstance(result, str | bytes | list | tuple):
-            m.size(len(result), f"the result of the {name} filter")
-            m.charge(len(result))
+        if isinstance(result, _SIZED):
+            _meter.made(len(result), of_result)
         return result
 
     return run
@@ -582,13 +611,13 @@ class PostEnvironment(ImmutableSandboxedEnvironment):
         self.filters = MeteredFilters(self.filters)
 
     def getattr(self, obj: Any, attribute: str) -> Any:
-        _meter.tick()
         if type(obj) is View and attribute in obj:
-            return obj[attribute]
+            return obj[attribute]  # a dictionary lookup: no step worth a check
+        tick()
         return super().getattr(obj, attribute)
 
     def getitem(self, obj: Any, argument: Any) -> Any:
-        _meter.tick()
+        tick()
         return super().getitem(obj, argument)
 
     def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
@@ -602,17 +631,16 @@ class PostEnvironment(ImmutableSandboxedEnvironment):
 
     def metered_iter(self, iterable: Any) -> Iterator[Any]:
         for item in iterable:
-            _meter.tick()
+            tick()
             yield item
 
     def call(self, context: Context, obj: Any, /, *args: Any, **kwargs: Any) -> Any:
-        _meter.tick()
+        tick()
         if isinstance(obj, types.BuiltinMethodType | types.MethodType):
             args = _check_method(obj, args, kwargs)
         result = super().call(context, obj, *args, **kwargs)
-        if isinstance(result, str | bytes | list | tuple):
-            _meter.size(len(result), "the result")
-            _meter.charge(len(result))
+        if isinstance(result, _SIZED):
+            _meter.made(len(result), "the result")
         return result
 
     def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
