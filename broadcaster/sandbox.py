@@ -226,10 +226,11 @@ def bounded_binop(op: str, left: Any, right: Any) -> Any:
     if op == "%" and not (isinstance(left, _NUMBER) and isinstance(right, _NUMBER)):
         raise SecurityError("% formatting is not allowed in templates; use the format filter")
     if op == "**" and ints and right > 0 and abs(left) > 1:
-        bits = left.bit_length() * right
+        bits = right * math.log2(abs(left))  # the result's size, known before computing it
         if bits > m.budget.max_int_bits:
+            shown = f"{bits:,.0f}" if bits < 1e15 else "astronomically many"
             raise RenderLimitError(
-                f"power too large: about {bits:,} bits; the limit is {m.budget.max_int_bits:,}"
+                f"power too large: {shown} bits; the limit is {m.budget.max_int_bits:,}"
             )
     elif op == "*":
         if ints:
@@ -353,7 +354,7 @@ class _BoundedFormatting:
             _spec_number(digits, "format width")
         _check_text(value, "a formatted value")
         text = super().format_field(value, format_spec)  # type: ignore[misc]
-        _meter.charge(len(text))
+        _meter.made(len(text), "a formatted field")
         return text
 
     def convert_field(self, value: Any, conversion: str | None) -> Any:
