@@ -318,12 +318,12 @@ class Renderer:
             where = f"{exc.filename or source}:{exc.lineno}"
             return RenderError(where, f"syntax error: {exc.message}")
         if isinstance(exc, TemplateError):  # unknown filter or test, at compile time
-            return RenderError(source, str(exc))
+            return RenderError(source, _brief(str(exc)))
         if isinstance(exc, SyntaxError | RecursionError | MemoryError):
             # Jinja compiles to Python; absurd nesting fails in Python's own compiler.
             detail = getattr(exc, "msg", None) or type(exc).__name__
             return RenderError(source, f"template too complex: {detail}")
-        return RenderError(source, f"cannot be used: {type(exc).__name__}: {exc}")
+        return RenderError(source, f"cannot be used: {type(exc).__name__}: {_brief(str(exc))}")
 
     def _refuse(self, key: tuple[str, str], error: RenderError) -> None:
         keeping = key in self._good
@@ -365,19 +365,25 @@ class Renderer:
         except RenderLimitError as exc:
             raise RenderError(_where(filename, exc), f"stopped: {exc}") from None
         except SecurityError as exc:
-            raise RenderError(_where(filename, exc), f"not allowed: {exc}") from None
+            raise RenderError(_where(filename, exc), f"not allowed: {_brief(str(exc))}") from None
         except UndefinedError as exc:
             raise RenderError(_where(filename, exc), f"unknown variable: {exc.message}") from None
         except TemplateError as exc:
-            raise RenderError(_where(filename, exc), str(exc)) from None
+            raise RenderError(_where(filename, exc), _brief(str(exc))) from None
         except RecursionError:
             raise RenderError(filename, "stopped: recursion too deep") from None
         except Exception as exc:  # a filter given nonsense, a division by zero...
-            raise RenderError(_where(filename, exc), f"{type(exc).__name__}: {exc}") from None
+            message = f"{type(exc).__name__}: {_brief(str(exc))}"
+            raise RenderError(_where(filename, exc), message) from None
         text = tidy("".join(pieces))
         if not text:
             raise RenderError(filename, "the template produced an empty post")
         return text
+
+
+def _brief(text: str, most: int = 300) -> str:
+    """An error's text cut to a readable length: it may quote what the template made."""
+    return text if len(text) <= most else text[: most - 1] + "…"
 
 
 def _where(filename: str, exc: BaseException) -> str:

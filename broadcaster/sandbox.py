@@ -5,8 +5,9 @@ anything. This module also keeps a template from using up the daemon, whatever i
 do: every operator on numbers, strings and lists is checked *before* it is computed (the size of
 its operands and of its result), every width a format or a filter or string method can be given
 is bounded, the text a render makes along the way is counted, and the time limit is checked at
-every step (each attribute, operator, call, filter, loop turn and output). Nothing in a template
-is evaluated when it is compiled, so loading a template can never run it.
+every step that can repeat (each operator, call, filter, loop turn, output, and attribute of
+anything but our own read-only data). Nothing in a template is evaluated when it is compiled,
+so loading a template can never run it.
 
 A render's limits (`Budget`) are set by `metered()`, around each render; outside one, the
 default limits apply with no time limit.
@@ -289,12 +290,13 @@ def bounded_range(*args: int) -> Iterator[int]:
     for arg in args:
         _meter.number(arg)
     rng = range(*args)
+    most = _meter.budget.max_range
     try:
         n = len(rng)
-    except OverflowError:
-        n = _meter.budget.max_range + 1
-    if n > _meter.budget.max_range:
-        raise RenderLimitError(f"range of {n} items is over {_meter.budget.max_range}")
+    except OverflowError:  # more items than an index can count
+        raise RenderLimitError(f"range of more than {most} items") from None
+    if n > most:
+        raise RenderLimitError(f"range of {n} items is over {most}")
     for i in rng:
         tick()
         yield i
@@ -320,7 +322,8 @@ _DIGITS = re.compile(r"\d+")
 
 def _spec_number(digits: str, what: str) -> int:
     if len(digits) > 9:  # also keeps int() away from absurd digit strings
-        raise RenderLimitError(f"{what} {digits[:12]}... is over the limit")
+        shown = digits if len(digits) <= 12 else digits[:12] + "..."
+        raise RenderLimitError(f"{what} {shown} is over the limit of {_meter.budget.max_chars:,}")
     n = int(digits)
     _meter.width(n, what)
     return n
