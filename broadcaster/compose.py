@@ -252,10 +252,10 @@ def secret_files(config: Config) -> list[Forbidden]:
     out = []
     tokens = config.path(config.secrets.tokens)
     if tokens is not None:
-        out.append(Forbidden(tokens, "the token store ([secrets] tokens)"))
+        out.append(Forbidden(tokens, "the token store (secrets.tokens)"))
     secrets = config.path(config.secrets.file)
     if secrets is not None:
-        out.append(Forbidden(secrets, "the secrets file ([secrets] file)"))
+        out.append(Forbidden(secrets, "the secrets file (secrets.file)"))
     return out
 
 

@@ -328,8 +328,8 @@ def template_folder_problems(config: Config) -> list[str]:
     from broadcaster.paths import DEFAULT_TEMPLATES
 
     secrets = [
-        (config.path(config.secrets.file), "the secrets file ([secrets] file)"),
-        (config.path(config.secrets.tokens), "the token store ([secrets] tokens)"),
+        (config.path(config.secrets.file), "the secrets file (secrets.file)"),
+        (config.path(config.secrets.tokens), "the token store (secrets.tokens)"),
     ]
     folders = [("templates.dir", config.path(config.templates.dir))]
     folders += [

@@ -142,7 +142,7 @@ def _hard_link(tpl: Path, secrets: Path) -> str:
     (tpl / "en" / "x").mkdir(parents=True)
     os.link(secrets, tpl / "en" / "x" / "s.j2")
     write(tpl / "en" / "x" / "called.j2", '{% include "en/x/s.j2" %} {{ contest.name }}')
-    return "s.j2: refused: it is the secrets file ([secrets] file)"
+    return "s.j2: refused: it is the secrets file (secrets.file)"
 
 
 @pytest.mark.parametrize(
@@ -192,15 +192,15 @@ def test_path4_a_refused_file_is_reported_with_its_line_not_a_crash(
         (
             '[templates]\ndir = "private"\n[secrets]\nfile = "private/keys/secrets.toml"\n',
             "templates.dir",
-            "the secrets file ([secrets] file)",
+            "the secrets file (secrets.file)",
         ),
         (
             '[templates]\ndir = "private"\n[secrets]\ntokens = "private/tokens.json"\n',
             "templates.dir",
-            "the token store ([secrets] tokens)",
+            "the token store (secrets.tokens)",
         ),
-        ("", "accounts[0] (x-main).templates", "the token store ([secrets] tokens)"),
-        ('[templates]\ndir = "linked"\n', "templates.dir", "the token store ([secrets] tokens)"),
+        ("", "accounts[0] (x-main).templates", "the token store (secrets.tokens)"),
+        ('[templates]\ndir = "linked"\n', "templates.dir", "the token store (secrets.tokens)"),
     ],
     ids=["secrets-in-subfolder", "tokens", "account-folder", "folder-is-a-link"],
 )
@@ -229,8 +229,8 @@ def test_path4_run_refuses_a_template_folder_holding_secrets_exit_2(tmp_path: Pa
         code = proc.wait(timeout=60)
     assert code == 2
     stderr = (tmp_path / "daemon.log").read_text()
-    assert "templates.dir" in stderr
-    assert "secrets file" in stderr
+    assert "templates.dir: the template folder" in stderr
+    assert "holds the secrets file (secrets.file)" in " ".join(stderr.split())
 
 
 # -- path 5: no template can freeze or kill the daemon -------------------------------------------
