@@ -355,6 +355,35 @@ def format_validation_error(exc: ValidationError, source: str, data: dict[str, A
     return "\n".join(lines)
 
 
+def template_folder_problems(config: Config) -> list[str]:
+    """A template folder must not hold the secrets file or the token store, at any depth: a
+    template could include them and publish every secret."""
+    from broadcaster.paths import DEFAULT_TEMPLATES
+
+    secrets = [
+        (config.path(config.secrets.file), "the secrets file (secrets.file)"),
+        (config.path(config.secrets.tokens), "the token store (secrets.tokens)"),
+    ]
+    folders = [("templates.dir", config.path(config.templates.dir))]
+    folders += [
+        (f"accounts[{i}] ({a.name}).templates", config.path(a.templates))
+        for i, a in enumerate(config.accounts)
+    ]
+    folders.append(("the bundled templates", DEFAULT_TEMPLATES))
+    problems = []
+    for key, folder in folders:
+        if folder is None:
+            continue
+        real_folder = folder.resolve()
+        for path, what in secrets:
+            if path is not None and path.resolve().is_relative_to(real_folder):
+                problems.append(
+                    f"{key}: the template folder {folder} holds {what}, {path}; a template "
+                    "could publish it. Keep secrets outside every template folder"
+                )
+    return problems
+
+
 def parse_config(data: dict[str, Any], source: str, base_dir: Path) -> Config:
     """Validate a decoded TOML document; raise ConfigError naming every bad key."""
     try:
@@ -367,6 +396,7 @@ def parse_config(data: dict[str, Any], source: str, base_dir: Path) -> Config:
     for i, account in enumerate(config.accounts):
         for key, message in validate_account_settings(account):
             problems.append(f"  accounts[{i}] ({account.name}).{key}: {message}")
+    problems.extend(f"  {p}" for p in template_folder_problems(config))
     if problems:
         raise ConfigError("\n".join([f"{source}: invalid configuration", *problems]))
     return config
