@@ -20,6 +20,7 @@ from broadcaster.config import AccountConfig, Config
 from broadcaster.context import View, summary_context, template_vars
 from broadcaster.events import Event, EventKind
 from broadcaster.limits import Overflow, OverLimit, TextLimit, shorten
+from broadcaster.logs import holds_secret, redact
 from broadcaster.planner import idempotency_key
 from broadcaster.publishers import capabilities_for, text_limits
 from broadcaster.render import Budget, Forbidden, Locale, Renderer, RenderError
@@ -28,6 +29,11 @@ from broadcaster.store import HoldKind, NewPost, PostState
 log = logging.getLogger(__name__)
 
 TEST_MARKER = "[TEST]"
+LEAK_REASON = (
+    "its text contains a secret value (a token or key this configuration uses), masked here; "
+    "it was not sent. Find the template or feed value that put it there, fix it, then cancel "
+    "this post"
+)
 TEMPLATE_REASON = "template: "  # held posts whose reason starts so are re-rendered after a fix
 
 
@@ -186,6 +192,23 @@ class Composer:
                     f"{TEMPLATE_REASON}{exc}",
                     wants_card=card,
                     hold_kind=HoldKind.TEMPLATE,
+                )
+            ]
+        if any(holds_secret(p.text) or holds_secret(p.title) for p in parts):
+            # A template or feed value wrote out a secret: never stored, never sent.
+            log.error("post held, %s: its text holds a secret value", account.name)
+            return [
+                NewPost(
+                    key,
+                    event.key,
+                    account.name,
+                    account.platform,
+                    redact("\n".join(p.text for p in parts)),
+                    (),
+                    dry,
+                    PostState.HELD,
+                    LEAK_REASON,
+                    hold_kind=HoldKind.SECRET,
                 )
             ]
         rows = []

@@ -309,6 +309,28 @@ def test_path4_a_post_holding_a_secret_is_never_sent_nor_kept(tmp_path: Path, pl
     store.close()
 
 
+def test_path4_the_send_time_scan_catches_a_secret_that_got_in_later(tmp_path: Path, platform):
+    """The last net: text changed after it was planned (an operator's edit, an older version's
+    row) is searched again just before the platform is called."""
+    config = night_config(tmp_path, platform.url)
+    store = Store(config.database_url)
+    clock = FeedClock()
+    env = environment(config, store, clock)
+    env.secrets.get("FB_PAGE_TOKEN")
+    ingest(Pipeline(config, store, clock=clock, dry_run=False), clock, snapshot(is_test=False), "1")
+    (row,) = store.posts_in_state(PostState.PENDING)
+    with store.engine.begin() as conn:
+        conn.exec_driver_sql(
+            "UPDATE posts SET text=? WHERE id=?", (f"{row.text} {PAGE_TOKEN}", row.id)
+        )
+    Dispatcher(config, store, clock=clock, env=env, dry_run=False).drain()
+    assert received(platform) == []
+    held = store.post_row(row.id)
+    assert held.hold_kind == HoldKind.SECRET
+    assert PAGE_TOKEN not in held.text
+    store.close()
+
+
 # -- path 8: a token echoed by a platform ------------------------------------------------------
 
 
