@@ -245,6 +245,7 @@ class LiveDestinationConfig(_Strict):
     title: str | None = None  # youtube, facebook: the broadcast's title (default: election name)
     privacy: Literal["public", "unlisted", "private"] = "public"  # youtube broadcast
     broadcast_id: str | None = None  # youtube: bind this existing broadcast instead of a new one
+    allow_test_data: bool = False  # stream test data here (a rehearsal broadcast), else refuse
     queue_seconds: float = Field(default=3.0, gt=0, le=60)  # backlog before frames are dropped
     watch_interval: float = Field(default=60, ge=5)  # seconds between platform health checks
 
