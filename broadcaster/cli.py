@@ -481,9 +481,7 @@ def live_cmd(
         except FileNotFoundError as exc:
             err.print(f"[red]{exc}[/]")
             raise SystemExit(EXIT_CONFIG) from None
-        with Progress(
-            TextColumn("frames"), BarColumn(), MofNCompleteColumn(), console=out
-        ) as bar:
+        with Progress(TextColumn("frames"), BarColumn(), MofNCompleteColumn(), console=out) as bar:
             task = bar.add_task("frames", total=None)
             video = render_replay(
                 config,
@@ -1063,6 +1061,10 @@ def _print_status(report: dict[str, Any]) -> None:
         out.print(f"  [yellow]held[/] #{item['id']} {item['account']}: {item['reason']}")
     for problem in report["template_problems"]:
         out.print(f"  [red]template[/] {problem}")
+    from broadcaster.live.health import status_lines
+
+    for line in status_lines(report.get("live")):
+        out.print(line, markup=False, highlight=False)
     if report["implausible_held"]:
         out.print(
             f"[yellow]{report['implausible_held']} posts held by the plausibility gates[/]: "

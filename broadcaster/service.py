@@ -82,6 +82,7 @@ class HealthServer:
                 "last_snapshot": report["last_snapshot"],
                 "accounts": report["accounts"],
                 "template_problems": report["template_problems"],
+                "live": report.get("live"),  # the live channel's destinations, when it runs
             }
             return (200 if healthy else 503), "application/json", json.dumps(body).encode()
         if path == "/metrics":

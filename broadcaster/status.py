@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 from broadcaster.config import Config
 from broadcaster.dispatcher import WAITING, account_budget
 from broadcaster.gates import FINDINGS_KEY, HOLD_PREFIX
+from broadcaster.live.health import live_metrics, live_report
 from broadcaster.operate import PAUSED
 from broadcaster.store import PostState, Store, events, posts, snapshots
 
@@ -65,6 +66,7 @@ def collect_status(
         template_problems = store.get_state("template_problems", [])
         findings = list(store.get_state(FINDINGS_KEY, []) or [])[-10:]
         implausible_held = store.count_held_with_prefix(HOLD_PREFIX)
+        live = live_report(store)  # the live results channel, when it has run
         accounts = []
         for account in config.accounts:
             paused = store.get_state(PAUSED + account.name)
@@ -114,6 +116,7 @@ def collect_status(
         "implausible_held": implausible_held,  # posts held by the gates, awaiting an operator
         "accounts": accounts,
         "latency": latency,
+        "live": live,
     }
 
 
@@ -210,4 +213,5 @@ def metrics_text(report: dict[str, Any], counters: dict[str, float]) -> str:
             "When the feed was last polled.",
             [({}, counters["last_poll"])],
         )
+    lines.extend(live_metrics(report.get("live")))
     return "\n".join(lines) + "\n"

@@ -32,8 +32,8 @@ def main() -> None:
                 for packet in source.demux():
                     if packet.dts is None:
                         continue
-                    kind = packet.stream.type
-                    log.write(f"{kind} {time.time():.4f} {float(packet.dts * packet.time_base):.4f}\n")
+                    at = float(packet.dts * packet.time_base)
+                    log.write(f"{packet.stream.type} {time.time():.4f} {at:.4f}\n")
                     log.flush()
                     packet.stream = streams[packet.stream.index]
                     sink.mux(packet)

@@ -26,6 +26,7 @@ from broadcaster.config import Config
 from broadcaster.live.data import EMPTY, ChannelData
 from broadcaster.live.destinations import Destination
 from broadcaster.live.encoder import AudioSource, Encoder
+from broadcaster.live.health import STATUS_KEY
 from broadcaster.live.picture import Compositor, Painter, Scene
 from broadcaster.live.sender import Sender
 from broadcaster.live.youtube_live import BroadcastEnded
@@ -33,7 +34,6 @@ from broadcaster.store import Store
 
 log = logging.getLogger(__name__)
 
-STATUS_KEY = "live:status"
 STATUS_EVERY = 2.0  # seconds between health records in the database
 RESYNC_AFTER = 1.0  # seconds behind the frame clock before frames are skipped to catch up
 

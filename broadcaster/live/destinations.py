@@ -16,7 +16,7 @@ from typing import Protocol
 from broadcaster.clock import Clock
 from broadcaster.config import Config, LiveDestinationConfig
 from broadcaster.live.sender import TargetError
-from broadcaster.secrets import Secrets, SecretError
+from broadcaster.secrets import SecretError, Secrets
 from broadcaster.store import Store
 
 
@@ -136,7 +136,7 @@ def build_destinations(
     return out
 
 
-class _lazy:  # noqa: N801 - reads as a function at the call site
+class _lazy:
     """Builds a platform lifecycle on first use, so a destination whose credentials are missing
     fails on its own (named in status) instead of stopping the channel from starting."""
 

@@ -76,7 +76,7 @@ class AudioSource:
             self._container = av.open(str(self.path))
             stream = self._container.streams.audio[0]
         except (av.FFmpegError, OSError, IndexError) as exc:
-            raise ValueError(f"[live] audio {self.path}: not a readable sound file ({exc})") from None
+            raise ValueError(f"[live] audio {self.path}: unreadable sound file: {exc}") from None
         self._resampler = av.AudioResampler(
             format="fltp", layout="stereo", rate=AUDIO_RATE, frame_size=AUDIO_FRAME
         )

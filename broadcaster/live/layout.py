@@ -197,7 +197,8 @@ class LayoutTemplate:
         except Exception as exc:  # not found, syntax error: Jinja names the file and line
             lineno = getattr(exc, "lineno", None)
             where = self.name + (f":{lineno}" if lineno else "")
-            raise LayoutError(where, f"{type(exc).__name__}: {getattr(exc, 'message', exc)}")
+            message = f"{type(exc).__name__}: {getattr(exc, 'message', exc)}"
+            raise LayoutError(where, message) from None
         source = template.filename or self.name
         try:
             text = self.renderer.render_template(template, variables)

@@ -399,15 +399,26 @@ class Painter:
         self._line(draw, (x0, y0, x1, y0 + head), t.title, size, t.color, bold=True)
         if t.majority_label:
             self._line(
-                draw, (x0, y0, x1, y0 + head), t.majority_label, int(size * 0.8), t.color,
+                draw,
+                (x0, y0, x1, y0 + head),
+                t.majority_label,
+                int(size * 0.8),
+                t.color,
                 align="right",
-            )  # fmt: skip
+            )
         if not t.rows and t.empty:
             self._line(draw, (x0, y0 + head, x1, y1), t.empty, size, t.color, align="center")
         self._bars(
-            draw, (x0, y0 + head + pad, x1, y1), t.rows, t.total, size, t.color, t.color,
-            t.track, t.majority,
-        )  # fmt: skip
+            draw,
+            (x0, y0 + head + pad, x1, y1),
+            t.rows,
+            t.total,
+            size,
+            t.color,
+            t.color,
+            t.track,
+            t.majority,
+        )
 
     def _progress(self, img: Image.Image, p: Progress) -> None:
         rect = self._rect(p.box)
@@ -431,15 +442,30 @@ class Painter:
         pad = self._px(14)
         size = self._px(panel.size)
         w, h = tile.size
-        self._line(draw, (pad, pad, w - pad, pad + int(size * 1.5)), page.title, size,
-                   panel.color, bold=True)  # fmt: skip
+        self._line(
+            draw,
+            (pad, pad, w - pad, pad + int(size * 1.5)),
+            page.title,
+            size,
+            panel.color,
+            bold=True,
+        )
         sub_y = pad + int(size * 1.5)
         small = max(8, int(size * 0.8))
-        self._line(draw, (pad, sub_y, w - pad, sub_y + int(small * 1.5)), page.subtitle, small,
-                   panel.muted)  # fmt: skip
+        self._line(
+            draw, (pad, sub_y, w - pad, sub_y + int(small * 1.5)), page.subtitle, small, panel.muted
+        )
         top = sub_y + int(small * 1.5) + pad
-        self._bars(draw, (pad, top, w - pad, h - pad), page.rows, page.total, size, panel.color,
-                   panel.muted, panel.track)  # fmt: skip
+        self._bars(
+            draw,
+            (pad, top, w - pad, h - pad),
+            page.rows,
+            page.total,
+            size,
+            panel.color,
+            panel.muted,
+            panel.track,
+        )
         return tile
 
     def _empty(
@@ -449,8 +475,14 @@ class Painter:
         if text:
             w, h = tile.size
             colour = getattr(region, "muted", None) or region.color
-            self._line(ImageDraw.Draw(tile), (0, 0, w, h), text, self._px(region.size), colour,
-                       align="center")  # fmt: skip
+            self._line(
+                ImageDraw.Draw(tile),
+                (0, 0, w, h),
+                text,
+                self._px(region.size),
+                colour,
+                align="center",
+            )
         return tile
 
     def _ticker_pages(
@@ -470,8 +502,7 @@ class Painter:
             line_h = (h - 2 * pad // 2) / max(1, len(group))
             for i, item in enumerate(group):
                 y = pad // 2 + i * line_h
-                self._line(draw, (label_w, int(y), w - pad, int(y + line_h)), item, size,
-                           t.color)  # fmt: skip
+                self._line(draw, (label_w, int(y), w - pad, int(y + line_h)), item, size, t.color)
             pages.append(tile)
         return pages
 
@@ -511,9 +542,14 @@ class Compositor:
                 canvas.paste(scene.base.crop(box), box[:2])
                 draw = ImageDraw.Draw(canvas)
                 self.painter._line(
-                    draw, box, text, self.painter._px(scene.clock.size), scene.clock.color,
-                    bold=scene.clock.bold, align=scene.clock.align,
-                )  # fmt: skip
+                    draw,
+                    box,
+                    text,
+                    self.painter._px(scene.clock.size),
+                    scene.clock.color,
+                    bold=scene.clock.bold,
+                    align=scene.clock.align,
+                )
                 self._clock_text = text
                 changed = True
         if changed:

@@ -28,9 +28,7 @@ def refuse_test_stream(config: Config, store: Store, *, dry_run: bool) -> None:
     is_test = config.feed.is_test or (last is not None and last[0].is_test)
     if not is_test:
         return
-    refusing = [
-        d.name for d in config.live.destinations if d.enabled and not d.allow_test_data
-    ]
+    refusing = [d.name for d in config.live.destinations if d.enabled and not d.allow_test_data]
     if refusing:
         raise ConfigError(
             f"the feed is test data and these live destinations are real: {', '.join(refusing)}."

@@ -11,6 +11,7 @@ starting on a keyframe with its timestamps from zero.
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import logging
 import os
@@ -126,8 +127,9 @@ class Sender:
                         self.dropping = False
                     else:
                         if not self.dropping:
-                            log.warning("live %s: falling behind; dropping to the next keyframe",
-                                        self.name)  # fmt: skip
+                            log.warning(
+                                "live %s: falling behind; dropping to the next keyframe", self.name
+                            )
                         self.dropping = True
                         self.stats.dropped_frames += chunk.video
                         continue
@@ -159,8 +161,9 @@ class Sender:
             and self.queue
             and time.monotonic() - self.last_write > STALL_SECONDS
         ):
-            log.warning("live %s: no data accepted for %.0f s; reconnecting", self.name,
-                        STALL_SECONDS)  # fmt: skip
+            log.warning(
+                "live %s: no data accepted for %.0f s; reconnecting", self.name, STALL_SECONDS
+            )
             self._kill()
 
     def _set(self, state: str, reason: str) -> None:
@@ -183,7 +186,10 @@ class Sender:
                 log.exception("live %s: could not get the ingest address", self.name)
                 self._fail(RECONNECTING, f"{type(exc).__name__}: {exc}", failures)
                 continue
-            self._set(CONNECTING if failures == 0 else RECONNECTING, "connecting" if failures == 0 else self.stats.reason)
+            if failures == 0:
+                self._set(CONNECTING, "connecting")
+            else:
+                self._set(RECONNECTING, self.stats.reason)
             self.stats.connects += 1
             reason = self._stream(url)
             if self.stopping.is_set():
@@ -305,10 +311,8 @@ class Sender:
         if child is None:
             return
         if child.poll() is None:
-            try:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(child.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
         try:
             child.wait(5)
         except subprocess.TimeoutExpired:

@@ -121,9 +121,7 @@ class YouTubeLive:
             },
             "contentDetails": {"isReusable": True},
         }
-        request = self.api.liveStreams().insert(
-            part="snippet,cdn,contentDetails,status", body=body
-        )
+        request = self.api.liveStreams().insert(part="snippet,cdn,contentDetails,status", body=body)
         return dict(self._call("liveStreams.insert", request, "create the live stream"))
 
     def _broadcast(self, broadcast_id: str | None) -> dict[str, Any]:
