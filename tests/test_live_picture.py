@@ -12,7 +12,7 @@ import pytest
 from PIL import ImageChops
 
 from broadcaster.config import ConfigError, load_config, parse_config
-from broadcaster.live.data import EMPTY, results_status, replay_steps
+from broadcaster.live.data import EMPTY, replay_steps, results_status
 from broadcaster.live.layout import LayoutError
 from broadcaster.live.picture import Compositor, Focus, Painter, layout_variables
 from broadcaster.model import ResultsStatus
@@ -52,7 +52,8 @@ def test_default_layout_draws_every_language_and_orientation(config, steps, lang
 
 def test_replay_finds_calls_in_order_and_the_tally(steps):
     last = steps[-1].data
-    assert last.tally is not None and last.tally.contests_called == 15
+    assert last.tally is not None
+    assert last.tally.contests_called == 15
     assert last.tally.declared_seats == last.tally.total_seats
     assert [c.at for c in last.calls] == sorted((c.at for c in last.calls), reverse=True)
     assert len({c.contest_id for c in last.calls}) == len(last.calls)
@@ -156,7 +157,8 @@ def test_operator_layout_is_used_and_a_broken_edit_keeps_the_last_good(tmp_path,
     again = painter.scene(steps[3].data)
     assert again.base.getpixel((600, 300)) == (0, 0, 0)
     problem = painter.template.problem
-    assert problem is not None and "channel.j2" in problem.where
+    assert problem is not None
+    assert "channel.j2" in problem.where
     assert "background" in problem.message
     assert "the last good layout stays on screen" in caplog.text
     path.write_text(GOOD.replace("#000000", "#FFFFFF"), "utf-8")
