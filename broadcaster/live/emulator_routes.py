@@ -28,6 +28,7 @@ YOUTUBE_COST = {
 @dataclass
 class LiveState:
     ingest: str = "rtmp://127.0.0.1:1935/live2"
+    facebook_ingest: str | None = None  # default: `ingest`
     streams: dict[str, dict[str, Any]] = field(default_factory=dict)
     broadcasts: dict[str, dict[str, Any]] = field(default_factory=dict)
     videos: dict[str, dict[str, Any]] = field(default_factory=dict)  # Facebook live videos
@@ -189,7 +190,7 @@ def facebook(handler: Any, method: str, path: str, body: bytes) -> bool:
         if creating:
             vid = emu.next_id()
             key = f"FB-{emu.next_id()}-emu"
-            url = f"{state.ingest.rstrip('/')}/{key}"
+            url = f"{(state.facebook_ingest or state.ingest).rstrip('/')}/{key}"
             state.videos[vid] = {
                 "id": vid,
                 "status": "LIVE" if fields.get("status") == "LIVE_NOW" else "UNPUBLISHED",
