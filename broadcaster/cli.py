@@ -501,7 +501,7 @@ def live_cmd(
     stop = threading.Event()
     try:
         channel = make_channel(config, store, dry_run=dry_run, stop=stop)
-    except ConfigError as exc:
+    except (ConfigError, ValueError) as exc:  # ValueError: an unreadable [live] audio file
         store.close()
         err.print(f"[bold red]refusing to start[/]: {exc}")
         raise SystemExit(EXIT_CONFIG) from None

@@ -233,3 +233,24 @@ def test_live_configuration_defaults(tmp_path):
     assert (config.live.width, config.live.height, config.live.fps) == (1280, 720, 30)
     assert config.live.bitrate == 3_000_000
     assert config.live.destinations[1].orientation == "portrait"
+
+
+def test_test_data_is_never_streamed_to_a_real_destination(tmp_path):
+    from broadcaster.live.runner import refuse_test_stream
+    from broadcaster.store import Store
+
+    data = live_toml(
+        '[[live.destinations]]\nname = "own"\nkind = "rtmp"\nurl = "rtmp://media.example/live"'
+    )
+    data["feed"]["is_test"] = True
+    config = parse_config(data, "night.toml", tmp_path)
+    store = Store(f"sqlite:///{tmp_path / 'state.db'}")
+    try:
+        with pytest.raises(ConfigError, match="own"):
+            refuse_test_stream(config, store, dry_run=False)
+        refuse_test_stream(config, store, dry_run=True)
+        data["live"]["destinations"][0]["allow_test_data"] = True
+        allowed = parse_config(data, "night.toml", tmp_path)
+        refuse_test_stream(allowed, store, dry_run=False)
+    finally:
+        store.close()

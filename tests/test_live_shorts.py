@@ -127,3 +127,30 @@ def test_youtube_short_goes_through_the_existing_resumable_upload(tmp_path, fina
     assert ref.url == "https://www.youtube.com/shorts/vid-9"
     assert "uploadType=resumable" in http.request_sequence[1][0]
     assert publisher.quota_used()[1] == 1600
+
+
+def test_a_looped_sound_file_keeps_playing_and_a_missing_one_is_named(tmp_path):
+    from fractions import Fraction
+
+    from broadcaster.live.encoder import AudioSource, Encoder
+
+    sound = tmp_path / "jingle.wav"
+    with av.open(str(sound), "w") as out:
+        stream = out.add_stream("pcm_s16le", rate=22050)
+        stream.layout = "mono"
+        for i in range(3):  # 0.3 s of a rising tone
+            frame = av.AudioFrame(format="s16", layout="mono", samples=2205)
+            frame.sample_rate = 22050
+            frame.planes[0].update(bytes([i * 40 % 256, 1]) * 2205)
+            frame.pts, frame.time_base = i * 2205, Fraction(1, 22050)
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    source = AudioSource(sound)
+    frames = [source.next_frame() for _ in range(100)]  # about 2 s from a 0.3 s file
+    assert all(any(bytes(f.planes[0])) for f in frames), "the file plays again, never silence"
+    encoder = Encoder((160, 90), 10, audio=AudioSource(sound))
+    audio = [c for i in range(20) for c in encoder.encode(None, i) if not c.video]
+    encoder.close()
+    assert sum(1 for c in audio if c.dts >= 0) >= 40
+    with pytest.raises(ValueError, match=r"missing\.wav"):
+        AudioSource(tmp_path / "missing.wav")

@@ -212,8 +212,11 @@ def live_state(db: Path) -> dict | None:
 
     if not db.exists():
         return None
-    with sqlite3.connect(db) as conn:
-        row = conn.execute("select value from kv where key = 'live:status'").fetchone()
+    try:
+        with sqlite3.connect(db) as conn:
+            row = conn.execute("select value from kv where key = 'live:status'").fetchone()
+    except sqlite3.OperationalError:
+        return None  # the process is still creating its tables
     return json.loads(row[0]) if row else None
 
 

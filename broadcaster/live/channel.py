@@ -165,14 +165,14 @@ class Channel:
         for rendition in self.renditions.values():
             for sender in rendition.senders:
                 sender.stop()
+        for thread in self._threads:  # the watchers too: a platform client is not shared
+            thread.join(5)
         for dest in self.destinations:
             try:
                 dest.target.end()
                 dest.target.close()
             except Exception:
                 log.exception("live %s: ending the broadcast failed", dest.name)
-        for thread in self._threads:
-            thread.join(5)
         for rendition in self.renditions.values():
             rendition.encoder.close()
         self._write_status(running=False)

@@ -293,8 +293,8 @@ class Sender:
                 child.stdin.close()
                 child.wait(5)
                 return "stopped"
-        except (OSError, ValueError, av.FFmpegError):
-            pass  # the process went away: its own report says why
+        except (OSError, ValueError, av.FFmpegError, subprocess.TimeoutExpired):
+            pass  # the process went away (or would not end): its own report says why
         self._kill()
         return self._child_error or f"the connection ended (exit {child.returncode})"
 
