@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -151,20 +152,55 @@ def test_stream_at_720p_reaches_the_ingest_with_picture_sound_and_keyframes(list
     assert changed_pixels(first, steady, tally) < 20  # next frame: only coding noise
 
 
+class TcpServer:
+    """A server that accepts connections and then either hangs up at once (an ingest refusing
+    the stream key) or never answers (a network gone quiet)."""
+
+    def __init__(self, *, answer: bool) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen()
+        self.answer = answer
+        self.held: list[socket.socket] = []
+        self.url = f"rtmp://127.0.0.1:{self.sock.getsockname()[1]}/live/key"
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            if self.answer:
+                conn.recv(2000)
+                conn.close()
+            else:
+                self.held.append(conn)
+
+    def close(self) -> None:
+        self.sock.close()
+        for conn in self.held:
+            conn.close()
+
+
 def test_a_destination_killed_mid_stream_leaves_the_others_streaming(listeners, steps):
     doomed, survivor = listeners("doomed"), listeners("survivor")
     closed = f"rtmp://127.0.0.1:{free_port()}/live/nobody-listens"
+    refusing, silent = TcpServer(answer=True), TcpServer(answer=False)
     channel = channel_for(
         [
             rtmp("doomed", doomed.url),
             rtmp("survivor", survivor.url),
             rtmp("nowhere", closed),
+            rtmp("refusing", refusing.url),
+            rtmp("silent", silent.url),
         ],
         SwitchFeed(steps[10].data),
         width=320,
         height=180,
         fps=15,
     )
+    channel.by_name["silent"].stall_seconds = 3.0
     thread = run(channel)
     try:
         wait_for(lambda: len(survivor.lines("video")) > 15 and len(doomed.lines("video")) > 15)
@@ -173,15 +209,21 @@ def test_a_destination_killed_mid_stream_leaves_the_others_streaming(listeners, 
         doomed.kill()
         wait_for(lambda: channel.status()["destinations"]["doomed"]["state"] != "live", 15)
         time.sleep(2.5)
+        wait_for(lambda: "no answer" in channel.status()["destinations"]["silent"]["reason"], 15)
         status = channel.status()["destinations"]
     finally:
         channel.stop.set()
         thread.join(30)
+        refusing.close()
+        silent.close()
     assert status["survivor"]["state"] == "live"
     assert status["doomed"]["state"] in ("reconnecting", "connecting")
     assert "connection" in status["doomed"]["reason"]
     assert status["nowhere"]["state"] == "reconnecting"
     assert "connection refused" in status["nowhere"]["reason"]
+    assert "closed the connection while publishing" in status["refusing"]["reason"]
+    assert "stream key refused" in status["refusing"]["reason"]
+    assert status["silent"]["state"] in ("reconnecting", "connecting")
     arrivals = survivor.lines("video")
     after = [t for t, _ in arrivals if t > killed_at - 1]
     assert after, "the survivor kept receiving after the kill"
@@ -291,3 +333,24 @@ def test_live_enabled_starts_the_channel_beside_the_daemon(tmp_path):
     assert report["running"] is False
     assert report["destinations"]["dry-run"]["frames_sent"] > 0
     assert (tmp_path / "live.ts").stat().st_size > 0
+
+
+def test_a_full_queue_drops_to_the_next_keyframe_and_counts_frames():
+    from broadcaster.live.encoder import Chunk
+    from broadcaster.live.sender import Sender
+
+    def chunk(keyframe: bool) -> Chunk:
+        return Chunk(True, b"x", 0, 0, 1, Fraction(1, 10), keyframe)
+
+    sender = Sender("slow", lambda: "unused", (None, None), fps=10, queue_seconds=0.1)
+    sender.put([chunk(True)] + [chunk(False)] * (sender.limit - 1))
+    assert len(sender.queue) == sender.limit
+    sender.put([chunk(False), chunk(True)])  # full: even a keyframe waits for room
+    assert sender.stats.dropped_frames == 2
+    sender.queue.clear()  # the destination caught up
+    sender.put([chunk(False), chunk(False)])  # still no keyframe: a picture would break
+    assert sender.stats.dropped_frames == 4
+    assert len(sender.queue) == 0
+    sender.put([chunk(True), chunk(False)])
+    assert len(sender.queue) == 2
+    assert sender.stats.dropped_frames == 4

@@ -107,6 +107,8 @@ class Sender:
         self.thread = threading.Thread(target=self._run, name=f"live-{name}", daemon=True)
         self.child: subprocess.Popen[bytes] | None = None
         self.last_write = time.monotonic()
+        self.attempt_started = time.monotonic()
+        self.stall_seconds = STALL_SECONDS
         self._rate: collections.deque[tuple[float, int]] = collections.deque()
         self._child_error: str | None = None
 
@@ -152,17 +154,20 @@ class Sender:
         self.stats.last_error = reason
 
     def check_stall(self) -> None:
-        """Called from the channel's status loop: a connection that has taken nothing for a
-        while (a network gone quiet, not refused) is killed, so the sender connects again."""
+        """Called from the channel's status loop: a connection that gets no answer for a while
+        (a network gone quiet rather than refused: a handshake that never completes, data that
+        is never taken) is killed, so the sender connects again."""
         child = self.child
-        if (
-            child is not None
-            and self.stats.state == LIVE
-            and self.queue
-            and time.monotonic() - self.last_write > STALL_SECONDS
-        ):
-            log.warning(
-                "live %s: no data accepted for %.0f s; reconnecting", self.name, STALL_SECONDS
+        if child is None or child.poll() is not None:
+            return
+        now = time.monotonic()
+        if self.stats.state == LIVE:
+            stalled = bool(self.queue) and now - self.last_write > self.stall_seconds
+        else:
+            stalled = now - self.attempt_started > self.stall_seconds
+        if stalled:
+            self._child_error = (
+                f"no answer from the server for {self.stall_seconds:g} s (network lost?)"
             )
             self._kill()
 
@@ -252,6 +257,7 @@ class Sender:
 
     def _stream(self, url: str) -> str:
         """Feed one connection until it fails or the channel stops; returns why it ended."""
+        self.attempt_started = time.monotonic()
         child = self.child = self._spawn(url)
         assert child.stdin is not None
         try:
