@@ -12,6 +12,7 @@ is drawn as on the result cards.
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -30,6 +31,7 @@ from broadcaster.live.layout import (
     Bar,
     Clock,
     Layout,
+    LayoutError,
     LayoutTemplate,
     Page,
     Panel,
@@ -41,6 +43,8 @@ from broadcaster.live.layout import (
 from broadcaster.model import Contest, Snapshot
 from broadcaster.render import Budget, Locale, Renderer, make_filters
 from broadcaster.samples import display_from
+
+log = logging.getLogger(__name__)
 
 # Distinct colours for parties the feed and the configuration give none.
 PALETTE = ("#4E79A7", "#F28E2B", "#E15759", "#76B7B2", "#59A14F", "#EDC948", "#B07AA1", "#FF9DA7")
@@ -221,6 +225,10 @@ class Painter:
             folders, locale=self.locale, budget=Budget(seconds=config.templates.render_seconds)
         )
         self.template = LayoutTemplate(self.renderer, config.live.layout)
+        # The bundled layout, for when the operator's has never worked (a broken file at start).
+        bundled = Renderer([], locale=self.locale, budget=self.renderer.budget)
+        self.fallback = LayoutTemplate(bundled, "live/channel.j2")
+        self._on_fallback = False
         self.filters = make_filters(self.locale)
         self.logo = config.path(config.cards.logo) if config.cards.logo else None
         self._logo_image: Image.Image | None = None
@@ -243,7 +251,14 @@ class Painter:
             self._template_obj = self.renderer.env.get_template(self.template.name)
         except Exception:
             self._template_obj = None
-        layout = self.template.render(variables)
+        try:
+            layout = self.template.render(variables)
+            self._on_fallback = False
+        except LayoutError:
+            if not self._on_fallback:
+                log.error("live: drawing the bundled layout until %s works", self.template.name)
+            self._on_fallback = True
+            layout = self.fallback.render(variables)
         return self.draw(layout, data)
 
     def draw(self, layout: Layout, data: ChannelData | None = None) -> Scene:
