@@ -1,12 +1,12 @@
 """A YouTube Live broadcast for the channel, through google-api-python-client.
 
 `start()` finds (or creates) a reusable `liveStream` and a `liveBroadcast` with
-`enableAutoStart`/`enableAutoStop`, binds them and returns the ingest address; `watch()` reads
-the stream's `streamStatus` and `healthStatus` and the broadcast's life cycle (and moves it to
-live itself when auto-start is off); `end()` completes the broadcast. Every call goes through
-the YouTube adapter's credentials and is counted against the same daily quota as the chat posts
-(`broadcaster.publishers.youtube.COST`). The ids are kept in the database, so a restart binds
-the same broadcast again instead of opening a second one.
+`enableAutoStart`/`enableAutoStop`, binds them and returns the ingest address (YouTube starts
+the broadcast when the stream arrives); `watch()` reads the stream's `streamStatus` and
+`healthStatus` and the broadcast's life cycle; `end()` completes the broadcast. Every call goes
+through the YouTube adapter's credentials and is counted against the same daily quota as the
+chat posts (`broadcaster.publishers.youtube.COST`). The ids are kept in the database, so a
+restart binds the same broadcast again instead of opening a second one.
 """
 
 from __future__ import annotations
@@ -49,14 +49,12 @@ class YouTubeLive:
         env: PublisherEnv,
         *,
         transport: Any | None = None,
-        auto_start: bool = True,
     ) -> None:
         self.config = config
         self.dest = dest
         self.env = env
         self.pub = YouTubePublisher(account, env, transport=transport)
         self.api = self.pub.api
-        self.auto_start = auto_start
         self.key = f"live:youtube:{dest.name}"
         self.stream_id: str | None = None
         self.broadcast_id: str | None = None
@@ -143,7 +141,7 @@ class YouTubeLive:
             "snippet": {"title": self.title[:100], "scheduledStartTime": now},
             "status": {"privacyStatus": self.dest.privacy, "selfDeclaredMadeForKids": False},
             "contentDetails": {
-                "enableAutoStart": self.auto_start,
+                "enableAutoStart": True,
                 "enableAutoStop": True,
                 "latencyPreference": "normal",
             },
@@ -173,12 +171,6 @@ class YouTubeLive:
         cycle = items[0].get("status", {}).get("lifeCycleStatus", "unknown")
         if cycle in FINISHED:
             raise BroadcastEnded(f"youtube ended the broadcast ({cycle})")
-        if not self.auto_start and stream_status == "active" and cycle in ("ready", "testing"):
-            request = self.api.liveBroadcasts().transition(
-                broadcastStatus="live", id=self.broadcast_id, part="id,status"
-            )
-            self._call("liveBroadcasts.transition", request, "go live")
-            cycle = "liveStarting"
         issues = status.get("healthStatus", {}).get("configurationIssues") or []
         worst = [i.get("type", "") for i in issues if i.get("severity") == "error"]
         text = f"{cycle}; stream {stream_status}, health {health}"
