@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -45,6 +46,7 @@ from broadcaster.render import Budget, Locale, Renderer, make_filters
 from broadcaster.samples import display_from
 
 log = logging.getLogger(__name__)
+_FONTS = threading.RLock()
 
 # Distinct colours for parties the feed and the configuration give none.
 PALETTE = ("#4E79A7", "#F28E2B", "#E15759", "#76B7B2", "#59A14F", "#EDC948", "#B07AA1", "#FF9DA7")
@@ -323,8 +325,9 @@ class Painter:
     ) -> None:
         """One line of shaped text, cut to the box's width, vertically centred unless `y`."""
         x0, y0, x1, y1 = rect
-        shown = fit(text, size, max(1, x1 - x0), bold)
-        width = text_width(shown, size, bold)
+        with _FONTS:
+            shown = fit(text, size, max(1, x1 - x0), bold)
+            width = text_width(shown, size, bold)
         if align == "right":
             x = x1 - width
         elif align == "center":
@@ -332,7 +335,8 @@ class Painter:
         else:
             x = x0
         top = y if y is not None else y0 + (y1 - y0 - size * 1.36) / 2
-        draw_text(draw, (x, top), shown, size, colour, bold=bold)
+        with _FONTS:  # the data thread and the frame loop share the cached font objects
+            draw_text(draw, (x, top), shown, size, colour, bold=bold)
 
     def _text(self, img: Image.Image, t: Text) -> None:
         rect = self._rect(t.box)
@@ -373,7 +377,8 @@ class Painter:
         for i, row in enumerate(rows):
             top = y0 + i * row_h
             label = row.label or f"{row.value:g}"
-            label_w = text_width(label, size, True)
+            with _FONTS:
+                label_w = text_width(label, size, True)
             self._line(
                 draw,
                 (x0, int(top), int(x1 - label_w - size), int(top + size * 1.4)),
@@ -383,7 +388,8 @@ class Painter:
                 bold=True,
                 y=top,
             )
-            draw_text(draw, (x1 - label_w, top), label, size, colour, bold=True)
+            with _FONTS:
+                draw_text(draw, (x1 - label_w, top), label, size, colour, bold=True)
             bar_y = int(top + size * 1.45)
             draw.rectangle((x0, bar_y, x1, bar_y + bar_h), fill=track)
             filled = x0 + (x1 - x0) * min(1.0, row.value / total)
@@ -505,7 +511,8 @@ class Painter:
     ) -> list[Image.Image]:
         size = self._px(t.size)
         pad = self._px(20)
-        label_w = int(text_width(t.label, size, True)) + 2 * pad if t.label else pad
+        with _FONTS:
+            label_w = int(text_width(t.label, size, True)) + 2 * pad if t.label else pad
         groups = [t.items[i : i + t.per_page] for i in range(0, len(t.items), t.per_page)]
         pages = []
         for group in groups or [[t.empty]]:
