@@ -218,6 +218,35 @@ def demo(ctx: click.Context, out_dir: Path | None) -> None:
         out_dir = Path(tempfile.mkdtemp(prefix="broadcaster-demo-"))
     out.print("[bold]All results in this demo are fictional TEST data.[/]")
     _run_rehearsal(config, DEMO_SNAPSHOTS, out_dir, None, "Demo rehearsal")
+    _demo_channel(config, out_dir)
+
+
+def _demo_channel(config: Config, out_dir: Path) -> None:
+    """Optional last step of the demo: a few seconds of the live results channel over the same
+    night, in channel.mp4. It never fails the demo: a problem is one line and the demo is done."""
+    import time
+
+    started = time.monotonic()
+    try:
+        # PyAV (FFmpeg) is loaded here, not at the top: no other part of the demo needs it.
+        from broadcaster.live.rehearse import render_replay
+
+        video = render_replay(
+            config,
+            sorted(DEMO_SNAPSHOTS.glob("*.json")),
+            out_dir / "channel.mp4",
+            seconds=6,
+            tail=2,
+            size=(854, 480),
+            fps=25,
+        )
+    except Exception as exc:
+        out.print(f"[yellow]live channel preview not written: {type(exc).__name__}: {exc}[/]")
+        return
+    out.print(
+        f"Live channel preview: {video.path} ({video.seconds:.0f} s of video, made in "
+        f"{time.monotonic() - started:.1f} s)"
+    )
 
 
 @main.command(name="rehearse")
@@ -410,6 +439,106 @@ def run(ctx: click.Context, config_path: Path | None, dry_run: bool) -> None:
         err.print(f"[bold red]refusing to start[/]: {safe(exc, newlines=True)}")
         raise SystemExit(EXIT_CONFIG) from None
     sys.exit(daemon.run())
+
+
+# -- the live results channel (broadcaster/live/, docs/live.md) ------------------------------
+
+
+@main.command(name="live")
+@config_option
+@click.option("--dry-run", is_flag=True, help="Write the stream to [live] dry_run_file instead.")
+@click.option(
+    "--rehearse",
+    "replay",
+    type=click.Path(path_type=Path, exists=True),
+    default=None,
+    help="Render a recorded night (a folder of snapshots, or one file) into a video file.",
+)
+@click.option(
+    "--out",
+    "out_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="With --rehearse: the MP4 to write (default: ./channel-<name>.mp4).",
+)
+@click.option(
+    "--hls",
+    "hls_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="With --rehearse: write an HLS folder (index.m3u8 and segments) instead of an MP4.",
+)
+@click.option(
+    "--speed",
+    type=click.FloatRange(min=0, min_open=True),
+    default=60.0,
+    show_default=True,
+    help="With --rehearse: feed seconds per second of video.",
+)
+@click.pass_context
+def live_cmd(
+    ctx: click.Context,
+    config_path: Path | None,
+    dry_run: bool,
+    replay: Path | None,
+    out_file: Path | None,
+    hls_dir: Path | None,
+    speed: float,
+) -> None:
+    """Stream the live results channel to every [[live.destinations]] until SIGTERM, or render
+    a recorded night into a video file (--rehearse)."""
+    # PyAV (FFmpeg) is imported inside this command only: loading it costs time and memory
+    # that no other command should pay.
+    import signal
+    import threading
+
+    from broadcaster.store import Store
+
+    _setup_logs(ctx, quiet=replay is not None, dry_run=dry_run)
+    config = _load(config_path)
+    if replay is not None:
+        from broadcaster.live.rehearse import render_replay
+        from broadcaster.rehearsal import replay_files
+
+        if out_file is not None and hls_dir is not None:
+            raise click.UsageError("use either --out FILE or --hls DIR, not both")
+        target = (hls_dir / "index.m3u8") if hls_dir else out_file
+        target = target or Path.cwd() / f"channel-{replay.resolve().stem}.mp4"
+        try:
+            files = replay_files(replay)
+        except FileNotFoundError as exc:
+            err.print(f"[red]{exc}[/]")
+            raise SystemExit(EXIT_CONFIG) from None
+        with Progress(TextColumn("frames"), BarColumn(), MofNCompleteColumn(), console=out) as bar:
+            task = bar.add_task("frames", total=None)
+            video = render_replay(
+                config,
+                files,
+                target,
+                speed=speed,
+                on_frame=lambda done, total: bar.update(task, completed=done, total=total),
+            )
+        out.print(
+            f"{video.path}: {video.seconds:.1f} s of video from {video.snapshots} snapshots "
+            f"at {video.speed:g}x the feed's pace"
+        )
+        return
+    from broadcaster.live.runner import make_channel
+
+    store = Store(config.database_url)
+    stop = threading.Event()
+    try:
+        channel = make_channel(config, store, dry_run=dry_run, stop=stop)
+    except (ConfigError, ValueError) as exc:  # ValueError: an unreadable [live] audio file
+        store.close()
+        err.print(f"[bold red]refusing to start[/]: {exc}")
+        raise SystemExit(EXIT_CONFIG) from None
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        channel.run()
+    finally:
+        store.close()
 
 
 # -- operators' tools ------------------------------------------------------------------------
@@ -1046,6 +1175,10 @@ def _print_status(report: dict[str, Any]) -> None:
         out.print(f"  [yellow]held[/] #{item['id']} {item['account']}: {safe(item['reason'])}")
     for problem in report["template_problems"]:
         out.print(f"  [red]template[/] {safe(problem)}")
+    from broadcaster.live.health import status_lines
+
+    for line in status_lines(report.get("live")):
+        out.print(visible(line), markup=False, highlight=False)
     if report["implausible_held"]:
         out.print(
             f"[yellow]{report['implausible_held']} posts held by the plausibility gates[/]: "

@@ -261,6 +261,69 @@ class AccountConfig(BaseModel):
         return kind in self.events
 
 
+class LiveDestinationConfig(_Strict):
+    """One live ingest of the results channel (`[[live.destinations]]`, docs/live.md).
+
+    Secrets are named, never given: `stream_key` is the NAME of the environment variable or
+    secrets-file entry that holds the key; YouTube and Facebook use their `account`'s tokens.
+    """
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    kind: Literal["youtube", "facebook", "tiktok", "rtmp"]
+    enabled: bool = True
+    account: str | None = None  # youtube, facebook: the [[accounts]] entry with the credentials
+    url: str | None = Field(default=None, pattern=r"^rtmps?://\S+$")  # tiktok, rtmp: the server
+    stream_key: str | None = None  # name of the secret holding the stream key (added to url)
+    orientation: Literal["landscape", "portrait"] | None = None  # default: [live] orientation
+    title: str | None = None  # youtube, facebook: the broadcast's title (default: election name)
+    privacy: Literal["public", "unlisted", "private"] = "public"  # youtube broadcast
+    broadcast_id: str | None = None  # youtube: bind this existing broadcast instead of a new one
+    allow_test_data: bool = False  # stream test data here (a rehearsal broadcast), else refuse
+    queue_seconds: float = Field(default=3.0, gt=0, le=60)  # backlog before frames are dropped
+    watch_interval: float = Field(default=60, ge=5)  # seconds between platform health checks
+
+    @model_validator(mode="after")
+    def _kind_settings(self) -> LiveDestinationConfig:
+        if self.kind in ("youtube", "facebook"):
+            if not self.account:
+                raise ValueError(f"a {self.kind} destination needs `account`, an [[accounts]] name")
+            if self.url or self.stream_key:
+                raise ValueError(f"a {self.kind} destination gets its ingest from {self.kind}")
+        else:
+            if not self.url:
+                raise ValueError(f"a {self.kind} destination needs `url` (rtmp:// or rtmps://)")
+            if self.kind == "tiktok" and not self.stream_key:
+                raise ValueError("a tiktok destination needs `stream_key`, the name of a secret")
+        return self
+
+
+class LiveConfig(_Strict):
+    """The live results channel (broadcaster/live/, docs/live.md)."""
+
+    enabled: bool = False  # start the channel beside the daemon (`broadcaster run`)
+    width: int = Field(default=1280, ge=160, le=3840, multiple_of=2)
+    height: int = Field(default=720, ge=90, le=2160, multiple_of=2)
+    fps: int = Field(default=30, ge=5, le=60)
+    video_kbps: int | None = Field(default=None, gt=0)  # default: 3000 at 720p, scaled by area
+    keyframe_seconds: float = Field(default=2.0, gt=0, le=4)
+    preset: str = "veryfast"  # x264 speed/quality trade-off
+    audio: str | None = None  # a sound file looped under the picture; silence when absent
+    audio_kbps: int = Field(default=128, gt=0)
+    orientation: Literal["landscape", "portrait"] = "landscape"
+    language: Literal["en", "ms", "km"] | None = None  # default: [templates] language
+    layout: str = "live/channel.j2"  # the layout template, looked up like post templates
+    dry_run_file: str = "live-dry-run.ts"  # where `--dry-run` writes the stream
+    poll_interval: float = Field(default=0.5, gt=0, le=30)  # how often new data is looked for
+    destinations: list[LiveDestinationConfig] = Field(default_factory=list)
+
+    @property
+    def bitrate(self) -> int:
+        """Video bits per second: configured, or 3 Mbit/s at 720p scaled by the picture area."""
+        if self.video_kbps:
+            return self.video_kbps * 1000
+        return int(3_000_000 * max(0.25, (self.width * self.height) / (1280 * 720)) ** 0.75)
+
+
 class Config(_Strict):
     election: ElectionConfig = Field(default_factory=ElectionConfig)
     feed: FeedConfig
@@ -277,6 +340,7 @@ class Config(_Strict):
     # Text limits overriding the platforms' own, e.g. x = 280, tiktok_title = 90.
     limits: dict[str, int] = Field(default_factory=dict)
     parties: dict[str, PartyDisplayConfig] = Field(default_factory=dict)
+    live: LiveConfig = Field(default_factory=LiveConfig)
     accounts: list[AccountConfig] = Field(min_length=1)
     # Where the file was read from; relative paths resolve against it. Not a TOML key.
     base_dir: Path = Field(default=Path("."), exclude=True)
@@ -288,6 +352,21 @@ class Config(_Strict):
             if account.name in seen:
                 raise ValueError(f"accounts: two accounts are named {account.name!r}")
             seen.add(account.name)
+        return self
+
+    @model_validator(mode="after")
+    def _live_destinations(self) -> Config:
+        names: set[str] = set()
+        accounts = {a.name: a for a in self.accounts}
+        for i, dest in enumerate(self.live.destinations):
+            where = f"live.destinations[{i}] ({dest.name})"
+            if dest.name in names:
+                raise ValueError(f"{where}: two live destinations are named {dest.name!r}")
+            names.add(dest.name)
+            if dest.account is not None:
+                account = accounts.get(dest.account)
+                if account is None or account.platform != dest.kind:
+                    raise ValueError(f"{where}.account: no {dest.kind} account {dest.account!r}")
         return self
 
     def language_of(self, account: AccountConfig) -> str:

@@ -219,9 +219,16 @@ class Daemon:
                 ).start()
             except OSError as exc:
                 log.error("health endpoint not started on %s: %s", self.config.service.listen, exc)
+        join_live = lambda: None  # noqa: E731
+        if self.config.live.enabled:  # the live results channel beside the daemon (docs/live.md)
+            from broadcaster.live.runner import start_beside
+
+            join_live = start_beside(self.config, self.store, dry_run=self.dry_run, stop=self.stop)
         try:
             self.scheduler.start()
         finally:
+            self.stop.set()
+            join_live()
             if self.health is not None:
                 self.health.stop()
             for sig, handler in previous.items():

@@ -36,6 +36,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from broadcaster.live import emulator_routes as live_routes
+
 log = logging.getLogger(__name__)
 
 PLATFORMS = ("facebook", "youtube", "tiktok", "x")
@@ -280,6 +282,8 @@ class Handler(BaseHTTPRequestHandler):
     # -- Facebook Graph --
 
     def _facebook(self, method: str, path: str, body: bytes) -> None:
+        if live_routes.facebook(self, method, path, body):  # the live channel's live_videos
+            return None
         emu = self.emulator
         parts = path.strip("/").split("/")[1:]  # drop the version
         fields, files = self._form(body)
@@ -673,6 +677,8 @@ class Handler(BaseHTTPRequestHandler):
     # -- YouTube --
 
     def _youtube(self, method: str, path: str, body: bytes) -> None:
+        if live_routes.youtube(self, method, path, body):  # liveStreams, liveBroadcasts
+            return None
         emu = self.emulator
         if path == "/token":
             form, _ = self._form(body)

@@ -97,6 +97,7 @@ class HealthServer:
                 "feed": report["feed_health"],
                 "accounts": report["accounts"],
                 "template_problems": report["template_problems"],
+                "live": report.get("live"),  # the live channel's destinations, when it runs
             }
             code = 503 if problems else 200
             # A platform's error quoted in a pause reason may echo a token: mask every secret.

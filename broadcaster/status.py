@@ -16,6 +16,7 @@ from broadcaster.dispatcher import WAITING, account_budget
 from broadcaster.feedhealth import STATE_KEY as FEED_HEALTH_KEY
 from broadcaster.feedhealth import FeedHealth, feed_problems
 from broadcaster.gates import FINDINGS_KEY
+from broadcaster.live.health import live_metrics, live_report
 from broadcaster.operate import PAUSED
 from broadcaster.preflight import runtime_problems
 from broadcaster.store import HoldKind, PostState, Store, events, posts, snapshots
@@ -76,6 +77,7 @@ def collect_status(
         template_problems = store.get_state("template_problems", [])
         findings = list(store.get_state(FINDINGS_KEY, []) or [])[-10:]
         implausible_held = store.count_held(HoldKind.GATE)
+        live = live_report(store)  # the live results channel, when it has run
         accounts = []
         for account in config.accounts:
             paused = store.get_state(PAUSED + account.name)
@@ -134,6 +136,7 @@ def collect_status(
         "implausible_held": implausible_held,  # posts held by the gates, awaiting an operator
         "accounts": accounts,
         "latency": latency,
+        "live": live,
     }
 
 
@@ -230,4 +233,5 @@ def metrics_text(report: dict[str, Any], counters: dict[str, float]) -> str:
             "When the feed was last polled.",
             [({}, counters["last_poll"])],
         )
+    lines.extend(live_metrics(report.get("live")))
     return "\n".join(lines) + "\n"

@@ -253,6 +253,69 @@ class TikTokPublisher(Publisher):
         self.env.checkpoint(post.outbox_id, str(publish_id))
         return self._wait(str(publish_id))
 
+    # -- video posts (the live channel's short result videos, broadcaster/live/shorts.py) --
+
+    def publish_video(self, post: Post, video: str) -> PublishedRef:
+        """Post the MP4 `video` with `post.text` as its caption: video/init with FILE_UPLOAD,
+        then the file in chunks (PUT with Content-Range) to the upload_url TikTok gives.
+
+        The publish_id is recorded once the upload is complete: before that TikTok cannot
+        publish anything, so a retry safely starts a new upload."""
+        if post.checkpoint:
+            return self._wait(post.checkpoint)
+        size = Path(video).stat().st_size
+        info = self.creator_info()
+        allowed = info.get("privacy_level_options") or []
+        if self.settings.privacy_level not in allowed:
+            raise Rejected(
+                f"tiktok: privacy_level {self.settings.privacy_level} is not allowed for this "
+                f"creator (allowed: {', '.join(allowed) or 'none'})"
+            )
+        chunk, count = video_chunks(size)
+        payload = {
+            "post_info": {
+                "title": post.text,
+                "privacy_level": self.settings.privacy_level,
+                "disable_comment": self.settings.disable_comment,
+                "disable_duet": False,
+                "disable_stitch": False,
+                "video_cover_timestamp_ms": 1000,
+            },
+            "source_info": {
+                "source": "FILE_UPLOAD",
+                "video_size": size,
+                "chunk_size": chunk,
+                "total_chunk_count": count,
+            },
+        }
+        data = self._post("/v2/post/publish/video/init/", payload, "video post")
+        publish_id, upload_url = data.get("publish_id"), data.get("upload_url")
+        if not publish_id or not upload_url:
+            raise RetryLater("tiktok video post: the answer carried no publish_id or upload_url")
+        with open(video, "rb") as fh:
+            for index in range(count):
+                first = index * chunk
+                last = size - 1 if index == count - 1 else first + chunk - 1
+                fh.seek(first)
+                body = fh.read(last - first + 1)
+                headers = {
+                    "Content-Type": "video/mp4",
+                    "Content-Length": str(len(body)),
+                    "Content-Range": f"bytes {first}-{last}/{size}",
+                }
+                try:
+                    resp = self.session.put(str(upload_url), data=body, headers=headers)
+                except requests.RequestException as exc:
+                    raise RetryLater(f"tiktok video upload: {type(exc).__name__}") from None
+                expected = 201 if index == count - 1 else 206
+                if resp.status_code not in (expected, 200, 201):
+                    raise RetryLater(
+                        f"tiktok video upload: HTTP {resp.status_code} for chunk {index + 1} "
+                        f"of {count}"
+                    )
+        self.env.checkpoint(post.outbox_id, str(publish_id))
+        return self._wait(str(publish_id))
+
     def _status(self, publish_id: str) -> dict[str, Any]:
         return self._post("/v2/post/publish/status/fetch/", {"publish_id": publish_id}, "status")
 
@@ -373,3 +436,16 @@ def authorize(account: AccountConfig, env: PublisherEnv, prompt: Any) -> dict[st
         "expires_at": time.time() + float(body.get("expires_in", 86400)),
         "open_id": body.get("open_id"),
     }
+
+
+MIN_CHUNK = 5 * 1024 * 1024  # TikTok: chunks of 5 MB to 64 MB; a smaller file goes whole
+MAX_CHUNK = 64 * 1024 * 1024
+
+
+def video_chunks(size: int, preferred: int = 10 * 1024 * 1024) -> tuple[int, int]:
+    """(chunk_size, total_chunk_count) for a file of `size` bytes, as video/init wants them:
+    whole below 5 MB, else chunks of `preferred` bytes with the remainder in the last one."""
+    if size <= MIN_CHUNK:
+        return size, 1
+    chunk = max(MIN_CHUNK, min(MAX_CHUNK, preferred))
+    return chunk, max(1, size // chunk)

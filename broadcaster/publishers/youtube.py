@@ -65,6 +65,12 @@ COST = {
     "liveChatMessages.delete": 50,
     "videos.insert": 1600,
     "channels.list": 1,
+    # The live results channel's broadcast lifecycle (broadcaster/live/youtube_live.py).
+    "liveStreams.list": 1,
+    "liveStreams.insert": 50,
+    "liveBroadcasts.insert": 50,
+    "liveBroadcasts.bind": 50,
+    "liveBroadcasts.transition": 50,
 }
 CHAT_GONE = {"liveChatEnded", "liveChatNotFound", "liveChatDisabled"}
 QUOTA = {"quotaExceeded", "dailyLimitExceeded"}
