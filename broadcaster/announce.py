@@ -126,14 +126,17 @@ def announce(
     problems = [f"{f.account}: {f.problem}" for f in measure(config, text, accounts) if f.problem]
     if problems:
         raise AnnouncementError("; ".join(problems))
-    snapshot_id = store.last_snapshot_id()
-    if snapshot_id is None:
+    last = store.last_snapshot_ref()
+    if last is None:
         raise AnnouncementError(
             "no snapshot has been accepted yet: an announcement belongs to the night's feed, "
             "so it can be made once the first snapshot is in"
         )
+    snapshot_id, feed_time = last
     by_name = {a.name: a for a in config.accounts}
-    now = now or datetime.now(UTC)
+    # Its time on the feed's clock: now, or the latest snapshot's time when that is later (a
+    # rehearsal of a recorded night runs on the recording's clock).
+    now = max(now or datetime.now(UTC), feed_time or datetime.min.replace(tzinfo=UTC))
     event = Event(
         key=f"announcement/{nonce}",
         kind=EventKind.ANNOUNCEMENT,

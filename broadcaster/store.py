@@ -988,10 +988,19 @@ class Store:
 
     def last_snapshot_id(self) -> int | None:
         """The newest accepted snapshot's id, or None before the first."""
+        ref = self.last_snapshot_ref()
+        return None if ref is None else ref[0]
+
+    def last_snapshot_ref(self) -> tuple[int, datetime] | None:
+        """The newest accepted snapshot's id and feed time, or None before the first."""
         with self.engine.connect() as conn:
-            return conn.execute(
-                select(func.max(snapshots.c.id)).where(snapshots.c.accepted.is_(True))
-            ).scalar()
+            row = conn.execute(
+                select(snapshots.c.id, snapshots.c.generated_at)
+                .where(snapshots.c.accepted.is_(True))
+                .order_by(snapshots.c.id.desc())
+                .limit(1)
+            ).first()
+        return None if row is None else (int(row.id), row.generated_at)
 
     def planned_dry_run(self, account: str) -> bool | None:
         """Whether the account's newest post was planned as a dry run; None before its first."""
