@@ -143,10 +143,13 @@ posts = Table(
 )
 Index("ix_posts_account_sent", posts.c.account, posts.c.state, posts.c.sent_at)
 Index("ix_posts_due", posts.c.state, posts.c.priority, posts.c.id)
-# The console: "did anything change?" twice a second, and its timeline's filters, from indexes.
+# The console: "did anything change?" twice a second, its timeline's filters, and the status
+# counts (by account, platform and state; sends of the last hour) from indexes alone.
 Index("ix_posts_updated", posts.c.updated_at)
 Index("ix_posts_platform", posts.c.platform, posts.c.id)
 Index("ix_posts_contest", posts.c.contest_id, posts.c.id)
+Index("ix_posts_outbox", posts.c.account, posts.c.platform, posts.c.state)
+Index("ix_posts_state_sent", posts.c.state, posts.c.sent_at)
 
 kv = Table(
     "kv",

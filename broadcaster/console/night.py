@@ -81,11 +81,21 @@ class Watcher:
         self._rendered = 0.0
         self._changed: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.closing = False
 
     def start(self) -> None:
         if self._task is None or self._task.done():
             self._changed = asyncio.Event()
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="night")
+            self._loop = asyncio.get_running_loop()
+            self._task = self._loop.create_task(self._run(), name="night")
+
+    def close_streams(self) -> None:
+        """End every open event stream (the server is stopping); safe from any thread."""
+        self.closing = True
+        loop, changed = self._loop, self._changed
+        if loop is not None and changed is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(changed.set)
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -149,7 +159,7 @@ async def events(request: Request) -> Response:
         yield "retry: 1000\n\n"
         while True:
             version, html = await watcher.after(seen, KEEPALIVE)
-            if await request.is_disconnected():
+            if watcher.closing or await request.is_disconnected():
                 return
             if await run_in_threadpool(authenticate, console, request) is None:
                 yield _sse("logout", "")

@@ -68,6 +68,7 @@ class ConsoleServer:
         return self
 
     def stop(self) -> None:
+        self.app.state.console.watcher.close_streams()  # open night views end, then uvicorn
         self.server.should_exit = True
         if self.thread.is_alive():
             self.thread.join(timeout=15)
