@@ -245,3 +245,28 @@ def test_a_saved_template_is_what_the_daemon_renders(env: Any):
     account = next(a for a in config.accounts if a.platform == "x")
     parts = Composer(config, dry_run=True).compose_text(event, account, variables)
     assert parts[0].text == "[TEST] SAVED D01 Northbay"
+
+
+def test_an_accounts_own_folder_is_edited_in_place(env: Any, tmp_path: Path):
+    _, config = env
+    own = tmp_path / "x-only"
+    (own / "en" / "x").mkdir(parents=True)
+    (own / NAME).write_text("{{ contest.name }} (x's own)")
+    accounts = [
+        a.model_copy(update={"templates": str(own)}) if a.platform == "x" else a
+        for a in config.accounts
+    ]
+    config = config.with_overrides(accounts=accounts)
+    name = tf.Name.parse(NAME)
+    source, origin = tf.source_of(config, name, "account:x-demo")
+    assert source == "{{ contest.name }} (x's own)"
+    assert origin.key == "account:x-demo"
+    assert tf.source_of(config, name)[1].key == "bundled"  # not named: the shared stack
+    listed = dict(tf.listing(config, "en"))
+    assert [f.key for f in listed[name]] == ["account:x-demo", "bundled"]
+    saved = tf.save(
+        config, name, "{{ contest.name }} (x, edited)", user="edda", folder_key="account:x-demo"
+    )
+    assert saved.ok
+    assert (own / NAME).read_text() == "{{ contest.name }} (x, edited)"
+    assert not (tmp_path / "mine" / NAME).exists()
