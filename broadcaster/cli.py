@@ -1070,7 +1070,8 @@ def console_cmd(ctx: click.Context, config_path: Path | None) -> None:
     signal.signal(signal.SIGINT, lambda *_: done.set())
     while not done.wait(0.5):
         if not server.thread.is_alive():
-            break
+            err.print("[bold red]the console stopped unexpectedly[/]")
+            raise SystemExit(1)
     server.stop()
 
 

@@ -581,3 +581,18 @@ def test_console_bindings_that_are_allowed(tmp_path: Path, console: str):
     path.write_text(config_text(console=console))
     config = load_config(path)
     assert config.console.port == 8765
+
+
+def test_a_users_file_readable_by_others_stops_every_login(app: TestClient, env: Any):
+    users_file = env[0].parent / "console-users.json"
+    users_file.chmod(0o644)
+    page = app.get("/login")
+    assert page.status_code == 503
+    assert "readable by others" in page.text
+    answer = app.post(
+        "/login",
+        data={"csrf": form_token(page.text), "name": "ada", "password": PASSWORD},
+        follow_redirects=False,
+    )
+    assert answer.status_code == 503
+    assert app.get("/", follow_redirects=False).status_code == 303

@@ -303,11 +303,15 @@ def _login_page(
     console: Console, request: Request, status: int = 200, error: str | None = None
 ) -> Response:
     token = secrets.token_urlsafe(24)
+    try:
+        no_users = not console.users.all()
+    except UserError as exc:  # an unsafe or broken users file: nobody logs in until fixed
+        no_users, error, status = False, str(exc), 503
     html = console.pages.get_template("login.html").render(
         csrf=token,
         error=error,
         next=_safe_next(request.query_params.get("next")),
-        no_users=not console.users.all(),
+        no_users=no_users,
     )
     response = HTMLResponse(html, status_code=status)
     response.set_cookie(
@@ -353,7 +357,11 @@ async def login(request: Request) -> Response:
         )
         response.headers["Retry-After"] = str(int(wait) + 1)
         return response
-    user = await run_in_threadpool(console.users.verify, name, password)
+    try:
+        user = await run_in_threadpool(console.users.verify, name, password)
+    except UserError as exc:
+        log.error("console login impossible: %s", exc)
+        return await run_in_threadpool(_login_page, console, request, 503, str(exc))
     if user is None:
         console.limiter.failed(name, address)
         log.warning("console login failed for %r from %s", name, address)

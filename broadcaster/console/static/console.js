@@ -59,6 +59,19 @@
     });
     source.addEventListener("error", function () {
       say("reconnecting…", "off");
+      if (source.readyState === EventSource.CLOSED) {
+        // Refused (the session ended, or the console restarted): the browser gives up, so
+        // ask once whether we are still logged in, and go to the login page if not.
+        fetch("/night", { credentials: "same-origin" }).then(function (response) {
+          if (response.status === 401) {
+            window.location.assign("/login?next=/");
+          } else {
+            setTimeout(function () { window.location.reload(); }, 3000);
+          }
+        }).catch(function () {
+          setTimeout(function () { window.location.reload(); }, 3000);
+        });
+      }
     });
   }
 
