@@ -18,7 +18,7 @@ from broadcaster.audit import entries
 from broadcaster.clock import FeedClock
 from broadcaster.config import load_config
 from broadcaster.console.app import create_app
-from broadcaster.console.users import UserStore
+from broadcaster.console.users import Role, UserStore
 from broadcaster.dispatcher import Dispatcher, publisher_env
 from broadcaster.events import TEMPLATED_KINDS, EventKind
 from broadcaster.lint import lint_templates
@@ -26,7 +26,7 @@ from broadcaster.logs import register_secret
 from broadcaster.operate import PostFilter, approve, count_by_state, find_posts, post_history
 from broadcaster.store import HoldKind, PostState, Store
 from tests.conftest import read_jsonl
-from tests.console_support import FAST_HASHER, demo_night, login, make_env
+from tests.console_support import FAST_HASHER, PASSWORD, demo_night, login, make_env
 
 TEXT = "Results from Region X are delayed: the count resumes at 22:00."
 
@@ -254,3 +254,40 @@ def test_indexes_are_added_to_an_older_database(env: Any):
     names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
     conn.close()
     assert {"ix_posts_updated", "ix_posts_platform", "ix_posts_contest"} <= names
+
+
+def test_the_console_pages_and_queries_on_postgresql(
+    tmp_path: Path, postgres_url: str, demo_files: list[Path]
+):
+    from broadcaster.clock import FeedClock
+    from broadcaster.pipeline import Pipeline
+    from broadcaster.sources import make_fetched
+    from tests.conftest import write_config
+
+    accounts = "".join(
+        f'[[accounts]]\nname = "{name}"\nplatform = "{name.split("-")[0]}"\ndry_run = true\n'
+        for name in ("facebook-demo", "x-demo")
+    )
+    config = load_config(
+        write_config(tmp_path / "c.toml", source="f", database=postgres_url, accounts=accounts)
+    )
+    store = Store(config.database_url)
+    try:
+        pipeline = Pipeline(config, store, clock=FeedClock(), dry_run=True)
+        for path in demo_files[:9]:
+            pipeline.ingest(make_fetched(path.read_bytes(), path.name), "t")
+        store.ensure_indexes()
+        marker = store.change_marker()
+        made = announce(config, store, TEXT, ["x-demo"], actor="otto", nonce="nonce-pg-01")
+        assert store.change_marker() != marker
+        assert find_posts(store, PostFilter(kind="announcement"))[0].id == made.post_ids[0]
+        assert count_by_state(store, PostFilter(platform="x"))["pending"] >= 1
+        users = UserStore(tmp_path / "console-users.json", hasher=FAST_HASHER)
+        users.add("otto", Role.OPERATOR, PASSWORD)
+        with TestClient(create_app(config, store, users=users), base_url="http://127.0.0.1") as c:
+            login(c, "otto")
+            for page in ("/", "/posts", "/posts?platform=x&state=pending", "/accounts", "/audit"):
+                assert c.get(page).status_code == 200, page
+            assert TEXT in c.get(f"/posts/{made.post_ids[0]}").text
+    finally:
+        store.close()
