@@ -1,11 +1,13 @@
-"""Cards for outbox rows: drawn once per (event, platform, language) and shared by accounts."""
+"""Cards for outbox rows: named by what they show, drawn once, and shared by every post (on any
+account) that would show the same picture."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
-from broadcaster.cards import CardStyle, card_path, render_card
+from broadcaster.cards import CardStyle, card_fingerprint, card_path, render_card
 from broadcaster.compose import locale_for
 from broadcaster.config import AccountConfig, Config
 from broadcaster.context import shared_vars, template_vars
@@ -28,14 +30,14 @@ class CardMaker:
         if spec is None:
             raise ValueError(f"{account.platform} takes no images")
         locale = locale_for(self.config, account)
-        path = card_path(self.folder, row.event_key, account.platform, locale.language, spec)
-        if path.exists():
-            return path
         stored = self.store.event_with_context(row.event_id)
         tz = self.config.election.timezone
         views = shared_vars(stored.shared, tz, self.display)
         variables = template_vars(stored.event, stored.context, views, timezone=tz)
-        tmp = path.with_name(path.stem + ".part" + path.suffix)
+        path = card_path(self.folder, card_fingerprint(variables, spec, locale, self.style), spec)
+        if path.exists():
+            return path
+        tmp = path.with_name(f"{path.stem}.{os.getpid()}.part{path.suffix}")
         render_card(variables, spec, locale, self.style, tmp)
         tmp.replace(path)  # never leave a half-written card where a publisher would find it
         return path

@@ -10,6 +10,7 @@ Noto Sans Khmer for Khmer), so no character is left as a "tofu" box.
 from __future__ import annotations
 
 import hashlib
+import json
 import unicodedata
 from dataclasses import dataclass
 from functools import cache
@@ -417,8 +418,55 @@ def _tally_body(
     return y
 
 
-def card_path(folder: Path, event_key: str, platform: str, language: str, spec: CardSpec) -> Path:
-    """Where the card for an event on a platform in a language is kept (shared by accounts)."""
-    digest = hashlib.sha256(f"{event_key}|{platform}|{language}".encode()).hexdigest()[:20]
+# Bump when the drawing itself changes, so that a card folder kept from an earlier version is
+# never taken for the new design.
+CARD_DESIGN = 1
+DRAWN = ("election", "event", "contest", "tally")  # the variables a card shows
+NOT_DRAWN = ("key", "at")  # event fields that name the event but are not on the card
+
+
+def card_fingerprint(
+    variables: dict[str, Any], spec: CardSpec, locale: Locale, style: CardStyle
+) -> str:
+    """A hash of everything that decides what a card shows: its data, size and format, language
+    and number style, colours, title and logo. Two cards share a file only when they would be
+    the same picture; a rehearsal's card (TEST banner, test title and time) is never a real
+    post's."""
+    drawn: dict[str, Any] = {k: variables.get(k) for k in DRAWN}
+    if isinstance(drawn["event"], dict):
+        drawn["event"] = {k: v for k, v in drawn["event"].items() if k not in NOT_DRAWN}
+    logo = None
+    if style.logo is not None:
+        try:
+            logo = hashlib.sha256(style.logo.read_bytes()).hexdigest()
+        except OSError:
+            logo = f"unreadable:{style.logo}"
+    payload = {
+        "design": CARD_DESIGN,
+        "drawn": drawn,
+        "spec": [spec.format.upper(), spec.width, spec.height],
+        "locale": [
+            locale.language,
+            locale.khmer_digits,
+            locale.timezone,
+            locale.time_format,
+            locale.date_format,
+        ],
+        "style": [
+            style.background,
+            style.foreground,
+            style.accent,
+            style.muted,
+            style.track,
+            style.title,
+            logo,
+        ],
+    }
+    text = json.dumps(payload, sort_keys=True, default=str, ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def card_path(folder: Path, fingerprint: str, spec: CardSpec) -> Path:
+    """Where the card with this fingerprint is kept (shared by every post that shows it)."""
     ext = "jpg" if spec.format.upper() == "JPEG" else "png"
-    return folder / f"{digest}.{ext}"
+    return folder / f"{fingerprint[:40]}.{ext}"

@@ -334,7 +334,7 @@ def feed_check(
         raise SystemExit(EXIT_CONFIG) from None
     if result.snapshot is None:
         err.print(
-            f"[red]{safe(target)}: rejected: {safe(result.problem)}[/]",
+            f"[red]{safe(result.where)}: rejected: {safe(result.problem or '')}[/]",
             highlight=False,
             soft_wrap=True,
         )
@@ -602,7 +602,7 @@ def doctor(config_path: Path | None) -> None:
     from broadcaster.store import Store
 
     config = _load(config_path)
-    store = Store(config.database_url)
+    store = Store(config.database_url, file_mode=config.output.mode)
     env = publisher_env(config, store, WallClock(), Path(config.output.posts))
     failures = 0
     try:
@@ -622,6 +622,31 @@ def doctor(config_path: Path | None) -> None:
     finally:
         store.close()
     raise SystemExit(1 if failures else 0)
+
+
+@main.command()
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    required=True,
+    help="The night's configuration file (TOML).",
+)
+def golive(config_path: Path) -> None:
+    """Check everything before the real night: configuration, accounts, feed, templates,
+    database and cards; one line each, exit status 1 if anything fails."""
+    from broadcaster.golive import run_checks
+
+    config = _load(config_path)
+    checks = run_checks(config)
+    for check in checks:
+        mark = "[green]PASS[/]" if check.ok else "[red]FAIL[/]"
+        out.print(f"{mark} {safe(check.name)}: {safe(check.detail)}", highlight=False)
+    failed = sum(1 for c in checks if not c.ok)
+    if failed:
+        out.print(f"[bold red]{failed} of {len(checks)} checks failed: not ready to go live[/]")
+        raise SystemExit(1)
+    out.print(f"[bold green]all {len(checks)} checks passed: ready to go live[/]")
 
 
 @main.command()
@@ -648,7 +673,7 @@ def auth(platform: str, account_name: str | None, config_path: Path | None) -> N
         err.print(f"[red]name one {platform} account with --account (found {len(candidates)})[/]")
         raise SystemExit(EXIT_CONFIG)
     account = candidates[0]
-    store = Store(config.database_url)
+    store = Store(config.database_url, file_mode=config.output.mode)
     env = publisher_env(config, store, WallClock(), Path(config.output.posts))
 
     def prompt(text: str, hide: bool = False) -> str:
@@ -677,7 +702,7 @@ def _store(config_path: Path | None) -> tuple[Config, Any]:
     from broadcaster.store import Store
 
     config = _load(config_path)
-    return config, Store(config.database_url)
+    return config, Store(config.database_url, file_mode=config.output.mode)
 
 
 @main.group()
@@ -996,6 +1021,9 @@ def _print_status(report: dict[str, Any]) -> None:
         out.print(
             f"  [yellow]rejected[/] {safe(item['name'])} at {item['at']}: {safe(item['error'])}"
         )
+    for problem in report.get("problems", []):
+        # Why /healthz is degraded: the feed failing or stale, a configured file gone.
+        out.print(f"[bold red]degraded[/]: {safe(problem)}", highlight=False)
     accounts = Table(title="Accounts")
     for column in ("account", "platform", "state", "budget left", "next slot", "why"):
         accounts.add_column(column, overflow="fold")

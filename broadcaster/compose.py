@@ -20,14 +20,20 @@ from broadcaster.config import AccountConfig, Config
 from broadcaster.context import View, summary_context, template_vars
 from broadcaster.events import Event, EventKind
 from broadcaster.limits import Overflow, OverLimit, TextLimit, shorten
+from broadcaster.logs import holds_secret, redact
 from broadcaster.planner import idempotency_key
 from broadcaster.publishers import capabilities_for, text_limits
-from broadcaster.render import Budget, Locale, Renderer, RenderError
+from broadcaster.render import Budget, Forbidden, Locale, Renderer, RenderError
 from broadcaster.store import HoldKind, NewPost, PostState
 
 log = logging.getLogger(__name__)
 
 TEST_MARKER = "[TEST]"
+LEAK_REASON = (
+    "its text contains a secret value (a token or key this configuration uses), masked here; "
+    "it was not sent. Find the template or feed value that put it there, fix it, then cancel "
+    "this post"
+)
 TEMPLATE_REASON = "template: "  # held posts whose reason starts so are re-rendered after a fix
 
 
@@ -57,6 +63,7 @@ class Composer:
         self._renderers: dict[tuple[Any, ...], Renderer] = {}
         self._by_account: dict[str, Renderer] = {}
         self._lint_samples: dict[str, list[dict[str, Any]]] | None = None
+        self.forbidden = secret_files(config)
 
     # -- renderers, one per distinct (folders, locale) --
 
@@ -76,19 +83,22 @@ class Composer:
                 [Path(f) for f in folders],
                 locale=locale,
                 budget=Budget(seconds=cfg.templates.render_seconds),
+                forbidden=self.forbidden,
             )
             self._renderers[key] = renderer
         self._by_account[account.name] = renderer
         return renderer
 
     def preload(self) -> None:
-        """Load and check every template the accounts will use (problems are logged)."""
+        """Load and check every template the accounts will use. Never raises: a template that
+        cannot be loaded or checked, whatever the reason, is broken (its posts are held and
+        `problems()` lists it), and the daemon starts anyway."""
         for account in self.config.accounts:
             kinds = [k.value for k in EventKind if account.wants(k)]
             self.renderer(account).preload(account.platform, kinds, self.lint)
 
     def refresh(self) -> bool:
-        """Hot reload: pick up edited templates that pass lint. True when anything changed."""
+        """Hot reload: pick up changed templates that pass lint. True when anything changed."""
         changed = False
         for renderer in self._renderers.values():
             changed = bool(renderer.refresh(self.lint)) or changed
@@ -184,6 +194,23 @@ class Composer:
                     hold_kind=HoldKind.TEMPLATE,
                 )
             ]
+        if any(holds_secret(p.text) or holds_secret(p.title) for p in parts):
+            # A template or feed value wrote out a secret: never stored, never sent.
+            log.error("post held, %s: its text holds a secret value", account.name)
+            return [
+                NewPost(
+                    key,
+                    event.key,
+                    account.name,
+                    account.platform,
+                    redact("\n".join(p.text for p in parts)),
+                    (),
+                    dry,
+                    PostState.HELD,
+                    LEAK_REASON,
+                    hold_kind=HoldKind.SECRET,
+                )
+            ]
         rows = []
         parent = None
         for i, part in enumerate(parts):
@@ -243,6 +270,18 @@ class Composer:
             first = text.split("\n", 1)[0]
             title = shorten(first, title_limit)
         return [Composed(p, title if i == 0 else None) for i, p in enumerate(parts)]
+
+
+def secret_files(config: Config) -> list[Forbidden]:
+    """The files no template may read, even through a hard link."""
+    out = []
+    tokens = config.path(config.secrets.tokens)
+    if tokens is not None:
+        out.append(Forbidden(tokens, "the token store (secrets.tokens)"))
+    secrets = config.path(config.secrets.file)
+    if secrets is not None:
+        out.append(Forbidden(secrets, "the secrets file (secrets.file)"))
+    return out
 
 
 @dataclass(frozen=True, slots=True)

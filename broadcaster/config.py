@@ -7,6 +7,7 @@ that hold its tokens. Relative paths are relative to the configuration file's fo
 from __future__ import annotations
 
 import ipaddress
+import re
 import tomllib
 from datetime import timedelta
 from pathlib import Path
@@ -69,6 +70,25 @@ class FeedConfig(_Strict):
     deadline: float = Field(default=60, gt=0)  # whole request, however slowly bytes trickle
     max_bytes: int = Field(default=50_000_000, gt=0)
     backoff_max: float = Field(default=300, gt=0)  # longest wait between tries while it is down
+    max_count: int = Field(default=10**10, gt=0)  # a larger vote, seat or unit count is rejected
+    # Request headers for an HTTP feed: header name -> the NAME of the environment variable (or
+    # secrets-file entry) holding its value, e.g. { Authorization = "FEED_AUTHORIZATION" }.
+    headers: dict[str, str] = Field(default_factory=dict)
+    # Follow a redirect from a public feed to a private, loopback or link-local address.
+    allow_private_redirects: bool = False
+
+    @field_validator("headers")
+    @classmethod
+    def _headers(cls, value: dict[str, str]) -> dict[str, str]:
+        for header, name in value.items():
+            if not re.fullmatch(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+", header):
+                raise ValueError(f"{header!r} is not an HTTP header name")
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+                raise ValueError(
+                    f"{header}: expected the name of an environment variable or secrets-file "
+                    "entry holding the value (secrets never go in this file), not the value"
+                )
+        return value
 
     @model_validator(mode="after")
     def _mapping(self) -> FeedConfig:
@@ -149,6 +169,13 @@ class DatabaseConfig(_Strict):
 
 class OutputConfig(_Strict):
     posts: str = "posts.jsonl"  # where dry-run publishers append what they would have posted
+    # Mode of the files broadcaster creates (the SQLite database, posts.jsonl, cards): owner
+    # only by default; "0640" lets the service's group (monitoring, backups) read them.
+    file_mode: Literal["0600", "0640"] = "0600"
+
+    @property
+    def mode(self) -> int:
+        return int(self.file_mode, 8)
 
 
 class SecretsConfig(_Strict):
@@ -188,6 +215,8 @@ class GatesConfig(_Strict):
     seats_over: GateAction = "hold"
     progress_backwards: GateAction = "hold"
     status_regressed: GateAction = "hold"
+    feed_markup: GateAction = "hold"  # a name holds a link, mention, hashtag, markup, line break
+    renamed: GateAction = "hold"  # a contest, candidate, party or coalition changes name
 
     def action(self, check: str) -> GateAction:
         return getattr(self, check)  # type: ignore[no-any-return]
@@ -196,6 +225,10 @@ class GatesConfig(_Strict):
 class ServiceConfig(_Strict):
     # host:port for GET /healthz and GET /metrics; empty turns them off.
     listen: str = Field(default="127.0.0.1:9105", pattern=r"^$|^[^\s:]+:\d+$")
+    # /healthz is "degraded" (503) after this many failed polls in a row, or this many seconds
+    # without a good poll (accepted, unchanged or already seen).
+    degraded_after_failures: int = Field(default=3, ge=1)
+    feed_stale_after: float = Field(default=600, gt=0)
 
 
 def _loopback(host: str) -> bool:
@@ -385,6 +418,35 @@ def format_validation_error(exc: ValidationError, source: str, data: dict[str, A
     return "\n".join(lines)
 
 
+def template_folder_problems(config: Config) -> list[str]:
+    """A template folder must not hold the secrets file or the token store, at any depth: a
+    template could include them and publish every secret."""
+    from broadcaster.paths import DEFAULT_TEMPLATES
+
+    secrets = [
+        (config.path(config.secrets.file), "the secrets file (secrets.file)"),
+        (config.path(config.secrets.tokens), "the token store (secrets.tokens)"),
+    ]
+    folders = [("templates.dir", config.path(config.templates.dir))]
+    folders += [
+        (f"accounts[{i}] ({a.name}).templates", config.path(a.templates))
+        for i, a in enumerate(config.accounts)
+    ]
+    folders.append(("the bundled templates", DEFAULT_TEMPLATES))
+    problems = []
+    for key, folder in folders:
+        if folder is None:
+            continue
+        real_folder = folder.resolve()
+        for path, what in secrets:
+            if path is not None and path.resolve().is_relative_to(real_folder):
+                problems.append(
+                    f"{key}: the template folder {folder} holds {what}, {path}; a template "
+                    "could publish it. Keep secrets outside every template folder"
+                )
+    return problems
+
+
 def parse_config(data: dict[str, Any], source: str, base_dir: Path) -> Config:
     """Validate a decoded TOML document; raise ConfigError naming every bad key."""
     try:
@@ -397,6 +459,7 @@ def parse_config(data: dict[str, Any], source: str, base_dir: Path) -> Config:
     for i, account in enumerate(config.accounts):
         for key, message in validate_account_settings(account):
             problems.append(f"  accounts[{i}] ({account.name}).{key}: {message}")
+    problems.extend(f"  {p}" for p in template_folder_problems(config))
     if problems:
         raise ConfigError("\n".join([f"{source}: invalid configuration", *problems]))
     return config

@@ -25,7 +25,11 @@ from broadcaster.cardmaker import CardMaker
 from broadcaster.clock import WallClock
 from broadcaster.config import Config, ConfigError
 from broadcaster.dispatcher import Dispatcher, publisher_env
-from broadcaster.pipeline import Pipeline
+from broadcaster.feedhealth import STATE_KEY as FEED_HEALTH_KEY
+from broadcaster.feedhealth import FeedHealth
+from broadcaster.pipeline import Pipeline, describe_error
+from broadcaster.preflight import preflight
+from broadcaster.secrets import Secrets, register_config_secrets
 from broadcaster.service import HealthServer
 from broadcaster.sources import make_source
 from broadcaster.store import DatabaseMode, ModeMismatch, Store, require_mode
@@ -55,8 +59,15 @@ class Daemon:
     def __init__(self, config: Config, *, dry_run: bool) -> None:
         self.config = config
         self.dry_run = dry_run
+        secrets = Secrets(config.path(config.secrets.file))
+        problems = preflight(config, secrets=secrets)
+        if problems:
+            raise ConfigError("\n".join(str(p) for p in problems))
         self.stop = threading.Event()
-        self.store = Store(config.database_url)
+        # Every secret the configuration can reach, before anything is logged or sent: no log
+        # line shows one and no post carrying one goes out.
+        register_config_secrets(config)
+        self.store = Store(config.database_url, file_mode=config.output.mode)
         try:
             require_mode(self.store, DatabaseMode.REHEARSAL if dry_run else DatabaseMode.LIVE)
         except ModeMismatch as exc:
@@ -67,7 +78,10 @@ class Daemon:
         env = publisher_env(config, self.store, self.clock, posts_path)
         self.pipeline = Pipeline(config, self.store, clock=self.clock, dry_run=dry_run)
         self.source = make_source(
-            config.feed, config.base_dir, resume_after=self.pipeline.last_source_name
+            config.feed,
+            config.base_dir,
+            resume_after=self.pipeline.last_source_name,
+            secrets=secrets,
         )
         cards_dir = config.path(config.cards.dir) or Path("cards")
         cards = CardMaker(config, self.store, cards_dir) if config.cards.enabled else None
@@ -81,6 +95,7 @@ class Daemon:
             cards=cards,
         )
         self.counters: dict[str, float] = {"polls": 0, "poll_failures": 0}
+        self.feed_health = FeedHealth(started_at=time.time())
         self.health: HealthServer | None = None
         self.console: Any = None  # the operator console, when [console] enabled
         refuse_test_data(config, self.store, dry_run=dry_run)
@@ -104,18 +119,28 @@ class Daemon:
         self.counters["polls"] += 1
         try:
             result = self.pipeline.poll(self.source)
-        except Exception:
+        except Exception as exc:
             self.counters["poll_failures"] += 1
             log.exception("poll cycle failed; the snapshot will be read again next cycle")
+            self._record_poll("error", describe_error(exc))
             return
         finally:
             self.counters["last_poll"] = time.time()
         if result.outcome in ("down", "rejected"):
             self.counters["poll_failures"] += 1
+        self._record_poll(result.outcome, result.error)
         if result.posts and not self.stop.is_set():
             # Dispatch at once rather than at the next tick; fails only while shutting down.
             with contextlib.suppress(Exception):
                 self.scheduler.modify_job("dispatch", next_run_time=datetime.now(UTC))
+
+    def _record_poll(self, outcome: str, error: str | None) -> None:
+        """Keep the feed's health for /healthz (in memory) and `broadcaster status` (stored)."""
+        self.feed_health.record(outcome, error, time.time())
+        try:
+            self.store.put_state(FEED_HEALTH_KEY, self.feed_health.to_dict())
+        except Exception as exc:  # the database is down: /healthz still knows
+            log.debug("feed health not stored: %s", exc)
 
     def dispatch(self) -> None:
         if self.stop.is_set():
@@ -192,6 +217,7 @@ class Daemon:
                     counters=self.counters,
                     alive=lambda: self.scheduler.running and not self.stop.is_set(),
                     dry_run=self.dry_run,
+                    feed_health=self.feed_health,
                 ).start()
             except OSError as exc:
                 log.error("health endpoint not started on %s: %s", self.config.service.listen, exc)

@@ -28,7 +28,7 @@ from broadcaster.budget import (
 )
 from broadcaster.cardmaker import CardMaker
 from broadcaster.clock import Clock
-from broadcaster.compose import TEST_MARKER, Composer, compose_summary
+from broadcaster.compose import LEAK_REASON, TEST_MARKER, Composer, compose_summary
 from broadcaster.config import AccountConfig, Config
 from broadcaster.context import shared_vars
 from broadcaster.events import EventKind
@@ -150,6 +150,7 @@ def publisher_env(config: Config, store: Store, clock: Clock, posts_path: Path) 
         tokens=TokenStore(config.path(config.secrets.tokens) or Path("tokens.json")),
         state=store,
         checkpoint=store.set_checkpoint,
+        file_mode=config.output.mode,
     )
 
 
@@ -472,13 +473,7 @@ class Dispatcher:
                     "cancel it",
                 )
         if holds_secret(row.text) or holds_secret(row.title):
-            return (
-                PostState.HELD,
-                HoldKind.SECRET,
-                "its text contains a secret value (a token or key this configuration uses), "
-                "masked here; it was not sent. Find the template or feed value that put it there, "
-                "fix it, then cancel this post",
-            )
+            return PostState.HELD, HoldKind.SECRET, LEAK_REASON
         return None
 
     def _dispatch(self, row: Any, reply_to: str | None = None) -> DispatchStats:

@@ -14,12 +14,13 @@ from broadcaster import gates
 from broadcaster.config import Config
 from broadcaster.model import Snapshot
 from broadcaster.parsers import FeedError, reader_for
-from broadcaster.sources import HttpSource, SourceDown
+from broadcaster.secrets import SecretError, Secrets
+from broadcaster.sources import HttpSource, SourceDown, is_url, safe_url
 
 
 @dataclass
 class CheckResult:
-    where: str
+    where: str  # the file, or the URL with its credentials masked (safe_url)
     snapshot: Snapshot | None = None
     problem: str | None = None
     findings: list[gates.Finding] | None = None
@@ -28,10 +29,15 @@ class CheckResult:
 
 def fetch_once(target: str, config: Config) -> bytes:
     """The bytes at a URL (bounded like the daemon's polls) or in a file; SourceDown if not."""
-    if target.startswith(("http://", "https://")):
-        fetched = HttpSource(target, config.feed).fetch()
+    if is_url(target):
+        secrets = Secrets(config.path(config.secrets.file))
+        try:
+            source = HttpSource(target, config.feed, secrets=secrets)
+        except SecretError as exc:
+            raise SourceDown(str(exc)) from None
+        fetched = source.fetch()
         if fetched is None:
-            raise SourceDown(f"{target}: nothing returned")
+            raise SourceDown(f"{source.shown}: nothing returned")
         return fetched.body
     path = Path(target)
     try:
@@ -45,7 +51,7 @@ def fetch_once(target: str, config: Config) -> bytes:
 
 def check_feed(target: str, config: Config) -> CheckResult:
     """Fetch and parse one snapshot; the problem (fetch or parse) or what was understood."""
-    result = CheckResult(where=target)
+    result = CheckResult(where=safe_url(target) if is_url(target) else target)
     try:
         body = fetch_once(target, config)
         result.size = len(body)

@@ -7,12 +7,22 @@ holds the affected events' posts for an operator (the default), only warns, or i
 operator approves held posts (a genuine correction) or cancels them.
 
 `check` is pure: two snapshots in, findings out.
+
+Besides the numbers, two checks guard the words a post is made of. `feed_markup`: a feed value
+(the election's, a contest's, a candidate's, a party's, a coalition's or a list candidate's name,
+or the issuer) that a platform would turn into a link, a mention or a hashtag, or that carries
+HTML markup, or that held a line break or a bidi override before it was normalised
+(parsers/clean.py). `renamed`: a contest, selection, party or coalition whose name changed
+since the last snapshot (by id): a results system does not rename a candidate in the night.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+
+from twitter_text.extract_urls import extract_urls
 
 from broadcaster.model import Contest, ResultsStatus, Snapshot
 
@@ -27,6 +37,8 @@ CHECKS: dict[str, str] = {
     "seats_over": "more seats allocated than the contest has",
     "progress_backwards": "reporting progress goes backwards",
     "status_regressed": "the report's status goes back (certified to partial or complete)",
+    "feed_markup": "a name holds a link, domain, mention, hashtag, markup or line break",
+    "renamed": "a contest, candidate, party or coalition changes name",
 }
 
 HOLD_PREFIX = "implausible"
@@ -51,8 +63,10 @@ def check(previous: Snapshot | None, new: Snapshot) -> list[Finding]:
     found: list[Finding] = []
     for contest in new.contests:
         found += _within(contest)
+    found += _markup(new)
     if previous is None:
         return found
+    found += _renamed(previous, new)
     if _RANK[new.status] < _RANK[previous.status] and previous.status is ResultsStatus.CERTIFIED:
         found.append(
             Finding(
@@ -133,6 +147,149 @@ def _between(before: Contest, after: Contest) -> Iterable[Finding]:
             after.id,
             f"{after.name}: units reported went back from {b} to {a}",
         )
+
+
+# -- the words: links, mentions, hashtags, markup; renames --------------------------------------
+
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://|\bwww\.", re.IGNORECASE)
+_MENTION = re.compile(r"(?<![\w@＠])[@＠][A-Za-z0-9_]")
+_HASHTAG = re.compile(r"(?<![\w&#＃])[#＃]\w*[^\W\d_]")
+_EMAIL = re.compile(r"[\w.+-]+[@＠][\w-]+(?:\.[\w-]+)+")
+_MARKUP = re.compile(r"<\s*/?\s*[A-Za-z!?]|&(?:#\d+|#x[0-9A-Fa-f]+|[A-Za-z]+);")
+_CLIP = 60
+
+
+def markup_in(value: str) -> str | None:
+    """What in `value` a platform would link or a browser would interpret, or None.
+
+    A domain is what X itself links (twitter-text's list of top-level domains), except, as X
+    does, a bare one- or two-letter label before a country code (`M.Sc`, `B.A`): so `evil.com`,
+    `results.vote` and `x.com` are found, while `St. John`, `St.John`, `J.R.R. Tolkien` and
+    `Mohd.Ali` are names."""
+    if "/" in value or ":" in value or "www." in value.lower():
+        m = _SCHEME.search(value)
+        if m:
+            return f"a link ({_clip(value[m.start() :])})"
+    if "." in value:
+        for url in extract_urls(value):
+            host = url.split("/", 1)[0]
+            labels = host.split(".")
+            if "/" not in url and len(labels) == 2 and len(labels[0]) <= 2 and len(labels[1]) == 2:
+                continue  # a short label before a country code without a path: X does not link it
+            return f"a domain ({_clip(url)})"
+    if "@" in value or "＠" in value:
+        m = _EMAIL.search(value)
+        if m:
+            return f"an e-mail address ({_clip(m.group(0))})"
+        m = _MENTION.search(value)
+        if m:
+            return f"a mention ({_clip(value[m.start() :].split()[0])})"
+    if "#" in value or "＃" in value:
+        m = _HASHTAG.search(value)
+        if m:
+            return f"a hashtag ({_clip(value[m.start() :].split()[0])})"
+    if "<" in value or "&" in value:
+        m = _MARKUP.search(value)
+        if m:
+            return f"markup ({_clip(value[m.start() :])})"
+    return None
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= _CLIP else text[: _CLIP - 1] + "…"
+
+
+def _named_values(snap: Snapshot) -> Iterator[tuple[str, str, str | None, str | None]]:
+    """(field, value, contest id, party id) for every name a post or card can show."""
+    yield "election name", snap.election, None, None
+    if snap.issuer:
+        yield "issuer", snap.issuer, None, None
+    for c in snap.contests:
+        yield f"contest {c.id} name", c.name, c.id, None
+        for s in c.selections:
+            yield f"contest {c.id} selection {s.id} name", s.name, c.id, None
+            for m in s.members:
+                yield f"contest {c.id} selection {s.id} candidate {m.id} name", m.name, c.id, None
+    for p in snap.parties.values():
+        yield f"party {p.id} name", p.name, None, p.id
+        if p.abbreviation:
+            yield f"party {p.id} abbreviation", p.abbreviation, None, p.id
+    for co in snap.coalitions.values():
+        yield f"coalition {co.id} name", co.name, None, co.id
+        if co.abbreviation:
+            yield f"coalition {co.id} abbreviation", co.abbreviation, None, co.id
+
+
+def _contests_of_party(snap: Snapshot, party_id: str) -> list[str]:
+    """The contests where a party (or a coalition, through its members) stands."""
+    members = {party_id}
+    coalition = snap.coalitions.get(party_id)
+    if coalition is not None:
+        members.update(coalition.party_ids)
+    return [c.id for c in snap.contests if any(s.party_id in members for s in c.selections)]
+
+
+def _findings_for(
+    snap: Snapshot, check: str, contest_id: str | None, party_id: str | None, message: str
+) -> Iterator[Finding]:
+    """A party's or coalition's name is shown with every contest it stands in: one finding
+    per such contest (the nationwide posts are held with any of them)."""
+    if party_id is None:
+        yield Finding(check, contest_id, message)
+        return
+    contests = _contests_of_party(snap, party_id)
+    if not contests:
+        yield Finding(check, None, message)
+    for cid in contests:
+        yield Finding(check, cid, message)
+
+
+def _markup(snap: Snapshot) -> Iterator[Finding]:
+    for where, value, contest_id, party_id in _named_values(snap):
+        what = markup_in(value)
+        if what is not None:
+            message = f"{where} {_clip(value)!r} holds {what}"
+            yield from _findings_for(snap, "feed_markup", contest_id, party_id, message)
+    for flag in snap.text_flags:
+        message = f"{flag.field} held a {flag.problem} (removed before use)"
+        yield from _findings_for(snap, "feed_markup", flag.contest_id, flag.party_id, message)
+
+
+def _renamed(previous: Snapshot, new: Snapshot) -> Iterator[Finding]:
+    def renamed(what: str, before: str, after: str) -> str:
+        return f"{what} renamed from {_clip(before)!r} to {_clip(after)!r}"
+
+    for after in new.contests:
+        before = previous.contest(after.id)
+        if before is None:
+            continue
+        if before.name != after.name:
+            yield Finding(
+                "renamed", after.id, renamed(f"contest {after.id}", before.name, after.name)
+            )
+        old = {s.id: s for s in before.selections}
+        for s in after.selections:
+            was = old.get(s.id)
+            if was is None:
+                continue
+            if was.name != s.name:
+                what = f"{after.name}: selection {s.id}"
+                yield Finding("renamed", after.id, renamed(what, was.name, s.name))
+            if was.members and s.members:
+                names = {m.id: m.name for m in was.members}
+                for m in s.members:
+                    if m.id in names and names[m.id] != m.name:
+                        what = f"{after.name}: candidate {m.id} of {s.name}"
+                        yield Finding("renamed", after.id, renamed(what, names[m.id], m.name))
+    for kind, before_map, after_map in (
+        ("party", previous.parties, new.parties),
+        ("coalition", previous.coalitions, new.coalitions),
+    ):
+        for pid, now in after_map.items():
+            was = before_map.get(pid)
+            if was is not None and was.name != now.name:
+                message = renamed(f"{kind} {pid}", was.name, now.name)
+                yield from _findings_for(new, "renamed", None, pid, message)
 
 
 def _outcome(c: Contest) -> tuple[tuple[str, int], ...]:

@@ -150,6 +150,17 @@ class Contest:
         return None
 
 
+@dataclass(frozen=True, slots=True)
+class TextFlag:
+    """Something normalisation removed from a feed value that only an attacker or a broken
+    export puts there (a line break, a bidi override): the `feed_markup` gate holds for it."""
+
+    field: str  # where, e.g. contests[2].selections[0].name
+    problem: str  # "line break" | "bidi control"
+    contest_id: str | None = None  # the contest the value belongs to
+    party_id: str | None = None  # or the party or coalition
+
+
 @dataclass(frozen=True)
 class Snapshot:
     """One accepted state of the whole election, as of `generated_at`."""
@@ -162,6 +173,8 @@ class Snapshot:
     issuer: str | None = None
     parties: dict[str, Party] = field(default_factory=dict)
     coalitions: dict[str, Coalition] = field(default_factory=dict)
+    # What parsing normalised away that deserves a person's look; not stored, not compared.
+    text_flags: tuple[TextFlag, ...] = field(default=(), compare=False, repr=False)
 
     def contest(self, contest_id: str) -> Contest | None:
         return self.contest_index.get(contest_id)

@@ -15,6 +15,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from sqlalchemy import exc as sa_exc
+
 from broadcaster import gates
 from broadcaster.clock import Clock
 from broadcaster.compose import Composer
@@ -28,6 +30,7 @@ from broadcaster.context import (
 from broadcaster.differ import DiffRules, DiffState, diff, tally_slot
 from broadcaster.events import Event, EventKind
 from broadcaster.gates import Finding
+from broadcaster.logs import redact
 from broadcaster.model import Snapshot
 from broadcaster.parsers import FeedError, reader_for
 from broadcaster.planner import NIGHT_STARTED, plan
@@ -59,7 +62,7 @@ def gc_paused() -> Iterator[None]:
 class CycleResult:
     """What one poll cycle did."""
 
-    outcome: str  # accepted | rejected | unchanged | duplicate | down
+    outcome: str  # accepted | rejected | unchanged | duplicate | down | waiting (backing off)
     name: str | None = None
     events: int = 0
     posts: int = 0
@@ -67,6 +70,37 @@ class CycleResult:
     timings: dict[str, float] = field(default_factory=dict)
     snapshot: Snapshot | None = None
     findings: list[Finding] = field(default_factory=list)  # plausibility, hold or warn
+
+
+def database_outage(exc: BaseException) -> bool:
+    """The database (or the disk under it) cannot be used right now: connection lost, locked,
+    timed out, disk full. A reason to try the same snapshot again, unlike an error its content
+    caused (DataError, IntegrityError, a value no column takes, a bug a value triggers), which
+    would fail the same way forever."""
+    if isinstance(
+        exc,
+        OSError
+        | sa_exc.OperationalError
+        | sa_exc.InterfaceError
+        | sa_exc.InternalError
+        | sa_exc.TimeoutError
+        | sa_exc.DisconnectionError,
+    ):
+        return True
+    return isinstance(exc, sa_exc.DBAPIError) and bool(exc.connection_invalidated)
+
+
+MAX_ERROR = 300  # characters of an unexpected error's message kept with a rejection
+
+
+def describe_error(exc: BaseException) -> str:
+    """`Type: message` of an unexpected error, short, one line, registered secrets masked. A
+    database error names the driver's error, not the statement and its parameters."""
+    inner = exc.orig if isinstance(exc, sa_exc.DBAPIError) and exc.orig is not None else exc
+    message = " ".join(str(inner).split())
+    if len(message) > MAX_ERROR:
+        message = message[: MAX_ERROR - 1] + "…"
+    return redact(f"{type(inner).__name__}: {message}" if message else type(inner).__name__)
 
 
 def held_events(events: list[Event], holding: list[Finding]) -> dict[str, str]:
@@ -160,8 +194,11 @@ class Pipeline:
     # -- the cycle --
 
     def poll(self, source: Source) -> CycleResult:
-        """Fetch once and ingest what came; never raises for feed problems."""
+        """Fetch once and ingest what came; never raises for feed problems. Raises only when
+        the database cannot be used (the same bytes are then read again next cycle)."""
         self.maintain_templates()
+        if getattr(source, "backing_off", False):
+            return CycleResult("waiting")  # the feed failed lately: no request this cycle
         try:
             fetched = source.fetch()
         except SourceDown as exc:
@@ -178,11 +215,23 @@ class Pipeline:
             raise
 
     def ingest(self, fetched: Fetched, source: str) -> CycleResult:
-        """Parse, check, diff, render and enqueue one snapshot; feed problems are results."""
-        read = self.read(fetched, source)
-        if isinstance(read, CycleResult):
-            return read
-        return self.apply(fetched, source, read[0], parse_time=read[1])
+        """Parse, check, diff, render and enqueue one snapshot; feed problems are results. Any
+        unexpected error rejects the snapshot with the error (so the daemon moves on), except
+        a database outage, which is raised so that the same bytes are tried again."""
+        try:
+            read = self.read(fetched, source)
+            if isinstance(read, CycleResult):
+                return read
+            return self.apply(fetched, source, read[0], parse_time=read[1])
+        except Exception as exc:
+            if database_outage(exc):
+                raise
+            log.exception(
+                "snapshot %s could not be processed; rejecting it",
+                fetched.name,
+                extra={"snapshot": fetched.name},
+            )
+            return self._reject(fetched, source, f"unexpected error: {describe_error(exc)}")
 
     def read(self, fetched: Fetched, source: str) -> tuple[Snapshot, float] | CycleResult:
         """The snapshot in `fetched` (with the time parsing took), or why it will not be used."""

@@ -23,7 +23,7 @@ from broadcaster.emulator import Emulator, EmulatorServer
 from broadcaster.pipeline import CycleResult, Pipeline
 from broadcaster.publishers import PublisherEnv, platform_module
 from broadcaster.publishers.base import EmulatorAccount
-from broadcaster.secrets import Secrets, TokenStore
+from broadcaster.secrets import Secrets, TokenStore, register_config_secrets
 from broadcaster.sources import SourceDown, make_fetched, snapshot_files
 from broadcaster.store import DatabaseMode, ModeMismatch, PostState, Store, require_mode
 
@@ -91,7 +91,8 @@ def rehearse(
     files = replay_files(replay)
     out_dir.mkdir(parents=True, exist_ok=True)
     config = rehearsal_config(config, out_dir)
-    store = Store(config.database_url)
+    register_config_secrets(config)  # a dry run's posts.jsonl never holds one either
+    store = Store(config.database_url, file_mode=config.output.mode)
     try:
         require_mode(store, DatabaseMode.REHEARSAL)
     except ModeMismatch:

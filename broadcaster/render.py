@@ -1,27 +1,29 @@
 """Rendering posts from the operators' Jinja templates, safely.
 
-Templates are untrusted input. They run in Jinja's immutable sandbox with StrictUndefined: a
-misspelt variable is an error and not an empty string, Python internals are out of reach, and
-nothing can be modified. Each render is bounded in time and output size, so a template that loops
-a million times is stopped and reported instead of stalling the daemon.
+Templates are untrusted input. They run in a bounded, immutable Jinja sandbox
+(broadcaster/sandbox.py) with StrictUndefined: a misspelt variable is an error and not an empty
+string, Python internals are out of reach, nothing can be modified, and no operator, filter or
+format can take more than its share of time or memory; a template that tries is stopped and
+reported instead of stalling the daemon.
 
 Files are looked up as `<language>/<platform>/<event kind>.j2`, then `<language>/default/<event
 kind>.j2`; each first in the account's folder, then the configured folder, then the bundled
 defaults, so operators override the defaults file by file. A language never falls back to
 another: a Khmer account with no Khmer template holds its posts rather than post in English.
+Only plain files inside those folders are read (broadcaster/templatefiles.py).
 
-`refresh()` is the hot reload: once per cycle it notices edited files, checks the new version
-with the lint callback, and switches to it only if it passes; otherwise the last good version
-stays in use and the problem is reported (file and line) until the file is fixed.
+`refresh()` is the hot reload: once per cycle it notices any change in the files the templates
+were read from (an edit, a new override file, an edited include), checks every template again
+with the lint callback, and switches each one that passes to the new version; one that fails
+keeps its last good version (with the files it included) and the problem is reported (file and
+line) until it is fixed.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-import threading
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -32,19 +34,36 @@ from babel import Locale as BabelLocale
 from babel.dates import format_date, format_time
 from babel.numbers import NumberPattern, parse_pattern
 from jinja2 import (
-    ChoiceLoader,
-    FileSystemLoader,
     StrictUndefined,
     Template,
     TemplateError,
+    TemplatesNotFound,
     TemplateSyntaxError,
     UndefinedError,
 )
-from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
+from jinja2.sandbox import SecurityError
 from jinja2.utils import Cycler, Joiner, Namespace
 
-from broadcaster.context import View
 from broadcaster.paths import DEFAULT_TEMPLATES
+from broadcaster.sandbox import (
+    Budget,
+    PostEnvironment,
+    RenderLimitError,
+    bounded_range,
+    metered,
+)
+from broadcaster.templatefiles import ConfinedLoader, Forbidden, Identity, TemplateRefused
+
+__all__ = [
+    "Budget",
+    "Forbidden",
+    "Locale",
+    "RenderError",
+    "RenderLimitError",
+    "Renderer",
+    "make_filters",
+    "tidy",
+]
 
 log = logging.getLogger(__name__)
 
@@ -61,70 +80,6 @@ class RenderError(Exception):
         super().__init__(f"{where}: {message}")
         self.where = where
         self.message = message
-
-
-class RenderLimitError(Exception):
-    """A render ran out of time or produced too much (raised inside the template)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Budget:
-    seconds: float = 1.0
-    max_chars: int = 100_000
-    max_range: int = 10_000
-
-
-class _Meter(threading.local):
-    deadline: float = 0.0
-    budget: Budget = Budget()
-    ticks: int = 0
-
-    def tick(self) -> None:
-        self.ticks += 1
-        if self.ticks & 0xFF == 0 and time.monotonic() > self.deadline:
-            raise RenderLimitError(f"took longer than {self.budget.seconds:g} s")
-
-
-_meter = _Meter()
-
-
-def _bounded_range(*args: int) -> Iterator[int]:
-    rng = range(*args)
-    if len(rng) > _meter.budget.max_range:
-        raise RenderLimitError(f"range of {len(rng)} items is over {_meter.budget.max_range}")
-    for i in rng:
-        _meter.tick()
-        yield i
-
-
-class PostEnvironment(ImmutableSandboxedEnvironment):
-    """The immutable sandbox, bounded, with a fast path for our own read-only variables.
-
-    A key of a `View` is data, never code, so `contest.name` is answered straight from the
-    mapping; anything else (methods, other types) goes through the full sandbox checks.
-    """
-
-    intercepted_binops = frozenset(["*", "**", "%", "//"])
-
-    def getattr(self, obj: Any, attribute: str) -> Any:
-        _meter.tick()
-        if type(obj) is View and attribute in obj:
-            return obj[attribute]
-        return super().getattr(obj, attribute)
-
-    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
-        _meter.tick()
-        numbers = (int, float)
-        if operator == "%" and not (isinstance(left, numbers) and isinstance(right, numbers)):
-            raise SecurityError("% formatting is not allowed in templates; use the filters")
-        if operator == "**" and (abs(right) > 64 if isinstance(right, numbers) else True):
-            raise SecurityError("power too large")
-        if operator == "*":
-            seq, n = (left, right) if isinstance(right, int) else (right, left)
-            sized = isinstance(seq, str | list | tuple) and isinstance(n, int)
-            if sized and len(seq) * n > _meter.budget.max_chars:
-                raise RenderLimitError("repetition would exceed the size limit")
-        return super().call_binop(context, operator, left, right)
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,18 +167,47 @@ def tidy(text: str) -> str:
     return _BLANK_RUNS.sub("\n\n", "\n".join(lines))
 
 
+class _Generation:
+    """One version of the template folders: the files read from them, and the templates
+    compiled from those. Nothing in it changes once read; a change makes a new one."""
+
+    def __init__(self, renderer: Renderer) -> None:
+        self.loader = ConfinedLoader(renderer.folders, forbidden=renderer.forbidden)
+        self.env = PostEnvironment(
+            loader=self.loader,
+            undefined=StrictUndefined,
+            autoescape=False,
+            trim_blocks=True,
+            lstrip_blocks=True,
+            keep_trailing_newline=False,
+            auto_reload=False,
+        )
+        self.env.filters.update(renderer.filters)
+        # Only harmless helpers: the default globals include lipsum (large output on demand).
+        self.env.globals = {
+            "range": bounded_range,
+            "namespace": Namespace,
+            "cycler": Cycler,
+            "joiner": Joiner,
+        }
+
+
 @dataclass(slots=True)
 class _Loaded:
     template: Template
     source: str  # the file it came from
-    mtime: int
+    identity: Identity  # that file, as it was when read
+    generation: _Generation  # what its includes resolve against
 
 
 LintFn = Callable[["Renderer", Template, str, str], None]
 
 
 class Renderer:
-    """Renders `<language>/<platform>/<kind>.j2` from a stack of folders, most specific first."""
+    """Renders `<language>/<platform>/<kind>.j2` from a stack of folders, most specific first.
+
+    `forbidden` names files no template may read even through a hard link (the secrets file and
+    the token store)."""
 
     def __init__(
         self,
@@ -231,30 +215,22 @@ class Renderer:
         *,
         locale: Locale | None = None,
         budget: Budget | None = None,
+        forbidden: Sequence[Forbidden] = (),
     ) -> None:
         self.locale = locale or Locale()
         self.budget = budget or Budget()
-        self.folders = [*folders, DEFAULT_TEMPLATES]
-        self.env = PostEnvironment(
-            loader=ChoiceLoader([FileSystemLoader(str(f)) for f in self.folders]),
-            undefined=StrictUndefined,
-            autoescape=False,
-            trim_blocks=True,
-            lstrip_blocks=True,
-            keep_trailing_newline=False,
-            auto_reload=True,
-        )
-        self.env.filters.update(make_filters(self.locale))
-        # Only harmless helpers: the default globals include lipsum (large output on demand).
-        self.env.globals = {
-            "range": _bounded_range,
-            "namespace": Namespace,
-            "cycler": Cycler,
-            "joiner": Joiner,
-        }
+        self.folders = [*(Path(f) for f in folders), DEFAULT_TEMPLATES]
+        self.forbidden = list(forbidden)
+        self.filters = make_filters(self.locale)
+        self._generation = _Generation(self)
         self._good: dict[tuple[str, str], _Loaded] = {}
         self.problems: dict[tuple[str, str], RenderError] = {}
-        self._reported: set[tuple[str, int]] = set()
+        self._checked: set[tuple[str, str]] = set()  # against the current generation
+
+    @property
+    def env(self) -> PostEnvironment:
+        """The environment of the current version of the folders."""
+        return self._generation.env
 
     # -- lookup --
 
@@ -265,78 +241,97 @@ class Renderer:
     def source_of(self, platform: str, kind: str) -> tuple[str, int] | None:
         """The file that provides this template now, and its modification time."""
         for name in self.template_names(platform, kind):
-            for folder in self.folders:
-                path = folder / name
-                try:
-                    return str(path), path.stat().st_mtime_ns
-                except OSError:
-                    continue
+            found = self._generation.loader.resolve(name)
+            if found is not None:
+                return str(found[0]), found[1]
         return None
 
     # -- loading and hot reload --
 
     def preload(self, platform: str, kinds: Sequence[str], lint: LintFn | None = None) -> None:
-        """Load (and check) the templates an account will use; problems land in `problems`."""
+        """Load (and check) the templates an account will use; problems land in `problems`.
+        Never raises: whatever goes wrong makes that template broken, not the caller."""
         for kind in kinds:
+            if (platform, kind) in self._checked:
+                continue
             self._load(platform, kind, lint)
 
     def refresh(self, lint: LintFn | None = None) -> list[tuple[str, str]]:
-        """Pick up edited template files that pass `lint`. Returns the keys that changed."""
-        changed = []
-        for platform, kind in list({*self._good, *self.problems}):
+        """Pick up changed template files: when any file a template was read from changed (or
+        a new override appeared), check every template again and switch those that pass
+        `lint`. Returns the keys that switched."""
+        changed = self._generation.loader.changed()
+        if not changed:
+            return []
+        shown = ", ".join(sorted(changed)[:5]) + (" ..." if len(changed) > 5 else "")
+        log.info("template files changed (%s): checking every template again", shown)
+        self._generation = _Generation(self)
+        self._checked.clear()
+        switched = []
+        for platform, kind in sorted({*self._good, *self.problems}):
             if self._load(platform, kind, lint):
-                changed.append((platform, kind))
-        return changed
+                switched.append((platform, kind))
+        return switched
 
     def _load(self, platform: str, kind: str, lint: LintFn | None) -> bool:
-        key = (platform, kind)
-        found = self.source_of(platform, kind)
-        good = self._good.get(key)
-        if found is not None and good is not None and (good.source, good.mtime) == found:
-            return False
-        if found is None:
-            self._problem(key, RenderError(self.template_names(platform, kind)[0], "no template"))
-            return False
-        source, mtime = found
-        if (source, mtime) in self._reported:
-            return False  # this version was already checked and refused
+        """Load and check one template in the current version of the folders; True when it
+        passed and is now the one in use. Never raises."""
         try:
-            template = self.env.select_template(self.template_names(platform, kind))
+            return self._try_load(platform, kind, lint)
+        except Exception as exc:  # a last net: _try_load already reports template problems
+            where = self.template_names(platform, kind)[0]
+            self._refuse((platform, kind), RenderError(where, f"cannot be checked: {exc!r}"))
+            return False
+
+    def _try_load(self, platform: str, kind: str, lint: LintFn | None) -> bool:
+        key = (platform, kind)
+        names = self.template_names(platform, kind)
+        generation = self._generation
+        self._checked.add(key)
+        previous = self._good.get(key)
+        try:
+            template = generation.env.select_template(names)
             if lint is not None:
                 lint(self, template, platform, kind)
-        except TemplateSyntaxError as exc:
-            where = f"{exc.filename or source}:{exc.lineno}"
-            self._refuse(key, source, mtime, RenderError(where, f"syntax error: {exc.message}"))
+        except Exception as exc:  # whatever it is, the template is broken, not the caller
+            self._refuse(key, self._problem(platform, kind, exc))
             return False
-        except TemplateError as exc:  # unknown filter or test, at compile time
-            self._refuse(key, source, mtime, RenderError(source, str(exc)))
-            return False
-        except RenderError as exc:
-            self._refuse(key, source, mtime, exc)
-            return False
-        except (SyntaxError, RecursionError, MemoryError) as exc:
-            # Jinja compiles to Python; absurd nesting fails in Python's own compiler.
-            detail = getattr(exc, "msg", None) or type(exc).__name__
-            self._refuse(key, source, mtime, RenderError(source, f"template too complex: {detail}"))
-            return False
-        was_broken = key in self.problems
-        self._good[key] = _Loaded(template, source, mtime)
-        self.problems.pop(key, None)
-        if good is not None or was_broken:
+        source = template.filename or names[0]
+        identity = generation.loader.identity(template.name or "")
+        self._good[key] = _Loaded(template, source, identity, generation)
+        was_broken = self.problems.pop(key, None) is not None
+        if was_broken or (previous and (previous.source, previous.identity) != (source, identity)):
             log.info("template %s reloaded", source)
         return True
 
-    def _refuse(self, key: tuple[str, str], source: str, mtime: int, error: RenderError) -> None:
-        self._reported.add((source, mtime))
+    def _problem(self, platform: str, kind: str, exc: Exception) -> RenderError:
+        """What to report for a template that could not be loaded or failed its check."""
+        found = self.source_of(platform, kind)
+        source = found[0] if found else self.template_names(platform, kind)[0]
+        if isinstance(exc, RenderError):
+            return exc
+        if isinstance(exc, TemplatesNotFound):
+            return RenderError(self.template_names(platform, kind)[0], "no template")
+        if isinstance(exc, TemplateRefused):
+            return RenderError(exc.path, f"refused: {exc.why}")
+        if isinstance(exc, TemplateSyntaxError):
+            where = f"{exc.filename or source}:{exc.lineno}"
+            return RenderError(where, f"syntax error: {exc.message}")
+        if isinstance(exc, TemplateError):  # unknown filter or test, at compile time
+            return RenderError(source, _brief(str(exc)))
+        if isinstance(exc, SyntaxError | RecursionError | MemoryError):
+            # Jinja compiles to Python; absurd nesting fails in Python's own compiler.
+            detail = getattr(exc, "msg", None) or type(exc).__name__
+            return RenderError(source, f"template too complex: {detail}")
+        return RenderError(source, f"cannot be used: {type(exc).__name__}: {_brief(str(exc))}")
+
+    def _refuse(self, key: tuple[str, str], error: RenderError) -> None:
         keeping = key in self._good
         log.error(
             "template problem: %s%s",
             error,
             "; the last good version stays in use" if keeping else "; its posts are held",
         )
-        self._problem(key, error)
-
-    def _problem(self, key: tuple[str, str], error: RenderError) -> None:
         self.problems[key] = error
 
     # -- rendering --
@@ -346,8 +341,9 @@ class Renderer:
         key = (platform, kind)
         loaded = self._good.get(key)
         if loaded is None:
-            self._load(platform, kind, None)
-            loaded = self._good.get(key)
+            if key not in self._checked:
+                self._load(platform, kind, None)
+                loaded = self._good.get(key)
             if loaded is None:
                 raise self.problems.get(key) or RenderError(
                     self.template_names(platform, kind)[0], "no template"
@@ -356,45 +352,49 @@ class Renderer:
 
     def render_template(self, template: Template, variables: dict[str, Any]) -> str:
         budget = self.budget
-        _meter.budget = budget
-        _meter.deadline = time.monotonic() + budget.seconds
-        _meter.ticks = 0
         filename = template.filename or template.name or "template"
         pieces: list[str] = []
         size = 0
         try:
-            for piece in template.generate(variables):
-                size += len(piece)
-                if size > budget.max_chars:
-                    raise RenderLimitError(f"output longer than {budget.max_chars} characters")
-                if time.monotonic() > _meter.deadline:
-                    raise RenderLimitError(f"took longer than {budget.seconds:g} s")
-                pieces.append(piece)
+            with metered(budget):
+                for piece in template.generate(variables):
+                    size += len(piece)
+                    if size > budget.max_chars:
+                        raise RenderLimitError(f"output longer than {budget.max_chars} characters")
+                    pieces.append(piece)
         except RenderLimitError as exc:
             raise RenderError(_where(filename, exc), f"stopped: {exc}") from None
         except SecurityError as exc:
-            raise RenderError(_where(filename, exc), f"not allowed: {exc}") from None
+            raise RenderError(_where(filename, exc), f"not allowed: {_brief(str(exc))}") from None
         except UndefinedError as exc:
             raise RenderError(_where(filename, exc), f"unknown variable: {exc.message}") from None
         except TemplateError as exc:
-            raise RenderError(_where(filename, exc), str(exc)) from None
+            raise RenderError(_where(filename, exc), _brief(str(exc))) from None
         except RecursionError:
             raise RenderError(filename, "stopped: recursion too deep") from None
         except Exception as exc:  # a filter given nonsense, a division by zero...
-            raise RenderError(_where(filename, exc), f"{type(exc).__name__}: {exc}") from None
+            message = f"{type(exc).__name__}: {_brief(str(exc))}"
+            raise RenderError(_where(filename, exc), message) from None
         text = tidy("".join(pieces))
         if not text:
             raise RenderError(filename, "the template produced an empty post")
         return text
 
 
+def _brief(text: str, most: int = 300) -> str:
+    """An error's text cut to a readable length: it may quote what the template made."""
+    return text if len(text) <= most else text[: most - 1] + "…"
+
+
 def _where(filename: str, exc: BaseException) -> str:
-    """`file:line` of the template line being run when `exc` was raised (Jinja maps template
-    lines into the traceback), or the file alone."""
+    """`file:line` of the template line being run when `exc` was raised: the innermost one,
+    which may be in an included file (Jinja maps template lines into the traceback, in frames
+    of their own), or the file alone."""
     tb = exc.__traceback__
-    line = None
+    where = None
     while tb is not None:
-        if tb.tb_frame.f_code.co_filename == filename:
-            line = tb.tb_lineno
+        frame = tb.tb_frame
+        if "__jinja_exception__" in frame.f_globals or frame.f_code.co_filename == filename:
+            where = f"{frame.f_code.co_filename}:{tb.tb_lineno}"
         tb = tb.tb_next
-    return f"{filename}:{line}" if line else filename
+    return where or filename

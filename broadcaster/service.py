@@ -15,6 +15,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from broadcaster.config import Config
+from broadcaster.feedhealth import FeedHealth
+from broadcaster.logs import redact
 from broadcaster.status import collect_status, metrics_text
 from broadcaster.store import Store
 
@@ -30,6 +32,7 @@ class HealthServer:
         counters: dict[str, float],
         alive: Callable[[], bool],
         dry_run: bool,
+        feed_health: FeedHealth | None = None,
     ) -> None:
         host, _, port = config.service.listen.rpartition(":")
         self.config = config
@@ -37,6 +40,7 @@ class HealthServer:
         self.counters = counters
         self.alive = alive
         self.dry_run = dry_run
+        self.feed_health = feed_health
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -64,26 +68,39 @@ class HealthServer:
         host, port = self.httpd.server_address[:2]
         return f"http://{host}:{port}"
 
-    def healthy(self) -> bool:
+    def problems(self, report: dict[str, Any]) -> list[str]:
+        """Why the daemon is not healthy: its scheduler stopped, no poll lately, and the
+        report's problems (the feed failing or stale, files gone missing)."""
+        found = []
+        if not self.alive():
+            found.append("scheduler: not running")
         last = self.counters.get("last_poll")
-        recent = last is not None and time.time() - last < 3 * self.config.feed.poll_interval + 30
-        return self.alive() and recent
+        window = 3 * self.config.feed.poll_interval + 30
+        if last is None and self.feed_health is not None:
+            last = self.feed_health.started_at
+        if last is not None and time.time() - last >= window:
+            found.append(f"scheduler: no poll for {round(time.time() - last)} s")
+        return found + list(report["problems"])
 
     def answer(self, path: str) -> tuple[int, str, bytes]:
         if path == "/healthz":
-            report = collect_status(self.config, self.store)
-            healthy = self.healthy()
+            report = collect_status(self.config, self.store, health=self.feed_health)
+            problems = self.problems(report)
             body = {
-                "status": "ok" if healthy else "unhealthy",
+                "status": "degraded" if problems else "ok",
+                "problems": problems,
                 "scheduler_alive": self.alive(),
                 "dry_run": self.dry_run,
                 "last_poll": self.counters.get("last_poll"),
                 "last_feed_change": (report["last_snapshot"] or {}).get("received_at"),
                 "last_snapshot": report["last_snapshot"],
+                "feed": report["feed_health"],
                 "accounts": report["accounts"],
                 "template_problems": report["template_problems"],
             }
-            return (200 if healthy else 503), "application/json", json.dumps(body).encode()
+            code = 503 if problems else 200
+            # A platform's error quoted in a pause reason may echo a token: mask every secret.
+            return code, "application/json", redact(json.dumps(body, ensure_ascii=False)).encode()
         if path == "/metrics":
             report = collect_status(self.config, self.store)
             text = metrics_text(report, self.counters)

@@ -13,17 +13,26 @@ from sqlalchemy import func, select
 
 from broadcaster.config import Config
 from broadcaster.dispatcher import WAITING, account_budget
+from broadcaster.feedhealth import STATE_KEY as FEED_HEALTH_KEY
+from broadcaster.feedhealth import FeedHealth, feed_problems
 from broadcaster.gates import FINDINGS_KEY
 from broadcaster.operate import PAUSED
+from broadcaster.preflight import runtime_problems
 from broadcaster.store import HoldKind, PostState, Store, events, posts, snapshots
 
 
 def collect_status(
-    config: Config, store: Store | None = None, *, now: datetime | None = None
+    config: Config,
+    store: Store | None = None,
+    *,
+    now: datetime | None = None,
+    health: FeedHealth | None = None,
 ) -> dict[str, Any]:
-    """Feed, outbox and accounts as plain data."""
+    """Feed, outbox and accounts as plain data. `problems` says what degrades the service: the
+    feed failing or stale (from `health`, the running daemon's, else the one it stored) and
+    files the configuration names that are missing or unreadable."""
     own = store is None
-    store = store or Store(config.database_url)
+    store = store or Store(config.database_url, file_mode=config.output.mode)
     now = now or datetime.now(UTC)
     tz = config.election.tz
 
@@ -62,6 +71,8 @@ def collect_status(
                 .where(posts.c.sent_at > now - timedelta(hours=1))
             ).all()
         accepted, rejected = store.snapshot_counts()
+        if health is None:
+            health = FeedHealth.from_dict(store.get_state(FEED_HEALTH_KEY))
         template_problems = store.get_state("template_problems", [])
         findings = list(store.get_state(FINDINGS_KEY, []) or [])[-10:]
         implausible_held = store.count_held(HoldKind.GATE)
@@ -90,8 +101,17 @@ def collect_status(
     latency: dict[str, list[float]] = {}
     for platform, sent_at, feed_time in latency_rows:
         latency.setdefault(platform, []).append(max(0.0, (sent_at - feed_time).total_seconds()))
+    problems = [
+        str(p)
+        for p in (
+            *feed_problems(health, config.service, now.timestamp()),
+            *runtime_problems(config),
+        )
+    ]
     return {
         "now": local(now),
+        "problems": problems,  # why /healthz is degraded; empty when all is well
+        "feed_health": health.to_dict() if health else None,
         "database": config.database_url.split("://", 1)[0],
         "last_snapshot": {
             "name": last.name,

@@ -3,10 +3,12 @@ where that folder is absent (a user's fresh clone)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -44,9 +46,13 @@ def broadcaster_cmd() -> list[str]:
 @pytest.fixture
 def run_cli() -> Callable[..., subprocess.CompletedProcess[str]]:
     def run(
-        *args: str, timeout: float = 120, columns: int = 120, **kwargs: Any
+        *args: str,
+        timeout: float = 120,
+        columns: int = 120,
+        env: dict[str, str] | None = None,
+        **kwargs: Any,
     ) -> subprocess.CompletedProcess[str]:
-        env = {**os.environ, "COLUMNS": str(columns), "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, **(env or {}), "COLUMNS": str(columns), "PYTHONUNBUFFERED": "1"}
         return subprocess.run(
             [*broadcaster_cmd(), *args],
             capture_output=True,
@@ -111,6 +117,51 @@ enabled = {"true" if cards else "false"}
         encoding="utf-8",
     )
     return path
+
+
+class Processes:
+    """Subprocesses a test starts, each in its own process group (session), so that a test that
+    fails half-way never leaves one running: the fixture kills every group at teardown."""
+
+    def __init__(self) -> None:
+        self.started: list[subprocess.Popen[Any]] = []
+
+    def start(self, args: list[str], **kwargs: Any) -> subprocess.Popen[Any]:
+        proc = subprocess.Popen(args, start_new_session=True, **kwargs)
+        self.started.append(proc)
+        return proc
+
+    def stop(
+        self, proc: subprocess.Popen[Any], sig: int = signal.SIGTERM, timeout: float = 30
+    ) -> int:
+        """Signal the process and wait; if it does not stop in time, kill its group and fail."""
+        proc.send_signal(sig)
+        try:
+            return proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            _kill_group(proc)
+            raise AssertionError(f"process {proc.pid} did not stop within {timeout} s") from None
+
+    def kill_all(self) -> None:
+        for proc in self.started:
+            _kill_group(proc)
+
+
+def _kill_group(proc: subprocess.Popen[Any]) -> None:
+    # The leader may be gone while children it started still run in its group.
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=10)
+
+
+@pytest.fixture
+def processes() -> Iterator[Processes]:
+    started = Processes()
+    try:
+        yield started
+    finally:
+        started.kill_all()
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 60) -> None:

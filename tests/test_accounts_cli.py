@@ -164,10 +164,10 @@ def test_auth_facebook_and_tiktok_store_tokens(tmp_path):
         assert oct((tmp_path / "tokens.json").stat().st_mode & 0o777) == "0o600"
 
 
-def test_auth_youtube_installed_app_flow(tmp_path):
+def test_auth_youtube_installed_app_flow(tmp_path, processes):
     with EmulatorServer() as emu:
         cfg = write_config(tmp_path, emu.url)
-        proc = subprocess.Popen(
+        proc = processes.start(
             [*broadcaster_cmd(), "auth", "youtube", "--account", "yt", "--config", str(cfg)],
             cwd=tmp_path,
             stdout=subprocess.PIPE,
@@ -206,9 +206,7 @@ def test_auth_youtube_installed_app_flow(tmp_path):
                 assert resp.status == 200
             assert proc.wait(timeout=30) == 0, lines
         finally:
-            if proc.poll() is None:  # a failed step must not leave it waiting
-                proc.kill()
-                proc.wait(timeout=30)
+            processes.kill_all()  # a failed step must not leave it waiting
         stored = json.loads((tmp_path / "tokens.json").read_text())
         assert stored["yt"]["refresh_token"].startswith("1//emu")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -163,10 +164,10 @@ def test_rehearse_speed_follows_the_feed_clock(tmp_path: Path, run_cli, referenc
 
 
 def test_rehearsal_killed_midway_resumes_without_duplicates_or_losses(
-    tmp_path: Path, reference, test_config
+    tmp_path: Path, reference, test_config, processes
 ):
     out = tmp_path / "k"
-    proc = subprocess.Popen(
+    proc = processes.start(
         [
             *broadcaster_cmd(),
             "rehearse",
@@ -256,13 +257,25 @@ class Daemon:
             stderr=self._log,
             text=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            start_new_session=True,  # its own group: killed whole if the test fails
         )
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> tuple[int, str]:
         self.proc.send_signal(sig)
-        code = self.proc.wait(timeout=timeout)
+        try:
+            code = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise AssertionError(
+                f"the daemon did not stop within {timeout} s:\n{self.log_path.read_text()[-2000:]}"
+            ) from None
         self._log.close()
         return code, self.log_path.read_text()
+
+    def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=30)
 
 
 RUNNING: list[Daemon] = []
@@ -279,10 +292,7 @@ def _no_daemon_left_behind():
     """A test that fails half-way must not leave its daemon running after the suite."""
     yield
     while RUNNING:
-        daemon = RUNNING.pop()
-        if daemon.proc.poll() is None:
-            daemon.proc.kill()
-            daemon.proc.wait(timeout=30)
+        RUNNING.pop().kill()
 
 
 def all_sent(db: Path | str, snapshots: int) -> bool:

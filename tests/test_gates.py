@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from sqlalchemy.exc import OperationalError
 
 from broadcaster import gates, operate
 from broadcaster.clock import FeedClock
@@ -280,11 +281,13 @@ def test_findings_are_recorded_with_their_snapshot_never_twice(tmp_path: Path, m
     data = body(rows, at="21:30")
 
     def crash(*_args, **_kwargs):
-        raise RuntimeError("killed before the commit")
+        # The database going away mid-transaction: the pipeline re-raises it (an error the
+        # snapshot's content caused would reject the snapshot instead), and nothing is kept.
+        raise OperationalError("INSERT INTO posts", {}, Exception("disk I/O error"))
 
     with monkeypatch.context() as m:
         m.setattr(night.store, "insert_posts", crash)
-        with pytest.raises(RuntimeError):
+        with pytest.raises(OperationalError):
             night.pipeline.ingest(make_fetched(data, "2.csv"), "test")
     assert night.store.get_state(gates.FINDINGS_KEY, []) == []
     night.feed(data, "2.csv")  # the next poll reads the same snapshot again

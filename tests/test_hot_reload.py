@@ -133,6 +133,7 @@ def test_edit_break_and_fix_a_template_under_a_running_daemon(tmp_path: Path):
         cwd=tmp_path,
         stdout=subprocess.DEVNULL,
         stderr=log,
+        start_new_session=True,  # its own process group, killed whole if the test fails
     )
     try:
         wait_for(lambda: "23:00" in status(cfg))
@@ -150,7 +151,12 @@ def test_edit_break_and_fix_a_template_under_a_running_daemon(tmp_path: Path):
         assert all(r["text"].startswith("[TEST] V3 ") for r in newer)
     finally:
         proc.send_signal(signal.SIGTERM)
-        code = proc.wait(timeout=30)
-        log.close()
+        try:
+            code = proc.wait(timeout=30)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(10)
+            log.close()
     assert code == 0, (tmp_path / "daemon.log").read_text()
     assert "last good version stays in use" in (tmp_path / "daemon.log").read_text()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import sqlite3
 import subprocess
@@ -43,7 +42,7 @@ def get(url: str) -> tuple[int, str]:
         return exc.code, exc.read().decode()
 
 
-def test_pause_hold_approve_resume_while_the_daemon_runs_and_health(tmp_path: Path):
+def test_pause_hold_approve_resume_while_the_daemon_runs_and_health(tmp_path: Path, processes):
     files = sorted(DEMO.glob("*.json"))
     feed = tmp_path / "results.json"
     feed.write_bytes(files[8].read_bytes())
@@ -60,7 +59,7 @@ def test_pause_hold_approve_resume_while_the_daemon_runs_and_health(tmp_path: Pa
         extra=f'[service]\nlisten = "127.0.0.1:{port}"\n',
     )
     log = (tmp_path / "daemon.log").open("w")
-    proc = subprocess.Popen(
+    proc = processes.start(
         [*broadcaster_cmd(), "run", "--config", str(cfg), "--dry-run"],
         cwd=tmp_path,
         stdout=subprocess.DEVNULL,
@@ -116,8 +115,7 @@ def test_pause_hold_approve_resume_while_the_daemon_runs_and_health(tmp_path: Pa
         cli(cfg, "outbox", "approve", "--all")
         wait_for(lambda: sum(r["platform"] == "x" for r in read_jsonl(posts)) == 4)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        code = proc.wait(timeout=30)
+        code = processes.stop(proc)
         log.close()
     assert code == 0, (tmp_path / "daemon.log").read_text()[-2000:]
     keys = [r["idempotency_key"] for r in read_jsonl(posts)]

@@ -27,33 +27,42 @@ def render(tmp_path: Path, source: str, variables, budget: Budget | None = None)
     return Renderer([tmp_path], budget=budget).render("x", "called", variables)
 
 
+UNSAFE = "not allowed: access to attribute"
+UNKNOWN = "unknown variable"
 ESCAPES = [
-    "{{ contest.__class__ }}",
-    "{{ contest.__class__.__mro__ }}",
-    "{{ ''.__class__.__mro__[1].__subclasses__() }}",
-    "{{ contest.name.format.__globals__ }}",
-    "{{ contest.__getattr__.__globals__ }}",
-    "{{ (contest|attr('__class__')).__bases__ }}",
-    "{{ contest.selections.__class__.__init__.__globals__ }}",
-    "{{ cycler.__init__.__globals__.os.system('id') }}",
-    "{{ namespace.__init__.__globals__ }}",
-    "{{ self.__init__.__globals__ }}",
-    "{{ '{0.__class__.__mro__}'.format(contest) }}",
-    "{{ '%s' % contest }}",
-    "{{ contest.selections.append(1) }}",
-    "{{ contest.update({'name': 'x'}) }}",
-    "{{ contest.clear() }}",
-    "{{ lipsum(100000) }}",
-    "{{ config }}",
-    "{{ request }}",
-    "{% for x in ().__class__.__base__.__subclasses__() %}{{ x }}{% endfor %}",
+    ("{{ contest.__class__ }}", f"{UNSAFE} '__class__' of 'View' object is unsafe"),
+    ("{{ contest.__class__.__mro__ }}", f"{UNSAFE} '__class__' of 'View' object is unsafe"),
+    ("{{ ''.__class__.__mro__[1].__subclasses__() }}", f"{UNSAFE} '__class__' of 'str'"),
+    ("{{ contest.name.format.__globals__ }}", f"{UNSAFE} '__globals__' of 'function'"),
+    ("{{ contest.__getattr__.__globals__ }}", f"{UNSAFE} '__getattr__' of 'View'"),
+    ("{{ (contest|attr('__class__')).__bases__ }}", f"{UNSAFE} '__class__' of 'View'"),
+    ("{{ contest.selections.__class__.__init__.__globals__ }}", UNSAFE),
+    ("{{ cycler.__init__.__globals__.os.system('id') }}", f"{UNSAFE} '__init__' of 'type'"),
+    ("{{ namespace.__init__.__globals__ }}", f"{UNSAFE} '__init__' of 'type'"),
+    ("{{ self.__init__.__globals__ }}", f"{UNSAFE} '__init__' of 'TemplateReference'"),
+    ("{{ '{0.__class__.__mro__}'.format(contest) }}", f"{UNSAFE} '__class__' of 'View'"),
+    ("{{ '%s' % contest }}", "not allowed: % formatting is not allowed in templates"),
+    ("{{ contest.selections.append(1) }}", f"{UNSAFE} 'append' of 'list' object is unsafe"),
+    ("{{ contest.update({'name': 'x'}) }}", f"{UNSAFE} 'update' of 'View' object is unsafe"),
+    ("{{ contest.clear() }}", f"{UNSAFE} 'clear' of 'View' object is unsafe"),
+    ("{{ lipsum(100000) }}", f"{UNKNOWN}: 'lipsum' is undefined"),
+    ("{{ config }}", f"{UNKNOWN}: 'config' is undefined"),
+    ("{{ request }}", f"{UNKNOWN}: 'request' is undefined"),
+    (
+        "{% for x in ().__class__.__base__.__subclasses__() %}{{ x }}{% endfor %}",
+        f"{UNSAFE} '__class__' of 'tuple'",
+    ),
+    ("{{ 'abc'.translate({97: 'x' * 100000}) }}", "not allowed: translate is not available"),
+    ("{{ '%*d'|format(2000000000, 1) }}", "not allowed: '*' widths are not allowed"),
 ]
 
 
-@pytest.mark.parametrize("source", ESCAPES)
-def test_escape_attempts_are_refused(tmp_path: Path, variables, source: str):
-    with pytest.raises(RenderError):
+@pytest.mark.parametrize(("source", "reason"), ESCAPES)
+def test_escape_attempts_are_refused(tmp_path: Path, variables, source: str, reason: str):
+    with pytest.raises(RenderError) as info:
         render(tmp_path, source, variables)
+    assert info.value.where == f"{tmp_path / 'en' / 'x' / 'called.j2'}:1"
+    assert info.value.message.startswith(reason), info.value.message
 
 
 def test_data_is_still_reachable(tmp_path: Path, variables):
@@ -76,10 +85,13 @@ def test_data_is_still_reachable(tmp_path: Path, variables):
             "{% for i in range(10000) %}{% for j in range(10000) %}{% endfor %}{% endfor %}",
             "stopped: took longer than",
         ),
-        ("{{ 'x' * 100000000 }}", "stopped: repetition"),
+        ("{{ 'x' * 100000000 }}", "stopped: the repeated text or list would be 100,000,000"),
         ("{% for i in range(9000) %}{{ contest.name * 20 }}{% endfor %}", "stopped: output longer"),
-        ("{{ 2 ** 100000000 }}", "not allowed: power too large"),
-        ("{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}", "recursion"),
+        ("{{ 2 ** 100000000 }}", "stopped: power too large"),
+        ("{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}", "stopped: recursion too deep"),
+        ("{{ range(10 ** 100)|list }}", "stopped: range of"),
+        ("{{ 'x' * 99999 ~ 'yy' }}", "stopped: the joined text would be 100,001 long"),
+        ("{% set l = ['x' * 50000] * 3 %}{{ l }}", "stopped: the printed value would be longer"),
     ],
 )
 def test_runaway_templates_are_stopped_and_reported(tmp_path: Path, variables, source, expected):

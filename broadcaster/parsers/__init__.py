@@ -14,6 +14,7 @@ from typing import Any
 from broadcaster.config import Config, ConfigError
 from broadcaster.model import Snapshot
 from broadcaster.parsers.base import FeedError
+from broadcaster.parsers.clean import DEFAULT_MAX_COUNT, clean_snapshot
 
 __all__ = ["FORMATS", "FeedError", "detect", "parse", "reader_for"]
 
@@ -61,23 +62,30 @@ def detect(body: bytes) -> str:
 
 
 def parse(
-    body: bytes, fmt: str = "auto", *, default_tz: tzinfo = UTC, mapping: Any = None
+    body: bytes,
+    fmt: str = "auto",
+    *,
+    default_tz: tzinfo = UTC,
+    mapping: Any = None,
+    max_count: int = DEFAULT_MAX_COUNT,
 ) -> Snapshot:
-    """Bytes of one snapshot to a Snapshot; every failure is a FeedError naming the problem.
-    `mapping` (a loaded mapping file) is for the "mapped" format."""
+    """Bytes of one snapshot to a Snapshot, its text normalised and its counts bounded
+    (parsers/clean.py); every failure is a FeedError naming the problem. `mapping` (a loaded
+    mapping file) is for the "mapped" format."""
     name = detect(body) if fmt == "auto" else fmt
     if name not in FORMATS:
         raise FeedError(f"unknown feed format {name!r}; expected one of {', '.join(FORMATS)}")
     extra = {"mapping": mapping} if name == "mapped" else {}
     try:
-        return _load(name)(body, default_tz=default_tz, **extra)
+        snapshot = _load(name)(body, default_tz=default_tz, **extra)
     except FeedError:
         raise
     except RecursionError:
         raise FeedError("document nested too deeply") from None
-    except (ValueError, TypeError, KeyError, json.JSONDecodeError) as exc:
+    except (ValueError, TypeError, KeyError, ArithmeticError, json.JSONDecodeError) as exc:
         # A parser bug must not take the daemon down, but must not be hidden either.
         raise FeedError(f"unexpected content ({type(exc).__name__}: {exc})") from None
+    return clean_snapshot(snapshot, max_count=max_count)
 
 
 def reader_for(config: Config) -> Callable[[bytes], Snapshot]:
@@ -99,6 +107,6 @@ def reader_for(config: Config) -> Callable[[bytes], Snapshot]:
     tz = config.election.tz
 
     def read(body: bytes) -> Snapshot:
-        return parse(body, fmt, default_tz=tz, mapping=mapping)
+        return parse(body, fmt, default_tz=tz, mapping=mapping, max_count=feed.max_count)
 
     return read

@@ -158,6 +158,7 @@ class PublisherEnv:
     # Records an interim platform id (e.g. TikTok's publish_id) at once, in its own transaction,
     # so that a crash before the post is marked sent can still be looked up.
     checkpoint: Callable[[int, str], None] = _no_checkpoint
+    file_mode: int = 0o600  # of files a publisher creates (the dry run's posts.jsonl)
 
 
 class Publisher(ABC):

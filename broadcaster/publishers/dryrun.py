@@ -57,7 +57,7 @@ class DryRunPublisher(Publisher):
             "dry_run": True,
         }
         line = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, self.env.file_mode)
         try:
             os.write(fd, line)
         finally:
