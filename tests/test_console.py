@@ -296,8 +296,24 @@ def test_login_attempts_are_limited_per_name_and_per_address(tmp_path: Path, nig
 
 
 def test_night_view_shows_the_night(app: TestClient, store: Store):
+    import time
+
+    from broadcaster.feedhealth import STATE_KEY
+
+    now = time.time()
+    health = {
+        "started_at": now - 600,
+        "last_poll": now - 5,
+        "last_good": now - 400,
+        "failures": 9,
+        "last_outcome": "down",
+        "last_error": "connection refused by the feed",
+    }
+    store.put_state(STATE_KEY, health)
     login(app, "vera")
     page = app.get("/").text
+    assert "9 polls in a row: connection refused by the feed" in page
+    assert 'class="problems degraded"' in page  # what degrades /healthz, at the top
     assert "REHEARSAL database" in page
     assert "14-0200.json" in page  # the last snapshot
     for account in ("facebook-demo", "youtube-demo", "tiktok-demo", "x-demo"):
@@ -596,3 +612,24 @@ def test_a_users_file_readable_by_others_stops_every_login(app: TestClient, env:
     )
     assert answer.status_code == 503
     assert app.get("/", follow_redirects=False).status_code == 303
+
+
+def test_a_post_held_for_a_secret_or_unmarked_test_data_is_only_cancelled(
+    app: TestClient, store: Store
+):
+    token = login(app, "otto")
+    first, second = store.held(HoldKind.GATE)[:2]
+    store.refuse(first.id, PostState.HELD, HoldKind.SECRET, "its text contains a secret value")
+    store.refuse(second.id, PostState.HELD, HoldKind.TEST_DATA, "test data without the marker")
+    for post in (first, second):
+        page = app.get(f"/posts/{post.id}").text
+        assert "form.approve" not in page
+        assert f'action="/posts/{post.id}/approve"' not in page
+        assert f'action="/posts/{post.id}/cancel"' in page
+        refused = app.post(
+            f"/posts/{post.id}/approve",
+            data={"csrf": token, "confirm": "yes"},
+            follow_redirects=True,
+        )
+        assert "cannot be approved" in refused.text
+        assert store.post_row(post.id).state == PostState.HELD

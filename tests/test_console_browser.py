@@ -78,6 +78,7 @@ def night(tmp_path: Path) -> Iterator[dict[str, Any]]:
                 "quota = [{posts = 10000, seconds = 86400}]\n" + settings
             )
         port = free_port()
+        (tmp_path / "my-templates").mkdir()  # run refuses a [templates] dir that is missing
         config = tmp_path / "c.toml"
         config.write_text(
             f"""

@@ -15,7 +15,7 @@ import shutil
 import tempfile
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -77,10 +77,13 @@ def page_environment(config: Config) -> Environment:
     )
     tz = config.election.tz
 
-    def local(moment: datetime | str | None, fmt: str = "%H:%M:%S") -> str:
+    def local(moment: datetime | str | float | None, fmt: str = "%H:%M:%S") -> str:
+        """A time (a datetime, ISO text or epoch seconds) in the election's timezone."""
         if moment is None or moment == "":
             return ""
-        if isinstance(moment, str):
+        if isinstance(moment, int | float):
+            moment = datetime.fromtimestamp(moment, UTC)
+        elif isinstance(moment, str):
             moment = datetime.fromisoformat(moment)
         return moment.astimezone(tz).strftime(fmt)
 

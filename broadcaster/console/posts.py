@@ -41,6 +41,9 @@ from broadcaster.publishers import capabilities_for, text_limits
 from broadcaster.store import HoldKind, PostState
 
 PAGE = 50
+# Held for what no approval can fix: a secret in its text (masked, so approving would post the
+# mask), or test data without its [TEST] marker. The console offers only cancel.
+NEVER_APPROVED = (HoldKind.SECRET, HoldKind.TEST_DATA)
 _UNIT = {"chars": "characters", "utf16": "UTF-16 units", "x-weighted": "weighted characters"}
 
 
@@ -72,6 +75,15 @@ class PostView:
     @property
     def in_doubt(self) -> bool:
         return self.row.state == PostState.HELD and self.row.hold_kind == HoldKind.IN_DOUBT
+
+    @property
+    def approvable(self) -> bool:
+        row = self.row
+        return (
+            row.state == PostState.HELD
+            and row.text is not None
+            and row.hold_kind not in (HoldKind.TEMPLATE, *NEVER_APPROVED)
+        )
 
     @property
     def finding(self) -> str:
@@ -230,6 +242,11 @@ def _act(ctx: Ctx, post_id: int) -> str:
     actor = ctx.user.name
     if action == "approve":
         row, _ = _load(ctx, post_id)
+        if row.state == PostState.HELD and row.hold_kind in NEVER_APPROVED:
+            raise OperatorError(
+                f"post #{post_id} cannot be approved ({row.hold_reason}); cancel it, and fix "
+                "what made it"
+            )
         if row.state == PostState.HELD and row.hold_kind == HoldKind.GATE:
             finding = row.gate_reason or row.hold_reason or ""
             if ctx.field("confirm") != "yes" or ctx.field("finding") != finding_token(finding):
