@@ -6,6 +6,7 @@ that hold its tokens. Relative paths are relative to the configuration file's fo
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import tomllib
 from datetime import timedelta
@@ -230,6 +231,65 @@ class ServiceConfig(_Strict):
     feed_stale_after: float = Field(default=600, gt=0)
 
 
+def _loopback(host: str) -> bool:
+    host = host.strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a name other than localhost may resolve to anything
+
+
+class ConsoleConfig(_Strict):
+    """The operator console (docs/console.md): the night in a browser, behind a login."""
+
+    enabled: bool = False  # `broadcaster run` serves it beside the daemon
+    listen: str = Field(default="127.0.0.1:8765", pattern=r"^\S+:\d+$")  # host:port
+    # Listening beyond this machine needs allow_remote, and TLS: a certificate and key here, or
+    # a reverse proxy that terminates TLS, named by its address (its X-Forwarded-* are trusted).
+    allow_remote: bool = False
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    reverse_proxy: str | None = None
+    users: str | None = None  # the users file; default console-users.json beside the database
+    session_hours: float = Field(default=12, gt=0, le=72)
+    login_attempts: int = Field(default=5, ge=1, le=1000)  # failures per user name per window
+    login_attempts_per_address: int = Field(default=20, ge=1, le=10000)
+    login_window: float = Field(default=300, gt=0, le=86400)  # seconds
+
+    @property
+    def host(self) -> str:
+        return self.listen.rpartition(":")[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rpartition(":")[2])
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert is not None
+
+    @model_validator(mode="after")
+    def _safe_binding(self) -> ConsoleConfig:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key go together: give both, or neither")
+        if not _loopback(self.host):
+            if not self.allow_remote:
+                raise ValueError(
+                    f"listen = {self.listen!r} is reachable from other machines: set "
+                    "allow_remote = true to mean it, with TLS (tls_cert and tls_key, or "
+                    "reverse_proxy = the address of the TLS proxy in front of it)"
+                )
+            if not self.tls and not self.reverse_proxy:
+                raise ValueError(
+                    f"listen = {self.listen!r} is reachable from other machines: passwords "
+                    "would cross the network in clear; give tls_cert and tls_key, or "
+                    "reverse_proxy = the address of the TLS proxy in front of it"
+                )
+        return self
+
+
 class AccountConfig(BaseModel):
     """One destination. Keys beyond the common ones are the platform's own settings."""
 
@@ -253,6 +313,8 @@ class AccountConfig(BaseModel):
         return dict(self.model_extra or {})
 
     def wants(self, kind: EventKind) -> bool:
+        if kind is EventKind.ANNOUNCEMENT:
+            return False  # never planned from the feed: an operator addresses each one
         if self.events is None:
             return True
         if kind is EventKind.SUMMARY:
@@ -337,6 +399,7 @@ class Config(_Strict):
     planner: PlannerConfig = Field(default_factory=PlannerConfig)
     service: ServiceConfig = Field(default_factory=ServiceConfig)
     gates: GatesConfig = Field(default_factory=GatesConfig)
+    console: ConsoleConfig = Field(default_factory=ConsoleConfig)
     # Text limits overriding the platforms' own, e.g. x = 280, tiktok_title = 90.
     limits: dict[str, int] = Field(default_factory=dict)
     parties: dict[str, PartyDisplayConfig] = Field(default_factory=dict)

@@ -15,6 +15,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.blocking import BlockingScheduler
@@ -96,6 +97,7 @@ class Daemon:
         self.counters: dict[str, float] = {"polls": 0, "poll_failures": 0}
         self.feed_health = FeedHealth(started_at=time.time())
         self.health: HealthServer | None = None
+        self.console: Any = None  # the operator console, when [console] enabled
         refuse_test_data(config, self.store, dry_run=dry_run)
         interval = config.feed.poll_interval
         self.executor = ThreadPoolExecutor(max_workers=2)
@@ -224,6 +226,14 @@ class Daemon:
             from broadcaster.live.runner import start_beside
 
             join_live = start_beside(self.config, self.store, dry_run=self.dry_run, stop=self.stop)
+        if self.config.console.enabled:
+            # Imported only when asked for: the daemon needs no web framework of its own.
+            from broadcaster.console.server import ConsoleServer
+
+            try:
+                self.console = ConsoleServer(self.config, self.store).start()
+            except OSError as exc:
+                log.error("console not started on %s: %s", self.config.console.listen, exc)
         try:
             self.scheduler.start()
         finally:
@@ -231,6 +241,8 @@ class Daemon:
             join_live()
             if self.health is not None:
                 self.health.stop()
+            if self.console is not None:
+                self.console.stop()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
             # Wait for the job in progress: it checks `stop` between steps.

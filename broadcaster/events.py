@@ -16,6 +16,7 @@ class EventKind(StrEnum):
     TALLY = "tally"  # the periodic national seat tally
     MAJORITY = "majority"  # a party or coalition reached a majority of seats
     SUMMARY = "summary"  # several pending posts of one kind merged when the budget is tight
+    ANNOUNCEMENT = "announcement"  # an operator's own post, as written (broadcaster/announce.py)
 
 
 # Lower is more urgent; the dispatcher sends in this order.
@@ -27,10 +28,13 @@ PRIORITY: dict[EventKind, int] = {
     EventKind.LEADER: 4,
     EventKind.PROGRESS: 5,
     EventKind.SUMMARY: 2,
+    EventKind.ANNOUNCEMENT: 2,  # paced like a call, never merged nor made stale
 }
 
 # Kinds the differ produces (a summary is made by the planner, from these).
-FEED_KINDS = tuple(k for k in EventKind if k is not EventKind.SUMMARY)
+FEED_KINDS = tuple(k for k in EventKind if k not in (EventKind.SUMMARY, EventKind.ANNOUNCEMENT))
+# Kinds posted through a template (an announcement is posted as its operator wrote it).
+TEMPLATED_KINDS = tuple(k for k in EventKind if k is not EventKind.ANNOUNCEMENT)
 
 
 @dataclass(frozen=True, slots=True)

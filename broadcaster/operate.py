@@ -13,10 +13,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from broadcaster import audit
+from broadcaster.logs import holds_secret
 from broadcaster.store import HoldKind, PostState, Store, events, posts
+from broadcaster.store import audit as audit_table
 
 PAUSED = "paused:"
 FAILURES = "failures:"
@@ -241,3 +243,106 @@ def resume(store: Store, accounts: Sequence[str], *, actor: str, why: str = "res
             store.put_state(PAUSED + account, None, conn=conn)
             store.put_state(FAILURES + account, 0, conn=conn)
             audit.record(conn, actor, "resume", f"account {account}", why, at=now)
+
+
+# -- what the operator console reads and does besides the CLI's actions --
+
+
+@dataclass(frozen=True, slots=True)
+class PostFilter:
+    """Which posts a timeline shows; None means any."""
+
+    state: str | None = None
+    platform: str | None = None
+    account: str | None = None
+    contest: str | None = None
+    kind: str | None = None
+
+    def where(self, query: Any, *, with_state: bool = True) -> Any:
+        for column, value in (
+            (posts.c.state, self.state if with_state else None),
+            (posts.c.platform, self.platform),
+            (posts.c.account, self.account),
+            (posts.c.contest_id, self.contest),
+            (posts.c.event_kind, self.kind),
+        ):
+            if value:
+                query = query.where(column == value)
+        return query
+
+
+def find_posts(
+    store: Store, where: PostFilter, *, before_id: int | None = None, limit: int = 50
+) -> list[Any]:
+    """A page of posts, newest first: `before_id` pages back (keyset, so page 2,000 of a
+    100,000-post night costs what page 1 does)."""
+    query = where.where(select(posts).order_by(posts.c.id.desc()).limit(limit))
+    if before_id is not None:
+        query = query.where(posts.c.id < before_id)
+    with store.engine.connect() as conn:
+        return list(conn.execute(query).all())
+
+
+def count_by_state(store: Store, where: PostFilter) -> dict[str, int]:
+    """How many posts match `where` in each state (its own state ignored)."""
+    query = where.where(
+        select(posts.c.state, func.count()).group_by(posts.c.state), with_state=False
+    )
+    with store.engine.connect() as conn:
+        return {state: int(n) for state, n in conn.execute(query).all()}
+
+
+def post_history(store: Store, post_id: int, limit: int = 50) -> list[audit.AuditEntry]:
+    """The audit trail of one post, newest first."""
+    query = (
+        select(audit_table)
+        .where(audit_table.c.target == f"post #{post_id}")
+        .order_by(audit_table.c.id.desc())
+        .limit(limit)
+    )
+    with store.engine.connect() as conn:
+        return [
+            audit.AuditEntry(r.id, r.at, r.actor, r.action, r.target, r.detail)
+            for r in conn.execute(query)
+        ]
+
+
+def edit_text(
+    store: Store, post_id: int, text: str, *, title: str | None = None, actor: str
+) -> Change:
+    """Replace a held post's text (it stays held: approving it is a separate step). A text
+    carrying a secret value is refused, never stored; a post held for its template has no text
+    to edit (fix the template)."""
+    text = text.replace("\r\n", "\n").strip()
+    if not text:
+        raise OperatorError("the text is empty")
+    if holds_secret(text) or holds_secret(title):
+        raise OperatorError(
+            "the new text contains a secret value (a token or key this configuration uses); "
+            "it was not saved"
+        )
+    now = _now()
+    with store.engine.begin() as conn:
+        row = conn.execute(
+            select(posts.c.state, posts.c.text, posts.c.hold_kind).where(posts.c.id == post_id)
+        ).first()
+        if row is None:
+            raise OperatorError(f"no post #{post_id}")
+        if row.state != PostState.HELD:
+            raise OperatorError(f"post #{post_id} is {row.state}; only held posts can be edited")
+        if row.text is None or row.hold_kind == HoldKind.TEMPLATE:
+            raise OperatorError(
+                f"post #{post_id} has no text yet: fix its template, and it is rendered again"
+            )
+        changed = conn.execute(
+            update(posts)
+            .where(posts.c.id == post_id)
+            .where(posts.c.state == PostState.HELD)
+            .values(text=text, title=title, updated_at=now)
+        ).rowcount
+        if not changed:
+            raise OperatorError(f"post #{post_id} changed meanwhile; look again")
+        audit.record(
+            conn, actor, "edit", f"post #{post_id}", f"text was: {row.text}\nnow: {text}", at=now
+        )
+    return Change(post_id, PostState.HELD, PostState.HELD)

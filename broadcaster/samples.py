@@ -53,6 +53,8 @@ def sample_event(
     rules: DiffRules | None = None,
 ) -> Event:
     """An event of `kind` as the differ would produce it for this snapshot."""
+    if kind is EventKind.ANNOUNCEMENT:
+        raise SampleError("an announcement is written by an operator: it has no template")
     rules = rules or DiffRules()
     at = snapshot.generated_at
     if kind in CONTEST_KINDS:

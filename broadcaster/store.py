@@ -143,6 +143,13 @@ posts = Table(
 )
 Index("ix_posts_account_sent", posts.c.account, posts.c.state, posts.c.sent_at)
 Index("ix_posts_due", posts.c.state, posts.c.priority, posts.c.id)
+# The console: "did anything change?" twice a second, its timeline's filters, and the status
+# counts (by account, platform and state; sends of the last hour) from indexes alone.
+Index("ix_posts_updated", posts.c.updated_at)
+Index("ix_posts_platform", posts.c.platform, posts.c.id)
+Index("ix_posts_contest", posts.c.contest_id, posts.c.id)
+Index("ix_posts_outbox", posts.c.account, posts.c.platform, posts.c.state)
+Index("ix_posts_state_sent", posts.c.state, posts.c.sent_at)
 
 kv = Table(
     "kv",
@@ -955,6 +962,59 @@ class Store:
                 ).all()
             )
         return int(rows.get(True, 0)), int(rows.get(False, 0))
+
+    # -- what the operator console reads (broadcaster/console) --
+
+    def ensure_indexes(self) -> None:
+        """Create the outbox's indexes a database made by an older version lacks (tables are
+        created when missing, but indexes only with their table)."""
+        for index in posts.indexes:
+            index.create(self.engine, checkfirst=True)
+
+    def change_marker(self) -> tuple[Any, ...]:
+        """A value that differs whenever a snapshot, event, post, audit entry or state key
+        changed: four index look-ups and the small state table, cheap enough to ask twice a
+        second."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(
+                    select(func.max(snapshots.c.id)).scalar_subquery(),
+                    select(func.max(events.c.id)).scalar_subquery(),
+                    select(func.max(audit.c.id)).scalar_subquery(),
+                    select(func.max(posts.c.updated_at)).scalar_subquery(),
+                    select(func.max(posts.c.id)).scalar_subquery(),
+                )
+            ).one()
+            state = conn.execute(select(kv.c.key, kv.c.value).order_by(kv.c.key)).all()
+        blob = json.dumps([[k, v] for k, v in state], sort_keys=True, default=str)
+        return (*row, zlib.crc32(blob.encode()), len(blob))
+
+    def last_snapshot_id(self) -> int | None:
+        """The newest accepted snapshot's id, or None before the first."""
+        ref = self.last_snapshot_ref()
+        return None if ref is None else ref[0]
+
+    def last_snapshot_ref(self) -> tuple[int, datetime] | None:
+        """The newest accepted snapshot's id and feed time, or None before the first."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(snapshots.c.id, snapshots.c.generated_at)
+                .where(snapshots.c.accepted.is_(True))
+                .order_by(snapshots.c.id.desc())
+                .limit(1)
+            ).first()
+        return None if row is None else (int(row.id), row.generated_at)
+
+    def planned_dry_run(self, account: str) -> bool | None:
+        """Whether the account's newest post was planned as a dry run; None before its first."""
+        with self.engine.connect() as conn:
+            value = conn.execute(
+                select(posts.c.dry_run)
+                .where(posts.c.account == account)
+                .order_by(posts.c.id.desc())
+                .limit(1)
+            ).scalar()
+        return None if value is None else bool(value)
 
 
 def _redacted(value: Any) -> Any:

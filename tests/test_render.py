@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from broadcaster.events import EventKind
+from broadcaster.events import TEMPLATED_KINDS, EventKind
 from broadcaster.parsers import parse
 from broadcaster.render import Renderer, RenderError
 from broadcaster.samples import sample_vars
@@ -20,7 +20,7 @@ def final_snapshot():
 
 
 @pytest.mark.parametrize("platform", PLATFORMS)
-@pytest.mark.parametrize("kind", list(EventKind))
+@pytest.mark.parametrize("kind", TEMPLATED_KINDS)
 def test_every_default_template_renders(final_snapshot, platform, kind):
     contest = "pc-P1" if kind is EventKind.CALLED and platform == "x" else None
     event, variables = sample_vars(
