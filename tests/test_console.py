@@ -323,6 +323,34 @@ def test_night_view_shows_the_night(app: TestClient, store: Store):
     assert 'data-sse="/events"' in page
 
 
+def test_night_view_shows_the_live_channels_destinations(app: TestClient, store: Store):
+    import time
+
+    from broadcaster.live.health import STATUS_KEY
+
+    report = {
+        "updated_at": time.time(),
+        "running": True,
+        "destinations": {
+            "yt-live": {"kind": "youtube", "state": "live", "bitrate": 3_000_000},
+            "tiktok-live": {
+                "kind": "rtmp",
+                "state": "reconnecting",
+                "reason": "connection refused",
+                "dropped_frames": 42,
+            },
+        },
+    }
+    store.put_state(STATUS_KEY, report)
+    login(app, "vera")
+    page = app.get("/").text
+    assert "Live channel" in page
+    assert "<td>yt-live</td>" in page
+    assert "3.00 Mbit/s" in page
+    assert "reconnecting (connection refused)" in page
+    assert "<td>42</td>" in page
+
+
 def test_feed_values_are_escaped_and_secrets_masked(app: TestClient, store: Store):
     hostile = '<script>alert("x")</script> \u202eevil <img src=x onerror=alert(1)>'
     post = gated_post(store)
