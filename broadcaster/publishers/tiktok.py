@@ -318,7 +318,11 @@ class TikTokPublisher(Publisher):
         """Only a post whose publish_id was recorded can be looked up (private posts do not
         list); without one, TikTok cannot tell, so the caller holds the post for an operator."""
         if not post.checkpoint:
-            raise NotImplementedError("tiktok cannot look up a post without its publish_id")
+            raise NotImplementedError(
+                "tiktok cannot look up a post without its publish_id (TikTok gave none); look at "
+                f"the account: `broadcaster outbox mark-sent {post.outbox_id}` if the post is "
+                f"there, `broadcaster outbox approve {post.outbox_id}` to send it again"
+            )
         data = self._status(post.checkpoint)
         status = data.get("status")
         if status == "PUBLISH_COMPLETE":
