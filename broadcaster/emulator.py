@@ -192,6 +192,7 @@ class Emulator:
         self.random_rate: dict[str, float] = {}
         self.rng = random.Random(seed)
         self.injected: dict[str, int] = defaultdict(int)  # random faults drawn, by kind
+        self.refreshing: set[str] = set()
         self.calls: dict[str, deque[float]] = defaultdict(deque)
         self.counts: dict[str, int] = defaultdict(int)  # responses by "platform status"
         self.refusals: dict[str, int] = defaultdict(int)  # calls refused for a limit
@@ -225,10 +226,17 @@ class Emulator:
                     queue.pop(0)
                 return Fault(fault.kind, 1, fault.wait, fault.code, fault.status)
             rate = self.random_rate.get(platform, 0.0)
+            if platform in self.refreshing:
+                # The call right after an expired token is the client's retry with a fresh
+                # one: a platform does not expire that one too.
+                self.refreshing.discard(platform)
+                return None
             if rate and self.rng.random() < rate:
                 kind = self.rng.choice(RANDOM_MIX[platform])
                 fault = parse_faults(f"{platform}:{kind}")[platform][0]
                 self.injected[f"{platform} {kind}"] += 1
+                if kind == "token_expired":
+                    self.refreshing.add(platform)
                 return fault
             return None
 

@@ -676,3 +676,17 @@ def test_a_platform_address_in_clear_is_a_config_error_naming_the_key(
 def test_https_or_loopback_is_accepted(tmp_path: Path, platform: str, key: str, url: str):
     config = load_config(_config_with(tmp_path, platform, key, url))
     assert config.accounts[0].settings[key] == url
+
+
+def test_every_platform_setting_is_documented():
+    """Issue 11: api_base and timeout were used but documented nowhere. Every key of every
+    platform's settings is in docs/platforms.md, and the connection keys in the example."""
+    root = Path(__file__).resolve().parent.parent
+    docs = (root / "docs" / "platforms.md").read_text(encoding="utf-8")
+    example = (root / "config" / "example.toml").read_text(encoding="utf-8")
+    for platform in PLATFORMS:
+        settings = platform_module(platform).Settings
+        missing = [k for k in settings.model_fields if f"`{k}`" not in docs]
+        assert not missing, f"{platform}: {missing} not in docs/platforms.md"
+    for key in ("timeout", "api_base", "token_uri"):
+        assert f"# {key} = " in example, key

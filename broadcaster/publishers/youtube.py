@@ -62,6 +62,7 @@ from broadcaster.publishers.base import (
     RetryLater,
 )
 from broadcaster.publishers.http import (
+    is_loopback,
     may_have_acted,
     network_error,
     platform_session,
@@ -440,7 +441,7 @@ def authorize(account: AccountConfig, env: PublisherEnv, prompt: Any) -> dict[st
             "redirect_uris": ["http://localhost"],
         }
     }
-    if urlsplit(s.token_endpoint).hostname in ("127.0.0.1", "localhost", "::1"):
+    if is_loopback(urlsplit(s.token_endpoint).hostname):
         # The local emulator speaks plain HTTP; oauthlib rightly refuses that anywhere else.
         os.environ["OAUTHLIB_INSECURE_TRANSPORT"] = "1"
     flow = InstalledAppFlow.from_client_config(client, scopes=[SCOPE])
