@@ -20,6 +20,12 @@ mark-sent ID` if the post is there, `broadcaster outbox approve ID` if not.
 At the end it compares what the emulator received with what the feed called, per platform:
 a seat announced twice is a duplicate, a called seat never announced is missing. It prints the
 figures and exits 1 unless both are zero.
+
+It never hangs and never leaves a daemon behind: a post refused for good, or held for any reason
+but a doubt, ends the run at once with the posts' states; so does a night that stops making
+progress (`--stall`, seconds) or runs too long (`--max-seconds`); the daemon is killed in any
+case. bench/bench_faults.py runs the same night with platform faults on top (`run(...,
+fault_rate=...)`).
 """
 
 from __future__ import annotations
@@ -37,10 +43,11 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from datetime import datetime
 from pathlib import Path
 
 from broadcaster.emulator import Emulator, EmulatorServer, Limits
-from broadcaster.fictional import Burst, NightPlan, write_night
+from broadcaster.fictional import Burst, NightPlan, first_seen_called, snapshot_times, write_night
 from broadcaster.publishers import platform_module
 
 PLATFORMS = ("facebook", "youtube", "tiktok", "x")
@@ -57,8 +64,9 @@ def toml_value(value: object) -> str:
     return json.dumps(value)  # strings, numbers and booleans: JSON's forms are TOML's
 
 
-def write_config(work: Path, base: str) -> dict[str, str]:
-    """The daemon's configuration, tokens file and environment (secrets) for the emulator."""
+def write_config(work: Path, base: str, timeout: float | None = None) -> dict[str, str]:
+    """The daemon's configuration, tokens file and environment (secrets) for the emulator;
+    `timeout` sets every account's seconds to wait for a platform's answer."""
     secrets: dict[str, str] = {}
     tokens: dict[str, object] = {}
     accounts = []
@@ -67,7 +75,8 @@ def write_config(work: Path, base: str) -> dict[str, str]:
         secrets.update(emu.secrets)
         if emu.tokens:
             tokens[platform] = emu.tokens
-        settings = "\n".join(f"{k} = {toml_value(v)}" for k, v in emu.settings.items())
+        values = {**emu.settings, **({"timeout": timeout} if timeout else {})}
+        settings = "\n".join(f"{k} = {toml_value(v)}" for k, v in values.items())
         accounts.append(f"""
 [[accounts]]
 name = "{platform}"
@@ -117,6 +126,23 @@ def db_query(db: Path, sql: str) -> list[tuple]:
         conn.close()
 
 
+def open_posts(db: Path) -> int:
+    rows = db_query(
+        db, "select count(*) from posts where state not in ('sent', 'superseded', 'cancelled')"
+    )
+    return int(rows[0][0]) if rows else -1
+
+
+def stuck_posts(db: Path) -> list[tuple]:
+    """Posts that no waiting will deliver: refused for good, or held for anything but a doubt
+    (which the operator below resolves)."""
+    return db_query(
+        db,
+        "select id, account, state, coalesce(hold_reason, last_error) from posts "
+        "where state = 'failed' or (state = 'held' and hold_reason not like 'in doubt%')",
+    )
+
+
 def finished(db: Path, snapshots: int) -> bool:
     accepted = db_query(db, "select count(*) from snapshots where accepted")
     total = db_query(db, "select count(*) from posts")
@@ -152,16 +178,41 @@ def operator(work: Path, emulator: Emulator, env: dict[str, str]) -> tuple[int, 
     return marked, approved
 
 
-def run(seats: int, kills_wanted: int, seed: int, quiet: bool) -> dict:
+class Stuck(RuntimeError):
+    """The night stopped progressing: (what, the work folder kept as evidence)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+def run(
+    seats: int,
+    kills_wanted: int,
+    seed: int,
+    quiet: bool,
+    *,
+    plan: NightPlan | None = None,
+    pace: float | None = None,
+    fault_rate: float = 0.0,
+    failpoints: bool | str = True,
+    timeout: float | None = None,
+    max_seconds: float = 1800,
+    stall: float = 180,
+    keep: bool = False,
+) -> dict:
+    """Play a night through the daemon, killing it `kills_wanted` times, with `fault_rate` of
+    the platforms' posting calls failing (broadcaster/emulator.py's random mix); the figures."""
     rng = random.Random(seed)
     work = Path(tempfile.mkdtemp(prefix="broadcaster-crash-"))
-    plan = NightPlan(seats=seats, hours=2, step_minutes=10, bursts=(Burst(0.5, 0.3, 5),), seed=seed)
+    plan = plan or NightPlan(
+        seats=seats, hours=2, step_minutes=10, bursts=(Burst(0.5, 0.3, 5),), seed=seed
+    )
     night = write_night(plan, work / "recorded")
     recorded = sorted((work / "recorded").iterdir())
     snapshots = len(recorded)
     (work / "night").mkdir()
     # The snapshots arrive over time, as on the night, so that the kills land all along it.
-    pace = max(1.0, kills_wanted * 4.0 / snapshots)
+    pace = pace if pace is not None else max(1.0, kills_wanted * 4.0 / snapshots)
     limits = Limits(
         x_per_15min=100_000,
         x_daily=100_000,
@@ -173,21 +224,24 @@ def run(seats: int, kills_wanted: int, seed: int, quiet: bool) -> dict:
         facebook_per_hour=100_000,
         response_delay=0.05,
     )
-    server = EmulatorServer(emulator=Emulator(limits)).start()
-    secrets = write_config(work, server.url)
+    emulator = Emulator(limits, seed=seed)
+    if fault_rate:
+        emulator.add_faults(",".join(f"{p}:random={fault_rate}" for p in PLATFORMS))
+    server = EmulatorServer(emulator=emulator).start()
+    secrets = write_config(work, server.url, timeout)
     failpoint_log = work / "failpoints.log"
-    env = {
-        **os.environ,
-        **secrets,
-        "BROADCASTER_FAILPOINTS": FAILPOINTS,
-        "BROADCASTER_FAILPOINTS_LOG": str(failpoint_log),
-    }
+    env = {**os.environ, **secrets}
+    if failpoints and kills_wanted:
+        env["BROADCASTER_FAILPOINTS"] = failpoints if isinstance(failpoints, str) else FAILPOINTS
+        env["BROADCASTER_FAILPOINTS_LOG"] = str(failpoint_log)
     operator_env = {k: v for k, v in env.items() if not k.startswith("BROADCASTER_FAILPOINTS")}
     db = work / "state.db"
     config = work / "crash.toml"
     external = starts = marked = approved = 0
     started = time.monotonic()
     released = 0
+    released_at: list[float] = []  # wall time each snapshot appeared
+    progress = (time.monotonic(), -2)  # (when, open posts) last time the count changed
 
     def release() -> None:
         nonlocal released
@@ -197,22 +251,51 @@ def run(seats: int, kills_wanted: int, seed: int, quiet: bool) -> dict:
             partial = work / "night" / (source.name + ".part")
             shutil.copyfile(source, partial)
             partial.rename(work / "night" / source.name)  # never seen half-written
+            released_at.append(time.time())
             released += 1
 
+    def check() -> None:
+        """Fail fast, with the evidence, rather than wait for a night that cannot end."""
+        nonlocal progress
+        stuck = stuck_posts(db)
+        if stuck:
+            raise Stuck(f"posts that will never be delivered: {stuck[:5]}", work)
+        now, count = time.monotonic(), open_posts(db)
+        if count != progress[1]:
+            progress = (now, count)
+        elif released == snapshots and count > 0 and now - progress[0] > stall:
+            states = db_query(
+                db,
+                "select id, account, state, attempts, coalesce(hold_reason, last_error) "
+                "from posts where state not in ('sent', 'superseded', 'cancelled') limit 5",
+            )
+            raise Stuck(f"no progress for {stall:.0f} s with {count} posts open: {states}", work)
+        if now - started > max_seconds:
+            raise Stuck(f"gave up after {max_seconds:.0f} s with {count} posts open", work)
+
     log = (work / "daemon.log").open("ab")
+    proc: subprocess.Popen[bytes] | None = None
     try:
         while True:
             starts += 1
+            # Once the kills asked for are done, the daemon runs on without failpoints.
+            enough = external + _count(failpoint_log) >= kills_wanted
             proc = subprocess.Popen(
                 [*daemon_cmd(), "--log-format", "json", "run", "--config", str(config)],
                 cwd=work,
-                env=env,
+                env=operator_env if enough else env,
                 stdout=subprocess.DEVNULL,
                 stderr=log,
             )
             kill_at = time.monotonic() + rng.uniform(0.3, 3.0)
+            look_at = time.monotonic() + 1.0
             while proc.poll() is None:
                 release()
+                check()
+                if time.monotonic() >= look_at:  # the operator looks at held posts now and then
+                    m, a = operator(work, server.emulator, operator_env)
+                    marked, approved = marked + m, approved + a
+                    look_at = time.monotonic() + 1.0
                 if time.monotonic() >= kill_at and external + _count(failpoint_log) < kills_wanted:
                     proc.send_signal(signal.SIGKILL)
                     proc.wait()
@@ -234,23 +317,32 @@ def run(seats: int, kills_wanted: int, seed: int, quiet: bool) -> dict:
                 raise SystemExit(
                     f"the daemon exited with {proc.returncode}; see {work / 'daemon.log'}"
                 )
-            if time.monotonic() - started > 1800:
-                raise SystemExit("gave up after 30 minutes")
             if not quiet:
                 kills = external + _count(failpoint_log)
                 print(f"  start {starts}: {kills} kills so far", file=sys.stderr)
     finally:
+        if proc is not None and proc.poll() is None:
+            proc.kill()  # whatever happened, no daemon outlives the benchmark
+            proc.wait()
         log.close()
-        received = server.emulator.snapshot()["posts"]
+        snapshot = server.emulator.snapshot()
         server.stop()
+    finished_at = time.time()
+    received = snapshot["posts"]
 
     called = {s.id[1:] for s in night}
     duplicates = missing = 0
     per_platform = {}
+    arrivals: dict[tuple[str, str], float] = {}  # (platform, seat) -> first arrival, wall time
     for platform in PLATFORMS:
         mentions = Counter(
             m for p in received if p["platform"] == platform for m in SEAT.findall(p["text"])
         )
+        for p in received:
+            if p["platform"] == platform:
+                at = datetime.fromisoformat(p["at"]).timestamp()
+                for seat in SEAT.findall(p["text"]):
+                    arrivals[(platform, seat)] = min(arrivals.get((platform, seat), at), at)
         dup = sum(n - 1 for n in mentions.values() if n > 1)
         miss = len(called - set(mentions))
         duplicates += dup
@@ -260,6 +352,20 @@ def run(seats: int, kills_wanted: int, seed: int, quiet: bool) -> dict:
             "duplicates": dup,
             "missing": miss,
         }
+    # How long each call took from the snapshot that first showed it to each platform.
+    times = snapshot_times(plan)
+    first_called = first_seen_called(plan, night)
+    by_platform: dict[str, list[float]] = {p: [] for p in PLATFORMS}
+    for (platform, seat), at in arrivals.items():
+        index = times.index(first_called["S" + seat])
+        if index < len(released_at):
+            by_platform[platform].append(at - released_at[index])
+    latencies = sorted(v for values in by_platform.values() for v in values)
+    for platform, values in by_platform.items():
+        values.sort()
+        per_platform[platform]["latency_p95"] = round(_quantile(values, 0.95), 2)
+        per_platform[platform]["latency_max"] = round(values[-1], 2) if values else None
+    last_arrival = max(arrivals.values(), default=finished_at)
     by_point = (
         Counter(line.strip() for line in failpoint_log.read_text().splitlines())
         if (failpoint_log.exists())
@@ -268,6 +374,10 @@ def run(seats: int, kills_wanted: int, seed: int, quiet: bool) -> dict:
     result = {
         "seats": seats,
         "snapshots": snapshots,
+        "pace_seconds": pace,
+        "fault_rate": fault_rate,
+        "faults_injected": sum(snapshot["random_faults"].values()),
+        "faults_by_kind": snapshot["random_faults"],
         "kills": external + sum(by_point.values()),
         "kills_by_point": {"external (random moment)": external, **dict(by_point)},
         "daemon_starts": starts,
@@ -277,12 +387,24 @@ def run(seats: int, kills_wanted: int, seed: int, quiet: bool) -> dict:
         "missing": missing,
         "per_platform": per_platform,
         "seconds": round(time.monotonic() - started, 1),
+        # first snapshot to the last seat on the last platform; last snapshot to the same
+        "arrival_seconds": round(last_arrival - released_at[0], 1) if released_at else None,
+        "tail_seconds": round(last_arrival - released_at[-1], 1) if released_at else None,
+        "latency_p50": round(_quantile(latencies, 0.5), 2),
+        "latency_p95": round(_quantile(latencies, 0.95), 2),
+        "latency_max": round(latencies[-1], 2) if latencies else None,
         "workdir": str(work),
     }
-    if duplicates == 0 and missing == 0:
+    if duplicates == 0 and missing == 0 and not keep:
         shutil.rmtree(work, ignore_errors=True)
         result["workdir"] = None
     return result
+
+
+def _quantile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    return values[min(len(values) - 1, int(q * len(values)))]
 
 
 def _count(path: Path) -> int:
@@ -297,8 +419,27 @@ def main() -> None:
     )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    parser.add_argument(
+        "--max-seconds", type=float, default=1800, help="fail when the night takes longer"
+    )
+    parser.add_argument(
+        "--stall", type=float, default=180, help="fail after this long without progress"
+    )
     args = parser.parse_args()
-    result = run(args.seats, args.kills, args.seed, quiet=args.json)
+    # A SIGTERM (a test giving up) ends the run through its `finally`: the daemon dies too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(3))
+    try:
+        result = run(
+            args.seats,
+            args.kills,
+            args.seed,
+            quiet=args.json,
+            max_seconds=args.max_seconds,
+            stall=args.stall,
+        )
+    except Stuck as exc:
+        print(f"STUCK: {exc} (evidence kept in {exc.args[1]})", file=sys.stderr)
+        sys.exit(2)
     if args.json:
         print(json.dumps(result))
     else:

@@ -135,9 +135,14 @@ def account_budget(
     )
 
 
-def backoff(attempt: int, base: float = 5.0, cap: float = 600.0) -> float:
-    """Exponential backoff with jitter, in seconds."""
-    return random.uniform(0.5, 1.0) * min(cap, base * 2 ** max(0, attempt - 1))
+BACKOFF_BASE = 5.0  # the first wait is 2.5-5 s
+BACKOFF_CAP = 120.0  # never more than two minutes between tries of a failing platform
+
+
+def backoff(failures: int, base: float = BACKOFF_BASE, cap: float = BACKOFF_CAP) -> float:
+    """Exponential backoff with jitter, in seconds, after `failures` failures in a row: 2.5-5 s,
+    then doubling up to `cap` (half to all of it, so that accounts do not retry in step)."""
+    return random.uniform(0.5, 1.0) * min(cap, base * 2 ** max(0, failures - 1))
 
 
 def publisher_env(config: Config, store: Store, clock: Clock, posts_path: Path) -> PublisherEnv:
@@ -219,6 +224,9 @@ class Dispatcher:
         return out
 
     def pause(self, account: str, reason: str, *, until: datetime | None = None) -> None:
+        """Stop posting to one account. The reason always names the command that fixes it."""
+        if "`broadcaster " not in reason:
+            reason = f"{reason}; {self._remedy(account, reason)}"
         self.store.put_state(
             PAUSED + account,
             {
@@ -229,6 +237,15 @@ class Dispatcher:
         )
         self._publishers.pop(account, None)
         log.error("ACCOUNT PAUSED: %s: %s", account, reason, extra={"account": account})
+
+    def _remedy(self, account: str, reason: str) -> str:
+        acct = self.accounts.get(account)
+        if reason.startswith("re-authorise") and acct is not None and acct.platform != "dryrun":
+            return (
+                f"run `broadcaster auth {acct.platform} --account {account}` (it resumes the "
+                f"account), or fix the secret named above and run `broadcaster resume {account}`"
+            )
+        return f"once fixed, run `broadcaster resume {account}`"
 
     def _failed(self, account: str, error: str) -> None:
         """Count consecutive failures; too many in a row open the circuit breaker."""
@@ -248,6 +265,23 @@ class Dispatcher:
     def _succeeded(self, account: str) -> None:
         if self.store.get_state(FAILURES + account, 0):
             self.store.put_state(FAILURES + account, 0)
+
+    # -- per-account backoff: a platform that fails is given time, whichever post failed --
+
+    def _backoff(self, account: str) -> float:
+        """The account's next wait from its failures in a row (counted by `_failed`)."""
+        failures = int(self.store.get_state(FAILURES + account, 0) or 0)
+        return backoff(max(1, failures))
+
+    def _block(self, account: str, seconds: float) -> datetime:
+        """Send nothing to the account for `seconds` (a platform's earlier, longer wait
+        stands); returns when it may be tried again."""
+        until = self.clock.now() + timedelta(seconds=seconds)
+        current = self.store.get_state(blocked_key(account))
+        if current and datetime.fromisoformat(current) > until:
+            return datetime.fromisoformat(current)
+        self.store.put_state(blocked_key(account), until.isoformat())
+        return until
 
     # -- posts interrupted mid-call --
 
@@ -560,12 +594,23 @@ class Dispatcher:
             with failpoints.around_call():
                 ref = self.publisher(post.account).publish(post)
         except RetryLater as exc:
-            if exc.delay:
-                # The platform said how long to wait: nothing else goes to it meanwhile.
-                until = self.clock.now() + timedelta(seconds=exc.delay)
-                self.store.put_state(blocked_key(post.account), until.isoformat())
+            # The platform did not take the post and will later: wait as long as it said, else
+            # back off by the account's failures in a row. Nothing goes to the account
+            # meanwhile. A post is never given up for this: only the platform is at fault.
             self._failed(post.account, str(exc))
-            return self._retry(post, str(exc), exc.delay, extra)
+            told = exc.delay is not None
+            wait = max(1.0, exc.delay) if exc.delay is not None else self._backoff(post.account)
+            until = self._block(post.account, wait)
+            self.store.mark_retry(post.outbox_id, str(exc), until)
+            log.warning(
+                "post %d will be retried in %.0f s (%s): %s",
+                post.outbox_id,
+                (until - self.clock.now()).total_seconds(),
+                "the platform's wait" if told else "backing off",
+                exc,
+                extra=extra,
+            )
+            return DispatchStats(retried=1)
         except Reauthorize as exc:
             # The adapter already tried a refresh where one exists: stop this account only.
             self.pause(post.account, f"re-authorise the account: {exc}")
@@ -580,7 +625,11 @@ class Dispatcher:
             log.warning("post %d in doubt: %s; looking it up", post.outbox_id, exc, extra=extra)
             outcome = self._lookup(post)
             if outcome[0] == "absent":
-                return self._retry(post, str(exc), None, extra)
+                # Not there: safe to send again, after the account's backoff. The attempt limit
+                # stays here: it bounds the harm of a look-up that cannot see its own posts.
+                wait = self._backoff(post.account)
+                self._block(post.account, wait)
+                return self._retry(post, str(exc), wait, extra)
             return self._settle(post.outbox_id, outcome, str(exc))
         except Exception as exc:  # an adapter bug: the request may or may not have gone out
             self._failed(post.account, type(exc).__name__)

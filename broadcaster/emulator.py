@@ -9,14 +9,33 @@ It binds 127.0.0.1 unless told otherwise: it accepts any token and must not be r
 outside the machine.
 
 Fault specification (`--faults`, or POST /_emulator/faults {"spec": ...}): comma-separated
-`platform:kind[:count]`, applied to that platform's next posting calls (count defaults to 1):
-  429            rate limited, with the platform's delay header
-  500            a server error
-  timeout        the post is accepted and recorded, then the connection drops unanswered
+`platform:kind[:count]`, applied to that platform's next posting calls (Facebook feed and photo
+posts, YouTube chat messages, TikTok content/init, X tweets; count defaults to 1). Each answer
+has the platform's own shape (Graph's error object, Google's error list, TikTok's error code,
+X's problem document).
+
+Refused before the platform acts (nothing is recorded):
+  429[=S]        rate limited, with the platform's own wait: Retry-After: S for YouTube and
+                 TikTok, x-rate-limit-reset now+S for X, Graph error 4 with
+                 estimated_time_to_regain_access ceil(S/60) minutes for Facebook. S defaults to
+                 `Limits.fault_wait` (2); 429=0 sends no wait at all.
+  503[=S]        unavailable, with Retry-After: S (Facebook: error 2, is_transient)
+  500            an internal server error (Facebook: error 1, is_transient)
+  code=C[@H]     the platform's error C with HTTP status H: a Graph error code (default HTTP
+                 400), a Google reason such as userRateLimitExceeded (default 403), a TikTok
+                 error code (default HTTP 200, as TikTok does), an X problem title (default 400)
   token_expired  the access token is refused (TikTok and YouTube refresh it; X and Facebook need
                  an operator)
-  code=<code>    TikTok only: HTTP 200 carrying this error code (e.g. spam_risk_too_many_posts)
   chat_ended     YouTube only: the live chat ends; a new broadcast with a new chat starts
+Accepted and recorded, then no answer:
+  close          the connection is closed (FIN) without a byte of answer
+  reset          the connection is reset (RST: SO_LINGER 0, then close)
+  timeout        the connection stays open, unanswered, until the client gives up (or
+                 `Limits.hang_seconds` pass)
+Random faults:
+  random=P       from now on, each posting call of that platform fails with probability P, with
+                 a kind drawn from the platform's mix (`RANDOM_MIX`: every kind above that the
+                 platform recovers from by itself), from a seeded generator
 """
 
 from __future__ import annotations
@@ -26,6 +45,11 @@ import email.policy
 import itertools
 import json
 import logging
+import math
+import random
+import select
+import socket
+import struct
 import threading
 import time
 from collections import defaultdict, deque
@@ -41,7 +65,24 @@ from broadcaster.live import emulator_routes as live_routes
 log = logging.getLogger(__name__)
 
 PLATFORMS = ("facebook", "youtube", "tiktok", "x")
-FAULT_KINDS = {"429", "500", "timeout", "token_expired", "chat_ended"}
+FAULT_KINDS = {"429", "503", "500", "close", "reset", "timeout", "token_expired", "chat_ended"}
+WAITING_KINDS = {"429", "503"}  # kinds that take =S, the wait the platform asks for
+# Kinds the random mode draws from, per platform: every fault the platform recovers from without
+# an operator (an expired Facebook or X token needs one, so it is left out).
+_COMMON_MIX = ("500", "503", "429", "close", "reset", "timeout")
+RANDOM_MIX: dict[str, tuple[str, ...]] = {
+    "facebook": (*_COMMON_MIX, "code=2@500", "code=17", "code=80001"),
+    "youtube": (
+        *_COMMON_MIX,
+        "code=userRateLimitExceeded",
+        "code=backendError@503",
+        "token_expired",
+        "chat_ended",
+    ),
+    "tiktok": (*_COMMON_MIX, "code=internal_error", "code=new_unlisted_error@502", "token_expired"),
+    "x": (*_COMMON_MIX, "code=Service Unavailable@503"),
+}
+DEFAULT_STATUS = {"facebook": 400, "youtube": 403, "tiktok": 200, "x": 400}
 
 
 @dataclass
@@ -61,6 +102,9 @@ class Received:
 class Fault:
     kind: str
     count: int = 1
+    wait: float | None = None  # 429 and 503: seconds the platform asks to wait (0: none given)
+    code: str | None = None  # code=: the platform's error code or reason
+    status: int | None = None  # code=: the HTTP status
 
 
 @dataclass
@@ -75,6 +119,8 @@ class Limits:
     tiktok_daily: int = 15
     youtube_daily_units: int = 10_000
     facebook_per_hour: int = 200
+    fault_wait: float = 2.0  # seconds a 429 or 503 fault asks to wait, unless the spec says
+    hang_seconds: float = 30.0  # a `timeout` fault holds the connection at most this long
     # Seconds every platform answer waits after the platform has acted: a slow platform, and a
     # wide window for a crash between the platform accepting a post and us hearing of it.
     response_delay: float = 0.0
@@ -82,7 +128,8 @@ class Limits:
 
 
 def parse_faults(spec: str) -> dict[str, list[Fault]]:
-    """`x:429:2,tiktok:code=spam_risk_too_many_posts` -> faults per platform, in order."""
+    """`x:429:2,tiktok:code=spam_risk_too_many_posts` -> faults per platform, in order. A
+    `random=P` item comes back as a Fault of kind "random" whose `wait` holds P."""
     out: dict[str, list[Fault]] = defaultdict(list)
     for item in filter(None, (s.strip() for s in spec.split(","))):
         parts = item.split(":")
@@ -91,11 +138,42 @@ def parse_faults(spec: str) -> dict[str, list[Fault]]:
                 f"fault {item!r}: expected platform:kind[:count], platform one of {PLATFORMS}"
             )
         platform, kind = parts[0], parts[1]
-        if kind not in FAULT_KINDS and not kind.startswith("code="):
-            raise ValueError(f"fault {item!r}: unknown kind {kind!r}")
-        count = int(parts[2]) if len(parts) == 3 else 1
-        out[platform].append(Fault(kind, count))
+        try:
+            count = int(parts[2]) if len(parts) == 3 else 1
+        except ValueError:
+            raise ValueError(f"fault {item!r}: the count must be a whole number") from None
+        out[platform].append(_parse_kind(item, platform, kind, count))
     return out
+
+
+def _parse_kind(item: str, platform: str, kind: str, count: int) -> Fault:
+    name, _, arg = kind.partition("=")
+    if name == "random":
+        try:
+            rate = float(arg)
+        except ValueError:
+            rate = -1.0
+        if not 0.0 <= rate <= 1.0:
+            raise ValueError(f"fault {item!r}: random=P needs a probability 0..1")
+        return Fault("random", 1, wait=rate)
+    if name == "code":
+        code, _, status = arg.partition("@")
+        if not code:
+            raise ValueError(f"fault {item!r}: code=C[@status] needs a code")
+        if platform == "facebook" and not code.isdigit():
+            raise ValueError(f"fault {item!r}: a Graph error code is a number")
+        if status and not (status.isdigit() and 200 <= int(status) <= 599):
+            raise ValueError(f"fault {item!r}: the status after @ must be an HTTP status")
+        return Fault("code", count, code=code, status=int(status) if status else None)
+    if name not in FAULT_KINDS or (arg and name not in WAITING_KINDS):
+        raise ValueError(f"fault {item!r}: unknown kind {kind!r}")
+    wait = None
+    if arg:
+        try:
+            wait = float(arg)
+        except ValueError:
+            raise ValueError(f"fault {item!r}: {name}=S needs seconds") from None
+    return Fault(name, count, wait=wait)
 
 
 class Emulator:
@@ -103,13 +181,20 @@ class Emulator:
     (a rehearsal passes its feed clock, so limits behave as on the night)."""
 
     def __init__(
-        self, limits: Limits | None = None, clock: Callable[[], float] | None = None
+        self,
+        limits: Limits | None = None,
+        clock: Callable[[], float] | None = None,
+        seed: int | None = None,
     ) -> None:
         self.limits = limits or Limits()
         self.clock = clock or time.time
         self.lock = threading.RLock()
         self.posts: list[Received] = []
         self.faults: dict[str, list[Fault]] = defaultdict(list)
+        self.random_rate: dict[str, float] = {}
+        self.rng = random.Random(seed)
+        self.injected: dict[str, int] = defaultdict(int)  # random faults drawn, by kind
+        self.refreshing: set[str] = set()
         self.calls: dict[str, deque[float]] = defaultdict(deque)
         self.counts: dict[str, int] = defaultdict(int)  # responses by "platform status"
         self.refusals: dict[str, int] = defaultdict(int)  # calls refused for a limit
@@ -126,18 +211,36 @@ class Emulator:
     def add_faults(self, spec: str) -> None:
         with self.lock:
             for platform, faults in parse_faults(spec).items():
-                self.faults[platform].extend(faults)
+                for fault in faults:
+                    if fault.kind == "random":
+                        self.random_rate[platform] = fault.wait or 0.0
+                    else:
+                        self.faults[platform].append(fault)
 
-    def take_fault(self, platform: str) -> str | None:
+    def take_fault(self, platform: str) -> Fault | None:
+        """The fault for this posting call, if any: the next one asked for, else a random one."""
         with self.lock:
             queue = self.faults.get(platform)
-            if not queue:
+            if queue:
+                fault = queue[0]
+                fault.count -= 1
+                if fault.count <= 0:
+                    queue.pop(0)
+                return Fault(fault.kind, 1, fault.wait, fault.code, fault.status)
+            rate = self.random_rate.get(platform, 0.0)
+            if platform in self.refreshing:
+                # The call right after an expired token is the client's retry with a fresh
+                # one: a platform does not expire that one too.
+                self.refreshing.discard(platform)
                 return None
-            fault = queue[0]
-            fault.count -= 1
-            if fault.count <= 0:
-                queue.pop(0)
-            return fault.kind
+            if rate and self.rng.random() < rate:
+                kind = self.rng.choice(RANDOM_MIX[platform])
+                fault = parse_faults(f"{platform}:{kind}")[platform][0]
+                self.injected[f"{platform} {kind}"] += 1
+                if kind == "token_expired":
+                    self.refreshing.add(platform)
+                return fault
+            return None
 
     # -- limits --
 
@@ -171,6 +274,7 @@ class Emulator:
                 "youtube_quota_used": self.quota_used,
                 "limit_refusals": dict(self.refusals),
                 "pending_faults": {k: [asdict(f) for f in v] for k, v in self.faults.items() if v},
+                "random_faults": dict(self.injected),
             }
 
     def refuse(self, platform: str) -> None:
@@ -184,7 +288,35 @@ class Emulator:
 
 
 class _Drop(Exception):
-    """Close the connection without answering (a timeout after the platform accepted)."""
+    """End the exchange without an answer after the platform accepted the post: `close`,
+    `reset` or `timeout`, the fault's kind."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__(kind)
+        self.kind = kind
+
+
+# The platform's error for each kind of refusal: (HTTP status, code or reason, message).
+_REFUSALS: dict[str, dict[str, tuple[int, str, str]]] = {
+    "429": {
+        "facebook": (400, "4", "(#4) Application request limit reached"),
+        "youtube": (429, "rateLimitExceeded", "The request was sent too quickly."),
+        "tiktok": (429, "rate_limit_exceeded", "Too many requests."),
+        "x": (429, "Too Many Requests", "Too Many Requests"),
+    },
+    "503": {
+        "facebook": (503, "2", "Service temporarily unavailable"),
+        "youtube": (503, "backendError", "Backend Error"),
+        "tiktok": (503, "internal_error", "Service unavailable."),
+        "x": (503, "Service Unavailable", "Service Unavailable"),
+    },
+    "500": {
+        "facebook": (500, "1", "An unknown error has occurred."),
+        "youtube": (500, "backendError", "Backend Error"),
+        "tiktok": (500, "internal_error", "Something went wrong."),
+        "x": (500, "Internal Server Error", "Internal Server Error"),
+    },
+}
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -250,13 +382,102 @@ class Handler(BaseHTTPRequestHandler):
             if path.startswith("/v") and path[2:3].isdigit():
                 return self._facebook(method, path, body)
             self._send(404, {"error": f"no such endpoint: {method} {path}"})
-        except _Drop:
+        except _Drop as drop:
             self.close_connection = True
-            try:
-                self.wfile.flush()
-                self.connection.shutdown(2)
-            except OSError:
-                pass
+            self._drop(drop.kind)
+
+    def _drop(self, kind: str) -> None:
+        conn = self.connection
+        try:
+            if kind == "timeout":
+                self._hang()
+            if kind == "reset":
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            else:
+                conn.shutdown(socket.SHUT_RDWR)
+            conn.close()
+        except OSError:
+            pass
+
+    def _hang(self) -> None:
+        """Say nothing until the client gives up and closes (or hang_seconds pass)."""
+        deadline = time.monotonic() + self.emulator.limits.hang_seconds
+        while (left := deadline - time.monotonic()) > 0:
+            ready, _, _ = select.select([self.connection], [], [], min(left, 0.5))
+            if ready:
+                try:
+                    if not self.connection.recv(65536):
+                        return
+                except OSError:
+                    return
+
+    # -- faults, in each platform's own shape --
+
+    def _refuse(
+        self, platform: str, fault: Fault | None, headers: dict[str, str] | None = None
+    ) -> bool:
+        """Answer a refusing fault (429, 503, 500, code=) as the platform would; False when
+        the fault is not one of those."""
+        if fault is None or fault.kind not in ("429", "503", "500", "code"):
+            return False
+        emu = self.emulator
+        extra = dict(headers or {})
+        if fault.kind == "code":
+            assert fault.code is not None
+            status = fault.status or DEFAULT_STATUS[platform]
+            code, message = fault.code, f"{fault.code} (injected)"
+        else:
+            status, code, message = _REFUSALS[fault.kind][platform]
+            wait = fault.wait if fault.wait is not None else emu.limits.fault_wait
+            if wait > 0 and fault.kind == "429" and platform == "facebook":
+                usage = {"type": "pages", "call_count": 100, "total_cputime": 5, "total_time": 5}
+                usage["estimated_time_to_regain_access"] = math.ceil(wait / 60)
+                extra["X-Business-Use-Case-Usage"] = json.dumps({"emulated-business": [usage]})
+            elif fault.kind == "429" and platform == "x":
+                if wait > 0:
+                    extra["x-rate-limit-remaining"] = "0"
+                    extra["x-rate-limit-reset"] = str(math.ceil(emu.clock() + wait))
+                else:  # no wait at all: none of the reset headers
+                    extra = {k: v for k, v in extra.items() if not k.startswith("x-")}
+            elif wait > 0:
+                extra["Retry-After"] = str(math.ceil(wait))
+        self._platform_error(platform, status, code, message, extra)
+        return True
+
+    def _platform_error(
+        self, platform: str, status: int, code: str, message: str, headers: dict[str, str]
+    ) -> None:
+        emu = self.emulator
+        body: dict[str, Any]
+        if platform == "facebook":
+            error: dict[str, Any] = {
+                "message": message,
+                "type": "OAuthException",
+                "code": int(code),
+                "fbtrace_id": "EmuTrace",
+            }
+            if status >= 500:
+                error["is_transient"] = True
+            body = {"error": error}
+        elif platform == "youtube":
+            domain = "usageLimits" if "RateLimit" in code or "rateLimit" in code else "global"
+            errors = [{"message": message, "domain": domain, "reason": code}]
+            body = {"error": {"code": status, "message": message, "errors": errors}}
+        elif platform == "tiktok":
+            body = {
+                "data": {},
+                "error": {"code": code, "message": message, "log_id": f"EMU{emu.next_id()}"},
+            }
+        else:
+            body = {"title": code, "detail": message, "type": "about:blank", "status": status}
+        emu.count(platform, status)
+        self._send(status, body, headers)
+
+    @staticmethod
+    def _after_accept(fault: Fault | None) -> None:
+        """The post is recorded: now fail to say so, if the fault asks."""
+        if fault is not None and fault.kind in ("close", "reset", "timeout"):
+            raise _Drop(fault.kind)
 
     def do_GET(self) -> None:
         self._dispatch("GET")
@@ -347,26 +568,11 @@ class Handler(BaseHTTPRequestHandler):
         posting = method == "POST" and len(parts) == 2 and parts[1] in ("feed", "photos")
         if posting:
             fault = emu.take_fault("facebook")
-            if fault == "token_expired":
+            if fault is not None and fault.kind == "token_expired":
                 emu.expired_tokens.add(token)
                 return error(400, "Error validating access token: Session has expired", 190, 463)
-            if fault == "429":
-                return error(
-                    400,
-                    "(#4) Application request limit reached",
-                    4,
-                    headers={
-                        **headers,
-                        "X-Business-Use-Case-Usage": buc.replace(
-                            '"estimated_time_to_regain_access": 0',
-                            '"estimated_time_to_regain_access": 1',
-                        ),
-                    },
-                )
-            if fault == "500":
-                return error(
-                    500, "An unexpected error has occurred. Please retry your request later.", 2
-                )
+            if self._refuse("facebook", fault, headers):
+                return None
             page = parts[0]
             message = fields.get("message", "")
             recent = [
@@ -379,8 +585,7 @@ class Handler(BaseHTTPRequestHandler):
             pid = f"{page}_{emu.next_id()}"
             media = [files["source"][0]] if "source" in files else []
             emu.record(Received("facebook", page, pid, message, media))
-            if fault == "timeout":
-                raise _Drop
+            self._after_accept(fault)
             emu.count("facebook", 200)
             if parts[1] == "photos":
                 return self._send(200, {"id": emu.next_id(), "post_id": pid}, headers)
@@ -483,21 +688,10 @@ class Handler(BaseHTTPRequestHandler):
                 emu.refuse("x")
                 return problem(429, "Too Many Requests", "Too Many Requests", headers)
             fault = emu.take_fault("x")
-            if fault == "token_expired":
+            if fault is not None and fault.kind == "token_expired":
                 return problem(401, "Unauthorized", "Unauthorized")
-            if fault == "429":
-                return problem(
-                    429,
-                    "Too Many Requests",
-                    "Too Many Requests",
-                    {
-                        **headers,
-                        "x-rate-limit-remaining": "0",
-                        "x-rate-limit-reset": str(int(now + 2)),
-                    },
-                )
-            if fault == "500":
-                return problem(503, "Service Unavailable", "Service Unavailable")
+            if self._refuse("x", fault, headers):
+                return None
             try:
                 payload = json.loads(body)
             except ValueError:
@@ -517,8 +711,7 @@ class Handler(BaseHTTPRequestHandler):
             media = (payload.get("media") or {}).get("media_ids") or []
             tid = emu.next_id()
             emu.record(Received("x", user, tid, text, list(media), reply_to=reply))
-            if fault == "timeout":
-                raise _Drop
+            self._after_accept(fault)
             emu.count("x", 201)
             return self._send(
                 201, {"data": {"id": tid, "text": text, "edit_history_tweet_ids": [tid]}}, headers
@@ -540,8 +733,6 @@ class Handler(BaseHTTPRequestHandler):
             emu.count("tiktok", status if code == "ok" else status * 1000 + 1)
             error = {"code": code, "message": message, "log_id": f"EMU{emu.next_id()}"}
             self._send(status, {"data": data or {}, "error": error}, headers)
-
-        injected = {"Retry-After": "1"}  # injected faults ask for a short wait
 
         if path == "/v2/oauth/token/":
             form, _ = self._form(body)
@@ -623,7 +814,7 @@ class Handler(BaseHTTPRequestHandler):
             )
         if path == "/v2/post/publish/content/init/":
             fault = emu.take_fault("tiktok")
-            if fault == "token_expired":
+            if fault is not None and fault.kind == "token_expired":
                 emu.expired_tokens.add(token)
                 return answer(
                     401,
@@ -631,12 +822,8 @@ class Handler(BaseHTTPRequestHandler):
                     "access_token_invalid",
                     "The access token is invalid or not found in the request.",
                 )
-            if fault == "429":
-                return answer(429, None, "rate_limit_exceeded", "Too many requests.", injected)
-            if fault == "500":
-                return answer(500, None, "internal_error", "Something went wrong.", injected)
-            if fault and fault.startswith("code="):
-                return answer(200, None, fault[5:], f"{fault[5:]} (injected)", injected)
+            if self._refuse("tiktok", fault):
+                return None
             ok, _ = emu.allow(f"tt-init:{token}", emu.limits.tiktok_init_per_min, 60)
             if not ok:
                 emu.refuse("tiktok")
@@ -669,8 +856,7 @@ class Handler(BaseHTTPRequestHandler):
                     title=info.get("title"),
                 )
             )
-            if fault == "timeout":
-                raise _Drop
+            self._after_accept(fault)
             return answer(200, {"publish_id": pid})
         return answer(404, None, "invalid_params", f"no route {path}")
 
@@ -767,22 +953,20 @@ class Handler(BaseHTTPRequestHandler):
             return self._send(200, {"kind": "youtube#liveBroadcastListResponse", "items": items})
         if path == "/youtube/v3/liveChat/messages" and method == "POST":
             fault = emu.take_fault("youtube")
-            if fault == "token_expired":
+            if fault is not None and fault.kind == "token_expired":
                 emu.expired_tokens.add(token)
                 return error(
                     401, "authError", "Request had invalid authentication credentials.", "global"
                 )
-            if fault == "429":
-                return error(429, "rateLimitExceeded", "The request was sent too quickly.")
-            if fault == "500":
-                return error(503, "backendError", "Backend Error", "global")
+            if self._refuse("youtube", fault):
+                return None
             try:
                 snippet = json.loads(body)["snippet"]
                 text = snippet["textMessageDetails"]["messageText"]
                 chat = snippet["liveChatId"]
             except (ValueError, KeyError, TypeError):
                 return error(400, "invalidValue", "The request body is malformed.")
-            if fault == "chat_ended":
+            if fault is not None and fault.kind == "chat_ended":
                 with emu.lock:
                     emu.chat_seq += 1
                     emu.chat = f"chat-{emu.chat_seq}"
@@ -793,8 +977,7 @@ class Handler(BaseHTTPRequestHandler):
                 return error(400, "messageTextInvalid", "The message text is invalid or too long.")
             mid = f"msg-{emu.next_id()}"
             emu.record(Received("youtube", chat, mid, text))
-            if fault == "timeout":
-                raise _Drop
+            self._after_accept(fault)
             emu.count("youtube", 200)
             return self._send(
                 200,
@@ -876,8 +1059,9 @@ class EmulatorServer:
         self.emulator = emulator or Emulator()
         handler = type("BoundHandler", (Handler,), {"emulator": self.emulator})
         self.httpd = _Server((host, port), handler)
+        # A short poll so that stop() returns at once (tests start and stop many emulators).
         self.thread = threading.Thread(
-            target=self.httpd.serve_forever, name="emulator", daemon=True
+            target=self.httpd.serve_forever, args=(0.05,), name="emulator", daemon=True
         )
 
     @property

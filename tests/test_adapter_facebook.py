@@ -62,16 +62,38 @@ def test_photo_post_uses_the_photos_edge(publisher, tmp_path):
     assert b'name="message"' in body
 
 
+def transient(payload: dict) -> dict:
+    payload["error"]["is_transient"] = True
+    return payload
+
+
 @pytest.mark.parametrize(
     ("status", "payload", "expected", "text"),
     [
         (400, graph_error(4, "(#4) Application request limit reached"), RetryLater, "rate limited"),
+        (400, graph_error(17, "(#17) User request limit reached"), RetryLater, "rate limited"),
         (400, graph_error(32, "(#32) Page request limit reached"), RetryLater, "rate limited"),
-        (400, graph_error(190, "Session has expired", 463), Reauthorize, "no longer valid"),
+        (400, graph_error(341, "Feed action request limit reached"), RetryLater, "rate limited"),
+        (400, graph_error(80001, "Page throttled"), RetryLater, "rate limited"),
+        (
+            400,
+            graph_error(190, "Session has expired", 463),
+            Reauthorize,
+            "run `broadcaster auth facebook --account facebook-main`",
+        ),
         (403, graph_error(200, "Permissions error"), Rejected, "missing permission"),
         (400, graph_error(368, "blocked"), Rejected, "policy"),
         (400, graph_error(506, "Duplicate status message"), Rejected, "duplicate"),
-        (500, graph_error(2, "Service temporarily unavailable"), RetryLater, "temporary"),
+        (400, graph_error(100, "Invalid parameter"), Rejected, "Invalid parameter"),
+        # Any 5xx is temporary; after sending a post it may have been created: in doubt.
+        (500, graph_error(2, "Service temporarily unavailable"), InDoubt, "temporary"),
+        (500, graph_error(1, "An unknown error occurred"), InDoubt, "temporary"),
+        (500, graph_error(987654, "never seen before"), InDoubt, "temporary"),
+        (502, graph_error(1, "Bad gateway"), InDoubt, "temporary"),
+        # 503 turns the request away: not acted on, simply later.
+        (503, graph_error(2, "Service temporarily unavailable"), RetryLater, "temporary"),
+        # Graph marks what is worth retrying, whatever the code.
+        (400, transient(graph_error(987654, "try again")), RetryLater, "temporary"),
     ],
 )
 @responses.activate
@@ -79,8 +101,66 @@ def test_errors_map_to_the_taxonomy(publisher, status, payload, expected, text):
     responses.post(f"{BASE}/{PAGE}/feed", json=payload, status=status)
     with pytest.raises(expected) as info:
         publisher.publish(post())
+    assert type(info.value) is expected
     assert text in str(info.value)
     assert TOKEN not in str(info.value)
+
+
+@responses.activate
+def test_a_throttle_without_a_wait_leaves_the_backoff_to_the_dispatcher(publisher):
+    responses.post(f"{BASE}/{PAGE}/feed", json=graph_error(17, "limit"), status=400)
+    with pytest.raises(RetryLater) as info:
+        publisher.publish(post())
+    assert info.value.delay is None
+
+
+@pytest.mark.parametrize(
+    ("headers", "delay"),
+    [
+        (
+            {"X-App-Usage": json.dumps({"call_count": 100, "estimated_time_to_regain_access": 3})},
+            180,
+        ),
+        (
+            {"X-Page-Usage": json.dumps({"call_count": 100, "estimated_time_to_regain_access": 2})},
+            120,
+        ),
+        ({"Retry-After": "42"}, 42),
+        ({"Retry-After": "Sun, 28 Jul 2030 14:01:30 GMT"}, 90),  # the adapter clock says 14:00
+    ],
+)
+@responses.activate
+def test_throttle_delay_from_app_or_page_usage_or_retry_after(publisher, headers, delay):
+    responses.post(f"{BASE}/{PAGE}/feed", json=graph_error(4, "limit"), status=400, headers=headers)
+    with pytest.raises(RetryLater) as info:
+        publisher.publish(post())
+    assert info.value.delay == pytest.approx(delay)
+
+
+@responses.activate
+def test_a_duplicate_on_a_second_attempt_is_looked_up_not_failed(publisher):
+    responses.post(f"{BASE}/{PAGE}/feed", json=graph_error(506, "Duplicate"), status=400)
+    with pytest.raises(InDoubt, match="earlier attempt"):
+        publisher.publish(post(attempt=2))
+
+
+@responses.activate
+def test_a_redirect_is_refused_not_followed(publisher):
+    responses.post(
+        f"{BASE}/{PAGE}/feed", status=307, headers={"Location": "http://evil.example/feed"}
+    )
+    with pytest.raises(RetryLater, match="redirect"):
+        publisher.publish(post())
+    assert len(responses.calls) == 1, "the POST (with its token) went nowhere else"
+
+
+@responses.activate
+def test_a_failed_look_up_is_retried_later_not_in_doubt(publisher):
+    import requests
+
+    responses.get(f"{BASE}/{PAGE}/posts", body=requests.ConnectionError("reset by peer"))
+    with pytest.raises(RetryLater):
+        publisher.find(post())
 
 
 @responses.activate

@@ -119,7 +119,15 @@ def test_error_code_is_checked_even_on_http_200(tmp_path, card):
     ("status", "body", "expected", "text"),
     [
         (429, fail("rate_limit_exceeded"), RetryLater, "rate_limit_exceeded"),
-        (500, fail("internal_error"), RetryLater, "internal_error"),
+        (200, fail("internal_error"), RetryLater, "internal_error"),
+        (403, fail("spam_risk_too_many_pending_share"), RetryLater, "pending_share"),
+        # Any 5xx, whatever its code (one never seen before included), is not a refusal: after
+        # content/init TikTok may have created the post, so it is in doubt.
+        (500, fail("internal_error"), InDoubt, "no publish_id"),
+        (500, fail("brand_new_error_code"), InDoubt, "brand_new_error_code"),
+        (502, {"not": "tiktok"}, InDoubt, "no publish_id"),
+        # 503 turns the request away: tried again later.
+        (503, fail("brand_new_error_code"), RetryLater, "brand_new_error_code"),
         (403, fail("url_ownership_unverified"), Rejected, "url_ownership_unverified"),
         (403, fail("privacy_level_option_mismatch"), Rejected, "privacy_level_option_mismatch"),
         (200, fail("unaudited_client_can_only_post_to_private_accounts"), Rejected, "SELF_ONLY"),
@@ -132,8 +140,53 @@ def test_errors_map_to_the_taxonomy(tmp_path, card, status, body, expected, text
     pub = make(tmp_path)
     responses.post(f"{API}/v2/post/publish/creator_info/query/", json=INFO)
     responses.post(f"{API}/v2/post/publish/content/init/", json=body, status=status)
-    with pytest.raises(expected, match=text):
+    with pytest.raises(expected, match=text) as info:
         pub.publish(post(media=(str(card),)))
+    assert type(info.value) is expected
+
+
+@pytest.mark.parametrize(
+    ("headers", "delay"),
+    [
+        ({"Retry-After": "17"}, 17.0),
+        ({"Retry-After": "Sun, 28 Jul 2030 14:00:30 GMT"}, 30.0),
+        ({}, None),
+    ],
+)
+@responses.activate
+def test_rate_limit_waits_for_retry_after_or_leaves_the_backoff_to_the_dispatcher(
+    tmp_path, card, headers, delay
+):
+    pub = make(tmp_path)
+    responses.post(f"{API}/v2/post/publish/creator_info/query/", json=INFO)
+    responses.post(
+        f"{API}/v2/post/publish/content/init/",
+        json=fail("rate_limit_exceeded"),
+        status=429,
+        headers=headers,
+    )
+    with pytest.raises(RetryLater) as info:
+        pub.publish(post(media=(str(card),)))
+    assert info.value.delay == (pytest.approx(delay) if delay is not None else None)
+
+
+@responses.activate
+def test_a_server_error_before_posting_is_simply_retried(tmp_path, card):
+    pub = make(tmp_path)
+    responses.post(
+        f"{API}/v2/post/publish/creator_info/query/", json=fail("whatever_new"), status=500
+    )
+    with pytest.raises(RetryLater):
+        pub.publish(post(media=(str(card),)))
+    assert all("content/init" not in c.request.url for c in responses.calls)
+
+
+@responses.activate
+def test_a_server_error_on_token_refresh_is_temporary_not_reauthorisation(tmp_path):
+    pub = make(tmp_path, expires_in=10)
+    responses.post(f"{API}/v2/oauth/token/", json={"error": "server_error"}, status=502)
+    with pytest.raises(RetryLater, match="token refresh: HTTP 502"):
+        pub.creator_info()
 
 
 @responses.activate

@@ -107,7 +107,18 @@ def test_image_goes_through_the_v2_media_upload_first(publisher, tmp_path):
             "forbidden",
         ),
         (400, problem(400, "Invalid Request"), 1, Rejected, "HTTP 400"),
-        (503, problem(503, "Service Unavailable"), 1, InDoubt, "server error"),
+        # A 5xx after the tweet was sent may have created it: in doubt (looked up); a 503
+        # turned the request away: simply later.
+        (500, problem(500, "Internal Server Error"), 1, InDoubt, "server error"),
+        (502, problem(502, "Bad Gateway"), 1, InDoubt, "server error"),
+        (503, problem(503, "Service Unavailable"), 1, RetryLater, "server error"),
+        (
+            401,
+            problem(401, "Unauthorized"),
+            1,
+            Reauthorize,
+            "`broadcaster auth x --account x-main`",
+        ),
     ],
 )
 @responses.activate
@@ -115,6 +126,7 @@ def test_errors_map_to_the_taxonomy(publisher, status, payload, attempt, expecte
     responses.post(f"{API}/2/tweets", json=payload, status=status)
     with pytest.raises(expected) as info:
         publisher.publish(post(attempt=attempt))
+    assert type(info.value) is expected
     assert text in str(info.value)
     for secret in SECRETS.values():
         assert secret not in str(info.value)
@@ -132,6 +144,22 @@ def test_rate_limit_delay_from_the_reset_headers(publisher):
     with pytest.raises(RetryLater) as info:
         publisher.publish(post())
     assert info.value.delay == pytest.approx(300, abs=1)
+
+
+@pytest.mark.parametrize(
+    ("status", "headers", "delay"),
+    [
+        (429, {}, None),  # no wait given: the dispatcher backs off
+        (429, {"Retry-After": "12"}, 12),
+        (503, {"Retry-After": "7"}, 7),
+    ],
+)
+@responses.activate
+def test_waits_come_from_the_platform_or_not_at_all(publisher, status, headers, delay):
+    responses.post(f"{API}/2/tweets", json=problem(status, "x"), status=status, headers=headers)
+    with pytest.raises(RetryLater) as info:
+        publisher.publish(post())
+    assert info.value.delay == (pytest.approx(delay) if delay is not None else None)
 
 
 @responses.activate

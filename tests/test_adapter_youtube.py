@@ -1,5 +1,5 @@
-"""The YouTube adapter through google-api-python-client, with googleapiclient's own
-HttpMockSequence (httplib2, which `responses` cannot see)."""
+"""The YouTube adapter through google-api-python-client on its requests transport
+(google-auth's AuthorizedSession), mocked by `responses`."""
 
 from __future__ import annotations
 
@@ -7,26 +7,23 @@ import json
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from googleapiclient.http import HttpMockSequence
+import requests
+import responses
 
 from broadcaster.publishers import InDoubt, Reauthorize, Rejected, RetryLater
 from broadcaster.publishers.youtube import YouTubePublisher, next_reset
 from tests.adapters import NOW, account, env, post
 
 SECRETS = {"YT_ID": "client-id-value", "YT_SECRET": "client-secret-value"}
-TOKEN = (
-    {"status": "200", "content-type": "application/json"},
-    json.dumps({"access_token": "ya29.fresh-access", "expires_in": 3599, "token_type": "Bearer"}),
-)
-BROADCASTS = (
-    {"status": "200"},
-    json.dumps(
-        {"items": [{"id": "b1", "snippet": {"liveChatId": "chat-1", "channelId": "UC-own"}}]}
-    ),
-)
+TOKEN_URI = "https://oauth2.googleapis.com/token"
+API = "https://www.googleapis.com/youtube/v3"
+MESSAGES = f"{API}/liveChat/messages"
+BROADCASTS = f"{API}/liveBroadcasts"
+FRESH = {"access_token": "ya29.fresh-access", "expires_in": 3599, "token_type": "Bearer"}
+ACTIVE = {"items": [{"id": "b1", "snippet": {"liveChatId": "chat-1", "channelId": "UC-own"}}]}
 
 
-def yt_error(status: int, reason: str) -> tuple[dict, str]:
+def yt_error(status: int, reason: str, **headers: str) -> dict:
     body = {
         "error": {
             "code": status,
@@ -34,154 +31,204 @@ def yt_error(status: int, reason: str) -> tuple[dict, str]:
             "errors": [{"reason": reason, "domain": "youtube"}],
         }
     }
-    return {"status": str(status), "content-type": "application/json"}, json.dumps(body)
+    return {"json": body, "status": status, "headers": headers}
 
 
-def make(tmp_path, responses_: list, **settings) -> tuple[YouTubePublisher, HttpMockSequence]:
-    http = HttpMockSequence(list(responses_))
+def make(tmp_path, **settings) -> YouTubePublisher:
     acct = account("youtube", client_id="YT_ID", client_secret="YT_SECRET", **settings)
-    pub = YouTubePublisher(
-        acct,
-        env(tmp_path, SECRETS, {"youtube-main": {"refresh_token": "1//refresh"}}),
-        transport=http,
+    return YouTubePublisher(
+        acct, env(tmp_path, SECRETS, {"youtube-main": {"refresh_token": "1//refresh"}})
     )
-    return pub, http
 
 
+def live(token: bool = True) -> None:
+    """The token endpoint and the active broadcast, as every post starts."""
+    if token:
+        responses.post(TOKEN_URI, json=FRESH)
+    responses.get(BROADCASTS, json=ACTIVE)
+
+
+@responses.activate
 def test_chat_message_shape_refresh_and_quota(tmp_path):
-    inserted = ({"status": "200"}, json.dumps({"id": "msg-1", "snippet": {}}))
-    pub, http = make(tmp_path, [TOKEN, BROADCASTS, inserted])
+    live()
+    responses.post(MESSAGES, json={"id": "msg-1", "snippet": {}})
+    pub = make(tmp_path)
     ref = pub.publish(post())
     assert ref.platform_id == "msg-1"
-    (token_uri, _, token_body, _), (list_uri, *_), (insert_uri, method, body, headers) = (
-        http.request_sequence
-    )
-    assert token_uri == "https://oauth2.googleapis.com/token"
-    assert parse_qs(token_body.decode())["grant_type"] == ["refresh_token"]
-    assert parse_qs(urlsplit(list_uri).query)["broadcastStatus"] == ["active"]
-    assert method == "POST"
-    assert urlsplit(insert_uri).path == "/youtube/v3/liveChat/messages"
-    assert json.loads(body) == {
+    token, listing, insert = (c.request for c in responses.calls)
+    assert token.url == TOKEN_URI
+    assert parse_qs(token.body.decode())["grant_type"] == ["refresh_token"]
+    assert parse_qs(urlsplit(listing.url).query)["broadcastStatus"] == ["active"]
+    assert insert.method == "POST"
+    assert urlsplit(insert.url).path == "/youtube/v3/liveChat/messages"
+    assert json.loads(insert.body) == {
         "snippet": {
             "liveChatId": "chat-1",
             "type": "textMessageEvent",
             "textMessageDetails": {"messageText": "[TEST] Ana wins Northbay"},
         }
     }
-    assert headers["authorization"] == "Bearer ya29.fresh-access"
+    assert insert.headers["authorization"] == "Bearer ya29.fresh-access"
     _, used = pub.quota_used()
     assert used == 1 + 20
 
 
 @pytest.mark.parametrize(
-    ("error", "expected", "text"),
+    ("error", "expected", "text", "delay"),
     [
-        (yt_error(403, "quotaExceeded"), RetryLater, "daily quota exceeded"),
-        (yt_error(403, "rateLimitExceeded"), RetryLater, "rate limited"),
-        (yt_error(400, "messageTextInvalid"), Rejected, "messageTextInvalid"),
-        (yt_error(403, "forbidden"), Rejected, "forbidden"),
-        (yt_error(503, "backendError"), InDoubt, "server error"),
+        (yt_error(403, "quotaExceeded"), RetryLater, "daily quota exceeded", "midnight"),
+        (yt_error(403, "rateLimitExceeded"), RetryLater, "rate limited", None),
+        (yt_error(403, "userRateLimitExceeded"), RetryLater, "rate limited", None),
+        (yt_error(429, "rateLimitExceeded", **{"Retry-After": "33"}), RetryLater, "rate", 33),
+        (yt_error(400, "messageTextInvalid"), Rejected, "messageTextInvalid", None),
+        (yt_error(403, "forbidden"), Rejected, "forbidden", None),
+        # After the message was sent, a 5xx may come after YouTube posted it: in doubt.
+        (yt_error(500, "backendError"), InDoubt, "server error", None),
+        (yt_error(500, "somethingNew"), InDoubt, "server error", None),
+        # 503 turns the request away: later, when Google says.
+        (yt_error(503, "backendError", **{"Retry-After": "9"}), RetryLater, "server error", 9),
     ],
 )
-def test_errors_map_to_the_taxonomy(tmp_path, error, expected, text):
-    pub, _ = make(tmp_path, [TOKEN, BROADCASTS, error])
-    with pytest.raises(expected, match=text):
-        pub.publish(post())
+@responses.activate
+def test_errors_map_to_the_taxonomy(tmp_path, error, expected, text, delay):
+    live()
+    responses.post(MESSAGES, **error)
+    with pytest.raises(expected, match=text) as info:
+        make(tmp_path).publish(post())
+    assert type(info.value) is expected
+    if delay == "midnight":
+        assert info.value.delay == pytest.approx((next_reset(NOW) - NOW).total_seconds())
+    elif expected is RetryLater:
+        assert info.value.delay == (pytest.approx(delay) if delay is not None else None)
 
 
+@responses.activate
 def test_quota_exceeded_waits_for_midnight_pacific(tmp_path):
-    pub, _ = make(tmp_path, [TOKEN, BROADCASTS, yt_error(403, "quotaExceeded")])
-    with pytest.raises(RetryLater) as info:
+    live()
+    responses.post(MESSAGES, **yt_error(403, "quotaExceeded"))
+    pub = make(tmp_path)
+    with pytest.raises(RetryLater):
         pub.publish(post())
-    expected = (next_reset(NOW) - NOW).total_seconds()
-    assert info.value.delay == pytest.approx(expected)
     # The budget is now spent: the next call waits without asking YouTube.
+    calls = len(responses.calls)
     with pytest.raises(RetryLater, match="daily quota spent"):
         pub.publish(post())
+    assert len(responses.calls) == calls
 
 
+@responses.activate
 def test_budget_is_counted_before_calls(tmp_path):
-    pub2, http2 = make(tmp_path, [TOKEN, BROADCASTS], daily_quota=20)
+    live()
+    pub = make(tmp_path, daily_quota=20)
     with pytest.raises(RetryLater, match="daily quota spent \\(1 of 20"):
-        pub2.publish(post())  # 1 unit for the broadcast list leaves 19: not enough for an insert
-    assert len(http2.request_sequence) == 2, "the insert was never sent"
+        pub.publish(post())  # 1 unit for the broadcast list leaves 19: not enough for an insert
+    assert [c.request.method for c in responses.calls] == ["POST", "GET"], "no insert was sent"
 
 
+@responses.activate
 def test_chat_ended_looks_up_the_new_chat_once(tmp_path):
-    new_broadcast = (
-        {"status": "200"},
-        json.dumps(
-            {"items": [{"id": "b2", "snippet": {"liveChatId": "chat-2", "channelId": "UC-own"}}]}
-        ),
+    live()
+    responses.post(MESSAGES, **yt_error(403, "liveChatEnded"))
+    responses.get(
+        BROADCASTS,
+        json={"items": [{"id": "b2", "snippet": {"liveChatId": "chat-2", "channelId": "UC-own"}}]},
     )
-    inserted = ({"status": "200"}, json.dumps({"id": "msg-9"}))
-    pub, http = make(
-        tmp_path, [TOKEN, BROADCASTS, yt_error(403, "liveChatEnded"), new_broadcast, inserted]
-    )
-    assert pub.publish(post()).platform_id == "msg-9"
-    assert json.loads(http.request_sequence[-1][2])["snippet"]["liveChatId"] == "chat-2"
+    responses.post(MESSAGES, json={"id": "msg-9"})
+    assert make(tmp_path).publish(post()).platform_id == "msg-9"
+    assert json.loads(responses.calls[-1].request.body)["snippet"]["liveChatId"] == "chat-2"
 
 
+@responses.activate
 def test_failed_refresh_asks_for_reauthorisation(tmp_path):
-    refused = (
-        {"status": "400", "content-type": "application/json"},
-        json.dumps(
-            {"error": "invalid_grant", "error_description": "Token has been expired or revoked."}
-        ),
+    responses.post(
+        TOKEN_URI,
+        status=400,
+        json={"error": "invalid_grant", "error_description": "Token has been expired or revoked."},
     )
-    pub, _ = make(tmp_path, [refused])
-    with pytest.raises(Reauthorize, match="broadcaster auth youtube"):
+    with pytest.raises(Reauthorize, match="broadcaster auth youtube --account youtube-main"):
+        make(tmp_path).publish(post())
+
+
+@responses.activate
+def test_a_refused_token_is_refreshed_once_and_the_message_sent_once(tmp_path):
+    live()
+    responses.post(MESSAGES, **yt_error(401, "authError"))
+    responses.post(TOKEN_URI, json={**FRESH, "access_token": "ya29.second"})
+    responses.post(MESSAGES, json={"id": "msg-2"})
+    assert make(tmp_path).publish(post()).platform_id == "msg-2"
+    inserts = [c.request for c in responses.calls if c.request.url.startswith(MESSAGES)]
+    assert [r.headers["authorization"] for r in inserts] == [
+        "Bearer ya29.fresh-access",
+        "Bearer ya29.second",
+    ]
+
+
+@responses.activate
+def test_network_failures_after_sending_are_in_doubt_before_are_later(tmp_path):
+    live()
+    responses.post(MESSAGES, body=requests.ConnectionError("Remote end closed connection"))
+    pub = make(tmp_path)
+    with pytest.raises(InDoubt, match="after the request was sent"):
         pub.publish(post())
+    responses.replace(responses.POST, MESSAGES, body=requests.ConnectTimeout("connect"))
+    with pytest.raises(RetryLater, match="nothing was sent"):
+        pub.publish(post())
+    # A look-up that fails created nothing: later, not in doubt.
+    responses.get(MESSAGES, body=requests.ReadTimeout("read timed out"))
+    with pytest.raises(RetryLater):
+        pub.find(post())
 
 
+@responses.activate
 def test_find_own_message_by_text(tmp_path):
-    listing = (
-        {"status": "200"},
-        json.dumps(
-            {
-                "items": [
-                    {
-                        "id": "m1",
-                        "snippet": {"displayMessage": "[TEST] Ana wins Northbay"},
-                        "authorDetails": {"channelId": "UC-someone-else", "isChatOwner": False},
-                    },
-                    {
-                        "id": "m2",
-                        "snippet": {
-                            "textMessageDetails": {"messageText": "[TEST] Ana wins Northbay"}
-                        },
-                        "authorDetails": {"channelId": "UC-own", "isChatOwner": True},
-                    },
-                ]
-            }
-        ),
+    live()
+    responses.get(
+        MESSAGES,
+        json={
+            "items": [
+                {
+                    "id": "m1",
+                    "snippet": {"displayMessage": "[TEST] Ana wins Northbay"},
+                    "authorDetails": {"channelId": "UC-someone-else", "isChatOwner": False},
+                },
+                {
+                    "id": "m2",
+                    "snippet": {"textMessageDetails": {"messageText": "[TEST] Ana wins Northbay"}},
+                    "authorDetails": {"channelId": "UC-own", "isChatOwner": True},
+                },
+            ]
+        },
     )
-    pub, _ = make(tmp_path, [TOKEN, BROADCASTS, listing])
-    assert pub.find(post()).platform_id == "m2"
+    assert make(tmp_path).find(post()).platform_id == "m2"
 
 
+@responses.activate
 def test_a_rendered_video_is_uploaded_as_a_short_with_its_quota(tmp_path):
     video = tmp_path / "result.mp4"
     video.write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 2048)  # a stand-in, never played
-    started = ({"status": "200", "location": "https://upload.example/session-1"}, "")
-    done = ({"status": "200"}, json.dumps({"id": "vid-9", "snippet": {}}))
-    pub, http = make(tmp_path, [TOKEN, started, done])
+    responses.post(TOKEN_URI, json=FRESH)
+    responses.post(
+        "https://www.googleapis.com/upload/youtube/v3/videos",
+        status=200,
+        headers={"Location": "https://upload.example/session-1"},
+        body="",
+    )
+    responses.put("https://upload.example/session-1", json={"id": "vid-9", "snippet": {}})
+    pub = make(tmp_path)
     ref = pub.publish(post(media=(str(video),), title="Northbay declared"))
     assert ref.platform_id == "video:vid-9"
     assert ref.url == "https://www.youtube.com/shorts/vid-9"
-    _, (init_uri, init_method, init_body, _), (put_uri, put_method, _, put_headers) = (
-        http.request_sequence
-    )
-    assert init_method == "POST"
-    assert urlsplit(init_uri).path == "/upload/youtube/v3/videos"
-    assert parse_qs(urlsplit(init_uri).query)["uploadType"] == ["resumable"]
-    meta = json.loads(init_body)
+    _, init, put = (c.request for c in responses.calls)
+    assert init.method == "POST"
+    assert urlsplit(init.url).path == "/upload/youtube/v3/videos"
+    assert parse_qs(urlsplit(init.url).query)["uploadType"] == ["resumable"]
+    meta = json.loads(init.body)
     assert meta["snippet"]["title"] == "Northbay declared"
     assert meta["snippet"]["description"] == "[TEST] Ana wins Northbay"
-    assert put_uri == "https://upload.example/session-1"
-    assert put_method == "PUT"
+    assert put.url == "https://upload.example/session-1"
+    assert put.method == "PUT"
     size = video.stat().st_size
-    assert put_headers["Content-Range"] == f"bytes 0-{size - 1}/{size}"  # the whole file
+    assert put.headers["Content-Range"] == f"bytes 0-{size - 1}/{size}"  # the whole file
     _, used = pub.quota_used()
     assert used == 1600
     with pytest.raises(NotImplementedError, match="left to the operator"):

@@ -18,24 +18,34 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_daemon_killed_again_and_again_posts_every_call_exactly_once():
-    proc = subprocess.run(
+    # The benchmark fails fast by itself (a post refused or held for good, 60 s without
+    # progress, 240 s in all) and kills its daemon; it runs in its own session, and the whole
+    # group is killed here if it ever outlives its time anyway.
+    proc = subprocess.Popen(
         [
             sys.executable,
             str(ROOT / "bench" / "bench_crash.py"),
-            "--seats",
-            "6",
-            "--kills",
-            "6",
-            "--seed",
-            "3",
-            "--json",
+            *("--seats", "6", "--kills", "6", "--seed", "3"),
+            *("--stall", "60", "--max-seconds", "240", "--json"),
         ],
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=600,
+        start_new_session=True,
     )
-    assert proc.stdout, proc.stderr[-3000:]
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    try:
+        stdout, stderr = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)  # the benchmark kills its daemon, then exits
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+    assert proc.returncode != 2, f"the night got stuck: {stderr[-3000:]}"
+    assert stdout, stderr[-3000:]
+    result = json.loads(stdout.strip().splitlines()[-1])
     assert result["duplicates"] == 0, result
     assert result["missing"] == 0, result
     assert result["kills"] >= 6, result

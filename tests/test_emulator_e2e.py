@@ -75,6 +75,7 @@ events = ["called", "corrected", "majority"]
 page_id = "100000000000001"
 page_token = "FB_PAGE_TOKEN"
 api_base = "{base}"
+timeout = 2
 
 [[accounts]]
 name = "yt"
@@ -86,6 +87,7 @@ events = ["called", "corrected", "majority"]
 client_id = "YT_CLIENT_ID"
 client_secret = "YT_CLIENT_SECRET"
 api_base = "{base}"
+timeout = 2
 
 [[accounts]]
 name = "tt"
@@ -101,6 +103,7 @@ media_base_url = "{base}/_emulator/media"
 media_dir = "public"
 status_interval = 0.05
 api_base = "{base}"
+timeout = 2
 
 [[accounts]]
 name = "x"
@@ -114,6 +117,7 @@ consumer_secret = "X_CS"
 access_token = "X_AT"
 access_token_secret = "X_AS"
 api_base = "{base}"
+timeout = 2
 """)
     return cfg
 
@@ -139,9 +143,12 @@ def test_daemon_through_the_emulator_with_faults(tmp_path: Path, emulator):
     replay = tmp_path / "feed"
     shutil.copytree(DEMO, replay)
     cfg = config(tmp_path, emulator.url)
+    # Every platform drops a connection after accepting a post (close: FIN, reset: RST) and
+    # leaves one unanswered (timeout): each post must be looked up, never sent twice.
     faults = (
-        "x:429:1,x:timeout:1,facebook:500:1,facebook:timeout:1,youtube:chat_ended:1,"
-        "youtube:token_expired:1,tiktok:code=internal_error:1,tiktok:token_expired:1"
+        "x:429:1,x:reset:1,x:timeout:1,facebook:500:1,facebook:close:1,facebook:reset:1,"
+        "youtube:close:1,youtube:reset:1,youtube:503:1,youtube:chat_ended:1,"
+        "youtube:token_expired:1,tiktok:code=internal_error:1,tiktok:503:1,tiktok:token_expired:1"
     )
     requests.post(f"{emulator.url}/_emulator/faults", json={"spec": faults}, timeout=5)
     log_path = tmp_path / "daemon.log"
@@ -235,7 +242,19 @@ def test_emulator_binds_loopback_and_parses_faults():
     assert [f.kind for f in parse_faults("x:429:2,tiktok:code=spam_risk_too_many_posts")["x"]] == [
         "429"
     ]
+    parsed = parse_faults("youtube:429=30,x:503=0:2,tiktok:code=new_error@502,x:close,x:reset")
+    assert (parsed["youtube"][0].kind, parsed["youtube"][0].wait) == ("429", 30.0)
+    assert (parsed["x"][0].kind, parsed["x"][0].wait, parsed["x"][0].count) == ("503", 0.0, 2)
+    assert (parsed["tiktok"][0].code, parsed["tiktok"][0].status) == ("new_error", 502)
+    assert [f.kind for f in parsed["x"][1:]] == ["close", "reset"]
+    assert parse_faults("facebook:random=0.2")["facebook"][0].wait == 0.2
     with pytest.raises(ValueError, match="unknown kind"):
         parse_faults("x:explode")
+    with pytest.raises(ValueError, match="unknown kind"):
+        parse_faults("x:close=3")
     with pytest.raises(ValueError, match="platform:kind"):
         parse_faults("myspace:429")
+    with pytest.raises(ValueError, match="a number"):
+        parse_faults("facebook:code=rateLimited")
+    with pytest.raises(ValueError, match="probability"):
+        parse_faults("x:random=2")

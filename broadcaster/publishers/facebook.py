@@ -2,8 +2,15 @@
 
 Text posts go to `/{page-id}/feed`, posts with a card to `/{page-id}/photos`. The library only
 accepts old Graph versions, so the configured version is set on the client after construction;
-its requests session carries our transport (timeout, no retries, optional emulator base) and a
-response hook that keeps the Business Use Case rate-limit headers.
+its requests session carries our transport (timeout, no retries, no redirects, optional emulator
+base; broadcaster/publishers/http.py) and a response hook that keeps the answer's status and
+rate-limit headers, which facebook-sdk does not expose.
+
+Errors: throttling codes wait for as long as Graph says (`estimated_time_to_regain_access` in
+the usage headers, or a Retry-After), else the dispatcher backs off; an error Graph marks
+`is_transient`, codes 1 and 2, any 5xx and a non-Graph answer (a proxy's HTML page) are
+temporary, and in doubt on a call that creates a post (it is then looked up on the Page); the
+documented refusals (permission, policy, duplicate, invalid parameter...) are final.
 """
 
 from __future__ import annotations
@@ -12,11 +19,11 @@ import json
 import logging
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import facebook
 import requests
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from broadcaster.budget import Window, blocked_key
 from broadcaster.config import AccountConfig
@@ -35,7 +42,13 @@ from broadcaster.publishers.base import (
     Rejected,
     RetryLater,
 )
-from broadcaster.publishers.http import network_error, platform_session
+from broadcaster.publishers.http import (
+    may_have_acted,
+    network_error,
+    platform_session,
+    require_https,
+    retry_after,
+)
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +66,13 @@ CAPABILITIES = Capabilities(
     quota=(Window(posts=200, seconds=3600),),
 )
 
-THROTTLED = {4, 17, 32, 613, 80001, 80004}
+# Application, user, Page, feed-action and custom-level limits, and the Business Use Case
+# throttles (80001-80014).
+THROTTLED = {4, 17, 32, 341, 613, *range(80001, 80015)}
+TEMPORARY = {1, 2}  # "an unknown error occurred", "service temporarily unavailable"
+TOKEN_DEAD = {102, 190}
 PERMISSION = {10, *range(200, 300)}
+CREATES = {"post", "photo post"}  # the actions that create a post (in doubt when unanswered)
 
 
 class Settings(BaseModel):
@@ -67,7 +85,7 @@ class Settings(BaseModel):
     app_id: str | None = None  # for `broadcaster auth facebook`
     app_secret: str | None = None  # name of the secret holding the app secret
     graph_version: str = Field(default="v25.0", pattern=r"^v\d+\.\d+$")
-    api_base: str = GRAPH
+    api_base: Annotated[str, AfterValidator(require_https)] = GRAPH
     timeout: float = Field(default=20, gt=0)
     find_window: int = Field(default=3600, gt=0)  # seconds of recent posts searched after a crash
 
@@ -79,7 +97,8 @@ def page_token(settings: Settings, account: AccountConfig, env: PublisherEnv) ->
     if settings.page_token is None:
         raise Reauthorize(
             f"{account.name}: no Page token: run `broadcaster auth facebook --account "
-            f"{account.name}` or set page_token to the name of a secret"
+            f"{account.name}`, or set page_token to the name of a secret and run "
+            f"`broadcaster resume {account.name}`"
         )
     return env.secrets.get(settings.page_token, what=f"{account.name} page_token")
 
@@ -92,6 +111,8 @@ class FacebookPublisher(Publisher):
         self.env = env
         self.settings = Settings.model_validate(account.settings)
         self.usage: dict[str, Any] = {}
+        self.status = 0  # HTTP status of the last answer (0: none)
+        self.headers: dict[str, str] = {}
         session = platform_session(
             self.settings.timeout,
             hosts=(GRAPH + "/",),
@@ -107,6 +128,8 @@ class FacebookPublisher(Publisher):
         self.graph.version = self.settings.graph_version
 
     def _read_usage(self, response: requests.Response) -> None:
+        self.status = response.status_code
+        self.headers = dict(response.headers)
         for header in ("X-Business-Use-Case-Usage", "X-App-Usage", "X-Page-Usage"):
             value = response.headers.get(header)
             if value:
@@ -122,48 +145,72 @@ class FacebookPublisher(Publisher):
                 self.env.state.put_state(blocked_key(self.account.name), until.isoformat())
 
     def _regain_seconds(self) -> float | None:
-        """Facebook says how long until calls are allowed again, in minutes."""
-        waits = []
-        for entries in (self.usage.get("X-Business-Use-Case-Usage") or {}).values():
-            for entry in entries if isinstance(entries, list) else []:
-                minutes = entry.get("estimated_time_to_regain_access")
-                if isinstance(minutes, int | float) and minutes > 0:
-                    waits.append(minutes * 60.0)
+        """How long Graph says until calls are allowed again: the largest
+        `estimated_time_to_regain_access` (minutes) in any usage header (X-Business-Use-Case-Usage
+        nests it per business and type; X-App-Usage and X-Page-Usage carry it flat)."""
+        waits = [m * 60.0 for m in _regain_minutes(self.usage) if m > 0]
         return max(waits) if waits else None
 
-    def _call(self, action: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+    def _wait(self) -> float | None:
+        """The platform's wait, if it gave one; None leaves the back-off to the dispatcher."""
+        return self._regain_seconds() or retry_after(
+            self.headers, now=self.env.clock.now().timestamp()
+        )
+
+    def _call(self, action: str, fn: Any, *args: Any, attempt: int = 1, **kwargs: Any) -> Any:
         self.usage = {}
+        self.status = 0
+        self.headers = {}
         try:
             return fn(*args, **kwargs)
         except facebook.GraphAPIError as exc:
-            raise self._map(exc, action) from None
+            raise self._map(exc, action, attempt) from None
+        except (KeyError, ValueError):
+            # facebook-sdk could not read the answer (no Content-Type, broken JSON).
+            raise self._map(facebook.GraphAPIError("unreadable answer"), action, attempt) from None
         except requests.RequestException as exc:
-            raise network_error(exc, f"facebook {action}") from None
+            error = network_error(exc, f"facebook {action}")
+            if isinstance(error, InDoubt) and action not in CREATES:
+                error = RetryLater(str(error))  # nothing is created twice by repeating it
+            raise error from None
 
-    def _map(self, exc: facebook.GraphAPIError, action: str) -> PublishError:
+    def _map(self, exc: facebook.GraphAPIError, action: str, attempt: int = 1) -> PublishError:
         result = exc.result if isinstance(exc.result, dict) else {}
         error = result.get("error") if isinstance(result.get("error"), dict) else {}
         code = error.get("code", exc.code)
         subcode = error.get("error_subcode")
         message = str(error.get("message") or exc.message)[:200]
+        status = self.status
         where = f"facebook {action}: error {code}" + (f"/{subcode}" if subcode else "")
+        where += f" (HTTP {status})" if status else ""
+        creates = action in CREATES
         if code is None:
-            # Not a Graph error at all (an HTML page from a proxy): it may or may not have acted.
-            return InDoubt(f"facebook {action}: unexpected response from the platform")
-        if code in THROTTLED:
+            # Not a Graph error at all (an HTML page from a proxy, a cut answer).
+            if creates and (not status or may_have_acted(status)):
+                return InDoubt(f"facebook {action}: unexpected answer (HTTP {status or '?'})")
             return RetryLater(
-                f"{where}: rate limited ({message})", delay=self._regain_seconds() or 60
+                f"facebook {action}: unexpected answer (HTTP {status or '?'})", delay=self._wait()
             )
-        if code == 190 or code == 102:
-            return Reauthorize(f"{where}: the Page token is no longer valid ({message})")
+        if code in THROTTLED:
+            return RetryLater(f"{where}: rate limited ({message})", delay=self._wait())
+        if code in TOKEN_DEAD:
+            return Reauthorize(
+                f"{where}: the Page token is no longer valid ({message}); run `broadcaster auth "
+                f"facebook --account {self.account.name}`"
+            )
         if code == 368:
             return Rejected(f"{where}: blocked by Facebook policy ({message})")
         if code == 506:
+            if attempt > 1 and creates:
+                # An earlier attempt may have gone through: look before calling it a failure.
+                return InDoubt(f"{where}: duplicate of an earlier attempt ({message})")
             return Rejected(f"{where}: duplicate post ({message})")
         if code in PERMISSION:
             return Rejected(f"{where}: missing permission ({message})")
-        if code in (1, 2):
-            return RetryLater(f"{where}: temporary Facebook error ({message})")
+        if error.get("is_transient") is True or code in TEMPORARY or status >= 500:
+            if creates and may_have_acted(status or 500):
+                return InDoubt(f"{where}: temporary Facebook error after sending ({message})")
+            return RetryLater(f"{where}: temporary Facebook error ({message})", delay=self._wait())
         return Rejected(f"{where}: {message}")
 
     def publish(self, post: Post) -> PublishedRef:
@@ -176,10 +223,13 @@ class FacebookPublisher(Publisher):
                     image=image,
                     album_path=f"{page}/photos",
                     message=post.text,
+                    attempt=post.attempt,
                 )
             post_id = result.get("post_id") or result.get("id")
         else:
-            result = self._call("post", self.graph.put_object, page, "feed", message=post.text)
+            result = self._call(
+                "post", self.graph.put_object, page, "feed", message=post.text, attempt=post.attempt
+            )
             post_id = result.get("id")
         if not post_id:
             raise InDoubt("facebook post: the answer carried no post id")
@@ -220,6 +270,20 @@ class FacebookPublisher(Publisher):
 
     def close(self) -> None:
         self.graph.session.close()
+
+
+def _regain_minutes(node: Any) -> list[float]:
+    found: list[float] = []
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "estimated_time_to_regain_access" and isinstance(value, int | float):
+                found.append(float(value))
+            else:
+                found += _regain_minutes(value)
+    elif isinstance(node, list):
+        for item in node:
+            found += _regain_minutes(item)
+    return found
 
 
 def _same_text(a: str | None, b: str) -> bool:

@@ -6,6 +6,19 @@ folder that the election body controls (`media_base_url`; the adapter copies the
 `media_dir`, which that URL serves). TikTok answers `error.code` "ok" or a failure even with
 HTTP 200, so every answer's code is checked. The `publish_id` is recorded at once, before the
 status polling, so that a post left in doubt can still be looked up after a crash.
+
+Errors: only TikTok's documented refusals are final (invalid_param, privacy_level_option_mismatch,
+url_ownership_unverified, spam_risk_user_banned_from_posting, reached_active_user_cap, the
+unaudited-app refusal...). Rate limits wait for Retry-After when TikTok sends one, else the
+dispatcher backs off. Any 5xx is temporary whatever its `error.code`, even one we have never
+seen. On `content/init`, the call that creates the post, a 5xx other than 503 (and a dropped
+connection) leaves the post in doubt: TikTok may have created it before failing. With no
+`publish_id` in hand TikTok cannot be asked (private posts do not list, and there is no
+idempotency key), and sending again could post twice, so the dispatcher holds such a post for an
+operator, who looks at the account and marks it sent or approves it. A 503 (TikTok unavailable,
+the request turned away) and every failure of the read-only calls (creator info, status) are
+simply tried again later. A 200 carrying an error code is TikTok's own complete answer that
+nothing was created: `internal_error` there is retried.
 """
 
 from __future__ import annotations
@@ -13,11 +26,11 @@ from __future__ import annotations
 import shutil
 import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
 import requests
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from broadcaster.budget import Window
 from broadcaster.config import AccountConfig
@@ -37,7 +50,13 @@ from broadcaster.publishers.base import (
     Rejected,
     RetryLater,
 )
-from broadcaster.publishers.http import network_error, platform_session, retry_after
+from broadcaster.publishers.http import (
+    may_have_acted,
+    network_error,
+    platform_session,
+    require_https,
+    retry_after,
+)
 
 API = "https://open.tiktokapis.com"
 
@@ -54,6 +73,7 @@ CAPABILITIES = Capabilities(
 PRIVACY = Literal["PUBLIC_TO_EVERYONE", "MUTUAL_FOLLOW_FRIENDS", "FOLLOWER_OF_CREATOR", "SELF_ONLY"]
 RETRY_CODES = {"rate_limit_exceeded", "internal_error", "spam_risk_too_many_pending_share"}
 AUTH_CODES = {"access_token_invalid", "scope_not_authorized", "token_expired"}
+CREATES = {"post"}  # content/init: the call that creates a post
 REFRESH_MARGIN = 300.0  # refresh an access token this many seconds before it expires
 CREATOR_INFO_TTL = 300.0
 
@@ -64,10 +84,12 @@ class Settings(BaseModel):
     client_key: str  # names of the secrets holding the app's client key and secret
     client_secret: str
     privacy_level: PRIVACY  # no default on purpose: it must be one the creator allows
-    media_base_url: str = Field(pattern=r"^https?://")  # public folder the cards are served from
+    # The public folder the cards are served from: TikTok pulls only from verified https
+    # addresses (plain http is accepted on loopback, for the emulator).
+    media_base_url: Annotated[str, AfterValidator(require_https)]
     media_dir: str  # local folder published at media_base_url
     disable_comment: bool = False
-    api_base: str = API
+    api_base: Annotated[str, AfterValidator(require_https)] = API
     timeout: float = Field(default=20, gt=0)
     status_wait: float = Field(default=60, gt=0)  # seconds to poll for PUBLISH_COMPLETE
     status_interval: float = Field(default=3, gt=0)
@@ -127,6 +149,12 @@ class TikTokPublisher(Publisher):
             body = resp.json()
         except ValueError:
             body = {}
+        if resp.status_code >= 500 or resp.status_code == 429:
+            # TikTok's trouble, not the refresh token's: the old tokens stay valid meanwhile.
+            raise RetryLater(
+                f"tiktok token refresh: HTTP {resp.status_code}",
+                delay=retry_after(resp.headers, now=self.env.clock.now().timestamp()),
+            )
         if resp.status_code != 200 or "access_token" not in body:
             error = body.get("error") or f"HTTP {resp.status_code}"
             raise Reauthorize(
@@ -156,43 +184,58 @@ class TikTokPublisher(Publisher):
             try:
                 resp = self.session.post(f"{self.base}{path}", json=payload, headers=headers)
             except requests.RequestException as exc:
-                raise network_error(exc, f"tiktok {action}") from None
+                error = network_error(exc, f"tiktok {action}")
+                if isinstance(error, InDoubt) and action not in CREATES:
+                    error = RetryLater(str(error))  # a read: nothing was created
+                raise error from None
             try:
                 body = resp.json()
                 error = body.get("error") or {}
-                code = error.get("code", "")
+                code = str(error.get("code", ""))
             except (ValueError, AttributeError):
-                if resp.status_code >= 500:
-                    raise InDoubt(f"tiktok {action}: HTTP {resp.status_code}") from None
-                raise RetryLater(
-                    f"tiktok {action}: unexpected answer (HTTP {resp.status_code})"
-                ) from None
+                body, error, code = {}, {}, ""
             if code == "ok" and resp.status_code == 200:
                 return body.get("data") or {}
             if code in AUTH_CODES and attempt == 1:
                 self.refresh()
                 continue
-            raise self._map(code, error.get("message", ""), resp, action)
+            raise self._map(code, str(error.get("message", "")), resp, action)
         raise AssertionError("unreachable")
 
     def _map(self, code: str, message: str, resp: requests.Response, action: str) -> PublishError:
-        where = f"tiktok {action}: {code or 'error'} (HTTP {resp.status_code})"
+        status = resp.status_code
+        where = f"tiktok {action}: {code or 'unreadable answer'} (HTTP {status})"
         detail = f"{where}: {message[:200]}" if message else where
-        if code in AUTH_CODES:
+        wait = retry_after(resp.headers, now=self.env.clock.now().timestamp())
+        if code in AUTH_CODES or status == 401:
             return Reauthorize(
                 f"{detail}; run `broadcaster auth tiktok --account {self.account.name}`"
             )
-        if code in RETRY_CODES or resp.status_code == 429:
-            return RetryLater(detail, delay=retry_after(resp.headers) or 60)
+        if status >= 500:
+            # Whatever the code says, even one never seen: TikTok failed, the post did not.
+            if action in CREATES and may_have_acted(status):
+                return InDoubt(
+                    f"{detail}: TikTok failed after receiving the post and gave no publish_id"
+                )
+            return RetryLater(detail, delay=wait)
+        if code in RETRY_CODES or status == 429:
+            return RetryLater(detail, delay=wait)
         if code == "spam_risk_too_many_posts":
-            return RetryLater(f"{detail} (daily post cap reached)", delay=3600)
+            # The creator's daily cap (about 15 posts a day): no use asking again soon.
+            return RetryLater(f"{detail} (daily post cap reached)", delay=wait or 3600)
         if code == "unaudited_client_can_only_post_to_private_accounts":
             return Rejected(
                 f"{detail}: this TikTok app has not passed TikTok's audit, so it can only post "
                 'privately; set privacy_level = "SELF_ONLY" or complete the audit'
             )
-        if resp.status_code >= 500 and not code:
-            return InDoubt(detail)
+        if not code:
+            # Not TikTok's answer (a cut body, a proxy's page): no verdict on the post. A 200
+            # may still have come after TikTok acted.
+            if action in CREATES and status == 200:
+                return InDoubt(f"{where}: the answer could not be read")
+            return RetryLater(f"{where}: not an answer from TikTok", delay=wait)
+        # TikTok's own refusal of this request (invalid_param, privacy_level_option_mismatch,
+        # url_ownership_unverified, spam_risk_user_banned_from_posting, ...): final.
         return Rejected(detail)
 
     def creator_info(self) -> dict[str, Any]:
@@ -338,7 +381,11 @@ class TikTokPublisher(Publisher):
         """Only a post whose publish_id was recorded can be looked up (private posts do not
         list); without one, TikTok cannot tell, so the caller holds the post for an operator."""
         if not post.checkpoint:
-            raise NotImplementedError("tiktok cannot look up a post without its publish_id")
+            raise NotImplementedError(
+                "tiktok cannot look up a post without its publish_id (TikTok gave none); look at "
+                f"the account: `broadcaster outbox mark-sent {post.outbox_id}` if the post is "
+                f"there, `broadcaster outbox approve {post.outbox_id}` to send it again"
+            )
         data = self._status(post.checkpoint)
         status = data.get("status")
         if status == "PUBLISH_COMPLETE":

@@ -5,17 +5,23 @@ handler. tweepy's host is fixed inside the library: our transport on its session
 configured base (the emulator in tests and rehearsals) and sets a timeout, which tweepy does not.
 `wait_on_rate_limit` stays off: waiting is the dispatcher's job, and tweepy can loop without
 sleeping when no reset header comes.
+
+Errors: a 429 waits until X's reset header (or a Retry-After), else the dispatcher backs off; a
+503 (X over capacity: the request turned away) is tried again later; any other 5xx, and a
+dropped connection, after the tweet was sent leaves it in doubt: it is then looked up among the
+account's recent posts. A 403 "duplicate content" on a second attempt means the first one went
+through (looked up too). Other refusals are final.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import requests
 import tweepy
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from broadcaster.budget import Window, blocked_key, learned_key
 from broadcaster.config import AccountConfig
@@ -34,7 +40,13 @@ from broadcaster.publishers.base import (
     Rejected,
     RetryLater,
 )
-from broadcaster.publishers.http import network_error, platform_session, retry_after
+from broadcaster.publishers.http import (
+    may_have_acted,
+    network_error,
+    platform_session,
+    require_https,
+    retry_after,
+)
 
 API = "https://api.x.com"
 TWEEPY_HOST = "https://api.twitter.com"
@@ -64,7 +76,7 @@ class Settings(BaseModel):
     consumer_secret: str
     access_token: str
     access_token_secret: str
-    api_base: str = API
+    api_base: Annotated[str, AfterValidator(require_https)] = API
     timeout: float = Field(default=20, gt=0)
 
 
@@ -139,26 +151,38 @@ class XPublisher(Publisher):
 
     def _map(self, exc: tweepy.TweepyException, action: str, attempt: int) -> PublishError:
         response = getattr(exc, "response", None)
-        status = getattr(response, "status_code", None)
+        status = int(getattr(response, "status_code", 0) or 0)
         detail = "; ".join(str(m) for m in getattr(exc, "api_messages", []) or [])[:200]
-        where = f"x {action}: HTTP {status}"
+        where = f"x {action}: HTTP {status or '?'}"
+        creates = action == "post"
         if isinstance(exc, tweepy.TooManyRequests):
             return RetryLater(f"{where}: rate limited", delay=self._reset_delay(response))
         if isinstance(exc, tweepy.Unauthorized):
-            return Reauthorize(f"{where}: the account's keys were refused")
+            return Reauthorize(
+                f"{where}: the account's keys were refused; put valid keys in the secrets that "
+                f"the account's settings name, then run `broadcaster auth x --account "
+                f"{self.account.name}` (it checks them and resumes the account)"
+            )
         if isinstance(exc, tweepy.Forbidden):
             if "duplicate" in detail.lower():
-                if attempt > 1:
+                if attempt > 1 and creates:
                     # An earlier attempt may have gone through: look before calling it a failure.
                     return InDoubt(f"{where}: duplicate of an earlier attempt ({detail})")
                 return Rejected(f"{where}: duplicate content ({detail})")
             return Rejected(f"{where}: forbidden ({detail})")
         if isinstance(exc, tweepy.BadRequest | tweepy.NotFound):
             return Rejected(f"{where}: {detail}")
-        if isinstance(exc, tweepy.TwitterServerError):
-            # A 5xx after the tweet was sent: X may have created it.
-            return InDoubt(f"{where}: server error after the request was sent")
-        return InDoubt(f"{where}: {type(exc).__name__}")
+        if status >= 500 or not status:
+            if creates and (not status or may_have_acted(status)):
+                # A 5xx after the tweet was sent: X may have created it.
+                return InDoubt(f"{where}: server error after the request was sent")
+            return RetryLater(
+                f"{where}: server error",
+                delay=retry_after(
+                    getattr(response, "headers", None), now=self.env.clock.now().timestamp()
+                ),
+            )
+        return Rejected(f"{where}: {type(exc).__name__} {detail}".rstrip())
 
     def _call(self, action: str, fn: Any, *args: Any, attempt: int = 1, **kwargs: Any) -> Any:
         try:
@@ -168,10 +192,18 @@ class XPublisher(Publisher):
                 raise self._map(exc, action, attempt) from None
             cause = exc.__context__
             if isinstance(cause, requests.RequestException):
-                raise network_error(cause, f"x {action}") from None
-            raise InDoubt(f"x {action}: {type(exc).__name__}") from None
+                raise self._network(cause, action) from None
+            if action == "post":
+                raise InDoubt(f"x {action}: {type(exc).__name__}") from None
+            raise RetryLater(f"x {action}: {type(exc).__name__}") from None
         except requests.RequestException as exc:
-            raise network_error(exc, f"x {action}") from None
+            raise self._network(exc, action) from None
+
+    def _network(self, exc: requests.RequestException, action: str) -> PublishError:
+        error = network_error(exc, f"x {action}")
+        if isinstance(error, InDoubt) and action != "post":
+            return RetryLater(str(error))  # a read or a delete: repeating it creates nothing
+        return error
 
     def upload(self, path: str) -> str:
         """Upload one image through POST /2/media/upload; returns its media id."""
@@ -191,9 +223,17 @@ class XPublisher(Publisher):
         if resp.status_code == 429:
             raise RetryLater("x media upload: rate limited", delay=self._reset_delay(resp))
         if resp.status_code == 401:
-            raise Reauthorize("x media upload: the account's keys were refused")
+            raise Reauthorize(
+                "x media upload: the account's keys were refused; put valid keys in the secrets "
+                f"that the account's settings name, then run `broadcaster auth x --account "
+                f"{self.account.name}` (it checks them and resumes the account)"
+            )
         if resp.status_code >= 500:
-            raise RetryLater(f"x media upload: HTTP {resp.status_code}")
+            # An upload is not a post: an orphan upload is harmless, so any 5xx is retried.
+            raise RetryLater(
+                f"x media upload: HTTP {resp.status_code}",
+                delay=retry_after(resp.headers, now=self.env.clock.now().timestamp()),
+            )
         if resp.status_code >= 400:
             raise Rejected(f"x media upload: HTTP {resp.status_code}")
         try:

@@ -3,8 +3,25 @@
 Posts are chat messages in the channel's active live broadcast. Every call is counted against
 the daily quota (10,000 units by default, reset at midnight Pacific time) in the database, so a
 restart does not forget what was spent; a call that the remaining budget cannot pay for waits
-for the reset instead of being refused by YouTube. `execute(num_retries=0)`: the library would
-otherwise resend POSTs.
+for the reset instead of being refused by YouTube.
+
+The transport is requests, not httplib2. google-api-python-client sends through httplib2 by
+default, and httplib2 re-sends a request by itself when the connection closes before the answer:
+in `Http._conn_request`, a `BadStatusLine` (which `RemoteDisconnected`, the server hanging up
+after reading the request, is) on the first try resets the try counter and sends the request
+again, whatever `httplib2.RETRIES` says, and `execute(num_retries=0)` cannot reach that loop. A
+chat message accepted just before the connection dropped was posted twice. Instead,
+`SessionHttp` gives the client library httplib2's `request()` over google-auth's
+`AuthorizedSession` (a requests session that adds the OAuth token, refreshes it before it
+expires and once on a 401, which YouTube answers without acting), mounted with the same
+transport as the other adapters (broadcaster/publishers/http.py: no retries, a timeout, no
+redirects). A dropped connection after sending is then one failed request: the post is in doubt
+and is looked up in the chat (`find`) before anything is sent again. This was preferred to an
+httplib2.Http subclass because that would mean overriding httplib2's private `_conn_request`
+(and its connection, proxy, TLS and decompression handling) and keeping it in step with every
+httplib2 release; google-auth's requests transport is public and maintained, and all four
+adapters now share one audited transport (and `responses` sees YouTube's calls in tests).
+`execute(num_retries=0)` stays: googleapiclient's own retry loop would resend POSTs too.
 """
 
 from __future__ import annotations
@@ -13,18 +30,20 @@ import json
 import os
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 import httplib2
+import requests
 from google.auth.exceptions import RefreshError, TransportError
+from google.auth.transport.requests import AuthorizedSession
+from google.auth.transport.requests import Request as AuthRequest
 from google.oauth2.credentials import Credentials
-from google_auth_httplib2 import AuthorizedHttp
 from googleapiclient.discovery import build
 from googleapiclient.errors import HttpError
 from googleapiclient.http import MediaFileUpload
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from broadcaster.budget import Window
 from broadcaster.config import AccountConfig
@@ -41,6 +60,14 @@ from broadcaster.publishers.base import (
     Reauthorize,
     Rejected,
     RetryLater,
+)
+from broadcaster.publishers.http import (
+    is_loopback,
+    may_have_acted,
+    network_error,
+    platform_session,
+    require_https,
+    retry_after,
 )
 
 API = "https://www.googleapis.com"
@@ -85,8 +112,9 @@ class Settings(BaseModel):
     # Name of the secret holding a refresh token; `broadcaster auth youtube` stores one instead.
     refresh_token: str | None = None
     live_chat_id: str | None = None  # default: the chat of the channel's active broadcast
-    api_base: str = API
-    token_uri: str | None = None  # default: Google's, or <api_base>/token for another base
+    api_base: Annotated[str, AfterValidator(require_https)] = API
+    # default: Google's, or <api_base>/token for another base
+    token_uri: Annotated[str, AfterValidator(require_https)] | None = None
     timeout: float = Field(default=20, gt=0)
     daily_quota: int = Field(default=10_000, gt=0)
 
@@ -103,13 +131,53 @@ def next_reset(now: datetime) -> datetime:
     return (local + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
+class SessionHttp:
+    """What google-api-python-client calls on its `http` object (httplib2.Http's `request`),
+    over a requests session: one request per call, never re-sent, redirects not followed.
+    Network failures surface as requests' exceptions."""
+
+    def __init__(self, session: requests.Session, timeout: float) -> None:
+        self.session = session
+        self.timeout = timeout
+
+    def request(
+        self,
+        uri: str,
+        method: str = "GET",
+        body: bytes | str | None = None,
+        headers: dict[str, str] | None = None,
+        redirections: int = 0,
+        connection_type: Any = None,
+    ) -> tuple[httplib2.Response, bytes]:
+        response = self.session.request(
+            method,
+            uri,
+            data=body,
+            headers=headers,
+            timeout=self.timeout,
+            allow_redirects=False,
+        )
+        try:
+            content = response.content
+        finally:
+            response.close()
+        # requests has already decoded the body, as httplib2 would have.
+        info: dict[str, str] = {
+            k.lower(): v for k, v in response.headers.items() if k.lower() != "content-encoding"
+        }
+        info["status"] = str(response.status_code)
+        resp = httplib2.Response(info)
+        resp.reason = response.reason or ""
+        return resp, content
+
+    def close(self) -> None:
+        self.session.close()
+
+
 class YouTubePublisher(Publisher):
     capabilities = CAPABILITIES
 
-    def __init__(
-        self, account: AccountConfig, env: PublisherEnv, transport: Any | None = None
-    ) -> None:
-        """`transport` replaces the httplib2 connection (googleapiclient's HttpMock in tests)."""
+    def __init__(self, account: AccountConfig, env: PublisherEnv) -> None:
         self.account = account
         self.env = env
         self.settings = s = Settings.model_validate(account.settings)
@@ -132,9 +200,11 @@ class YouTubePublisher(Publisher):
             client_secret=env.secrets.get(s.client_secret, what=f"{account.name} client_secret"),
             scopes=[SCOPE],
         )
-        self.http = AuthorizedHttp(
-            self.credentials, http=transport or httplib2.Http(timeout=s.timeout)
+        # The token refresh goes through the same kind of session (a timeout, no retries).
+        authed = AuthorizedSession(
+            self.credentials, auth_request=AuthRequest(platform_session(s.timeout))
         )
+        self.http = SessionHttp(platform_session(s.timeout, session=authed), s.timeout)
         self.api = build(
             "youtube",
             "v3",
@@ -187,31 +257,43 @@ class YouTubePublisher(Publisher):
                 f"youtube {action}: token refresh failed ({_first_line(exc)}); run "
                 f"`broadcaster auth youtube --account {self.account.name}`"
             ) from None
-        except TimeoutError as exc:
-            raise InDoubt(
-                f"youtube {action}: {type(exc).__name__} after the request was sent"
-            ) from None
-        except (ConnectionRefusedError, TransportError) as exc:
-            raise RetryLater(f"youtube {action}: {type(exc).__name__}") from None
-        except (ConnectionError, httplib2.HttpLib2Error, OSError) as exc:
-            raise InDoubt(f"youtube {action}: {type(exc).__name__}") from None
+        except TransportError as exc:
+            # The token refresh did not get through: nothing was posted.
+            raise RetryLater(f"youtube {action}: token refresh: {type(exc).__name__}") from None
+        except requests.RequestException as exc:
+            raise self._network(exc, action) from None
+
+    def _network(self, exc: requests.RequestException, action: str) -> PublishError:
+        error = network_error(exc, f"youtube {action}")
+        if isinstance(error, InDoubt) and action != "post":
+            return RetryLater(str(error))  # a read or a look-up created nothing
+        return error
 
     def _map(self, exc: HttpError, action: str) -> PublishError:
-        status = exc.resp.status if exc.resp is not None else 0
+        status = int(exc.resp.status) if exc.resp is not None else 0
         reason = _reason(exc)
         where = f"youtube {action}: HTTP {status} {reason}".rstrip()
+        # Google says how long to wait in Retry-After on 429 and 503, when it says it at all.
+        wait = retry_after(exc.resp, now=self.env.clock.now().timestamp())
         if reason in QUOTA:
             self._exhaust()
             wait = (next_reset(self._now()) - self._now()).total_seconds()
             return RetryLater(f"{where}: daily quota exceeded", delay=wait)
         if reason in RATE or status == 429:
-            return RetryLater(f"{where}: rate limited", delay=60)
+            return RetryLater(f"{where}: rate limited", delay=wait)
         if reason in CHAT_GONE:
-            return RetryLater(f"{where}: the live chat is gone", delay=120)
+            return RetryLater(f"{where}: the live chat is gone", delay=wait)
         if status == 401:
-            return Reauthorize(f"{where}: credentials refused")
-        if status >= 500:
-            return InDoubt(f"{where}: server error") if action == "post" else RetryLater(where)
+            return Reauthorize(
+                f"{where}: credentials refused; run `broadcaster auth youtube --account "
+                f"{self.account.name}`"
+            )
+        if status >= 500 or status == 408:
+            if action == "post" and may_have_acted(status):
+                return InDoubt(f"{where}: server error after the message was sent")
+            return RetryLater(f"{where}: server error", delay=wait)
+        if 300 <= status < 400:
+            return RetryLater(f"{where}: redirect not followed (check the account's api_base)")
         return Rejected(where)
 
     def live_chat_id(self, *, fresh: bool = False) -> str:
@@ -229,7 +311,7 @@ class YouTubePublisher(Publisher):
                 self._chat_id = chat
                 self._channel_id = item.get("snippet", {}).get("channelId")
                 return chat
-        raise RetryLater("youtube: the channel has no active live broadcast with a chat", delay=300)
+        raise RetryLater("youtube: the channel has no active live broadcast with a chat")
 
     def publish(self, post: Post) -> PublishedRef:
         videos = [m for m in post.media if m.lower().endswith(".mp4")]
@@ -267,8 +349,15 @@ class YouTubePublisher(Publisher):
                 _, response = request.next_chunk(num_retries=0)
         except HttpError as exc:
             raise self._map(exc, "post") from None
-        except (TimeoutError, OSError) as exc:
-            raise InDoubt(f"youtube upload: {type(exc).__name__}") from None
+        except RefreshError as exc:
+            raise Reauthorize(
+                f"youtube upload: token refresh failed ({_first_line(exc)}); run "
+                f"`broadcaster auth youtube --account {self.account.name}`"
+            ) from None
+        except TransportError as exc:
+            raise RetryLater(f"youtube upload: token refresh: {type(exc).__name__}") from None
+        except requests.RequestException as exc:
+            raise self._network(exc, "post") from None
         video_id = str(response["id"])
         return PublishedRef(
             platform_id=f"video:{video_id}",
@@ -301,7 +390,7 @@ class YouTubePublisher(Publisher):
         self._execute("liveChatMessages.delete", request, "delete")
 
     def close(self) -> None:
-        self.http.http.close()
+        self.http.close()
 
 
 def _reason(exc: HttpError) -> str:
@@ -358,7 +447,7 @@ def authorize(account: AccountConfig, env: PublisherEnv, prompt: Any) -> dict[st
             "redirect_uris": ["http://localhost"],
         }
     }
-    if urlsplit(s.token_endpoint).hostname in ("127.0.0.1", "localhost", "::1"):
+    if is_loopback(urlsplit(s.token_endpoint).hostname):
         # The local emulator speaks plain HTTP; oauthlib rightly refuses that anywhere else.
         os.environ["OAUTHLIB_INSECURE_TRANSPORT"] = "1"
     flow = InstalledAppFlow.from_client_config(client, scopes=[SCOPE])
