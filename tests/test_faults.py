@@ -279,9 +279,9 @@ class World:
             assert row.hold_reason.startswith("in doubt"), row.hold_reason
             assert "mark-sent" in row.hold_reason or "approve" in row.hold_reason
             if any(p["text"] == row.text for p in self.received()):
-                operate.mark_sent(self.store, row.id)
+                operate.mark_sent(self.store, row.id, actor="tester")
             else:
-                operate.approve(self.store, [row.id])
+                operate.approve(self.store, [row.id], actor="tester")
 
     def finish(self) -> None:
         """Run until every post is sent, jumping the clock to whatever is due next."""
@@ -484,7 +484,7 @@ def test_each_fault_ends_with_each_post_on_the_platform_exactly_once(
         assert f"`broadcaster auth {world.platform} --account {name}`" in reason, reason
         # The operator re-authorises (here: the emulator forgets the expired token).
         world.emulator.expired_tokens.clear()
-        operate.resume(world.store, [name])
+        operate.resume(world.store, [name], actor="tester")
 
     world.finish()
     rows = world.rows().values()
@@ -573,7 +573,7 @@ def test_backoff_doubles_per_account_and_resets_on_success(night):
 def test_a_post_is_never_given_up_while_the_platform_asks_to_wait(night):
     dispatcher, store, clock = night
     waiting = [r.id for r in store.posts_in_state(PostState.PENDING) if r.account == "x-a"]
-    operate.cancel(store, waiting[1:])  # one post, so that it meets every refusal
+    operate.cancel(store, waiting[1:], actor="tester")  # one post, so that it meets every refusal
     dispatcher._publishers["x-a"] = Scripted(
         [RetryLater("429", delay=30) for _ in range(MAX_ATTEMPTS + 4)]
     )

@@ -1,5 +1,5 @@
 """YouTube Live and Facebook live-video lifecycles: against the documented request and response
-bodies (googleapiclient's HttpMockSequence for YouTube, `responses` for Facebook), then end to
+bodies (`responses`, answering YouTube's calls in order), then end to
 end against the platform emulator's live endpoints with the stream going to local listeners."""
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import responses
-from googleapiclient.http import HttpMockSequence
 
 from broadcaster.config import AccountConfig, LiveDestinationConfig, load_config
 from broadcaster.emulator import Emulator, EmulatorServer
@@ -31,7 +30,9 @@ from broadcaster.publishers.base import PublisherEnv
 from broadcaster.secrets import Secrets, TokenStore
 from tests.adapters import account, env
 from tests.conftest import wait_for
-from tests.test_adapter_youtube import SECRETS, TOKEN, yt_error
+from tests.sequence import TOKEN, Sequence, ok
+from tests.sequence import failure as yt_error
+from tests.test_adapter_youtube import SECRETS
 from tests.test_live_stream import SwitchFeed, listeners  # noqa: F401 - the fixture
 
 CONFIG = load_config(None)
@@ -57,22 +58,24 @@ BROADCAST = {
 }
 
 
-def ok(body: dict) -> tuple[dict, str]:
-    return {"status": "200", "content-type": "application/json"}, json.dumps(body)
+@pytest.fixture
+def google():
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        yield mock
 
 
-def youtube(tmp_path, answers, **dest) -> tuple[YouTubeLive, HttpMockSequence]:
-    http = HttpMockSequence(list(answers))
+def youtube(mock, tmp_path, answers, **dest) -> tuple[YouTubeLive, Sequence]:
+    http = Sequence(mock, answers)
     acct = account("youtube", client_id="YT_ID", client_secret="YT_SECRET")
     environment = env(tmp_path, SECRETS, {"youtube-main": {"refresh_token": "1//refresh"}})
     destination = LiveDestinationConfig(name="yt", kind="youtube", account=acct.name, **dest)
-    return YouTubeLive(CONFIG, destination, acct, environment, transport=http), http
+    return YouTubeLive(CONFIG, destination, acct, environment), http
 
 
-def test_youtube_creates_a_reusable_stream_and_an_auto_starting_broadcast(tmp_path):
+def test_youtube_creates_a_reusable_stream_and_an_auto_starting_broadcast(tmp_path, google):
     bound = {**BROADCAST, "contentDetails": {"boundStreamId": "stream-1"}}
     live, http = youtube(
-        tmp_path, [TOKEN, ok(STREAM), ok(BROADCAST), ok(bound)], privacy="unlisted"
+        google, tmp_path, [TOKEN, ok(STREAM), ok(BROADCAST), ok(bound)], privacy="unlisted"
     )
     url = live.start()
     assert url == "rtmps://a.rtmps.youtube.com/live2/abcd-efgh-ijkl-mnop"
@@ -96,7 +99,7 @@ def test_youtube_creates_a_reusable_stream_and_an_auto_starting_broadcast(tmp_pa
     assert len(http.request_sequence) == 4
 
 
-def test_youtube_watch_reads_health_and_notices_the_end(tmp_path):
+def test_youtube_watch_reads_health_and_notices_the_end(tmp_path, google):
     stream = {"items": [{"id": "stream-1", "status": {
         "streamStatus": "active",
         "healthStatus": {"status": "bad", "configurationIssues": [
@@ -104,7 +107,9 @@ def test_youtube_watch_reads_health_and_notices_the_end(tmp_path):
     }}]}  # fmt: skip
     live_now = {"items": [{"id": "bc-1", "status": {"lifeCycleStatus": "live"}}]}
     ended = {"items": [{"id": "bc-1", "status": {"lifeCycleStatus": "complete"}}]}
-    live, _http = youtube(tmp_path, [TOKEN, ok(stream), ok(live_now), ok(stream), ok(ended)])
+    live, _http = youtube(
+        google, tmp_path, [TOKEN, ok(stream), ok(live_now), ok(stream), ok(ended)]
+    )
     live.stream_id, live.broadcast_id = "stream-1", "bc-1"
     assert live.watch() == "live; stream active, health bad (bitrateLow)"
     with pytest.raises(BroadcastEnded, match="youtube ended the broadcast"):
@@ -112,7 +117,7 @@ def test_youtube_watch_reads_health_and_notices_the_end(tmp_path):
     assert live.pub.quota_used()[1] == 4
 
 
-def test_youtube_restart_binds_the_same_broadcast_and_ends_it(tmp_path):
+def test_youtube_restart_binds_the_same_broadcast_and_ends_it(tmp_path, google):
     bound = {
         **BROADCAST,
         "status": {"lifeCycleStatus": "live"},
@@ -120,7 +125,7 @@ def test_youtube_restart_binds_the_same_broadcast_and_ends_it(tmp_path):
     }
     complete = {**bound, "status": {"lifeCycleStatus": "complete"}}
     answers = [TOKEN, ok({"items": [STREAM]}), ok({"items": [bound]}), ok(complete)]
-    live, http = youtube(tmp_path, answers)
+    live, http = youtube(google, tmp_path, answers)
     live.env.state.put_state("live:youtube:yt", {"stream_id": "stream-1", "broadcast_id": "bc-1"})
     live.start()
     live.end()
@@ -135,8 +140,8 @@ def test_youtube_restart_binds_the_same_broadcast_and_ends_it(tmp_path):
     assert live.env.state.get_state("live:youtube:yt") == {"stream_id": "stream-1"}
 
 
-def test_youtube_live_not_enabled_fails_that_destination_for_good(tmp_path):
-    live, _ = youtube(tmp_path, [TOKEN, yt_error(403, "liveStreamingNotEnabled")])
+def test_youtube_live_not_enabled_fails_that_destination_for_good(tmp_path, google):
+    live, _ = youtube(google, tmp_path, [TOKEN, yt_error(403, "liveStreamingNotEnabled")])
     with pytest.raises(TargetError) as caught:
         live.start()
     assert caught.value.permanent

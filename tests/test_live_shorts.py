@@ -15,8 +15,8 @@ from broadcaster.live.shorts import render_short
 from broadcaster.paths import DEMO_SNAPSHOTS
 from broadcaster.publishers.tiktok import MIN_CHUNK, video_chunks
 from tests.adapters import post
+from tests.sequence import TOKEN, Sequence
 from tests.test_adapter_tiktok import API, INFO, make, ok
-from tests.test_adapter_youtube import TOKEN
 from tests.test_adapter_youtube import make as make_youtube
 
 CONFIG = load_config(None)
@@ -122,8 +122,10 @@ def test_youtube_short_goes_through_the_existing_resumable_upload(tmp_path, fina
     path = render_short(CONFIG, final, tmp_path / "short.mp4", seconds=10, fps=5)
     started = ({"status": "200", "location": "https://www.googleapis.com/upload/x?upload_id=u"}, "")
     done = ({"status": "200"}, json.dumps({"id": "vid-9"}))
-    publisher, http = make_youtube(tmp_path, [TOKEN, started, done])
-    ref = publisher.upload_short(str(path), post("[TEST] Seat tally"))
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        http = Sequence(mock, [TOKEN, started, done])
+        publisher = make_youtube(tmp_path)
+        ref = publisher.upload_short(str(path), post("[TEST] Seat tally"))
     assert ref.url == "https://www.youtube.com/shorts/vid-9"
     assert "uploadType=resumable" in http.request_sequence[1][0]
     assert publisher.quota_used()[1] == 1600

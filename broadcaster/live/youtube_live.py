@@ -47,13 +47,11 @@ class YouTubeLive:
         dest: LiveDestinationConfig,
         account: AccountConfig,
         env: PublisherEnv,
-        *,
-        transport: Any | None = None,
     ) -> None:
         self.config = config
         self.dest = dest
         self.env = env
-        self.pub = YouTubePublisher(account, env, transport=transport)
+        self.pub = YouTubePublisher(account, env)
         self.api = self.pub.api
         self.key = f"live:youtube:{dest.name}"
         self.stream_id: str | None = None
