@@ -15,13 +15,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from broadcaster.cards import CardStyle, render_card
-from broadcaster.events import EventKind
-from broadcaster.parsers import parse
-from broadcaster.paths import DEMO_SNAPSHOTS
+from broadcaster.content.cards.draw import CardStyle, render_card
+from broadcaster.content.render import Locale
+from broadcaster.content.samples import sample_vars
+from broadcaster.core.paths import DEMO_SNAPSHOTS
+from broadcaster.domain.events import EventKind
+from broadcaster.ingest.parsers import parse
 from broadcaster.publishers import capabilities_for
-from broadcaster.render import Locale
-from broadcaster.samples import sample_vars
 
 
 def main() -> None:

@@ -25,15 +25,15 @@ from pathlib import Path
 import httpx2 as httpx
 from argon2 import PasswordHasher
 
-from broadcaster.config import CardsConfig, load_config
 from broadcaster.console.server import ConsoleServer
 from broadcaster.console.users import Role, UserStore
-from broadcaster.events import Event, EventKind
-from broadcaster.operate import pause
-from broadcaster.paths import DEMO_SNAPSHOTS
-from broadcaster.planner import idempotency_key
-from broadcaster.rehearsal import rehearse
-from broadcaster.store import NewPost, PostState, Store
+from broadcaster.core.config import CardsConfig, load_config
+from broadcaster.core.paths import DEMO_SNAPSHOTS
+from broadcaster.domain.events import Event, EventKind
+from broadcaster.outbox.operations import pause
+from broadcaster.outbox.store import NewPost, PostState, Store
+from broadcaster.planning.planner import idempotency_key
+from broadcaster.rehearsal.replay import rehearse
 
 ACCOUNTS = (
     ("facebook-demo", "facebook"),
@@ -138,7 +138,7 @@ def timed(client: httpx.Client, method: str, path: str, **kwargs: object) -> flo
 
 
 def _newest(store: Store) -> int:
-    from broadcaster.operate import PostFilter, find_posts
+    from broadcaster.outbox.operations import PostFilter, find_posts
 
     return int(find_posts(store, PostFilter(), limit=1)[0].id)
 

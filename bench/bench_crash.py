@@ -3,14 +3,14 @@
     python bench/bench_crash.py                   # 80 seats, at least 50 kills
     python bench/bench_crash.py --seats 8 --kills 5 --json   # the short version the tests run
 
-A fictional night (every seat called once; broadcaster.fictional) arrives snapshot by snapshot
-in a folder (paced so that the night lasts long enough for the kills asked for) and is read by
-the real daemon (`broadcaster run`, a subprocess) through the real adapters to the platform
+A fictional night (every seat called once; broadcaster.rehearsal.fictional) arrives snapshot by
+snapshot in a folder (paced so that the night lasts long enough for the kills asked for) and is
+read by the real daemon (`broadcaster run`, a subprocess) through the real adapters to the platform
 emulator (in this process, so it outlives the daemon, like a real platform; each answer delayed
 by 50 ms). One account per platform, posting each call.
 
 The daemon is killed with SIGKILL, at random moments from outside (during start-up, recovery,
-ingest or a send) and from inside at the riskiest points (`broadcaster.failpoints`): just after
+ingest or a send) and from inside at the riskiest points (`broadcaster.core.failpoints`): just after
 a post is committed `sending`, part-way through the platform call, after the platform answered
 but before `sent` is committed, and just after. After each kill it is restarted. Posts the
 daemon holds as in doubt (TikTok, when it died before TikTok's publish id was stored) are
@@ -46,9 +46,15 @@ from collections import Counter
 from datetime import datetime
 from pathlib import Path
 
-from broadcaster.emulator import Emulator, EmulatorServer, Limits
-from broadcaster.fictional import Burst, NightPlan, first_seen_called, snapshot_times, write_night
 from broadcaster.publishers import platform_module
+from broadcaster.rehearsal.emulator import Emulator, EmulatorServer, Limits
+from broadcaster.rehearsal.fictional import (
+    Burst,
+    NightPlan,
+    first_seen_called,
+    snapshot_times,
+    write_night,
+)
 
 PLATFORMS = ("facebook", "youtube", "tiktok", "x")
 SEAT = re.compile(r"TEST Seat (\d{3})")
@@ -201,7 +207,7 @@ def run(
     keep: bool = False,
 ) -> dict:
     """Play a night through the daemon, killing it `kills_wanted` times, with `fault_rate` of
-    the platforms' posting calls failing (broadcaster/emulator.py's random mix); the figures."""
+    the platforms' posting calls failing (the emulator's random mix); the figures."""
     rng = random.Random(seed)
     work = Path(tempfile.mkdtemp(prefix="broadcaster-crash-"))
     plan = plan or NightPlan(

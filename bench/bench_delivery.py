@@ -3,7 +3,8 @@
     python bench/bench_delivery.py                  # 222 seats over 6 hours, with two bursts
     python bench/bench_delivery.py --seats 60 --hours 3
 
-A fictional night (broadcaster.fictional: calls spread over the night, 20 % and 25 % of the seats
+A fictional night (broadcaster.rehearsal.fictional: calls spread over the night, 20 % and 25 % of
+the seats
 called within ten minutes at 1.5 h and 3.5 h, a snapshot every 5 minutes) is rehearsed through
 the real pipeline, planner, dispatcher, adapters and client libraries into the platform emulator,
 which enforces each platform's real limits (X 100 posts a day, TikTok 15 posts a day and 6
@@ -31,10 +32,10 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from broadcaster.config import load_config
-from broadcaster.fictional import Burst, NightPlan, first_seen_called, write_night
-from broadcaster.rehearsal import rehearse
-from broadcaster.store import PostState, Store, posts
+from broadcaster.core.config import load_config
+from broadcaster.outbox.store import PostState, Store, posts
+from broadcaster.rehearsal.fictional import Burst, NightPlan, first_seen_called, write_night
+from broadcaster.rehearsal.replay import rehearse
 
 PLATFORMS = ("facebook", "youtube", "x", "tiktok")
 EXAMPLE = Path(__file__).resolve().parent.parent / "config" / "example.toml"

@@ -3,14 +3,15 @@
     python bench/bench_faults.py                      # 222 seats, 20 % faults, 50+ kills
     python bench/bench_faults.py --seats 30 --kills 5 --pace 1 --json   # a short version
 
-A generated 222-seat night (broadcaster.fictional: 6 hours, a snapshot every 5 minutes, two
+A generated 222-seat night (broadcaster.rehearsal.fictional: 6 hours, a snapshot every 5 minutes,
+two
 bursts that call 20 % and 25 % of the seats within ten minutes) is replayed twice through the
 real daemon (`broadcaster run`, a subprocess) and the real adapters to the platform emulator,
 with the snapshots released at the same pace both times (`--pace` seconds each):
 
 1. clean: no faults, no kills;
 2. faulted: `--rate` (20 %) of every platform's posting calls fail, with a kind drawn from each
-   platform's mix (broadcaster/emulator.py `RANDOM_MIX`: 500, 503 and 429 with the platform's
+   platform's mix (the emulator's `RANDOM_MIX`: 500, 503 and 429 with the platform's
    wait, accept-then-close, accept-then-reset, accept-then-hang until the client's timeout, and
    platform-shaped errors: Graph codes 2, 17 and 80001, Google's userRateLimitExceeded and
    backendError, TikTok's internal_error and an unknown code on a 502, X's 503; YouTube's and
@@ -39,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_crash import PLATFORMS, Stuck, run
 
-from broadcaster.fictional import NightPlan
+from broadcaster.rehearsal.fictional import NightPlan
 
 # Kills at the riskiest points, thinner than bench_crash's so that they spread over a long night.
 FAILPOINTS = "after_claim:0.012,in_call:0.012:0.2,after_call:0.012,after_sent:0.006"

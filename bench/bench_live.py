@@ -27,13 +27,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from broadcaster.clock import FeedClock  # noqa: E402
-from broadcaster.config import DatabaseConfig, load_config  # noqa: E402
+from broadcaster.core.clock import FeedClock  # noqa: E402
+from broadcaster.core.config import DatabaseConfig, load_config  # noqa: E402
+from broadcaster.core.paths import DEMO_SNAPSHOTS  # noqa: E402
+from broadcaster.ingest.sources import make_fetched  # noqa: E402
 from broadcaster.live.runner import make_channel  # noqa: E402
-from broadcaster.paths import DEMO_SNAPSHOTS  # noqa: E402
-from broadcaster.pipeline import Pipeline  # noqa: E402
-from broadcaster.sources import make_fetched  # noqa: E402
-from broadcaster.store import Store  # noqa: E402
+from broadcaster.outbox.store import Store  # noqa: E402
+from broadcaster.runtime.cycle import Pipeline  # noqa: E402
 
 
 def cpu(who: int) -> float:

@@ -36,11 +36,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from broadcaster.clock import FeedClock
-from broadcaster.config import DatabaseConfig, load_config
-from broadcaster.pipeline import Pipeline
-from broadcaster.sources import FileSource
-from broadcaster.store import Store
+from broadcaster.core.clock import FeedClock
+from broadcaster.core.config import DatabaseConfig, load_config
+from broadcaster.ingest.sources import FileSource
+from broadcaster.outbox.store import Store
+from broadcaster.runtime.cycle import Pipeline
 
 PARTIES = [f"par-{i}" for i in range(8)]
 
@@ -268,8 +268,8 @@ def measure_parse(path: Path, fmt: str, mapping: Path | None) -> dict:
     import tracemalloc
     from datetime import UTC
 
-    from broadcaster.parsers import parse
-    from broadcaster.parsers.mapped import load_mapping
+    from broadcaster.ingest.parsers import parse
+    from broadcaster.ingest.parsers.mapped import load_mapping
 
     loaded = load_mapping(mapping) if mapping else None
     body = path.read_bytes()

@@ -3,7 +3,8 @@
     python bench/bench_soak.py                     # 222 seats, 12 hours, a snapshot every 30 s
     python bench/bench_soak.py --hours 2 --step 1  # shorter
 
-The night is broadcaster.fictional's (222 seats, calls spread over the night with two bursts,
+The night is broadcaster.rehearsal.fictional's (222 seats, calls spread over the night with two
+bursts,
 every count moving in every snapshot, so no poll is skipped as unchanged): 1,441 snapshots, fed
 in order through one Pipeline and one Dispatcher, as the daemon holds them all night, with the
 four dry-run accounts of the bundled configuration and their platforms' real limits, on the
@@ -25,13 +26,20 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
-from broadcaster.clock import FeedClock
-from broadcaster.config import DatabaseConfig, load_config
-from broadcaster.dispatcher import Dispatcher, publisher_env
-from broadcaster.fictional import Burst, NightPlan, document, seats, share_counted, snapshot_times
-from broadcaster.pipeline import Pipeline
-from broadcaster.sources import make_fetched
-from broadcaster.store import Store
+from broadcaster.core.clock import FeedClock
+from broadcaster.core.config import DatabaseConfig, load_config
+from broadcaster.delivery.dispatcher import Dispatcher, publisher_env
+from broadcaster.ingest.sources import make_fetched
+from broadcaster.outbox.store import Store
+from broadcaster.rehearsal.fictional import (
+    Burst,
+    NightPlan,
+    document,
+    seats,
+    share_counted,
+    snapshot_times,
+)
+from broadcaster.runtime.cycle import Pipeline
 
 
 def rss_mb() -> float:

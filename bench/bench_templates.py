@@ -23,10 +23,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from broadcaster.events import EventKind
-from broadcaster.parsers import parse
-from broadcaster.render import Budget, Renderer, RenderError
-from broadcaster.samples import sample_vars
+from broadcaster.content.render import Budget, Renderer, RenderError
+from broadcaster.content.samples import sample_vars
+from broadcaster.domain.events import EventKind
+from broadcaster.ingest.parsers import parse
 from tests.conftest import DEMO
 from tests.test_trust_templates import ATTACKS
 

@@ -3,7 +3,7 @@
 Everything here is invented and every snapshot says so (IsTest, and "TEST" in the names), so
 nothing from the demo can be mistaken for real results. The output is deterministic:
 
-    python scripts/make_demo.py            # rewrites broadcaster/demo/snapshots/
+    python scripts/make_demo.py            # rewrites broadcaster/rehearsal/demo/snapshots/
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import shutil
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-OUT = Path(__file__).resolve().parent.parent / "broadcaster" / "demo" / "snapshots"
+OUT = Path(__file__).resolve().parent.parent / "broadcaster" / "rehearsal" / "demo" / "snapshots"
 TZ = timezone(timedelta(hours=7))
 START = datetime(2030, 7, 28, 19, 0, tzinfo=TZ)
 STEP = timedelta(minutes=30)

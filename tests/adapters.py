@@ -6,10 +6,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from broadcaster.clock import FeedClock
-from broadcaster.config import AccountConfig
+from broadcaster.core.clock import FeedClock
+from broadcaster.core.config import AccountConfig
+from broadcaster.core.secrets import Secrets, TokenStore
 from broadcaster.publishers.base import Post, PublisherEnv, _MemoryState
-from broadcaster.secrets import Secrets, TokenStore
 
 NOW = datetime(2030, 7, 28, 14, 0, tzinfo=UTC)
 

@@ -23,7 +23,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_FEEDS = Path(os.environ.get("BROADCASTER_SHARED_FEEDS", ROOT.parent / "shared" / "feeds"))
-DEMO = ROOT / "broadcaster" / "demo" / "snapshots"
+DEMO = ROOT / "broadcaster" / "rehearsal" / "demo" / "snapshots"
 
 
 def shared_feed(name: str) -> Path:

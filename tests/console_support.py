@@ -10,9 +10,9 @@ from typing import Any
 
 from argon2 import PasswordHasher
 
-from broadcaster.config import CardsConfig, Config, load_config
 from broadcaster.console.users import Role, UserStore
-from broadcaster.rehearsal import rehearse
+from broadcaster.core.config import CardsConfig, Config, load_config
+from broadcaster.rehearsal.replay import rehearse
 from tests.conftest import DEMO
 
 # Cheap hashes for tests: the production cost (64 MiB, 3 passes) would only slow the suite.

@@ -15,8 +15,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from broadcaster.emulator import EmulatorServer
-from broadcaster.secrets import SecretError, Secrets, TokenStore
+from broadcaster.core.secrets import SecretError, Secrets, TokenStore
+from broadcaster.rehearsal.emulator import EmulatorServer
 from tests.conftest import broadcaster_cmd
 
 SECRETS = {

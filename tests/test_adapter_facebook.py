@@ -263,7 +263,7 @@ def test_the_graph_version_comes_from_config_and_another_base_is_honoured(tmp_pa
 
 def test_missing_secret_names_it_without_a_value(tmp_path):
     acct = account("facebook", page_id=PAGE, page_token="FB_PAGE_TOKEN")
-    from broadcaster.secrets import SecretError
+    from broadcaster.core.secrets import SecretError
 
     with pytest.raises(SecretError, match="FB_PAGE_TOKEN is not set"):
         FacebookPublisher(acct, env(tmp_path, {}))

@@ -6,9 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from broadcaster.budget import Window, budget_state, effective_windows
-from broadcaster.events import PRIORITY, EventKind
-from broadcaster.planner import Item, pace_tokens, plan_account, stale
+from broadcaster.domain.events import PRIORITY, EventKind
+from broadcaster.planning.budget import Window, budget_state, effective_windows
+from broadcaster.planning.planner import Item, pace_tokens, plan_account, stale
 
 T0 = datetime(2030, 7, 28, 20, 0, tzinfo=UTC)
 X = [Window(posts=200, seconds=900), Window(posts=100, seconds=86400)]

@@ -7,12 +7,19 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageFont, features
 
-from broadcaster.cards import LABELS, REGULAR, CardStyle, missing_glyphs, render_card, runs
-from broadcaster.events import EventKind
-from broadcaster.parsers import parse
+from broadcaster.content.cards.draw import (
+    LABELS,
+    REGULAR,
+    CardStyle,
+    missing_glyphs,
+    render_card,
+    runs,
+)
+from broadcaster.content.render import Locale
+from broadcaster.content.samples import sample_vars
+from broadcaster.domain.events import EventKind
+from broadcaster.ingest.parsers import parse
 from broadcaster.publishers import capabilities_for
-from broadcaster.render import Locale
-from broadcaster.samples import sample_vars
 from tests.conftest import DEMO, read_jsonl, write_config
 
 KHMER_PHRASE = "ទិន្នន័យសាកល្បង ជាប់ឆ្នោត អាសនៈភាគច្រើន"  # subscripts (្ន, ្ប) and vowel signs

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from broadcaster.config import ConfigError, load_config
-from broadcaster.events import EventKind
+from broadcaster.core.config import ConfigError, load_config
+from broadcaster.domain.events import EventKind
 from tests.conftest import ROOT, write_config
 
 

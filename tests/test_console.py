@@ -12,13 +12,13 @@ import pytest
 from starlette.routing import Mount, Route
 from starlette.testclient import TestClient
 
-from broadcaster.audit import entries
-from broadcaster.config import ConfigError, load_config
 from broadcaster.console.app import create_app
 from broadcaster.console.users import Role, UserStore
-from broadcaster.logs import register_secret
-from broadcaster.operate import PAUSED
-from broadcaster.store import HoldKind, PostState, Store
+from broadcaster.core.config import ConfigError, load_config
+from broadcaster.core.logs import register_secret
+from broadcaster.outbox.audit import entries
+from broadcaster.outbox.operations import PAUSED
+from broadcaster.outbox.store import HoldKind, PostState, Store
 from tests.console_support import (
     FAST_HASHER,
     PASSWORD,
@@ -298,7 +298,7 @@ def test_login_attempts_are_limited_per_name_and_per_address(tmp_path: Path, nig
 def test_night_view_shows_the_night(app: TestClient, store: Store):
     import time
 
-    from broadcaster.feedhealth import STATE_KEY
+    from broadcaster.ingest.health import STATE_KEY
 
     now = time.time()
     health = {
@@ -356,7 +356,7 @@ def test_feed_values_are_escaped_and_secrets_masked(app: TestClient, store: Stor
     post = gated_post(store)
     from sqlalchemy import update
 
-    from broadcaster.store import posts
+    from broadcaster.outbox.store import posts
 
     with store.transaction() as conn:
         conn.execute(
@@ -501,7 +501,7 @@ def test_post_card_is_drawn_for_its_page(env: tuple[Path, Any], night_db: Path):
     youtube = next(p for p in store.held(HoldKind.GATE) if p.platform == "youtube")
     from sqlalchemy import update
 
-    from broadcaster.store import posts
+    from broadcaster.outbox.store import posts
 
     with store.transaction() as conn:  # the rehearsal ran without cards: this one wants one
         conn.execute(update(posts).where(posts.c.id == post.id).values(wants_card=True))

@@ -13,18 +13,24 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from broadcaster.announce import AnnouncementError, announce, clean_text, measure
-from broadcaster.audit import entries
-from broadcaster.clock import FeedClock
-from broadcaster.config import load_config
 from broadcaster.console.app import create_app
 from broadcaster.console.users import Role, UserStore
-from broadcaster.dispatcher import Dispatcher, publisher_env
-from broadcaster.events import TEMPLATED_KINDS, EventKind
-from broadcaster.lint import lint_templates
-from broadcaster.logs import register_secret
-from broadcaster.operate import PostFilter, approve, count_by_state, find_posts, post_history
-from broadcaster.store import HoldKind, PostState, Store
+from broadcaster.content.lint import lint_templates
+from broadcaster.core.clock import FeedClock
+from broadcaster.core.config import load_config
+from broadcaster.core.logs import register_secret
+from broadcaster.delivery.dispatcher import Dispatcher, publisher_env
+from broadcaster.domain.events import TEMPLATED_KINDS, EventKind
+from broadcaster.outbox.announce import AnnouncementError, announce, clean_text, measure
+from broadcaster.outbox.audit import entries
+from broadcaster.outbox.operations import (
+    PostFilter,
+    approve,
+    count_by_state,
+    find_posts,
+    post_history,
+)
+from broadcaster.outbox.store import HoldKind, PostState, Store
 from tests.conftest import read_jsonl
 from tests.console_support import FAST_HASHER, PASSWORD, demo_night, login, make_env
 
@@ -259,9 +265,9 @@ def test_indexes_are_added_to_an_older_database(env: Any):
 def test_the_console_pages_and_queries_on_postgresql(
     tmp_path: Path, postgres_url: str, demo_files: list[Path]
 ):
-    from broadcaster.clock import FeedClock
-    from broadcaster.pipeline import Pipeline
-    from broadcaster.sources import make_fetched
+    from broadcaster.core.clock import FeedClock
+    from broadcaster.ingest.sources import make_fetched
+    from broadcaster.runtime.cycle import Pipeline
     from tests.conftest import write_config
 
     accounts = "".join(

@@ -23,9 +23,9 @@ from typing import Any
 
 import pytest
 
-from broadcaster.emulator import EmulatorServer
+from broadcaster.outbox.store import HoldKind, PostState, Store
 from broadcaster.publishers import platform_module
-from broadcaster.store import HoldKind, PostState, Store
+from broadcaster.rehearsal.emulator import EmulatorServer
 from tests.conftest import DEMO, broadcaster_cmd, wait_for
 
 CHROMIUM = Path(os.environ.get("BROADCASTER_CHROMIUM", "/usr/bin/chromium"))

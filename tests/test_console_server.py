@@ -24,8 +24,8 @@ from click.testing import CliRunner
 from broadcaster.cli import main
 from broadcaster.console.server import ConsoleServer
 from broadcaster.console.users import Role, UserStore
-from broadcaster.operate import pause
-from broadcaster.store import Store
+from broadcaster.outbox.operations import pause
+from broadcaster.outbox.store import Store
 from tests.conftest import DEMO, broadcaster_cmd, wait_for, write_config
 from tests.console_support import FAST_HASHER, PASSWORD, demo_night, form_token, make_env
 

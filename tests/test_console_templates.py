@@ -13,12 +13,12 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from broadcaster.audit import entries
 from broadcaster.console import template_files as tf
 from broadcaster.console.app import create_app
 from broadcaster.console.users import UserStore
-from broadcaster.paths import DEFAULT_TEMPLATES
-from broadcaster.store import Store
+from broadcaster.core.paths import DEFAULT_TEMPLATES
+from broadcaster.outbox.audit import entries
+from broadcaster.outbox.store import Store
 from tests.console_support import FAST_HASHER, demo_night, login, make_env
 
 NAME = "en/x/called.j2"
@@ -235,8 +235,8 @@ def test_without_a_templates_folder_saving_is_refused(tmp_path: Path, night_db: 
 
 
 def test_a_saved_template_is_what_the_daemon_renders(env: Any):
-    from broadcaster.compose import Composer
-    from broadcaster.samples import sample_vars
+    from broadcaster.content.compose import Composer
+    from broadcaster.content.samples import sample_vars
 
     _path, config = env
     tf.save(config, tf.Name.parse(NAME), "SAVED {{ contest.name }}", user="edda")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from broadcaster import failpoints
+from broadcaster.core import failpoints
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -72,7 +72,7 @@ def test_failpoint_specification_is_checked():
 def test_a_failpoint_kills_the_process_and_says_where(tmp_path: Path, point: str):
     code = (
         "import time\n"
-        "from broadcaster import failpoints\n"
+        "from broadcaster.core import failpoints\n"
         "failpoints.hit('after_claim')\n"
         "with failpoints.around_call():\n"
         "    time.sleep(5)\n"
@@ -95,7 +95,7 @@ def test_a_failpoint_kills_the_process_and_says_where(tmp_path: Path, point: str
 def test_failpoints_are_inert_without_the_variable():
     env = {k: v for k, v in os.environ.items() if not k.startswith(failpoints.ENV)}
     code = (
-        "from broadcaster import failpoints\n"
+        "from broadcaster.core import failpoints\n"
         "assert not failpoints.active()\n"
         "failpoints.hit('after_claim')\n"
         "with failpoints.around_call():\n"

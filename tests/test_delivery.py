@@ -8,16 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from broadcaster import operate
-from broadcaster.clock import FeedClock
-from broadcaster.config import ConfigError, load_config
-from broadcaster.daemon import refuse_test_data
-from broadcaster.dispatcher import Dispatcher, publisher_env
-from broadcaster.pipeline import Pipeline
+from broadcaster.core.clock import FeedClock
+from broadcaster.core.config import ConfigError, load_config
+from broadcaster.delivery.dispatcher import Dispatcher, publisher_env
+from broadcaster.ingest.sources import make_fetched
+from broadcaster.outbox import operations as operate
+from broadcaster.outbox.store import PostState, Store
 from broadcaster.publishers import Post, PublishedRef, Publisher, RetryLater
 from broadcaster.publishers.dryrun import read_posts
-from broadcaster.sources import make_fetched
-from broadcaster.store import PostState, Store
+from broadcaster.runtime.cycle import Pipeline
+from broadcaster.runtime.daemon import refuse_test_data
 from tests.conftest import read_jsonl, write_config
 
 
@@ -99,7 +99,7 @@ def test_tight_budget_merges_and_no_called_seat_is_lost(tmp_path, demo_files):
     assert "summary" in kinds
     assert "majority" in kinds
     # Every called seat appears: in its own post, or in a summary that replaced it.
-    from broadcaster.parsers import parse
+    from broadcaster.ingest.parsers import parse
 
     final = parse(demo_files[-1].read_bytes())
     posted_text = "\n".join(r["text"] for r in records)
@@ -112,7 +112,7 @@ def test_tight_budget_merges_and_no_called_seat_is_lost(tmp_path, demo_files):
 
 
 def test_calls_waiting_at_the_final_tally_are_announced_before_it(tmp_path):
-    from broadcaster.fictional import Burst, NightPlan, write_night
+    from broadcaster.rehearsal.fictional import Burst, NightPlan, write_night
 
     # Five posts a day over an 8-hour night paces one post every two hours, so the calls of a
     # two-hour night are still waiting when the final tally comes.

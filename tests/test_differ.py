@@ -2,9 +2,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from broadcaster.differ import DiffRules, DiffState, diff
-from broadcaster.events import EventKind
-from broadcaster.model import (
+from broadcaster.domain.events import EventKind
+from broadcaster.domain.model import (
     Coalition,
     Contest,
     ContestKind,
@@ -14,7 +13,8 @@ from broadcaster.model import (
     Selection,
     Snapshot,
 )
-from broadcaster.parsers import parse
+from broadcaster.ingest.differ import DiffRules, DiffState, diff
+from broadcaster.ingest.parsers import parse
 
 T0 = datetime(2030, 7, 28, 12, 0, tzinfo=UTC)
 PARTIES = {

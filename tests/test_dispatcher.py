@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from broadcaster.clock import FeedClock
-from broadcaster.config import load_config
-from broadcaster.dispatcher import Dispatcher, post_from_row
-from broadcaster.pipeline import Pipeline
+from broadcaster.core.clock import FeedClock
+from broadcaster.core.config import load_config
+from broadcaster.delivery.dispatcher import Dispatcher, post_from_row
+from broadcaster.ingest.sources import make_fetched
+from broadcaster.outbox.store import PostState, Store
 from broadcaster.publishers import (
     InDoubt,
     Post,
@@ -22,8 +23,7 @@ from broadcaster.publishers import (
     RetryLater,
 )
 from broadcaster.publishers.dryrun import DryRunPublisher, read_posts, repair_torn_tail
-from broadcaster.sources import make_fetched
-from broadcaster.store import PostState, Store
+from broadcaster.runtime.cycle import Pipeline
 from tests.conftest import write_config
 
 REQUIRED_FIELDS = {

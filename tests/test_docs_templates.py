@@ -7,11 +7,11 @@ import re
 
 import pytest
 
-from broadcaster.context import View
-from broadcaster.events import TEMPLATED_KINDS, EventKind
-from broadcaster.parsers import parse
-from broadcaster.render import Locale, Renderer, make_filters
-from broadcaster.samples import sample_vars
+from broadcaster.content.context import View
+from broadcaster.content.render import Locale, Renderer, make_filters
+from broadcaster.content.samples import sample_vars
+from broadcaster.domain.events import TEMPLATED_KINDS, EventKind
+from broadcaster.ingest.parsers import parse
 from tests.conftest import DEMO, ROOT
 
 DOC = (ROOT / "docs" / "templates.md").read_text(encoding="utf-8")

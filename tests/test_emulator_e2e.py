@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from broadcaster.emulator import Emulator, EmulatorServer, Limits, parse_faults
+from broadcaster.rehearsal.emulator import Emulator, EmulatorServer, Limits, parse_faults
 from tests.conftest import DEMO, broadcaster_cmd
 
 SECRETS = {

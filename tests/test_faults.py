@@ -25,14 +25,15 @@ from typing import Any
 import httplib2
 import pytest
 
-from broadcaster import operate
-from broadcaster.budget import blocked_key
-from broadcaster.clock import FeedClock
-from broadcaster.config import ConfigError, load_config
-from broadcaster.dispatcher import MAX_ATTEMPTS, Dispatcher, post_from_row
-from broadcaster.emulator import Emulator, EmulatorServer, Limits
-from broadcaster.operate import FAILURES
-from broadcaster.pipeline import Pipeline
+from broadcaster.core.clock import FeedClock
+from broadcaster.core.config import ConfigError, load_config
+from broadcaster.core.secrets import Secrets, TokenStore
+from broadcaster.delivery.dispatcher import MAX_ATTEMPTS, Dispatcher, post_from_row
+from broadcaster.ingest.sources import make_fetched
+from broadcaster.outbox import operations as operate
+from broadcaster.outbox.operations import FAILURES
+from broadcaster.outbox.store import PostState, Store
+from broadcaster.planning.budget import blocked_key
 from broadcaster.publishers import (
     InDoubt,
     Post,
@@ -43,9 +44,8 @@ from broadcaster.publishers import (
     RetryLater,
     platform_module,
 )
-from broadcaster.secrets import Secrets, TokenStore
-from broadcaster.sources import make_fetched
-from broadcaster.store import PostState, Store
+from broadcaster.rehearsal.emulator import Emulator, EmulatorServer, Limits
+from broadcaster.runtime.cycle import Pipeline
 from tests.adapters import account, env, post
 from tests.conftest import DEMO
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from broadcaster import gates
-from broadcaster.fictional import Burst, NightPlan, first_seen_called, write_night
-from broadcaster.parsers import parse
+from broadcaster.ingest import gates
+from broadcaster.ingest.parsers import parse
+from broadcaster.rehearsal.fictional import Burst, NightPlan, first_seen_called, write_night
 
 
 def test_a_fictional_night_is_test_data_plausible_and_complete(tmp_path: Path):

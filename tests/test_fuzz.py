@@ -12,11 +12,11 @@ from typing import Any
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from broadcaster import gates
-from broadcaster.differ import DiffRules, DiffState, diff
-from broadcaster.parsers import FeedError, parse
-from broadcaster.parsers.mapped import load_mapping
-from broadcaster.paths import DEMO_SNAPSHOTS
+from broadcaster.core.paths import DEMO_SNAPSHOTS
+from broadcaster.ingest import gates
+from broadcaster.ingest.differ import DiffRules, DiffState, diff
+from broadcaster.ingest.parsers import FeedError, parse
+from broadcaster.ingest.parsers.mapped import load_mapping
 from tests.test_parse_eml import GOOD, count_510
 from tests.test_parse_mapped import example
 

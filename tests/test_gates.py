@@ -11,14 +11,15 @@ from pathlib import Path
 import pytest
 from sqlalchemy.exc import OperationalError
 
-from broadcaster import gates, operate
-from broadcaster.clock import FeedClock
-from broadcaster.config import GatesConfig, load_config
-from broadcaster.dispatcher import Dispatcher, publisher_env
-from broadcaster.pipeline import Pipeline
-from broadcaster.sources import make_fetched
-from broadcaster.status import collect_status
-from broadcaster.store import HoldKind, PostState, Store
+from broadcaster.core.clock import FeedClock
+from broadcaster.core.config import GatesConfig, load_config
+from broadcaster.delivery.dispatcher import Dispatcher, publisher_env
+from broadcaster.ingest import gates
+from broadcaster.ingest.sources import make_fetched
+from broadcaster.outbox import operations as operate
+from broadcaster.outbox.store import HoldKind, PostState, Store
+from broadcaster.runtime.cycle import Pipeline
+from broadcaster.runtime.status import collect_status
 from tests.conftest import read_jsonl, write_config
 
 HEADER = (
@@ -311,7 +312,7 @@ def test_warn_only_and_off_are_configuration(tmp_path: Path):
 
 
 def test_checks_on_a_snapshot_alone():
-    from broadcaster.parsers import parse
+    from broadcaster.ingest.parsers import parse
 
     rows = base_rows()
     case_votes_over_ballots(rows)

@@ -10,14 +10,14 @@ import subprocess
 import time
 from pathlib import Path
 
-from broadcaster.clock import FeedClock
-from broadcaster.config import load_config
-from broadcaster.dispatcher import Dispatcher
-from broadcaster.pipeline import Pipeline
+from broadcaster.core.clock import FeedClock
+from broadcaster.core.config import load_config
+from broadcaster.delivery.dispatcher import Dispatcher
+from broadcaster.ingest.sources import make_fetched
+from broadcaster.outbox.store import PostState, Store
 from broadcaster.publishers import PublisherEnv
 from broadcaster.publishers.dryrun import read_posts
-from broadcaster.sources import make_fetched
-from broadcaster.store import PostState, Store
+from broadcaster.runtime.cycle import Pipeline
 from tests.conftest import DEMO, broadcaster_cmd, read_jsonl, wait_for, write_config
 
 X_ONLY = (

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from broadcaster.compose import Composer
-from broadcaster.config import load_config
-from broadcaster.events import TEMPLATED_KINDS, EventKind
-from broadcaster.parsers import parse
-from broadcaster.render import Locale, make_filters
-from broadcaster.samples import SampleError, display_from, sample_vars
+from broadcaster.content.compose import Composer
+from broadcaster.content.render import Locale, make_filters
+from broadcaster.content.samples import SampleError, display_from, sample_vars
+from broadcaster.core.config import load_config
+from broadcaster.domain.events import TEMPLATED_KINDS, EventKind
+from broadcaster.ingest.parsers import parse
 from tests.conftest import DEMO, write_config
 
 KHMER = re.compile(r"[\u1780-\u17ff]")

@@ -9,10 +9,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twitter_text import parse_tweet
 
-from broadcaster.clock import FeedClock
-from broadcaster.config import load_config
-from broadcaster.dispatcher import Dispatcher
-from broadcaster.limits import (
+from broadcaster.core.clock import FeedClock
+from broadcaster.core.config import load_config
+from broadcaster.delivery.dispatcher import Dispatcher
+from broadcaster.domain.limits import (
     ELLIPSIS,
     Overflow,
     OverLimit,
@@ -24,11 +24,11 @@ from broadcaster.limits import (
     shorten,
     split_thread,
 )
-from broadcaster.pipeline import Pipeline
+from broadcaster.ingest.sources import make_fetched
+from broadcaster.outbox.store import PostState, Store
 from broadcaster.publishers import PublisherEnv, capabilities_for, text_limits
 from broadcaster.publishers.dryrun import read_posts
-from broadcaster.sources import make_fetched
-from broadcaster.store import PostState, Store
+from broadcaster.runtime.cycle import Pipeline
 from tests.conftest import write_config
 
 KHMER = "ជាប់ឆ្នោត"  # 9 code points

@@ -13,8 +13,10 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import responses
 
-from broadcaster.config import AccountConfig, LiveDestinationConfig, load_config
-from broadcaster.emulator import Emulator, EmulatorServer
+from broadcaster.core.config import AccountConfig, LiveDestinationConfig, load_config
+from broadcaster.core.logs import redact
+from broadcaster.core.paths import DEMO_SNAPSHOTS
+from broadcaster.core.secrets import Secrets, TokenStore
 from broadcaster.live.channel import Channel
 from broadcaster.live.data import replay_steps
 from broadcaster.live.destinations import Destination
@@ -22,12 +24,10 @@ from broadcaster.live.emulator_routes import live_state
 from broadcaster.live.facebook_live import FacebookLive
 from broadcaster.live.sender import TargetError
 from broadcaster.live.youtube_live import BroadcastEnded, YouTubeLive
-from broadcaster.logs import redact
-from broadcaster.paths import DEMO_SNAPSHOTS
 from broadcaster.publishers import facebook as facebook_module
 from broadcaster.publishers import youtube as youtube_module
 from broadcaster.publishers.base import PublisherEnv
-from broadcaster.secrets import Secrets, TokenStore
+from broadcaster.rehearsal.emulator import Emulator, EmulatorServer
 from tests.adapters import account, env
 from tests.conftest import wait_for
 from tests.sequence import TOKEN, Sequence, ok
@@ -211,7 +211,7 @@ def emulated(module, name: str, base: str, tmp_path: Path) -> tuple[AccountConfi
 
 
 def env_with(tmp_path: Path, secrets: dict[str, str], tokens: TokenStore) -> PublisherEnv:
-    from broadcaster.clock import WallClock
+    from broadcaster.core.clock import WallClock
     from broadcaster.publishers.base import _MemoryState
 
     return PublisherEnv(

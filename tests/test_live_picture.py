@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 from PIL import ImageChops
 
-from broadcaster.config import ConfigError, load_config, parse_config
+from broadcaster.core.config import ConfigError, load_config, parse_config
+from broadcaster.core.paths import DEMO_SNAPSHOTS
+from broadcaster.domain.model import ResultsStatus
 from broadcaster.live.data import EMPTY, replay_steps, results_status
 from broadcaster.live.layout import LayoutError
 from broadcaster.live.picture import Compositor, Focus, Painter, layout_variables
-from broadcaster.model import ResultsStatus
-from broadcaster.paths import DEMO_SNAPSHOTS
 
 SIZE = (640, 360)
 
@@ -243,7 +243,7 @@ def test_live_configuration_defaults(tmp_path):
 
 def test_test_data_is_never_streamed_to_a_real_destination(tmp_path):
     from broadcaster.live.runner import refuse_test_stream
-    from broadcaster.store import Store
+    from broadcaster.outbox.store import Store
 
     data = live_toml(
         '[[live.destinations]]\nname = "own"\nkind = "rtmp"\nurl = "rtmp://media.example/live"'

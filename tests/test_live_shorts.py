@@ -9,10 +9,10 @@ import av
 import pytest
 import responses
 
-from broadcaster.config import load_config
+from broadcaster.core.config import load_config
+from broadcaster.core.paths import DEMO_SNAPSHOTS
 from broadcaster.live.data import replay_steps
 from broadcaster.live.shorts import render_short
-from broadcaster.paths import DEMO_SNAPSHOTS
 from broadcaster.publishers.tiktok import MIN_CHUNK, video_chunks
 from tests.adapters import post
 from tests.sequence import TOKEN, Sequence

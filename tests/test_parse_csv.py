@@ -4,8 +4,8 @@ import re
 
 import pytest
 
-from broadcaster.model import ContestKind, ResultsStatus
-from broadcaster.parsers import FeedError, parse
+from broadcaster.domain.model import ContestKind, ResultsStatus
+from broadcaster.ingest.parsers import FeedError, parse
 from tests.conftest import ROOT
 
 HEADER = "election,status,generated_at,contest_id,contest_name,selection_id,selection_name,votes"

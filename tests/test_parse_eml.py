@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from broadcaster.model import ContestKind, ResultsStatus
-from broadcaster.parsers import FeedError, detect, parse
+from broadcaster.domain.model import ContestKind, ResultsStatus
+from broadcaster.ingest.parsers import FeedError, detect, parse
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "feeds"
 COUNT_510 = SHARED / "Telling_GR2022_WestMaasenWaal.eml.xml"

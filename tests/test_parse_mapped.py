@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from broadcaster.config import ConfigError, load_config
-from broadcaster.model import ResultsStatus
-from broadcaster.parsers import FeedError, parse, reader_for
-from broadcaster.parsers.mapped import MappingError, load_mapping
+from broadcaster.core.config import ConfigError, load_config
+from broadcaster.domain.model import ResultsStatus
+from broadcaster.ingest.parsers import FeedError, parse, reader_for
+from broadcaster.ingest.parsers.mapped import MappingError, load_mapping
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "feed-format.md"
 
@@ -200,7 +200,7 @@ def test_a_csv_that_does_not_fit_names_line_and_column(tmp_path: Path, edit, exp
 def test_fast_getters_agree_with_jmespath(expr: str):
     import jmespath
 
-    from broadcaster.parsers.mapped import _Getter
+    from broadcaster.ingest.parsers.mapped import _Getter
 
     getter = _Getter("selections.votes", expr)
     for doc in ({}, {"a": "x"}, {"a": {"b": "y"}}, {"a": [1]}, {"a": 1}, {"a": True}, [], None):

@@ -5,8 +5,8 @@ from datetime import timedelta, timezone
 
 import pytest
 
-from broadcaster.model import ContestKind, ResultsStatus
-from broadcaster.parsers import FeedError, detect, parse
+from broadcaster.domain.model import ContestKind, ResultsStatus
+from broadcaster.ingest.parsers import FeedError, detect, parse
 from tests.conftest import shared_feed
 from tests.nist_builder import (
     candidate,

@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from broadcaster.clock import FeedClock
-from broadcaster.compose import TEST_MARKER
-from broadcaster.config import Config, load_config
-from broadcaster.pipeline import Pipeline
-from broadcaster.sources import make_fetched
-from broadcaster.store import PostState, Store, events, posts
+from broadcaster.content.compose import TEST_MARKER
+from broadcaster.core.clock import FeedClock
+from broadcaster.core.config import Config, load_config
+from broadcaster.ingest.sources import make_fetched
+from broadcaster.outbox.store import PostState, Store, events, posts
+from broadcaster.runtime.cycle import Pipeline
 from tests.conftest import write_config
 
 
@@ -150,7 +150,7 @@ def test_a_broken_template_holds_the_post_instead_of_failing(tmp_path, demo_file
 def test_a_cycle_that_fails_before_its_commit_is_tried_again_next_poll(
     config, store, demo_files, tmp_path, monkeypatch
 ):
-    from broadcaster.sources import FileSource
+    from broadcaster.ingest.sources import FileSource
 
     feed = tmp_path / "feed.json"
     feed.write_bytes(demo_files[0].read_bytes())

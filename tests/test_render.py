@@ -4,10 +4,10 @@ from pathlib import Path
 
 import pytest
 
-from broadcaster.events import TEMPLATED_KINDS, EventKind
-from broadcaster.parsers import parse
-from broadcaster.render import Renderer, RenderError
-from broadcaster.samples import sample_vars
+from broadcaster.content.render import Renderer, RenderError
+from broadcaster.content.samples import sample_vars
+from broadcaster.domain.events import TEMPLATED_KINDS, EventKind
+from broadcaster.ingest.parsers import parse
 
 PLATFORMS = ("facebook", "youtube", "tiktok", "x", "dryrun")
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from broadcaster.events import EventKind
-from broadcaster.parsers import parse
-from broadcaster.render import Budget, Renderer, RenderError
-from broadcaster.samples import sample_vars
+from broadcaster.content.render import Budget, Renderer, RenderError
+from broadcaster.content.samples import sample_vars
+from broadcaster.domain.events import EventKind
+from broadcaster.ingest.parsers import parse
 from tests.conftest import DEMO
 
 

@@ -12,8 +12,8 @@ from typing import ClassVar
 
 import pytest
 
-from broadcaster.config import FeedConfig
-from broadcaster.sources import FileSource, HttpSource, ReplaySource, SourceDown, make_source
+from broadcaster.core.config import FeedConfig
+from broadcaster.ingest.sources import FileSource, HttpSource, ReplaySource, SourceDown, make_source
 
 
 class FeedHandler(BaseHTTPRequestHandler):

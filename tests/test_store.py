@@ -9,7 +9,7 @@ import sqlite3
 import stat
 from pathlib import Path
 
-from broadcaster.store import SCHEMA_VERSION, HoldKind, Store
+from broadcaster.outbox.store import SCHEMA_VERSION, HoldKind, Store
 
 
 def _open_and_write(url: str) -> None:
@@ -64,8 +64,8 @@ def _as_schema_1(path: Path) -> None:
 
 
 def test_a_schema_1_database_is_upgraded_in_place(tmp_path: Path, demo_files: list[Path]):
-    from broadcaster.config import load_config
-    from broadcaster.rehearsal import rehearse
+    from broadcaster.core.config import load_config
+    from broadcaster.rehearsal.replay import rehearse
 
     out = tmp_path / "night"
     rehearse(load_config(None), demo_files[0].parent, out)

@@ -17,20 +17,20 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from broadcaster import operate
-from broadcaster.audit import entries
-from broadcaster.cardmaker import CardMaker
 from broadcaster.cli import main
-from broadcaster.clock import FeedClock
-from broadcaster.config import Config, ConfigError, load_config
-from broadcaster.daemon import Daemon
-from broadcaster.dispatcher import Dispatcher, publisher_env
-from broadcaster.emulator import Emulator, EmulatorServer
-from broadcaster.pipeline import Pipeline
+from broadcaster.core.clock import FeedClock
+from broadcaster.core.config import Config, ConfigError, load_config
+from broadcaster.core.secrets import Secrets
+from broadcaster.delivery.cards import CardMaker
+from broadcaster.delivery.dispatcher import Dispatcher, publisher_env
+from broadcaster.ingest.sources import make_fetched
+from broadcaster.outbox import operations as operate
+from broadcaster.outbox.audit import entries
+from broadcaster.outbox.store import DatabaseMode, HoldKind, PostState, Store
 from broadcaster.publishers import PublisherEnv
-from broadcaster.secrets import Secrets
-from broadcaster.sources import make_fetched
-from broadcaster.store import DatabaseMode, HoldKind, PostState, Store
+from broadcaster.rehearsal.emulator import Emulator, EmulatorServer
+from broadcaster.runtime.cycle import Pipeline
+from broadcaster.runtime.daemon import Daemon
 from tests.conftest import write_config
 
 HEADER = (
@@ -435,7 +435,7 @@ def test_path10_operators_are_audited_and_approve_all_spares_gated_posts(tmp_pat
 
 
 def test_path11_the_database_and_posts_file_are_private(tmp_path: Path, demo_files: list[Path]):
-    from broadcaster.rehearsal import rehearse
+    from broadcaster.rehearsal.replay import rehearse
 
     out = tmp_path / "night"
     rehearse(load_config(None), demo_files[0].parent, out)
@@ -456,8 +456,8 @@ def test_path11_group_readable_files_when_configured(tmp_path: Path):
 
 
 def test_secrets_in_the_configured_files_are_registered_for_masking(tmp_path: Path):
-    from broadcaster.logs import redact
-    from broadcaster.secrets import register_config_secrets
+    from broadcaster.core.logs import redact
+    from broadcaster.core.secrets import register_config_secrets
 
     secrets = tmp_path / "secrets.toml"
     secrets.write_text('FILE_SECRET = "file-secret-value-1234"\n')

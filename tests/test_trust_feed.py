@@ -32,15 +32,15 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from broadcaster import gates
-from broadcaster.clock import FeedClock
-from broadcaster.config import Config, FeedConfig, ServiceConfig, load_config
-from broadcaster.dispatcher import Dispatcher, publisher_env
-from broadcaster.model import Snapshot
-from broadcaster.parsers import FeedError, parse
-from broadcaster.pipeline import Pipeline
-from broadcaster.sources import HttpSource, SourceDown, make_fetched
-from broadcaster.store import PostState, Store, posts, snapshots
+from broadcaster.core.clock import FeedClock
+from broadcaster.core.config import Config, FeedConfig, ServiceConfig, load_config
+from broadcaster.delivery.dispatcher import Dispatcher, publisher_env
+from broadcaster.domain.model import Snapshot
+from broadcaster.ingest import gates
+from broadcaster.ingest.parsers import FeedError, parse
+from broadcaster.ingest.sources import HttpSource, SourceDown, make_fetched
+from broadcaster.outbox.store import PostState, Store, posts, snapshots
+from broadcaster.runtime.cycle import Pipeline
 from tests.conftest import (
     DEMO,
     SHARED_FEEDS,
@@ -199,7 +199,7 @@ def test_path6_rtl_override_and_newlines_in_a_name_are_normalised_and_held(night
 
 
 def test_path6_zero_width_and_invisible_characters_are_dropped_but_script_joiners_kept():
-    from broadcaster.parsers.clean import clean_text
+    from broadcaster.ingest.parsers.clean import clean_text
 
     # Word joiner, BOM, soft hyphen, LRM: invisible, dropped.
     assert clean_text("Al\u2060ya\ufeff Rah\u00adman\u200e", "x") == ("Alya Rahman", [])
@@ -374,7 +374,7 @@ def test_path7_max_count_is_configurable_and_applies_to_every_count(tmp_path: Pa
     cfg.write_text(
         cfg.read_text().replace("poll_interval = 0.2", "poll_interval = 0.2\nmax_count = 400")
     )
-    from broadcaster.parsers import reader_for
+    from broadcaster.ingest.parsers import reader_for
 
     with pytest.raises(FeedError, match=r"votes: 600 is above .*max_count = 400"):
         reader_for(load_config(cfg))(dumps(two_seats()))
@@ -389,7 +389,7 @@ def test_path7_an_unexpected_error_rejects_the_snapshot_and_the_next_one_is_read
         raise ZeroDivisionError("a bug that one value triggers")
 
     with monkeypatch.context() as m:
-        m.setattr("broadcaster.pipeline.compute_tally", broken)
+        m.setattr("broadcaster.runtime.cycle.compute_tally", broken)
         result = night.feed(two_seats(at="21:30", reported=8), "2.json")
     assert result.outcome == "rejected"
     assert result.error == "unexpected error: ZeroDivisionError: a bug that one value triggers"
@@ -515,7 +515,7 @@ def count(folder: Path, accepted: bool) -> int:
 
 
 def test_health_counts_good_and_failed_polls_and_minutes_without_a_good_one():
-    from broadcaster.feedhealth import FeedHealth, feed_problems
+    from broadcaster.ingest.health import FeedHealth, feed_problems
 
     service = ServiceConfig(degraded_after_failures=3, feed_stale_after=600)
     health = FeedHealth(started_at=1000.0)
@@ -606,7 +606,7 @@ class Scripted(BaseHTTPRequestHandler):
 
 
 def test_path8_safe_url_masks_userinfo_and_query_secrets():
-    from broadcaster.sources import safe_url
+    from broadcaster.ingest.sources import safe_url
 
     assert (
         safe_url("https://user:s3cret-pass@feed.example/r.json?election=2030&token=abc123def")
@@ -685,7 +685,7 @@ def test_path8_feed_headers_are_not_sent_to_another_origin(tmp_path: Path):
     url = f"http://127.0.0.1:{home.server_address[1]}/feed.json"
     try:
         feed = FeedConfig(source=url, headers={"Authorization": "FEED_TOKEN"})
-        from broadcaster.secrets import Secrets
+        from broadcaster.core.secrets import Secrets
 
         src = HttpSource(url, feed, secrets=Secrets(environ={"FEED_TOKEN": "Bearer xyz-123456"}))
         assert src.fetch() is not None
@@ -859,7 +859,7 @@ def test_path9_a_redirect_may_not_leave_the_feeds_kind_of_address(tmp_path: Path
 
 
 def test_path9_redirect_policy_by_kind_of_address():
-    from broadcaster.sources import address_kind, redirect_refusal
+    from broadcaster.ingest.sources import address_kind, redirect_refusal
 
     assert address_kind("8.8.8.8") == "public"
     assert address_kind("10.1.2.3") == "private"
@@ -924,7 +924,7 @@ def _config_with(tmp_path: Path, case: str) -> tuple[Path, str]:
     ],
 )
 def test_path12_run_refuses_to_start_naming_the_key(tmp_path: Path, run_cli, case: str):
-    from broadcaster.preflight import preflight
+    from broadcaster.runtime.preflight import preflight
 
     cfg, key = _config_with(tmp_path, case)
     result = run_cli("run", "--config", str(cfg), "--dry-run", cwd=tmp_path, timeout=60)
@@ -937,7 +937,7 @@ def test_path12_run_refuses_to_start_naming_the_key(tmp_path: Path, run_cli, cas
 
 
 def test_path12_files_vanishing_while_running_degrade_healthz_and_status(tmp_path: Path, run_cli):
-    from broadcaster.preflight import runtime_problems
+    from broadcaster.runtime.preflight import runtime_problems
 
     feed = tmp_path / "feed.json"
     feed.write_bytes(dumps(two_seats()))

@@ -28,18 +28,18 @@ from typing import Any
 
 import pytest
 
-from broadcaster.clock import FeedClock
-from broadcaster.config import ConfigError, load_config
-from broadcaster.dispatcher import Dispatcher
-from broadcaster.events import EventKind
-from broadcaster.parsers import parse
-from broadcaster.pipeline import Pipeline
+from broadcaster.content.render import Budget, Renderer, RenderError
+from broadcaster.content.samples import sample_vars
+from broadcaster.core.clock import FeedClock
+from broadcaster.core.config import ConfigError, load_config
+from broadcaster.delivery.dispatcher import Dispatcher
+from broadcaster.domain.events import EventKind
+from broadcaster.ingest.parsers import parse
+from broadcaster.ingest.sources import make_fetched
+from broadcaster.outbox.store import PostState, Store
 from broadcaster.publishers import PublisherEnv
 from broadcaster.publishers.dryrun import read_posts
-from broadcaster.render import Budget, Renderer, RenderError
-from broadcaster.samples import sample_vars
-from broadcaster.sources import make_fetched
-from broadcaster.store import PostState, Store
+from broadcaster.runtime.cycle import Pipeline
 from tests.conftest import DEMO, broadcaster_cmd, wait_for, write_config
 
 SECRET = "xsec-7f3a9c21e8b4d605"

@@ -31,13 +31,13 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from broadcaster import audit
-from broadcaster.config import Config
 from broadcaster.console.auth import LoginLimiter, Session, Sessions, same_token
 from broadcaster.console.users import Role, User, UserError, UserStore, users_path
-from broadcaster.secrets import register_config_secrets
-from broadcaster.store import Store
-from broadcaster.terminal import visible
+from broadcaster.core.config import Config
+from broadcaster.core.secrets import register_config_secrets
+from broadcaster.core.terminal import visible
+from broadcaster.outbox import audit
+from broadcaster.outbox.store import Store
 
 log = logging.getLogger(__name__)
 

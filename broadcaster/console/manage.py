@@ -7,12 +7,12 @@ import secrets
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from broadcaster.announce import AnnouncementError, announce, measure
-from broadcaster.audit import entries
 from broadcaster.console.app import Ctx, Forbidden, page
 from broadcaster.console.users import Role, UserError
-from broadcaster.operate import pause, resume
-from broadcaster.status import collect_status
+from broadcaster.outbox.announce import AnnouncementError, announce, measure
+from broadcaster.outbox.audit import entries
+from broadcaster.outbox.operations import pause, resume
+from broadcaster.runtime.status import collect_status
 
 # -- accounts ----------------------------------------------------------------------------------
 

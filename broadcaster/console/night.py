@@ -23,8 +23,8 @@ from starlette.routing import BaseRoute, Route
 
 from broadcaster.console.app import Ctx, authenticate, page
 from broadcaster.console.users import Role
-from broadcaster.status import collect_status
-from broadcaster.store import PostState
+from broadcaster.outbox.store import PostState
+from broadcaster.runtime.status import collect_status
 
 if TYPE_CHECKING:
     from broadcaster.console.app import Console

@@ -17,13 +17,13 @@ from urllib.parse import urlencode, urlsplit
 from starlette.responses import FileResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from broadcaster.cardmaker import CardMaker
-from broadcaster.config import AccountConfig
 from broadcaster.console.app import Ctx, Forbidden, page
 from broadcaster.console.users import Role
-from broadcaster.events import EventKind
-from broadcaster.limits import shorten
-from broadcaster.operate import (
+from broadcaster.core.config import AccountConfig
+from broadcaster.delivery.cards import CardMaker
+from broadcaster.domain.events import EventKind
+from broadcaster.domain.limits import shorten
+from broadcaster.outbox.operations import (
     OperatorError,
     PostFilter,
     approve,
@@ -37,8 +37,8 @@ from broadcaster.operate import (
     retry,
     show_post,
 )
+from broadcaster.outbox.store import HoldKind, PostState
 from broadcaster.publishers import capabilities_for, text_limits
-from broadcaster.store import HoldKind, PostState
 
 PAGE = 50
 # Held for what no approval can fix: a secret in its text (masked, so approving would post the

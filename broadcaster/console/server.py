@@ -13,10 +13,10 @@ import time
 
 import uvicorn
 
-from broadcaster.config import Config
 from broadcaster.console.app import create_app
 from broadcaster.console.users import UserStore
-from broadcaster.store import Store
+from broadcaster.core.config import Config
+from broadcaster.outbox.store import Store
 
 log = logging.getLogger(__name__)
 

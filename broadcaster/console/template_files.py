@@ -24,15 +24,15 @@ from typing import Any
 
 from jinja2 import TemplateError, TemplateSyntaxError
 
-from broadcaster.compose import Composer
-from broadcaster.config import LANGUAGES, AccountConfig, Config
-from broadcaster.events import TEMPLATED_KINDS, Event, EventKind
-from broadcaster.model import Snapshot
-from broadcaster.paths import DEFAULT_TEMPLATES
-from broadcaster.pipeline import rules_from
+from broadcaster.content.compose import Composer
+from broadcaster.content.render import FALLBACK, RenderError
+from broadcaster.content.samples import SampleError, display_from, sample_vars
+from broadcaster.core.config import LANGUAGES, AccountConfig, Config
+from broadcaster.core.paths import DEFAULT_TEMPLATES
+from broadcaster.domain.events import TEMPLATED_KINDS, Event, EventKind
+from broadcaster.domain.model import Snapshot
 from broadcaster.publishers import capabilities_for, text_limits
-from broadcaster.render import FALLBACK, RenderError
-from broadcaster.samples import SampleError, display_from, sample_vars
+from broadcaster.runtime.cycle import rules_from
 
 PLATFORMS = ("facebook", "youtube", "tiktok", "x")
 KINDS = tuple(k.value for k in TEMPLATED_KINDS)
@@ -244,7 +244,7 @@ def _relative(text: str, draft_dir: Path) -> str:
 
 @cache
 def fictional_night() -> tuple[Snapshot, Snapshot]:
-    from broadcaster.lint import demo_snapshots
+    from broadcaster.content.lint import demo_snapshots
 
     night = demo_snapshots()
     return night[len(night) // 2], night[-1]

@@ -10,12 +10,12 @@ from urllib.parse import urlencode
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from broadcaster.cards import CardStyle, render_card
-from broadcaster.compose import locale_for
-from broadcaster.config import LANGUAGES, AccountConfig
 from broadcaster.console import template_files as tf
 from broadcaster.console.app import Ctx, page
 from broadcaster.console.users import Role
+from broadcaster.content.cards.draw import CardStyle, render_card
+from broadcaster.content.compose import locale_for
+from broadcaster.core.config import LANGUAGES, AccountConfig
 from broadcaster.publishers import capabilities_for
 from broadcaster.publishers.base import CardSpec
 

@@ -24,7 +24,7 @@ from typing import Any
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
-from broadcaster.config import Config
+from broadcaster.core.config import Config
 
 NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 MIN_PASSWORD = 10

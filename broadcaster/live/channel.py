@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from broadcaster.clock import Clock, WallClock
-from broadcaster.config import Config
+from broadcaster.core.clock import Clock, WallClock
+from broadcaster.core.config import Config
 from broadcaster.live.data import EMPTY, ChannelData
 from broadcaster.live.destinations import Destination
 from broadcaster.live.encoder import AudioSource, Encoder
@@ -30,7 +30,7 @@ from broadcaster.live.health import STATUS_KEY
 from broadcaster.live.picture import Compositor, Painter, Scene
 from broadcaster.live.sender import Sender
 from broadcaster.live.youtube_live import BroadcastEnded
-from broadcaster.store import Store
+from broadcaster.outbox.store import Store
 
 log = logging.getLogger(__name__)
 

@@ -15,10 +15,10 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-from broadcaster.config import Config
-from broadcaster.model import Contest, ContestKind, Snapshot
-from broadcaster.store import Store, events, snapshots
-from broadcaster.tally import Tally, compute_tally
+from broadcaster.core.config import Config
+from broadcaster.domain.model import Contest, ContestKind, Snapshot
+from broadcaster.domain.tally import Tally, compute_tally
+from broadcaster.outbox.store import Store, events, snapshots
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +154,7 @@ def replay_steps(config: Config, files: Sequence[Path]) -> list[ReplayStep]:
     feed-time order, with the calls found by comparing each snapshot with the one before (the
     differ's rule: a contest called now and not before). Unreadable snapshots are skipped and
     logged, as the daemon rejects them."""
-    from broadcaster.parsers import FeedError, reader_for
+    from broadcaster.ingest.parsers import FeedError, reader_for
 
     read = reader_for(config)
     steps: list[ReplayStep] = []

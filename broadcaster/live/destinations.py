@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from broadcaster.clock import Clock
-from broadcaster.config import Config, LiveDestinationConfig
+from broadcaster.core.clock import Clock
+from broadcaster.core.config import Config, LiveDestinationConfig
+from broadcaster.core.secrets import SecretError, Secrets
 from broadcaster.live.sender import TargetError
-from broadcaster.secrets import SecretError, Secrets
-from broadcaster.store import Store
+from broadcaster.outbox.store import Store
 
 
 class Lifecycle(Protocol):
@@ -104,7 +104,7 @@ def build_destinations(
                 )
             )
         return out
-    from broadcaster.dispatcher import publisher_env
+    from broadcaster.delivery.dispatcher import publisher_env
 
     env = publisher_env(config, store, clock, config.path(config.output.posts) or Path("x"))
     accounts = {a.name: a for a in config.accounts}

@@ -1,5 +1,5 @@
-"""The live endpoints of the platform emulator (broadcaster/emulator.py): YouTube's liveStreams
-and liveBroadcasts, Facebook's live_videos, with their documented shapes.
+"""The live endpoints of the platform emulator (broadcaster/rehearsal/emulator.py): YouTube's
+liveStreams and liveBroadcasts, Facebook's live_videos, with their documented shapes.
 
 The emulator hands out ingest addresses under `LiveState.ingest` (an RTMP server the caller runs,
 such as the tests' listener). A broadcast goes live as soon as it is bound (YouTube, with

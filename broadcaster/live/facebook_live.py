@@ -12,10 +12,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from broadcaster.config import AccountConfig, Config, LiveDestinationConfig
+from broadcaster.core.config import AccountConfig, Config, LiveDestinationConfig
+from broadcaster.core.logs import register_secret
 from broadcaster.live.sender import TargetError
 from broadcaster.live.youtube_live import BroadcastEnded, target_error
-from broadcaster.logs import register_secret
 from broadcaster.publishers.base import PublisherEnv, PublishError
 from broadcaster.publishers.facebook import FacebookPublisher
 

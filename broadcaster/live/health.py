@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from broadcaster.store import Store
+from broadcaster.outbox.store import Store
 
 STATUS_KEY = "live:status"
 STALE_AFTER = 15.0  # seconds without a report before the channel counts as not running

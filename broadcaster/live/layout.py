@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from broadcaster.render import Renderer, RenderError
+from broadcaster.content.render import Renderer, RenderError
 
 log = logging.getLogger(__name__)
 

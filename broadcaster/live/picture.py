@@ -23,9 +23,12 @@ from zoneinfo import ZoneInfo
 
 from PIL import Image, ImageDraw
 
-from broadcaster.cards import CardError, draw_text, fit, text_width
-from broadcaster.config import Config
-from broadcaster.context import View, contest_view, tally_view
+from broadcaster.content.cards.draw import CardError, draw_text, fit, text_width
+from broadcaster.content.context import View, contest_view, tally_view
+from broadcaster.content.render import Budget, Locale, Renderer, make_filters
+from broadcaster.content.samples import display_from
+from broadcaster.core.config import Config
+from broadcaster.domain.model import Contest, Snapshot
 from broadcaster.live.data import ChannelData, in_progress, reporting, results_status
 from broadcaster.live.layout import (
     DESIGN,
@@ -41,9 +44,6 @@ from broadcaster.live.layout import (
     Text,
     Ticker,
 )
-from broadcaster.model import Contest, Snapshot
-from broadcaster.render import Budget, Locale, Renderer, make_filters
-from broadcaster.samples import display_from
 
 log = logging.getLogger(__name__)
 _FONTS = threading.RLock()

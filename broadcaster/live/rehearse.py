@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
-from broadcaster.config import Config
+from broadcaster.core.config import Config
 from broadcaster.live.channel import picture_size
 from broadcaster.live.data import replay_steps
 from broadcaster.live.encoder import AudioSource, Encoder, FileOutput

@@ -10,12 +10,12 @@ import logging
 import threading
 from collections.abc import Callable
 
-from broadcaster.clock import WallClock
-from broadcaster.config import Config, ConfigError
+from broadcaster.core.clock import WallClock
+from broadcaster.core.config import Config, ConfigError
 from broadcaster.live.channel import Channel
 from broadcaster.live.data import StoreFeed
 from broadcaster.live.destinations import build_destinations
-from broadcaster.store import Store
+from broadcaster.outbox.store import Store
 
 log = logging.getLogger(__name__)
 

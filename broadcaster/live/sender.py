@@ -27,8 +27,8 @@ from typing import Any
 
 import av
 
+from broadcaster.core.logs import redact
 from broadcaster.live.encoder import Chunk
-from broadcaster.logs import redact
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
-from broadcaster.config import Config
+from broadcaster.core.config import Config
 from broadcaster.live.data import ChannelData
 from broadcaster.live.encoder import AudioSource, Encoder, FileOutput
 from broadcaster.live.picture import Compositor, Focus, Painter

@@ -15,9 +15,9 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
-from broadcaster.config import AccountConfig, Config, LiveDestinationConfig
+from broadcaster.core.config import AccountConfig, Config, LiveDestinationConfig
+from broadcaster.core.logs import register_secret
 from broadcaster.live.sender import TargetError
-from broadcaster.logs import register_secret
 from broadcaster.publishers.base import (
     PublisherEnv,
     PublishError,

@@ -13,8 +13,8 @@ from types import ModuleType
 
 from pydantic import BaseModel, ValidationError
 
-from broadcaster.config import AccountConfig
-from broadcaster.limits import TextLimit
+from broadcaster.core.config import AccountConfig
+from broadcaster.domain.limits import TextLimit
 from broadcaster.publishers.base import (
     Capabilities,
     InDoubt,

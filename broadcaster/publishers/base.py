@@ -13,10 +13,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
-from broadcaster.budget import Window
-from broadcaster.clock import Clock
-from broadcaster.limits import TextLimit
-from broadcaster.secrets import Secrets, TokenStore
+from broadcaster.core.clock import Clock
+from broadcaster.core.secrets import Secrets, TokenStore
+from broadcaster.domain.limits import TextLimit
+from broadcaster.planning.budget import Window
 
 DEFAULT_TEXT = TextLimit(63206, "chars")
 

@@ -15,7 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from broadcaster.config import AccountConfig
+from broadcaster.core.config import AccountConfig
 from broadcaster.publishers.base import (
     Capabilities,
     Post,

@@ -25,9 +25,9 @@ import facebook
 import requests
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from broadcaster.budget import Window, blocked_key
-from broadcaster.config import AccountConfig
-from broadcaster.limits import TextLimit
+from broadcaster.core.config import AccountConfig
+from broadcaster.domain.limits import TextLimit
+from broadcaster.planning.budget import Window, blocked_key
 from broadcaster.publishers.base import (
     Capabilities,
     CardSpec,

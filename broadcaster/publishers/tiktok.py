@@ -32,9 +32,9 @@ from urllib.parse import quote
 import requests
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from broadcaster.budget import Window
-from broadcaster.config import AccountConfig
-from broadcaster.limits import TextLimit
+from broadcaster.core.config import AccountConfig
+from broadcaster.domain.limits import TextLimit
+from broadcaster.planning.budget import Window
 from broadcaster.publishers.base import (
     Capabilities,
     CardSpec,

@@ -23,9 +23,9 @@ import requests
 import tweepy
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from broadcaster.budget import Window, blocked_key, learned_key
-from broadcaster.config import AccountConfig
-from broadcaster.limits import TextLimit
+from broadcaster.core.config import AccountConfig
+from broadcaster.domain.limits import TextLimit
+from broadcaster.planning.budget import Window, blocked_key, learned_key
 from broadcaster.publishers.base import (
     Capabilities,
     CardSpec,

@@ -45,9 +45,9 @@ from googleapiclient.errors import HttpError
 from googleapiclient.http import MediaFileUpload
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from broadcaster.budget import Window
-from broadcaster.config import AccountConfig
-from broadcaster.limits import TextLimit
+from broadcaster.core.config import AccountConfig
+from broadcaster.domain.limits import TextLimit
+from broadcaster.planning.budget import Window
 from broadcaster.publishers.base import (
     Capabilities,
     EmulatorAccount,

@@ -1,0 +1,1 @@
+"""What a post says and shows: template context, sandboxed rendering, limits, cards."""

@@ -1,0 +1,1 @@
+"""Result-card images: drawing, fonts."""

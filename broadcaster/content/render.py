@@ -1,0 +1,400 @@
+"""Rendering posts from the operators' Jinja templates, safely.
+
+Templates are untrusted input. They run in a bounded, immutable Jinja sandbox
+(broadcaster/content/sandbox.py) with StrictUndefined: a misspelt variable is an error and not an
+empty string, Python internals are out of reach, nothing can be modified, and no operator, filter or
+format can take more than its share of time or memory; a template that tries is stopped and
+reported instead of stalling the daemon.
+
+Files are looked up as `<language>/<platform>/<event kind>.j2`, then `<language>/default/<event
+kind>.j2`; each first in the account's folder, then the configured folder, then the bundled
+defaults, so operators override the defaults file by file. A language never falls back to
+another: a Khmer account with no Khmer template holds its posts rather than post in English.
+Only plain files inside those folders are read (broadcaster/content/templatefiles.py).
+
+`refresh()` is the hot reload: once per cycle it notices any change in the files the templates
+were read from (an edit, a new override file, an edited include), checks every template again
+with the lint callback, and switches each one that passes to the new version; one that fails
+keeps its last good version (with the files it included) and the problem is reported (file and
+line) until it is fixed.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from babel import Locale as BabelLocale
+from babel.dates import format_date, format_time
+from babel.numbers import NumberPattern, parse_pattern
+from jinja2 import (
+    StrictUndefined,
+    Template,
+    TemplateError,
+    TemplatesNotFound,
+    TemplateSyntaxError,
+    UndefinedError,
+)
+from jinja2.sandbox import SecurityError
+from jinja2.utils import Cycler, Joiner, Namespace
+
+from broadcaster.content.sandbox import (
+    Budget,
+    PostEnvironment,
+    RenderLimitError,
+    bounded_range,
+    metered,
+)
+from broadcaster.content.templatefiles import ConfinedLoader, Forbidden, Identity, TemplateRefused
+from broadcaster.core.paths import DEFAULT_TEMPLATES
+
+__all__ = [
+    "Budget",
+    "Forbidden",
+    "Locale",
+    "RenderError",
+    "RenderLimitError",
+    "Renderer",
+    "make_filters",
+    "tidy",
+]
+
+log = logging.getLogger(__name__)
+
+# Platforms without a file of their own for an event kind use `<language>/default/<kind>.j2`.
+FALLBACK = "default"
+LANGUAGES = ("en", "ms", "km")
+KHMER_DIGITS = str.maketrans("0123456789", "០១២៣៤៥៦៧៨៩")
+
+
+class RenderError(Exception):
+    """A template could not produce a post. `where` is `path:line` when known."""
+
+    def __init__(self, where: str, message: str) -> None:
+        super().__init__(f"{where}: {message}")
+        self.where = where
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class Locale:
+    """How numbers, percentages, dates and times are written for one account."""
+
+    language: str = "en"
+    khmer_digits: bool = False
+    timezone: str = "UTC"
+    time_format: str = "HH:mm"
+    date_format: str = "long"
+
+    def digits(self, text: str) -> str:
+        return text.translate(KHMER_DIGITS) if self.khmer_digits else text
+
+
+def make_filters(loc: Locale) -> dict[str, Callable[..., str]]:
+    """The filters available to templates (documented in docs/templates.md)."""
+    tz = ZoneInfo(loc.timezone)
+    babel_locale = BabelLocale.parse(loc.language)
+    patterns: dict[int, NumberPattern] = {}
+
+    formatted: dict[tuple[int, type, float | int], str] = {}
+
+    def decimal(value: float | int, decimals: int) -> str:
+        # Babel's format_decimal parses its pattern and locale on every call; a post renders
+        # dozens of numbers, and each event is rendered for every account: patterns are
+        # prepared once, and recent results remembered.
+        key = (decimals, type(value), value)
+        try:
+            cached = formatted.get(key)
+        except TypeError:  # an unhashable value: let Babel say what it makes of it
+            cached = None
+            key = None  # type: ignore[assignment]
+        if cached is not None:
+            return cached
+        pattern = patterns.get(decimals)
+        if pattern is None:
+            if decimals > 20:
+                raise RenderLimitError("too many decimals")
+            pattern = parse_pattern("#,##0." + "0" * decimals if decimals else "#,##0")
+            patterns[decimals] = pattern
+        text = pattern.apply(value, babel_locale)
+        if key is not None:
+            if len(formatted) > 20_000:
+                formatted.clear()
+            formatted[key] = text
+        return text
+
+    def number(value: Any, decimals: int | None = None) -> str:
+        if value is None:
+            return "-"
+        if decimals is None:
+            fractional = isinstance(value, float) and not value.is_integer()
+            decimals = 1 if fractional else 0
+        return loc.digits(decimal(value, int(decimals)))
+
+    def pct(value: Any, decimals: int = 1) -> str:
+        if value is None:
+            return "-"
+        return loc.digits(decimal(float(value), int(decimals)) + "%")
+
+    def time_(value: datetime, pattern: str | None = None) -> str:
+        return loc.digits(
+            format_time(value.astimezone(tz), pattern or loc.time_format, locale=loc.language)
+        )
+
+    def date_(value: datetime, pattern: str | None = None) -> str:
+        return loc.digits(
+            format_date(value.astimezone(tz), pattern or loc.date_format, locale=loc.language)
+        )
+
+    def digits(value: Any) -> str:
+        return loc.digits(str(value))
+
+    return {"number": number, "pct": pct, "time": time_, "date": date_, "digits": digits}
+
+
+_BLANK_RUNS = re.compile(r"\n{3,}")
+
+
+def tidy(text: str) -> str:
+    """Strip trailing spaces and surplus blank lines that template logic leaves behind."""
+    lines = [line.rstrip() for line in text.strip().splitlines()]
+    return _BLANK_RUNS.sub("\n\n", "\n".join(lines))
+
+
+class _Generation:
+    """One version of the template folders: the files read from them, and the templates
+    compiled from those. Nothing in it changes once read; a change makes a new one."""
+
+    def __init__(self, renderer: Renderer) -> None:
+        self.loader = ConfinedLoader(renderer.folders, forbidden=renderer.forbidden)
+        self.env = PostEnvironment(
+            loader=self.loader,
+            undefined=StrictUndefined,
+            autoescape=False,
+            trim_blocks=True,
+            lstrip_blocks=True,
+            keep_trailing_newline=False,
+            auto_reload=False,
+        )
+        self.env.filters.update(renderer.filters)
+        # Only harmless helpers: the default globals include lipsum (large output on demand).
+        self.env.globals = {
+            "range": bounded_range,
+            "namespace": Namespace,
+            "cycler": Cycler,
+            "joiner": Joiner,
+        }
+
+
+@dataclass(slots=True)
+class _Loaded:
+    template: Template
+    source: str  # the file it came from
+    identity: Identity  # that file, as it was when read
+    generation: _Generation  # what its includes resolve against
+
+
+LintFn = Callable[["Renderer", Template, str, str], None]
+
+
+class Renderer:
+    """Renders `<language>/<platform>/<kind>.j2` from a stack of folders, most specific first.
+
+    `forbidden` names files no template may read even through a hard link (the secrets file and
+    the token store)."""
+
+    def __init__(
+        self,
+        folders: Sequence[Path] = (),
+        *,
+        locale: Locale | None = None,
+        budget: Budget | None = None,
+        forbidden: Sequence[Forbidden] = (),
+    ) -> None:
+        self.locale = locale or Locale()
+        self.budget = budget or Budget()
+        self.folders = [*(Path(f) for f in folders), DEFAULT_TEMPLATES]
+        self.forbidden = list(forbidden)
+        self.filters = make_filters(self.locale)
+        self._generation = _Generation(self)
+        self._good: dict[tuple[str, str], _Loaded] = {}
+        self.problems: dict[tuple[str, str], RenderError] = {}
+        self._checked: set[tuple[str, str]] = set()  # against the current generation
+
+    @property
+    def env(self) -> PostEnvironment:
+        """The environment of the current version of the folders."""
+        return self._generation.env
+
+    # -- lookup --
+
+    def template_names(self, platform: str, kind: str) -> list[str]:
+        lang = self.locale.language
+        return [f"{lang}/{platform}/{kind}.j2", f"{lang}/{FALLBACK}/{kind}.j2"]
+
+    def source_of(self, platform: str, kind: str) -> tuple[str, int] | None:
+        """The file that provides this template now, and its modification time."""
+        for name in self.template_names(platform, kind):
+            found = self._generation.loader.resolve(name)
+            if found is not None:
+                return str(found[0]), found[1]
+        return None
+
+    # -- loading and hot reload --
+
+    def preload(self, platform: str, kinds: Sequence[str], lint: LintFn | None = None) -> None:
+        """Load (and check) the templates an account will use; problems land in `problems`.
+        Never raises: whatever goes wrong makes that template broken, not the caller."""
+        for kind in kinds:
+            if (platform, kind) in self._checked:
+                continue
+            self._load(platform, kind, lint)
+
+    def refresh(self, lint: LintFn | None = None) -> list[tuple[str, str]]:
+        """Pick up changed template files: when any file a template was read from changed (or
+        a new override appeared), check every template again and switch those that pass
+        `lint`. Returns the keys that switched."""
+        changed = self._generation.loader.changed()
+        if not changed:
+            return []
+        shown = ", ".join(sorted(changed)[:5]) + (" ..." if len(changed) > 5 else "")
+        log.info("template files changed (%s): checking every template again", shown)
+        self._generation = _Generation(self)
+        self._checked.clear()
+        switched = []
+        for platform, kind in sorted({*self._good, *self.problems}):
+            if self._load(platform, kind, lint):
+                switched.append((platform, kind))
+        return switched
+
+    def _load(self, platform: str, kind: str, lint: LintFn | None) -> bool:
+        """Load and check one template in the current version of the folders; True when it
+        passed and is now the one in use. Never raises."""
+        try:
+            return self._try_load(platform, kind, lint)
+        except Exception as exc:  # a last net: _try_load already reports template problems
+            where = self.template_names(platform, kind)[0]
+            self._refuse((platform, kind), RenderError(where, f"cannot be checked: {exc!r}"))
+            return False
+
+    def _try_load(self, platform: str, kind: str, lint: LintFn | None) -> bool:
+        key = (platform, kind)
+        names = self.template_names(platform, kind)
+        generation = self._generation
+        self._checked.add(key)
+        previous = self._good.get(key)
+        try:
+            template = generation.env.select_template(names)
+            if lint is not None:
+                lint(self, template, platform, kind)
+        except Exception as exc:  # whatever it is, the template is broken, not the caller
+            self._refuse(key, self._problem(platform, kind, exc))
+            return False
+        source = template.filename or names[0]
+        identity = generation.loader.identity(template.name or "")
+        self._good[key] = _Loaded(template, source, identity, generation)
+        was_broken = self.problems.pop(key, None) is not None
+        if was_broken or (previous and (previous.source, previous.identity) != (source, identity)):
+            log.info("template %s reloaded", source)
+        return True
+
+    def _problem(self, platform: str, kind: str, exc: Exception) -> RenderError:
+        """What to report for a template that could not be loaded or failed its check."""
+        found = self.source_of(platform, kind)
+        source = found[0] if found else self.template_names(platform, kind)[0]
+        if isinstance(exc, RenderError):
+            return exc
+        if isinstance(exc, TemplatesNotFound):
+            return RenderError(self.template_names(platform, kind)[0], "no template")
+        if isinstance(exc, TemplateRefused):
+            return RenderError(exc.path, f"refused: {exc.why}")
+        if isinstance(exc, TemplateSyntaxError):
+            where = f"{exc.filename or source}:{exc.lineno}"
+            return RenderError(where, f"syntax error: {exc.message}")
+        if isinstance(exc, TemplateError):  # unknown filter or test, at compile time
+            return RenderError(source, _brief(str(exc)))
+        if isinstance(exc, SyntaxError | RecursionError | MemoryError):
+            # Jinja compiles to Python; absurd nesting fails in Python's own compiler.
+            detail = getattr(exc, "msg", None) or type(exc).__name__
+            return RenderError(source, f"template too complex: {detail}")
+        return RenderError(source, f"cannot be used: {type(exc).__name__}: {_brief(str(exc))}")
+
+    def _refuse(self, key: tuple[str, str], error: RenderError) -> None:
+        keeping = key in self._good
+        log.error(
+            "template problem: %s%s",
+            error,
+            "; the last good version stays in use" if keeping else "; its posts are held",
+        )
+        self.problems[key] = error
+
+    # -- rendering --
+
+    def render(self, platform: str, kind: str, variables: dict[str, Any]) -> str:
+        """The tidied post text; RenderError (with path:line) on any template problem."""
+        key = (platform, kind)
+        loaded = self._good.get(key)
+        if loaded is None:
+            if key not in self._checked:
+                self._load(platform, kind, None)
+                loaded = self._good.get(key)
+            if loaded is None:
+                raise self.problems.get(key) or RenderError(
+                    self.template_names(platform, kind)[0], "no template"
+                )
+        return self.render_template(loaded.template, variables)
+
+    def render_template(self, template: Template, variables: dict[str, Any]) -> str:
+        budget = self.budget
+        filename = template.filename or template.name or "template"
+        pieces: list[str] = []
+        size = 0
+        try:
+            with metered(budget):
+                for piece in template.generate(variables):
+                    size += len(piece)
+                    if size > budget.max_chars:
+                        raise RenderLimitError(f"output longer than {budget.max_chars} characters")
+                    pieces.append(piece)
+        except RenderLimitError as exc:
+            raise RenderError(_where(filename, exc), f"stopped: {exc}") from None
+        except SecurityError as exc:
+            raise RenderError(_where(filename, exc), f"not allowed: {_brief(str(exc))}") from None
+        except UndefinedError as exc:
+            raise RenderError(_where(filename, exc), f"unknown variable: {exc.message}") from None
+        except TemplateError as exc:
+            raise RenderError(_where(filename, exc), _brief(str(exc))) from None
+        except RecursionError:
+            raise RenderError(filename, "stopped: recursion too deep") from None
+        except Exception as exc:  # a filter given nonsense, a division by zero...
+            message = f"{type(exc).__name__}: {_brief(str(exc))}"
+            raise RenderError(_where(filename, exc), message) from None
+        text = tidy("".join(pieces))
+        if not text:
+            raise RenderError(filename, "the template produced an empty post")
+        return text
+
+
+def _brief(text: str, most: int = 300) -> str:
+    """An error's text cut to a readable length: it may quote what the template made."""
+    return text if len(text) <= most else text[: most - 1] + "…"
+
+
+def _where(filename: str, exc: BaseException) -> str:
+    """`file:line` of the template line being run when `exc` was raised: the innermost one,
+    which may be in an included file (Jinja maps template lines into the traceback, in frames
+    of their own), or the file alone."""
+    tb = exc.__traceback__
+    where = None
+    while tb is not None:
+        frame = tb.tb_frame
+        if "__jinja_exception__" in frame.f_globals or frame.f_code.co_filename == filename:
+            where = f"{frame.f_code.co_filename}:{tb.tb_lineno}"
+        tb = tb.tb_next
+    return where or filename

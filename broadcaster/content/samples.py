@@ -1,0 +1,224 @@
+"""Example events built from one snapshot, so operators can preview and lint templates."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from functools import cache
+
+from broadcaster.content.context import (
+    Display,
+    event_context,
+    shared_vars,
+    snapshot_context,
+    summary_context,
+    template_vars,
+)
+from broadcaster.core.config import Config
+from broadcaster.domain.events import Event, EventKind
+from broadcaster.domain.model import Contest, ContestKind, Snapshot
+from broadcaster.domain.tally import compute_tally
+from broadcaster.ingest.differ import DiffRules, outcome
+
+CONTEST_KINDS = (EventKind.PROGRESS, EventKind.LEADER, EventKind.CALLED, EventKind.CORRECTED)
+
+
+class SampleError(ValueError):
+    """The snapshot cannot illustrate the requested event."""
+
+
+def pick_contest(snapshot: Snapshot, contest_id: str | None, kind: EventKind) -> Contest:
+    if contest_id is not None:
+        contest = snapshot.contest(contest_id)
+        if contest is None:
+            known = ", ".join(c.id for c in snapshot.contests[:10])
+            raise SampleError(f"no contest {contest_id!r} in this snapshot (first ids: {known})")
+        if kind in (EventKind.CALLED, EventKind.CORRECTED) and not contest.called:
+            raise SampleError(f"{contest_id} has not been called in this snapshot, so no {kind}")
+        return contest
+    wanted_called = kind in (EventKind.CALLED, EventKind.CORRECTED)
+    for contest in snapshot.contests:
+        if contest.kind is not ContestKind.MEASURE and contest.called == wanted_called:
+            return contest
+    if wanted_called:
+        raise SampleError(
+            f"no contest in this snapshot has been called, so there is no {kind} example"
+        )
+    return snapshot.contests[0]
+
+
+def sample_event(
+    snapshot: Snapshot,
+    kind: EventKind,
+    contest_id: str | None = None,
+    rules: DiffRules | None = None,
+) -> Event:
+    """An event of `kind` as the differ would produce it for this snapshot."""
+    if kind is EventKind.ANNOUNCEMENT:
+        raise SampleError("an announcement is written by an operator: it has no template")
+    rules = rules or DiffRules()
+    at = snapshot.generated_at
+    if kind in CONTEST_KINDS:
+        contest = pick_contest(snapshot, contest_id, kind)
+        ranked = contest.ranked()
+        if kind is EventKind.PROGRESS:
+            reached = [t for t in rules.thresholds if contest.progress.reached(t)]
+            threshold = max(reached) if reached else min(rules.thresholds)
+            return Event(
+                f"contest/{contest.id}/progress/{threshold}",
+                kind,
+                at,
+                contest.id,
+                {"threshold": threshold},
+            )
+        if kind is EventKind.LEADER:
+            if contest.leader is None or len(ranked) < 2:
+                raise SampleError(f"{contest.id} has no clear leader to illustrate a lead change")
+            data = {"leader": ranked[0].id, "previous": ranked[1].id}
+            return Event(
+                f"contest/{contest.id}/leader/{ranked[0].id}/0", kind, at, contest.id, data
+            )
+        if kind is EventKind.CALLED:
+            return Event(
+                f"contest/{contest.id}/called",
+                kind,
+                at,
+                contest.id,
+                {"winners": list(outcome(contest))},
+            )
+        # A correction example: the runner-up had 1 % more votes before.
+        previous = {s.id: s.votes for s in contest.selections}
+        if len(ranked) > 1:
+            previous[ranked[1].id] = ranked[1].votes + max(1, ranked[1].votes // 100)
+        data = {
+            "previous_winners": list(outcome(contest)),
+            "winners": list(outcome(contest)),
+            "winner_changed": False,
+            "previous_votes": previous,
+        }
+        return Event(f"contest/{contest.id}/corrected/sample", kind, at, contest.id, data)
+    if kind is EventKind.SUMMARY:
+        items = summary_items(snapshot, rules)
+        merged_kind = items[0].kind.value
+        data = {"kind": merged_kind, "merged": [e.key for e in items]}
+        return Event(f"summary/{merged_kind}/sample", kind, at, None, data)
+    tally = compute_tally(snapshot, rules.majority_seats)
+    if kind is EventKind.TALLY:
+        final = tally.total_seats > 0 and tally.contests_called == tally.contests_total
+        return Event("tally/sample", kind, at, None, {"final": final, "signature": []})
+    holders = tally.majority_holders() or list(tally.coalitions[:1] or tally.parties[:1])
+    if not holders:
+        raise SampleError(
+            "no seats have been declared in this snapshot, so there is no majority example"
+        )
+    h = holders[0]
+    data = {
+        "holder": h.id,
+        "name": h.name,
+        "seats": h.seats,
+        "is_coalition": h.id in snapshot.coalitions,
+    }
+    return Event(f"tally/majority/{h.id}", kind, at, None, data)
+
+
+def summary_items(snapshot: Snapshot, rules: DiffRules) -> list[Event]:
+    """A few events a summary merges: calls when there are some, else progress updates."""
+    called = [c for c in snapshot.contests if c.called][:4]
+    kind = EventKind.CALLED if called else EventKind.PROGRESS
+    contests = called or [c for c in snapshot.contests if c.kind is not ContestKind.MEASURE][:4]
+    if not contests:
+        raise SampleError("this snapshot has no contest to put in a summary")
+    return [sample_event(snapshot, kind, c.id, rules) for c in contests]
+
+
+def sample_context(
+    event: Event, snapshot: Snapshot, rules: DiffRules | None = None
+) -> dict[str, object]:
+    """What would be stored with `event` (for a summary: its merged events and theirs)."""
+    if event.kind is EventKind.SUMMARY:
+        items = summary_items(snapshot, rules or DiffRules())
+        return summary_context([(e, event_context(e, snapshot)) for e in items])
+    return event_context(event, snapshot)
+
+
+def sample_vars(
+    snapshot: Snapshot,
+    kind: EventKind,
+    *,
+    contest_id: str | None = None,
+    timezone: str = "UTC",
+    account: dict[str, str] | None = None,
+    rules: DiffRules | None = None,
+    election_name: str | None = None,
+    issuer: str | None = None,
+    display: Mapping[str, Display] | None = None,
+) -> tuple[Event, dict[str, object]]:
+    event = sample_event(snapshot, kind, contest_id, rules)
+    tally = compute_tally(snapshot, (rules or DiffRules()).majority_seats)
+    shared = snapshot_context(snapshot, tally, election_name=election_name, issuer=issuer)
+    views = shared_vars(shared, timezone, display or {})
+    variables = template_vars(
+        event, sample_context(event, snapshot, rules), views, timezone=timezone, account=account
+    )
+    return event, variables
+
+
+@cache
+def _demo_snapshots() -> tuple[Snapshot, Snapshot]:
+    """A snapshot from the middle of the bundled night and its last one."""
+    from broadcaster.core.paths import DEMO_SNAPSHOTS
+    from broadcaster.ingest.parsers import parse
+
+    files = sorted(DEMO_SNAPSHOTS.glob("*.json"))
+    return parse(files[len(files) // 2].read_bytes()), parse(files[-1].read_bytes())
+
+
+def display_from(config: Config) -> dict[str, Display]:
+    return {pid: Display(d.name, d.short, d.color) for pid, d in config.parties.items()}
+
+
+def lint_variables(kind: str, config: Config) -> list[dict[str, object]]:
+    """A few realistic contexts for `kind` (candidate and party-list contests, partial and final
+    tallies), from the bundled fictional night: what a template is checked against before use."""
+    key = (kind, config.election.timezone, tuple(sorted(config.parties)))
+    cached = _LINT_CACHE.get(key)
+    if cached is not None:
+        return cached
+    mid, final = _demo_snapshots()
+    event_kind = EventKind(kind)
+    out: list[dict[str, object]] = []
+    display = display_from(config)
+    for snapshot in (mid, final):
+        contests: list[str | None] = [None]
+        if event_kind in CONTEST_KINDS:
+            contests = [
+                c.id
+                for c in (
+                    _first(snapshot, ContestKind.CANDIDATE),
+                    _first(snapshot, ContestKind.PARTY),
+                )
+                if c is not None
+            ]
+        for contest_id in contests:
+            try:
+                _, variables = sample_vars(
+                    snapshot,
+                    event_kind,
+                    contest_id=contest_id,
+                    timezone=config.election.timezone,
+                    display=display,
+                )
+            except SampleError:
+                continue
+            out.append(variables)
+    _LINT_CACHE[key] = out
+    return out
+
+
+_LINT_CACHE: dict[tuple[object, ...], list[dict[str, object]]] = {}
+
+
+def _first(snapshot: Snapshot, kind: ContestKind) -> Contest | None:
+    for contest in snapshot.contests:
+        if contest.kind is kind and (contest.leader is not None or contest.called):
+            return contest
+    return None

@@ -1,0 +1,1 @@
+"""What every stage shares: configuration, clock, logging and secrets."""

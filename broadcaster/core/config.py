@@ -1,0 +1,560 @@
+"""The one TOML configuration file: loading, validation, and errors that name the key.
+
+Secrets never live here: an account names the environment variables (or secrets-file entries)
+that hold its tokens. Relative paths are relative to the configuration file's folder.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import tomllib
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from broadcaster.core.paths import DEFAULT_CONFIG
+from broadcaster.domain.events import EventKind
+from broadcaster.planning.budget import Window
+
+PLATFORM_NAMES = ("facebook", "youtube", "tiktok", "x", "dryrun")
+
+
+class ConfigError(Exception):
+    """The configuration is unusable; the message names the file, the key and what was expected."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ElectionConfig(_Strict):
+    timezone: str = "UTC"
+    name: str | None = None  # display name overriding the feed's
+    issuer: str | None = None  # who publishes, shown on posts and cards
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"expected an IANA timezone name such as 'Asia/Phnom_Penh', got {value!r}"
+            ) from None
+        return value
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+class FeedConfig(_Strict):
+    source: str = Field(min_length=1)  # https:// URL, a file, or a folder of snapshots (replay)
+    format: Literal["auto", "nist", "csv", "eml", "mapped"] = "auto"
+    mapping: str | None = None  # the mapping file for format "mapped" (docs/feed-format.md)
+    poll_interval: float = Field(default=30, gt=0, le=3600)
+    is_test: bool = False  # treat the feed as test data whatever it says
+    connect_timeout: float = Field(default=5, gt=0)
+    read_timeout: float = Field(default=15, gt=0)
+    deadline: float = Field(default=60, gt=0)  # whole request, however slowly bytes trickle
+    max_bytes: int = Field(default=50_000_000, gt=0)
+    backoff_max: float = Field(default=300, gt=0)  # longest wait between tries while it is down
+    max_count: int = Field(default=10**10, gt=0)  # a larger vote, seat or unit count is rejected
+    # Request headers for an HTTP feed: header name -> the NAME of the environment variable (or
+    # secrets-file entry) holding its value, e.g. { Authorization = "FEED_AUTHORIZATION" }.
+    headers: dict[str, str] = Field(default_factory=dict)
+    # Follow a redirect from a public feed to a private, loopback or link-local address.
+    allow_private_redirects: bool = False
+
+    @field_validator("headers")
+    @classmethod
+    def _headers(cls, value: dict[str, str]) -> dict[str, str]:
+        for header, name in value.items():
+            if not re.fullmatch(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+", header):
+                raise ValueError(f"{header!r} is not an HTTP header name")
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+                raise ValueError(
+                    f"{header}: expected the name of an environment variable or secrets-file "
+                    "entry holding the value (secrets never go in this file), not the value"
+                )
+        return value
+
+    @model_validator(mode="after")
+    def _mapping(self) -> FeedConfig:
+        if self.format == "mapped" and not self.mapping:
+            raise ValueError('format "mapped" needs `mapping`, the path of a mapping file')
+        if self.mapping and self.format not in ("mapped", "auto"):
+            raise ValueError(f'`mapping` is only used with format "mapped", not {self.format!r}')
+        return self
+
+
+class EventsConfig(_Strict):
+    thresholds: list[int] = Field(default_factory=lambda: [25, 50, 75, 100])
+    tally_every: int = Field(default=1800, ge=0)  # seconds of feed time; 0 turns it off
+    majority_seats: int = Field(default=0, ge=0)  # 0 means more than half of all seats
+
+    @field_validator("thresholds")
+    @classmethod
+    def _thresholds(cls, value: list[int]) -> list[int]:
+        if any(t < 1 or t > 100 for t in value):
+            raise ValueError(f"expected percentages between 1 and 100, got {value}")
+        return sorted(set(value))
+
+    @property
+    def tally_interval(self) -> timedelta | None:
+        return timedelta(seconds=self.tally_every) if self.tally_every else None
+
+
+LANGUAGES = ("en", "ms", "km")
+
+
+class TemplatesConfig(_Strict):
+    dir: str | None = None  # the operators' own folder; files there override the defaults
+    language: Literal["en", "ms", "km"] = "en"
+    khmer_digits: bool = False  # write numbers with Khmer digits (០១២៣...)
+    time_format: str = "HH:mm"  # a CLDR pattern, see docs/templates.md
+    date_format: str = "long"
+    # What to do with a post over the platform's limit, per "<platform>/<event kind>":
+    # fail (never post it; the default), shorten (at a word boundary, with "…"), or thread.
+    overflow: dict[str, Literal["fail", "shorten", "thread"]] = Field(default_factory=dict)
+    render_seconds: float = Field(default=1.0, gt=0, le=30)  # a render taking longer is stopped
+
+    @field_validator("overflow")
+    @classmethod
+    def _overflow_keys(cls, value: dict[str, str]) -> dict[str, str]:
+        kinds = {k.value for k in EventKind}
+        for key in value:
+            platform, _, kind = key.partition("/")
+            if platform not in PLATFORM_NAMES or kind not in kinds:
+                raise ValueError(
+                    f"keys are '<platform>/<event kind>' such as 'x/progress', got {key!r}"
+                )
+        return value
+
+
+class PartyDisplayConfig(_Strict):
+    """How to show a party or coalition, whatever the feed calls it."""
+
+    name: str | None = None
+    short: str | None = None
+    color: str | None = Field(default=None, pattern=r"^#?[0-9A-Fa-f]{6}$")
+
+
+class CardsConfig(_Strict):
+    """Result-card images for the platforms that take media."""
+
+    enabled: bool = True
+    title: str | None = None  # shown at the top of every card; default: the election's name
+    logo: str | None = None  # a PNG file shown in the top corner
+    background: str = Field(default="#FFFFFF", pattern=r"^#[0-9A-Fa-f]{6}$")
+    foreground: str = Field(default="#1A1A1A", pattern=r"^#[0-9A-Fa-f]{6}$")
+    accent: str = Field(default="#1F4E79", pattern=r"^#[0-9A-Fa-f]{6}$")
+    dir: str = "cards"  # where rendered cards are written
+
+
+class DatabaseConfig(_Strict):
+    url: str = "sqlite:///broadcaster.db"
+
+
+class OutputConfig(_Strict):
+    posts: str = "posts.jsonl"  # where dry-run publishers append what they would have posted
+    # Mode of the files broadcaster creates (the SQLite database, posts.jsonl, cards): owner
+    # only by default; "0640" lets the service's group (monitoring, backups) read them.
+    file_mode: Literal["0600", "0640"] = "0600"
+
+    @property
+    def mode(self) -> int:
+        return int(self.file_mode, 8)
+
+
+class SecretsConfig(_Strict):
+    """Where secrets and obtained tokens live (both files must be mode 600)."""
+
+    file: str | None = None  # a TOML table of secret names to values, besides the environment
+    tokens: str = "tokens.json"  # tokens from `broadcaster auth` and refreshes
+
+
+class DispatchConfig(_Strict):
+    interval: float = Field(default=5, gt=0, le=600)
+    batch: int = Field(default=50, gt=0)
+    breaker_failures: int = Field(default=5, gt=0)  # consecutive failures that pause an account
+    breaker_cooldown: float = Field(default=300, gt=0)  # seconds before it tries again by itself
+
+
+class PlannerConfig(_Strict):
+    # planned: budgets, pacing over the night, merging; naive: one post per event, at once.
+    mode: Literal["planned", "naive"] = "planned"
+    night_hours: float = Field(default=8, gt=0, le=72)  # from the first snapshot accepted
+
+
+GateAction = Literal["hold", "warn", "off"]
+
+
+class GatesConfig(_Strict):
+    """Plausibility checks (broadcaster/ingest/gates.py): hold the affected posts for an operator,
+    only warn in the log and status, or off. Every check holds by default."""
+
+    votes_over_ballots: GateAction = "hold"
+    turnout_over_100: GateAction = "hold"
+    votes_decreased: GateAction = "hold"
+    call_withdrawn: GateAction = "hold"
+    winner_changed: GateAction = "hold"
+    contest_missing: GateAction = "hold"
+    selection_missing: GateAction = "hold"
+    seats_over: GateAction = "hold"
+    progress_backwards: GateAction = "hold"
+    status_regressed: GateAction = "hold"
+    feed_markup: GateAction = "hold"  # a name holds a link, mention, hashtag, markup, line break
+    renamed: GateAction = "hold"  # a contest, candidate, party or coalition changes name
+
+    def action(self, check: str) -> GateAction:
+        return getattr(self, check)  # type: ignore[no-any-return]
+
+
+class ServiceConfig(_Strict):
+    # host:port for GET /healthz and GET /metrics; empty turns them off.
+    listen: str = Field(default="127.0.0.1:9105", pattern=r"^$|^[^\s:]+:\d+$")
+    # /healthz is "degraded" (503) after this many failed polls in a row, or this many seconds
+    # without a good poll (accepted, unchanged or already seen).
+    degraded_after_failures: int = Field(default=3, ge=1)
+    feed_stale_after: float = Field(default=600, gt=0)
+
+
+def _loopback(host: str) -> bool:
+    host = host.strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a name other than localhost may resolve to anything
+
+
+class ConsoleConfig(_Strict):
+    """The operator console (docs/console.md): the night in a browser, behind a login."""
+
+    enabled: bool = False  # `broadcaster run` serves it beside the daemon
+    listen: str = Field(default="127.0.0.1:8765", pattern=r"^\S+:\d+$")  # host:port
+    # Listening beyond this machine needs allow_remote, and TLS: a certificate and key here, or
+    # a reverse proxy that terminates TLS, named by its address (its X-Forwarded-* are trusted).
+    allow_remote: bool = False
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    reverse_proxy: str | None = None
+    users: str | None = None  # the users file; default console-users.json beside the database
+    session_hours: float = Field(default=12, gt=0, le=72)
+    login_attempts: int = Field(default=5, ge=1, le=1000)  # failures per user name per window
+    login_attempts_per_address: int = Field(default=20, ge=1, le=10000)
+    login_window: float = Field(default=300, gt=0, le=86400)  # seconds
+
+    @property
+    def host(self) -> str:
+        return self.listen.rpartition(":")[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rpartition(":")[2])
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert is not None
+
+    @model_validator(mode="after")
+    def _safe_binding(self) -> ConsoleConfig:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key go together: give both, or neither")
+        if not _loopback(self.host):
+            if not self.allow_remote:
+                raise ValueError(
+                    f"listen = {self.listen!r} is reachable from other machines: set "
+                    "allow_remote = true to mean it, with TLS (tls_cert and tls_key, or "
+                    "reverse_proxy = the address of the TLS proxy in front of it)"
+                )
+            if not self.tls and not self.reverse_proxy:
+                raise ValueError(
+                    f"listen = {self.listen!r} is reachable from other machines: passwords "
+                    "would cross the network in clear; give tls_cert and tls_key, or "
+                    "reverse_proxy = the address of the TLS proxy in front of it"
+                )
+        return self
+
+
+class AccountConfig(BaseModel):
+    """One destination. Keys beyond the common ones are the platform's own settings."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    platform: Literal["facebook", "youtube", "tiktok", "x", "dryrun"]
+    dry_run: bool = True
+    language: Literal["en", "ms", "km"] | None = None  # default: [templates] language
+    khmer_digits: bool | None = None  # default: [templates] khmer_digits
+    templates: str | None = None  # a template folder for this account only
+    events: list[EventKind] | None = None  # which event kinds to post; all when absent
+    cards: bool | None = None  # attach result cards where the platform takes media
+    require_approval: bool = False  # every post waits, held, until an operator approves it
+    allow_test_posts: bool = False  # a real account refuses test data unless this is set
+    on_correction: Literal["post", "edit", "delete"] = "post"  # also edit/delete the old post
+    quota: list[Window] | None = None  # replaces the platform's default rate limits
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+    def wants(self, kind: EventKind) -> bool:
+        if kind is EventKind.ANNOUNCEMENT:
+            return False  # never planned from the feed: an operator addresses each one
+        if self.events is None:
+            return True
+        if kind is EventKind.SUMMARY:
+            mergeable = (EventKind.CALLED, EventKind.PROGRESS, EventKind.LEADER)
+            return any(k in self.events for k in mergeable)
+        return kind in self.events
+
+
+class LiveDestinationConfig(_Strict):
+    """One live ingest of the results channel (`[[live.destinations]]`, docs/live.md).
+
+    Secrets are named, never given: `stream_key` is the NAME of the environment variable or
+    secrets-file entry that holds the key; YouTube and Facebook use their `account`'s tokens.
+    """
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    kind: Literal["youtube", "facebook", "tiktok", "rtmp"]
+    enabled: bool = True
+    account: str | None = None  # youtube, facebook: the [[accounts]] entry with the credentials
+    url: str | None = Field(default=None, pattern=r"^rtmps?://\S+$")  # tiktok, rtmp: the server
+    stream_key: str | None = None  # name of the secret holding the stream key (added to url)
+    orientation: Literal["landscape", "portrait"] | None = None  # default: [live] orientation
+    title: str | None = None  # youtube, facebook: the broadcast's title (default: election name)
+    privacy: Literal["public", "unlisted", "private"] = "public"  # youtube broadcast
+    broadcast_id: str | None = None  # youtube: bind this existing broadcast instead of a new one
+    allow_test_data: bool = False  # stream test data here (a rehearsal broadcast), else refuse
+    queue_seconds: float = Field(default=3.0, gt=0, le=60)  # backlog before frames are dropped
+    watch_interval: float = Field(default=60, ge=5)  # seconds between platform health checks
+
+    @model_validator(mode="after")
+    def _kind_settings(self) -> LiveDestinationConfig:
+        if self.kind in ("youtube", "facebook"):
+            if not self.account:
+                raise ValueError(f"a {self.kind} destination needs `account`, an [[accounts]] name")
+            if self.url or self.stream_key:
+                raise ValueError(f"a {self.kind} destination gets its ingest from {self.kind}")
+        else:
+            if not self.url:
+                raise ValueError(f"a {self.kind} destination needs `url` (rtmp:// or rtmps://)")
+            if self.kind == "tiktok" and not self.stream_key:
+                raise ValueError("a tiktok destination needs `stream_key`, the name of a secret")
+        return self
+
+
+class LiveConfig(_Strict):
+    """The live results channel (broadcaster/live/, docs/live.md)."""
+
+    enabled: bool = False  # start the channel beside the daemon (`broadcaster run`)
+    width: int = Field(default=1280, ge=160, le=3840, multiple_of=2)
+    height: int = Field(default=720, ge=90, le=2160, multiple_of=2)
+    fps: int = Field(default=30, ge=5, le=60)
+    video_kbps: int | None = Field(default=None, gt=0)  # default: 3000 at 720p, scaled by area
+    keyframe_seconds: float = Field(default=2.0, gt=0, le=4)
+    preset: str = "veryfast"  # x264 speed/quality trade-off
+    audio: str | None = None  # a sound file looped under the picture; silence when absent
+    audio_kbps: int = Field(default=128, gt=0)
+    orientation: Literal["landscape", "portrait"] = "landscape"
+    language: Literal["en", "ms", "km"] | None = None  # default: [templates] language
+    layout: str = "live/channel.j2"  # the layout template, looked up like post templates
+    dry_run_file: str = "live-dry-run.ts"  # where `--dry-run` writes the stream
+    poll_interval: float = Field(default=0.5, gt=0, le=30)  # how often new data is looked for
+    destinations: list[LiveDestinationConfig] = Field(default_factory=list)
+
+    @property
+    def bitrate(self) -> int:
+        """Video bits per second: configured, or 3 Mbit/s at 720p scaled by the picture area."""
+        if self.video_kbps:
+            return self.video_kbps * 1000
+        return int(3_000_000 * max(0.25, (self.width * self.height) / (1280 * 720)) ** 0.75)
+
+
+class Config(_Strict):
+    election: ElectionConfig = Field(default_factory=ElectionConfig)
+    feed: FeedConfig
+    events: EventsConfig = Field(default_factory=EventsConfig)
+    templates: TemplatesConfig = Field(default_factory=TemplatesConfig)
+    database: DatabaseConfig = Field(default_factory=DatabaseConfig)
+    output: OutputConfig = Field(default_factory=OutputConfig)
+    dispatch: DispatchConfig = Field(default_factory=DispatchConfig)
+    cards: CardsConfig = Field(default_factory=CardsConfig)
+    secrets: SecretsConfig = Field(default_factory=SecretsConfig)
+    planner: PlannerConfig = Field(default_factory=PlannerConfig)
+    service: ServiceConfig = Field(default_factory=ServiceConfig)
+    gates: GatesConfig = Field(default_factory=GatesConfig)
+    console: ConsoleConfig = Field(default_factory=ConsoleConfig)
+    # Text limits overriding the platforms' own, e.g. x = 280, tiktok_title = 90.
+    limits: dict[str, int] = Field(default_factory=dict)
+    parties: dict[str, PartyDisplayConfig] = Field(default_factory=dict)
+    live: LiveConfig = Field(default_factory=LiveConfig)
+    accounts: list[AccountConfig] = Field(min_length=1)
+    # Where the file was read from; relative paths resolve against it. Not a TOML key.
+    base_dir: Path = Field(default=Path("."), exclude=True)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> Config:
+        seen: set[str] = set()
+        for account in self.accounts:
+            if account.name in seen:
+                raise ValueError(f"accounts: two accounts are named {account.name!r}")
+            seen.add(account.name)
+        return self
+
+    @model_validator(mode="after")
+    def _live_destinations(self) -> Config:
+        names: set[str] = set()
+        accounts = {a.name: a for a in self.accounts}
+        for i, dest in enumerate(self.live.destinations):
+            where = f"live.destinations[{i}] ({dest.name})"
+            if dest.name in names:
+                raise ValueError(f"{where}: two live destinations are named {dest.name!r}")
+            names.add(dest.name)
+            if dest.account is not None:
+                account = accounts.get(dest.account)
+                if account is None or account.platform != dest.kind:
+                    raise ValueError(f"{where}.account: no {dest.kind} account {dest.account!r}")
+        return self
+
+    def language_of(self, account: AccountConfig) -> str:
+        return account.language or self.templates.language
+
+    def khmer_digits_of(self, account: AccountConfig) -> bool:
+        if account.khmer_digits is not None:
+            return account.khmer_digits
+        return self.templates.khmer_digits
+
+    def path(self, value: str | None) -> Path | None:
+        """A configured path, resolved against the configuration file's folder."""
+        if value is None:
+            return None
+        p = Path(value).expanduser()
+        return p if p.is_absolute() else (self.base_dir / p)
+
+    @property
+    def database_url(self) -> str:
+        url = self.database.url
+        prefix = "sqlite:///"
+        if url.startswith(prefix) and not url.startswith(prefix + "/") and ":memory:" not in url:
+            return prefix + str(self.path(url[len(prefix) :]))
+        return url
+
+    def with_overrides(self, **changes: Any) -> Config:
+        """A copy with some sections replaced (used by rehearsals and tests)."""
+        return self.model_copy(update=changes)
+
+
+def _where(loc: tuple[int | str, ...], data: dict[str, Any]) -> str:
+    parts: list[str] = []
+    node: Any = data
+    for item in loc:
+        if isinstance(item, int):
+            label = f"[{item}]"
+            if isinstance(node, list) and item < len(node) and isinstance(node[item], dict):
+                name = node[item].get("name")
+                if isinstance(name, str):
+                    label += f" ({name})"
+            parts.append(label)
+        else:
+            parts.append(("." if parts else "") + str(item))
+        try:
+            node = node[item]
+        except (KeyError, IndexError, TypeError):
+            node = None
+    return "".join(parts) or "(top level)"
+
+
+def format_validation_error(exc: ValidationError, source: str, data: dict[str, Any]) -> str:
+    lines = [f"{source}: invalid configuration"]
+    for err in exc.errors():
+        loc = tuple(x for x in err["loc"] if not (isinstance(x, str) and x.startswith("function-")))
+        where = _where(loc, data)
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        elif err["type"] == "missing":
+            msg = "required key is missing"
+        else:
+            msg = err["msg"].removeprefix("Value error, ")
+            if "input" in err and err["type"] not in ("value_error",):
+                msg += f" (got {err['input']!r})"
+        lines.append(f"  {where}: {msg}")
+    return "\n".join(lines)
+
+
+def template_folder_problems(config: Config) -> list[str]:
+    """A template folder must not hold the secrets file or the token store, at any depth: a
+    template could include them and publish every secret."""
+    from broadcaster.core.paths import DEFAULT_TEMPLATES
+
+    secrets = [
+        (config.path(config.secrets.file), "the secrets file (secrets.file)"),
+        (config.path(config.secrets.tokens), "the token store (secrets.tokens)"),
+    ]
+    folders = [("templates.dir", config.path(config.templates.dir))]
+    folders += [
+        (f"accounts[{i}] ({a.name}).templates", config.path(a.templates))
+        for i, a in enumerate(config.accounts)
+    ]
+    folders.append(("the bundled templates", DEFAULT_TEMPLATES))
+    problems = []
+    for key, folder in folders:
+        if folder is None:
+            continue
+        real_folder = folder.resolve()
+        for path, what in secrets:
+            if path is not None and path.resolve().is_relative_to(real_folder):
+                problems.append(
+                    f"{key}: the template folder {folder} holds {what}, {path}; a template "
+                    "could publish it. Keep secrets outside every template folder"
+                )
+    return problems
+
+
+def parse_config(data: dict[str, Any], source: str, base_dir: Path) -> Config:
+    """Validate a decoded TOML document; raise ConfigError naming every bad key."""
+    try:
+        config = Config.model_validate({**data, "base_dir": base_dir})
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, source, data)) from None
+    from broadcaster.publishers import validate_account_settings
+
+    problems: list[str] = []
+    for i, account in enumerate(config.accounts):
+        for key, message in validate_account_settings(account):
+            problems.append(f"  accounts[{i}] ({account.name}).{key}: {message}")
+    problems.extend(f"  {p}" for p in template_folder_problems(config))
+    if problems:
+        raise ConfigError("\n".join([f"{source}: invalid configuration", *problems]))
+    return config
+
+
+def load_config(path: Path | str | None) -> Config:
+    """Read and validate a configuration file; None means the bundled rehearsal configuration."""
+    file = Path(path) if path is not None else DEFAULT_CONFIG
+    try:
+        raw = file.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{file}: cannot read the configuration ({exc.strerror})") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{file}: not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{file}: not valid TOML ({exc})") from None
+    return parse_config(data, str(file), file.resolve().parent)

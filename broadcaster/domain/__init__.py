@@ -1,0 +1,1 @@
+"""Plain data of an election night: results, events, tallies, text limits. No I/O."""

@@ -1,0 +1,54 @@
+"""Events: what changed between two accepted snapshots, each with a deterministic key."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+
+class EventKind(StrEnum):
+    PROGRESS = "progress"  # a contest crossed a reporting threshold
+    LEADER = "leader"  # the leader of a contest changed
+    CALLED = "called"  # winner(s) declared, or seats allocated
+    CORRECTED = "corrected"  # a called contest's figures or winner changed
+    TALLY = "tally"  # the periodic national seat tally
+    MAJORITY = "majority"  # a party or coalition reached a majority of seats
+    SUMMARY = "summary"  # several pending posts of one kind merged when the budget is tight
+    ANNOUNCEMENT = (
+        "announcement"  # an operator's own post, as written (broadcaster/outbox/announce.py)
+    )
+
+
+# Lower is more urgent; the dispatcher sends in this order.
+PRIORITY: dict[EventKind, int] = {
+    EventKind.CORRECTED: 0,
+    EventKind.MAJORITY: 1,
+    EventKind.CALLED: 2,
+    EventKind.TALLY: 3,
+    EventKind.LEADER: 4,
+    EventKind.PROGRESS: 5,
+    EventKind.SUMMARY: 2,
+    EventKind.ANNOUNCEMENT: 2,  # paced like a call, never merged nor made stale
+}
+
+# Kinds the differ produces (a summary is made by the planner, from these).
+FEED_KINDS = tuple(k for k in EventKind if k not in (EventKind.SUMMARY, EventKind.ANNOUNCEMENT))
+# Kinds posted through a template (an announcement is posted as its operator wrote it).
+TEMPLATED_KINDS = tuple(k for k in EventKind if k is not EventKind.ANNOUNCEMENT)
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One thing worth posting. `key` is unique for the whole night and stable across replays."""
+
+    key: str
+    kind: EventKind
+    at: datetime  # the generated time of the snapshot that revealed it (feed time)
+    contest_id: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def priority(self) -> int:
+        return PRIORITY[self.kind]

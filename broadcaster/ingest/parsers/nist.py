@@ -1,0 +1,513 @@
+"""NIST SP 1500-100 v2 election results reports (JSON) to a Snapshot.
+
+Counts may be given for the contest's district, per precinct, or both. The district's own count
+wins when present; otherwise the counts of the smallest reported units are summed, so a unit and
+the precincts composing it are never both counted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import tzinfo
+from typing import Any
+
+from broadcaster.domain.model import (
+    Coalition,
+    Contest,
+    ContestKind,
+    Party,
+    Progress,
+    ResultsStatus,
+    Selection,
+    Snapshot,
+)
+from broadcaster.ingest.parsers.base import (
+    FeedError,
+    describe,
+    load_json,
+    need_count,
+    need_list,
+    need_obj,
+    need_str,
+    opt_count,
+    parse_bool,
+    parse_time,
+)
+
+_STATUS = {
+    "pre-election": ResultsStatus.PARTIAL,
+    "unofficial-partial": ResultsStatus.PARTIAL,
+    "unofficial-complete": ResultsStatus.COMPLETE,
+    "certified": ResultsStatus.CERTIFIED,
+    "correction": ResultsStatus.CORRECTION,
+    "recount": ResultsStatus.CORRECTION,
+}
+
+_CONTEST_KINDS = {
+    "ElectionResults.CandidateContest": ContestKind.CANDIDATE,
+    "ElectionResults.PartyContest": ContestKind.PARTY,
+    "ElectionResults.BallotMeasureContest": ContestKind.MEASURE,
+    "ElectionResults.RetentionContest": ContestKind.MEASURE,
+}
+
+# Where a PartyContest says how many seats it fills (the standard has no NumberElected there).
+NUMBER_ELECTED_ID = "number-elected"
+
+
+@dataclass(slots=True)
+class _Unit:
+    composing: tuple[str, ...]
+    registered: int | None
+    participated: int | None
+    reported: int | None
+    total: int | None
+
+
+@dataclass(slots=True)
+class _Candidate:
+    name: str
+    party_id: str | None
+    winner: bool
+
+
+def looks_like_nist(doc: Any) -> bool:
+    return isinstance(doc, dict) and doc.get("@type") == "ElectionResults.ElectionReport"
+
+
+def text_of(value: Any, path: str) -> str:
+    """An InternationalizedText (first language given) or a plain string."""
+    if type(value) is dict:  # the common, well-formed case, without building error paths
+        texts = value.get("Text")
+        if type(texts) is list and texts and type(texts[0]) is dict:
+            content = texts[0].get("Content")
+            if type(content) is str and content.strip():
+                return content.strip()
+    if isinstance(value, str):
+        return need_str(value, path)
+    obj = need_obj(value, path)
+    texts = need_list(obj.get("Text"), f"{path}.Text")
+    if not texts:
+        raise FeedError(f"{path}.Text: expected at least one language string, got []")
+    first = need_obj(texts[0], f"{path}.Text[0]")
+    return need_str(first.get("Content"), f"{path}.Text[0].Content").strip()
+
+
+def _opt_text(value: Any, path: str) -> str | None:
+    return None if value is None else text_of(value, path)
+
+
+def parse_nist(body: bytes, *, default_tz: tzinfo) -> Snapshot:
+    """Parse one NIST 1500-100 v2 JSON ElectionReport; FeedError names the first bad field."""
+    doc = need_obj(load_json(body), "$")
+    if not looks_like_nist(doc):
+        raise FeedError(
+            f'@type: expected "ElectionResults.ElectionReport", got {describe(doc.get("@type"))}'
+        )
+    return _Report(doc, default_tz).snapshot()
+
+
+class _Report:
+    def __init__(self, doc: dict[str, Any], default_tz: tzinfo) -> None:
+        self.doc = doc
+        self.default_tz = default_tz
+        self.units: dict[str, _Unit] = {}
+        self.parties: dict[str, Party] = {}
+        self.coalitions: dict[str, Coalition] = {}
+        self._leaves: dict[str, frozenset[str]] = {}
+        self._below: dict[str, frozenset[str]] = {}
+
+    def snapshot(self) -> Snapshot:
+        doc = self.doc
+        raw_status = doc.get("Status")
+        if raw_status not in _STATUS:
+            raise FeedError(
+                f"Status: expected one of {', '.join(_STATUS)}, got {describe(raw_status)}"
+            )
+        status = _STATUS[raw_status]
+        generated = parse_time(doc.get("GeneratedDate"), "GeneratedDate", self.default_tz)
+        is_test = parse_bool(doc.get("IsTest", False), "IsTest")
+        issuer = doc.get("Issuer")
+        issuer = issuer.strip() if isinstance(issuer, str) and issuer.strip() else None
+
+        self._read_units(need_list(doc.get("GpUnit", []), "GpUnit"))
+        self._read_parties(need_list(doc.get("Party", []), "Party"))
+
+        elections = need_list(doc.get("Election"), "Election")
+        if not elections:
+            raise FeedError("Election: expected at least one election, got []")
+        name = ""
+        contests: list[Contest] = []
+        seen: set[str] = set()
+        for ei, election in enumerate(elections):
+            epath = f"Election[{ei}]"
+            election = need_obj(election, epath)
+            if ei == 0:
+                name = text_of(election.get("Name"), f"{epath}.Name")
+            candidates = self._read_candidates(election, epath)
+            ballots = self._read_ballot_counts(election, epath)
+            for ci, raw in enumerate(need_list(election.get("Contest", []), f"{epath}.Contest")):
+                cpath = f"{epath}.Contest[{ci}]"
+                contest = self._contest(need_obj(raw, cpath), cpath, candidates, ballots, status)
+                if contest.id in seen:
+                    raise FeedError(f"{cpath}.@id: duplicate contest id {contest.id!r}")
+                seen.add(contest.id)
+                contests.append(contest)
+
+        return Snapshot(
+            election=name,
+            status=status,
+            generated_at=generated,
+            contests=tuple(contests),
+            is_test=is_test,
+            issuer=issuer,
+            parties=self.parties,
+            coalitions=self.coalitions,
+        )
+
+    # -- reference data --
+
+    def _read_units(self, raw_units: list[Any]) -> None:
+        for i, raw in enumerate(raw_units):
+            path = f"GpUnit[{i}]"
+            unit = need_obj(raw, path)
+            uid = need_str(unit.get("@id"), f"{path}.@id")
+            if uid in self.units:
+                raise FeedError(f"{path}.@id: duplicate GpUnit id {uid!r}")
+            composing = tuple(
+                need_list(unit.get("ComposingGpUnitIds", []), f"{path}.ComposingGpUnitIds")
+            )
+            self.units[uid] = _Unit(
+                composing=composing,
+                registered=opt_count(unit.get("VotersRegistered"), f"{path}.VotersRegistered"),
+                participated=opt_count(
+                    unit.get("VotersParticipated"), f"{path}.VotersParticipated"
+                ),
+                reported=opt_count(unit.get("SubUnitsReported"), f"{path}.SubUnitsReported"),
+                total=opt_count(unit.get("TotalSubUnits"), f"{path}.TotalSubUnits"),
+            )
+        for i, raw in enumerate(raw_units):
+            for j, child in enumerate(self.units[raw["@id"]].composing):
+                if child not in self.units:
+                    raise FeedError(
+                        f"GpUnit[{i}].ComposingGpUnitIds[{j}]: unknown GpUnit {describe(child)}"
+                    )
+
+    def _read_parties(self, raw_parties: list[Any]) -> None:
+        members: dict[str, str] = {}
+        for i, raw in enumerate(raw_parties):
+            path = f"Party[{i}]"
+            obj = need_obj(raw, path)
+            pid = need_str(obj.get("@id"), f"{path}.@id")
+            if pid in self.parties or pid in self.coalitions:
+                raise FeedError(f"{path}.@id: duplicate party id {pid!r}")
+            name = text_of(obj.get("Name"), f"{path}.Name")
+            abbr = _opt_text(obj.get("Abbreviation"), f"{path}.Abbreviation")
+            color = obj.get("Color") if isinstance(obj.get("Color"), str) else None
+            if obj.get("@type") == "ElectionResults.Coalition":
+                ids = need_list(obj.get("PartyIds", []), f"{path}.PartyIds")
+                for pj in ids:
+                    members[need_str(pj, f"{path}.PartyIds")] = pid
+                self.coalitions[pid] = Coalition(pid, name, abbr, tuple(ids), color)
+            else:
+                self.parties[pid] = Party(pid, name, abbr, None, color)
+        for party_id, coalition_id in members.items():
+            party = self.parties.get(party_id)
+            if party is None:
+                raise FeedError(
+                    f"Party (coalition {coalition_id!r}).PartyIds: unknown party {party_id!r}"
+                )
+            self.parties[party_id] = Party(
+                party.id, party.name, party.abbreviation, coalition_id, party.color
+            )
+
+    def _party_ref(self, value: Any, path: str) -> str:
+        pid = need_str(value, path)
+        if pid not in self.parties and pid not in self.coalitions:
+            raise FeedError(f"{path}: unknown party {pid!r}")
+        return pid
+
+    def _read_candidates(self, election: dict[str, Any], epath: str) -> dict[str, _Candidate]:
+        out: dict[str, _Candidate] = {}
+        parties, coalitions = self.parties, self.coalitions
+        for i, raw in enumerate(need_list(election.get("Candidate", []), f"{epath}.Candidate")):
+            # Checked inline; the field path is only built for an error message.
+            obj = raw if type(raw) is dict else need_obj(raw, f"{epath}.Candidate[{i}]")
+            cid = obj.get("@id")
+            if type(cid) is not str or not cid.strip():
+                need_str(cid, f"{epath}.Candidate[{i}].@id")
+            if cid in out:
+                raise FeedError(f"{epath}.Candidate[{i}].@id: duplicate candidate id {cid!r}")
+            party = obj.get("PartyId")
+            if party is not None and not (
+                type(party) is str and (party in parties or party in coalitions)
+            ):
+                self._party_ref(party, f"{epath}.Candidate[{i}].PartyId")
+            out[cid] = _Candidate(
+                name=text_of(obj.get("BallotName"), f"{epath}.Candidate[{i}].BallotName"),
+                party_id=party,
+                winner=obj.get("PostElectionStatus") == "winner",
+            )
+        return out
+
+    def _read_ballot_counts(self, election: dict[str, Any], epath: str) -> dict[str, int]:
+        out: dict[str, int] = {}
+        raw = need_list(election.get("BallotCounts", []), f"{epath}.BallotCounts")
+        for i, item in enumerate(raw):
+            path = f"{epath}.BallotCounts[{i}]"
+            obj = need_obj(item, path)
+            if obj.get("Type", "total") != "total" or obj.get("BallotsCast") is None:
+                continue
+            unit = self._unit_ref(obj.get("GpUnitId"), f"{path}.GpUnitId")
+            out[unit] = out.get(unit, 0) + need_count(obj["BallotsCast"], f"{path}.BallotsCast")
+        return out
+
+    def _unit_ref(self, value: Any, path: str) -> str:
+        uid = need_str(value, path)
+        if uid not in self.units:
+            raise FeedError(f"{path}: unknown GpUnit {uid!r}")
+        return uid
+
+    # -- geography --
+
+    def below(self, uid: str) -> frozenset[str]:
+        """All units composing `uid`, transitively (cycles are tolerated, not followed twice)."""
+        cached = self._below.get(uid)
+        if cached is not None:
+            return cached
+        seen: set[str] = set()
+        stack = list(self.units[uid].composing)
+        while stack:
+            u = stack.pop()
+            if u in seen or u == uid:
+                continue
+            seen.add(u)
+            stack.extend(self.units[u].composing)
+        result = frozenset(seen)
+        self._below[uid] = result
+        return result
+
+    def leaves(self, uid: str) -> frozenset[str]:
+        cached = self._leaves.get(uid)
+        if cached is None:
+            below = self.below(uid)
+            cached = (
+                frozenset(u for u in below if not self.units[u].composing) if below else frozenset()
+            )
+            self._leaves[uid] = cached
+        return cached
+
+    # -- contests --
+
+    def _contest(
+        self,
+        obj: dict[str, Any],
+        path: str,
+        candidates: dict[str, _Candidate],
+        ballots: dict[str, int],
+        status: ResultsStatus,
+    ) -> Contest:
+        ctype = obj.get("@type")
+        kind = _CONTEST_KINDS.get(ctype)  # type: ignore[arg-type]
+        if kind is None:
+            raise FeedError(
+                f"{path}.@type: expected one of {', '.join(_CONTEST_KINDS)}, got {describe(ctype)}"
+            )
+        cid = need_str(obj.get("@id"), f"{path}.@id")
+        name = text_of(obj.get("Name"), f"{path}.Name")
+        district = self._unit_ref(obj.get("ElectionDistrictId"), f"{path}.ElectionDistrictId")
+
+        # Per selection: {unit: (total-type sum or None, other-types sum)}, and seats per unit.
+        raw_selections = need_list(obj.get("ContestSelection", []), f"{path}.ContestSelection")
+        per_sel: list[tuple[str, str, str | None, bool, dict[str, list[int]], dict[str, int]]] = []
+        counted: set[str] = set()
+        seen_sel: set[str] = set()
+        for si, raw in enumerate(raw_selections):
+            spath = f"{path}.ContestSelection[{si}]"
+            sel = raw if type(raw) is dict else need_obj(raw, spath)
+            sid = sel.get("@id")
+            if type(sid) is not str or not sid.strip():
+                need_str(sid, f"{spath}.@id")
+            if sid in seen_sel:
+                raise FeedError(f"{spath}.@id: duplicate selection id {sid!r}")
+            seen_sel.add(sid)
+            ids = sel.get("CandidateIds")
+            if (
+                type(ids) is list
+                and len(ids) == 1
+                and type(ids[0]) is str
+                and (cand := candidates.get(ids[0])) is not None
+                and sel.get("@type") == "ElectionResults.CandidateSelection"
+            ):
+                sname, party_id, winner = cand.name, cand.party_id, cand.winner
+            else:
+                sname, party_id, winner = self._selection_identity(sel, spath, kind, candidates)
+            votes: dict[str, list[int]] = {}
+            seats: dict[str, int] = {}
+            units = self.units
+            # The hottest loop of a large feed: check inline, build the field path only on error.
+            for vi, vc in enumerate(need_list(sel.get("VoteCounts", []), f"{spath}.VoteCounts")):
+                if type(vc) is not dict:
+                    need_obj(vc, f"{spath}.VoteCounts[{vi}]")
+                unit = vc.get("GpUnitId")
+                if type(unit) is not str or unit not in units:
+                    self._unit_ref(unit, f"{spath}.VoteCounts[{vi}].GpUnitId")
+                count = vc.get("Count")
+                if type(count) is not int or count < 0:
+                    count = need_count(count, f"{spath}.VoteCounts[{vi}].Count")
+                vtype = vc.get("Type", "total")
+                if vtype == "seats":
+                    seats[unit] = seats.get(unit, 0) + count
+                    continue
+                slot = votes.setdefault(unit, [0, 0, 0])
+                if vtype == "total":
+                    slot[0] += count
+                    slot[2] = 1
+                else:
+                    slot[1] += count
+                counted.add(unit)
+            per_sel.append((sid, sname, party_id, winner, votes, seats))
+
+        # Only units inside the district count: real exports (Cambridge 2022) list write-ins for
+        # every precinct of the city under each district's contest.
+        inside = self.below(district)
+        if inside:
+            counted &= inside | {district}
+        # The smallest reported units: drop any counted unit that has counted units inside it.
+        if district in counted:
+            sum_units: frozenset[str] = frozenset((district,))
+        else:
+            sum_units = frozenset(u for u in counted if not (self.below(u) & counted))
+
+        selections: list[Selection] = []
+        for sid, sname, party_id, winner, votes, seats in per_sel:
+            if district in votes:
+                units_for_sel: frozenset[str] | tuple[str, ...] = (district,)
+            else:
+                units_for_sel = sum_units
+            total = 0
+            for unit in units_for_sel:
+                slot = votes.get(unit)
+                if slot is not None:
+                    total += slot[0] if slot[2] else slot[1]
+            if district in seats:
+                seat_count: int | None = seats[district]
+            elif seats:
+                seat_count = sum(seats.values())
+            else:
+                seat_count = None
+            if kind is ContestKind.PARTY and seat_count is None:
+                seat_count = 0
+            selections.append(Selection(sid, sname, total, party_id, winner, seat_count))
+
+        return Contest(
+            id=cid,
+            name=name,
+            kind=kind,
+            selections=tuple(selections),
+            progress=self._progress(obj, path, district, counted, status),
+            seats=self._seats(obj, path, kind, selections),
+            electorate=self._electorate(district),
+            ballots_cast=self._ballots(district, ballots),
+        )
+
+    def _selection_identity(
+        self,
+        sel: dict[str, Any],
+        spath: str,
+        kind: ContestKind,
+        candidates: dict[str, _Candidate],
+    ) -> tuple[str, str | None, bool]:
+        stype = sel.get("@type")
+        if stype == "ElectionResults.CandidateSelection":
+            ids = need_list(sel.get("CandidateIds", []), f"{spath}.CandidateIds")
+            if not ids:
+                if sel.get("IsWriteIn"):
+                    return "Write-in", None, False
+                raise FeedError(f"{spath}.CandidateIds: expected at least one candidate id, got []")
+            people: list[_Candidate] = []
+            for k, ref in enumerate(ids):
+                cand = candidates.get(need_str(ref, f"{spath}.CandidateIds[{k}]"))
+                if cand is None:
+                    raise FeedError(f"{spath}.CandidateIds[{k}]: unknown candidate {ref!r}")
+                people.append(cand)
+            return " / ".join(p.name for p in people), people[0].party_id, people[0].winner
+        if stype == "ElectionResults.PartySelection":
+            ids = need_list(sel.get("PartyIds"), f"{spath}.PartyIds")
+            if not ids:
+                raise FeedError(f"{spath}.PartyIds: expected at least one party id, got []")
+            refs = [self._party_ref(p, f"{spath}.PartyIds[{k}]") for k, p in enumerate(ids)]
+            names = [
+                (self.parties[r].name if r in self.parties else self.coalitions[r].name)
+                for r in refs
+            ]
+            return " / ".join(names), refs[0], False
+        if stype == "ElectionResults.BallotMeasureSelection":
+            return text_of(sel.get("Selection"), f"{spath}.Selection"), None, False
+        raise FeedError(f"{spath}.@type: unsupported selection type {describe(stype)}")
+
+    def _seats(
+        self, obj: dict[str, Any], path: str, kind: ContestKind, selections: list[Selection]
+    ) -> int | None:
+        if kind is ContestKind.MEASURE:
+            return None
+        if kind is ContestKind.CANDIDATE:
+            n = obj.get("NumberElected")
+            return 1 if n is None else need_count(n, f"{path}.NumberElected")
+        for i, ext in enumerate(obj.get("ExternalIdentifier") or []):
+            if isinstance(ext, dict) and ext.get("OtherType") == NUMBER_ELECTED_ID:
+                return need_count(
+                    _int_text(ext.get("Value")), f"{path}.ExternalIdentifier[{i}].Value"
+                )
+        allocated = sum(s.seats or 0 for s in selections)
+        return allocated or None
+
+    def _progress(
+        self,
+        obj: dict[str, Any],
+        path: str,
+        district: str,
+        counted: set[str],
+        status: ResultsStatus,
+    ) -> Progress:
+        reported = opt_count(obj.get("SubUnitsReported"), f"{path}.SubUnitsReported")
+        total = opt_count(obj.get("TotalSubUnits"), f"{path}.TotalSubUnits")
+        if reported is not None and total is not None:
+            return Progress(reported, total)
+        unit = self.units[district]
+        if unit.reported is not None and unit.total is not None:
+            return Progress(unit.reported, unit.total)
+        leaves = self.leaves(district)
+        final = status in (ResultsStatus.COMPLETE, ResultsStatus.CERTIFIED)
+        if leaves:
+            if final:
+                return Progress(len(leaves), len(leaves))
+            return Progress(len(leaves & counted), len(leaves))
+        if final:
+            return Progress(1, 1)
+        return Progress()
+
+    def _electorate(self, district: str) -> int | None:
+        unit = self.units[district]
+        if unit.registered is not None:
+            return unit.registered
+        leaves = self.leaves(district)
+        values = [self.units[u].registered for u in leaves]
+        if values and all(v is not None for v in values):
+            return sum(v for v in values if v is not None)
+        return None
+
+    def _ballots(self, district: str, ballots: dict[str, int]) -> int | None:
+        if district in ballots:
+            return ballots[district]
+        unit = self.units[district]
+        if unit.participated is not None:
+            return unit.participated
+        leaves = self.leaves(district)
+        found = [ballots[u] for u in leaves if u in ballots]
+        return sum(found) if found else None
+
+
+def _int_text(value: Any) -> Any:
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    return value

@@ -1,0 +1,1140 @@
+"""The database: accepted snapshots, events, and the outbox, through SQLAlchemy 2 Core.
+
+It is the single source of truth. A snapshot, its events and their posts are written in one
+transaction, so after a crash either all of them exist or none do. Uniqueness of event keys and
+post idempotency keys is enforced by the database itself, so nothing can be posted twice.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import zlib
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    event,
+    func,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import OperationalError, ProgrammingError
+from sqlalchemy.types import TypeDecorator
+
+from broadcaster.core.logs import redact
+from broadcaster.domain.events import Event, EventKind
+from broadcaster.domain.model import Snapshot
+
+# 1: the first schema. 2: posts.test_data (the send-time test guard), posts.hold_kind and
+# posts.gate_reason, and the audit table.
+SCHEMA_VERSION = 2
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Stored as naive UTC (portable between SQLite and PostgreSQL), returned timezone-aware."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+metadata = MetaData()
+
+snapshots = Table(
+    "snapshots",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("fingerprint", String(64), nullable=False, unique=True),
+    Column("source", Text, nullable=False),
+    Column("name", Text, nullable=False),
+    Column("accepted", Boolean, nullable=False),
+    Column("error", Text),
+    Column("generated_at", UTCDateTime),
+    Column("received_at", UTCDateTime, nullable=False),
+    Column("body", LargeBinary),  # zlib-compressed normalised JSON; kept for recent ones only
+    Column("shared", JSON),  # the election and national tally, as templates see them
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("key", String(255), nullable=False, unique=True),
+    Column("kind", String(32), nullable=False),
+    Column("contest_id", Text),
+    Column("at", UTCDateTime, nullable=False),
+    Column("snapshot_id", Integer, ForeignKey("snapshots.id"), nullable=False),
+    Column("data", JSON, nullable=False),
+    Column("context", JSON, nullable=False),  # the contest as of the event, for templates
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+posts = Table(
+    "posts",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("idempotency_key", String(400), nullable=False, unique=True),
+    Column("event_id", Integer, ForeignKey("events.id"), nullable=False),
+    Column("event_key", String(255), nullable=False),
+    Column("event_kind", String(32), nullable=False),
+    Column("contest_id", Text),
+    Column("account", String(100), nullable=False),
+    Column("platform", String(32), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("priority", Integer, nullable=False),
+    Column("text", Text),
+    Column("media", JSON, nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("last_error", Text),
+    Column("hold_reason", Text),
+    Column("platform_post_id", Text),
+    Column("platform_url", Text),
+    Column("feed_time", UTCDateTime, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("not_before", UTCDateTime),
+    Column("sent_at", UTCDateTime),
+    Column("dry_run", Boolean, nullable=False),
+    Column("title", Text),
+    Column("thread_parent", String(400)),  # the previous part of a thread, posted first
+    Column("wants_card", Boolean, nullable=False, default=False),
+    Column("platform_checkpoint", Text),  # an interim id (TikTok publish_id) for look-ups
+    Column("superseded_by", Integer),  # the post (a summary, or a newer one) that replaced it
+    Column("corrects", Integer),  # for a correction: the earlier post it corrects
+    # The snapshot behind the post was test data: checked again at send time, in every mode.
+    Column("test_data", Boolean, nullable=False, default=False),
+    Column("hold_kind", String(16)),  # why a held post waits, as a HoldKind
+    # A plausibility gate's reason for this post's event: kept when the post is held for
+    # something else first (a template problem), so fixing that never releases it unchecked.
+    Column("gate_reason", Text),
+)
+Index("ix_posts_account_sent", posts.c.account, posts.c.state, posts.c.sent_at)
+Index("ix_posts_due", posts.c.state, posts.c.priority, posts.c.id)
+# The console: "did anything change?" twice a second, its timeline's filters, and the status
+# counts (by account, platform and state; sends of the last hour) from indexes alone.
+Index("ix_posts_updated", posts.c.updated_at)
+Index("ix_posts_platform", posts.c.platform, posts.c.id)
+Index("ix_posts_contest", posts.c.contest_id, posts.c.id)
+Index("ix_posts_outbox", posts.c.account, posts.c.platform, posts.c.state)
+Index("ix_posts_state_sent", posts.c.state, posts.c.sent_at)
+
+kv = Table(
+    "kv",
+    metadata,
+    Column("key", String(200), primary_key=True),
+    Column("value", JSON, nullable=False),
+)
+
+# Who did what to the outbox and the accounts, and when: operators' commands and the console.
+audit = Table(
+    "audit",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("at", UTCDateTime, nullable=False),
+    Column("actor", String(100), nullable=False),
+    Column("action", String(40), nullable=False),
+    Column("target", Text, nullable=False),
+    Column("detail", Text),
+)
+
+
+class _Abort(Exception):
+    """Roll a transaction back on purpose."""
+
+
+class PostState:
+    PENDING = "pending"
+    HELD = "held"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    SUPERSEDED = "superseded"
+
+    ALL = (PENDING, HELD, SENDING, SENT, FAILED, CANCELLED, SUPERSEDED)
+
+
+class HoldKind(StrEnum):
+    """Why a held post waits; the human reason is in `hold_reason`."""
+
+    TEMPLATE = "template"  # its template failed: released by fixing the template
+    GATE = "gate"  # a plausibility or feed-text gate: needs an operator who names the finding
+    APPROVAL = "approval"  # the account requires approval of every post
+    IN_DOUBT = "in_doubt"  # it may be on the platform: check, then mark sent or approve
+    OPERATOR = "operator"  # held by an operator
+    CARD = "card"  # its result card could not be drawn (the platform needs one)
+    SECRET = "secret"  # noqa: S105 - its text contains a secret value: never sent
+    TEST_DATA = "test_data"  # test data bound for a real account
+    ACCOUNT = "account"  # its account is no longer configured
+
+
+MODE_KEY = "database_mode"
+
+
+class DatabaseMode(StrEnum):
+    """What a database holds: a rehearsal's posts (dry run) or the real night's. A database
+    never changes mode: a rehearsal's events count as posted, so a live run on it would skip
+    them, and a dry run on the night's database would mark real events as posted unposted."""
+
+    REHEARSAL = "rehearsal"
+    LIVE = "live"
+
+
+class ModeMismatch(Exception):
+    """A rehearsal's database used for the night, or the night's used for a dry run. The
+    message says what to do instead."""
+
+
+def require_mode(store: Store, mode: DatabaseMode) -> None:
+    """Claim `mode` for the database, or raise ModeMismatch if it is the other one's."""
+    have = store.claim_mode(mode)
+    if have == mode:
+        return
+    where = store.url.split("://", 1)[0] + " database " + _where(store.url)
+    if mode is DatabaseMode.LIVE:
+        raise ModeMismatch(
+            f"{where} belongs to a rehearsal (dry run): its events count as already posted, so "
+            "a live run on it would silently skip them, and its posts were never meant for a "
+            "real account. For the night, set [database] url to a new, empty database (keep "
+            "this one as the rehearsal's record), then check everything with `broadcaster "
+            "golive --config FILE` (docs/operations.md, 'From rehearsal to the night')"
+        )
+    raise ModeMismatch(
+        f"{where} belongs to the live night: a dry run on it would mark real events as posted "
+        "without posting them. Rehearse with another [database] url (or `broadcaster rehearse`, "
+        "which keeps its own state in its output folder)"
+    )
+
+
+def _where(url: str) -> str:
+    """The database's location without credentials, for messages."""
+    rest = url.split("://", 1)[-1]
+    return rest.rsplit("@", 1)[-1] if "@" in rest else rest
+
+
+@dataclass(frozen=True, slots=True)
+class NewPost:
+    """A rendered post about to enter the outbox."""
+
+    idempotency_key: str
+    event_key: str
+    account: str
+    platform: str
+    text: str | None
+    media: tuple[str, ...]
+    dry_run: bool
+    state: str = PostState.PENDING
+    hold_reason: str | None = None
+    title: str | None = None
+    thread_parent: str | None = None  # idempotency key of the previous part of a thread
+    wants_card: bool = False
+    hold_kind: HoldKind | None = None
+    gate_reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    id: int
+    event: Event
+    context: dict[str, Any]  # the event's own (contest)
+    shared: dict[str, Any]  # its snapshot's (election, tally)
+
+
+def pack(obj: Any) -> bytes:
+    return zlib.compress(json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode(), 1)
+
+
+def unpack(blob: bytes) -> Any:
+    return json.loads(zlib.decompress(blob))
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Store:
+    """All database access goes through here."""
+
+    def __init__(self, url: str, *, keep_bodies: int = 3, file_mode: int = 0o600) -> None:
+        self.url = url
+        self.keep_bodies = keep_bodies
+        server = not url.startswith("sqlite")
+        if not server:
+            _create_private(url, file_mode)
+        # A database server may drop idle connections (a restart, a proxy's timeout) during a
+        # twelve-hour night: each connection is checked as it leaves the pool.
+        self.engine: Engine = create_engine(url, future=True, pool_pre_ping=server)
+        if self.engine.dialect.name == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        _create_tables(self.engine)
+        with self.engine.begin() as conn:
+            conn.execute(
+                _insert_ignore(conn, kv, "key").values(key="schema_version", value=SCHEMA_VERSION)
+            )
+            version = conn.execute(
+                select(kv.c.value).where(kv.c.key == "schema_version").with_for_update()
+            ).scalar()
+            if version == 1:
+                _upgrade_from_1(conn)
+                version = SCHEMA_VERSION
+            if version != SCHEMA_VERSION:
+                raise RuntimeError(
+                    f"database {url} has schema version {version}; this version expects "
+                    f"{SCHEMA_VERSION}"
+                )
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        with self.engine.begin() as conn:
+            yield conn
+
+    # -- key/value state --
+
+    def _kv_put(self, conn: Connection, key: str, value: Any) -> None:
+        value = _redacted(value)
+        # One statement (an upsert), so the daemon and an operator's command writing the same
+        # key at once cannot both find it missing and both insert it.
+        statement = _upsert_base(conn, kv).values(key=key, value=value)
+        conn.execute(statement.on_conflict_do_update(index_elements=["key"], set_={"value": value}))
+
+    def put_state(self, key: str, value: Any, conn: Connection | None = None) -> None:
+        """Set a state key: in its own transaction, or in `conn`'s."""
+        if conn is not None:
+            self._kv_put(conn, key, value)
+            return
+        with self.engine.begin() as own:
+            self._kv_put(own, key, value)
+
+    def get_state(self, key: str, default: Any = None) -> Any:
+        with self.engine.connect() as conn:
+            value = conn.execute(select(kv.c.value).where(kv.c.key == key)).scalar()
+        return default if value is None else value
+
+    # -- snapshots --
+
+    def fingerprint_known(self, fingerprint: str) -> bool:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(snapshots.c.id).where(snapshots.c.fingerprint == fingerprint)
+            ).first()
+        return row is not None
+
+    def last_accepted(self) -> tuple[Snapshot, str] | None:
+        """The latest accepted snapshot and its source name, for resuming after a restart."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(snapshots.c.body, snapshots.c.name)
+                .where(snapshots.c.accepted.is_(True))
+                .order_by(snapshots.c.id.desc())
+                .limit(1)
+            ).first()
+        if row is None or row.body is None:
+            return None
+        return Snapshot.from_dict(unpack(row.body)), row.name
+
+    def record_rejected(
+        self, fingerprint: str, source: str, name: str, error: str, at: datetime
+    ) -> None:
+        with self.engine.begin() as conn:
+            exists = conn.execute(
+                select(snapshots.c.id).where(snapshots.c.fingerprint == fingerprint)
+            ).first()
+            if exists is None:
+                conn.execute(
+                    snapshots.insert().values(
+                        fingerprint=fingerprint,
+                        source=source,
+                        name=name,
+                        accepted=False,
+                        error=redact(error),
+                        received_at=at,
+                    )
+                )
+
+    def existing_event_keys(self, keys: Iterable[str]) -> set[str]:
+        found: set[str] = set()
+        key_list = list(keys)
+        with self.engine.connect() as conn:
+            for i in range(0, len(key_list), 500):
+                chunk = key_list[i : i + 500]
+                found.update(
+                    conn.execute(select(events.c.key).where(events.c.key.in_(chunk))).scalars()
+                )
+        return found
+
+    # The three writes of an accepted snapshot, made inside one `transaction()` by the pipeline
+    # (events and posts in chunks, so a huge cycle never holds every rendered post in memory).
+
+    def insert_snapshot(
+        self,
+        conn: Connection,
+        *,
+        fingerprint: str,
+        source: str,
+        name: str,
+        snapshot: Snapshot,
+        received_at: datetime,
+        shared: dict[str, Any],
+    ) -> int:
+        snapshot_id = conn.execute(
+            snapshots.insert().values(
+                fingerprint=fingerprint,
+                source=source,
+                name=name,
+                accepted=True,
+                generated_at=snapshot.generated_at,
+                received_at=received_at,
+                body=pack(snapshot.to_dict()),
+                shared=shared,
+            )
+        ).inserted_primary_key[0]
+        self._prune_bodies(conn, snapshot_id)
+        return int(snapshot_id)
+
+    def insert_events(
+        self, conn: Connection, snapshot_id: int, items: Sequence[tuple[Event, dict[str, Any]]]
+    ) -> dict[str, int]:
+        """Insert events (an existing key is left alone); returns key -> id for all of them."""
+        if not items:
+            return {}
+        now = _now()
+        rows = [
+            {
+                "key": ev.key,
+                "kind": ev.kind.value,
+                "contest_id": ev.contest_id,
+                "at": ev.at,
+                "snapshot_id": snapshot_id,
+                "data": ev.data,
+                "context": ctx,
+                "created_at": now,
+            }
+            for ev, ctx in items
+        ]
+        conn.execute(_insert_ignore(conn, events, "key"), rows)
+        keys = [ev.key for ev, _ in items]
+        ids: dict[str, int] = {}
+        for i in range(0, len(keys), 500):
+            ids.update(
+                conn.execute(
+                    select(events.c.key, events.c.id).where(events.c.key.in_(keys[i : i + 500]))
+                ).all()
+            )
+        return ids
+
+    def insert_posts(
+        self,
+        conn: Connection,
+        new_posts: Sequence[NewPost],
+        event_ids: dict[str, int],
+        by_key: dict[str, Event],
+        *,
+        test_data: bool,
+    ) -> int:
+        """Insert rendered posts; an existing idempotency key is left alone. Returns rows added.
+        `test_data`: they come from a test snapshot (checked again before each send)."""
+        if not new_posts:
+            return 0
+        now = _now()
+        rows = []
+        for p in new_posts:
+            ev = by_key[p.event_key]
+            rows.append(
+                {
+                    "idempotency_key": p.idempotency_key,
+                    "event_id": event_ids[p.event_key],
+                    "event_key": p.event_key,
+                    "event_kind": ev.kind.value,
+                    "contest_id": ev.contest_id,
+                    "account": p.account,
+                    "platform": p.platform,
+                    "state": p.state,
+                    "priority": ev.priority,
+                    "text": p.text,
+                    "media": list(p.media),
+                    "attempts": 0,
+                    "hold_reason": p.hold_reason,
+                    "hold_kind": p.hold_kind,
+                    "gate_reason": p.gate_reason,
+                    "feed_time": ev.at,
+                    "created_at": now,
+                    "updated_at": now,
+                    "dry_run": p.dry_run,
+                    "title": p.title,
+                    "thread_parent": p.thread_parent,
+                    "wants_card": p.wants_card,
+                    "test_data": test_data,
+                }
+            )
+        result = conn.execute(_insert_ignore(conn, posts, "idempotency_key"), rows)
+        return (
+            result.rowcount if result.rowcount is not None and result.rowcount >= 0 else len(rows)
+        )
+
+    def _prune_bodies(self, conn: Connection, newest_id: int) -> None:
+        # Old normalised bodies are only needed to resume; keep a few for inspection.
+        conn.execute(
+            update(snapshots)
+            .where(snapshots.c.id <= newest_id - self.keep_bodies)
+            .where(snapshots.c.body.is_not(None))
+            .values(body=None)
+        )
+
+    # -- events --
+
+    def announced_outcomes(self) -> dict[str, tuple[str, ...]]:
+        """Contest id -> the outcome last announced by a called or corrected event."""
+        out: dict[str, tuple[str, ...]] = {}
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(events.c.contest_id, events.c.data)
+                .where(events.c.kind.in_([EventKind.CALLED.value, EventKind.CORRECTED.value]))
+                .order_by(events.c.id)
+            )
+            for contest_id, data in rows:
+                out[contest_id] = tuple(data.get("winners", ()))
+        return out
+
+    def last_event(self, kind: EventKind) -> tuple[Event, dict[str, Any]] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(events)
+                .where(events.c.kind == kind.value)
+                .order_by(events.c.id.desc())
+                .limit(1)
+            ).first()
+        if row is None:
+            return None
+        return _event_from_row(row), row.data
+
+    def held(self, kind: HoldKind) -> list[Any]:
+        """Held posts of one kind, oldest first."""
+        with self.engine.connect() as conn:
+            return list(
+                conn.execute(
+                    select(posts)
+                    .where(posts.c.state == PostState.HELD)
+                    .where(posts.c.hold_kind == kind)
+                    .order_by(posts.c.id)
+                ).all()
+            )
+
+    def event_with_context(self, event_id: int) -> StoredEvent:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(events).where(events.c.id == event_id)).one()
+            shared = conn.execute(
+                select(snapshots.c.shared).where(snapshots.c.id == row.snapshot_id)
+            ).scalar_one()
+        return StoredEvent(row.id, _event_from_row(row), row.context, shared)
+
+    def event_key_exists(self, key: str) -> bool:
+        return bool(self.existing_event_keys([key]))
+
+    # -- outbox --
+
+    def due_posts(
+        self, now: datetime, limit: int, accounts: Iterable[str] | None = None
+    ) -> list[Any]:
+        query = (
+            select(posts)
+            .where(posts.c.state == PostState.PENDING)
+            .where((posts.c.not_before.is_(None)) | (posts.c.not_before <= now))
+            .order_by(posts.c.priority, posts.c.id)
+            .limit(limit)
+        )
+        if accounts is not None:
+            query = query.where(posts.c.account.in_(list(accounts)))
+        with self.engine.connect() as conn:
+            return list(conn.execute(query).all())
+
+    def posts_in_state(self, state: str, limit: int | None = None) -> list[Any]:
+        query = select(posts).where(posts.c.state == state).order_by(posts.c.id)
+        if limit is not None:
+            query = query.limit(limit)
+        with self.engine.connect() as conn:
+            return list(conn.execute(query).all())
+
+    def claim(self, post_id: int, now: datetime) -> int | None:
+        """Mark a pending post `sending` and commit before any platform call. Returns the attempt
+        number, or None when another worker got there first."""
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                update(posts)
+                .where(posts.c.id == post_id)
+                .where(posts.c.state == PostState.PENDING)
+                .values(state=PostState.SENDING, attempts=posts.c.attempts + 1, updated_at=now)
+            )
+            if result.rowcount != 1:
+                return None
+            return int(
+                conn.execute(select(posts.c.attempts).where(posts.c.id == post_id)).scalar_one()
+            )
+
+    def mark_sent(self, post_id: int, platform_id: str, url: str | None, sent_at: datetime) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(posts)
+                .where(posts.c.id == post_id)
+                .values(
+                    state=PostState.SENT,
+                    platform_post_id=platform_id,
+                    platform_url=url,
+                    sent_at=sent_at,
+                    updated_at=_now(),
+                    last_error=None,
+                )
+            )
+
+    def mark_retry(self, post_id: int, error: str, not_before: datetime) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(posts)
+                .where(posts.c.id == post_id)
+                .values(
+                    state=PostState.PENDING,
+                    last_error=redact(error),
+                    not_before=not_before,
+                    updated_at=_now(),
+                )
+            )
+
+    def mark_failed(self, post_id: int, error: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(posts)
+                .where(posts.c.id == post_id)
+                .values(state=PostState.FAILED, last_error=redact(error), updated_at=_now())
+            )
+
+    def post_by_key(self, idempotency_key: str) -> Any:
+        with self.engine.connect() as conn:
+            return conn.execute(
+                select(posts).where(posts.c.idempotency_key == idempotency_key)
+            ).first()
+
+    def replace_held(self, post_id: int, rows: Sequence[NewPost]) -> None:
+        """Swap a held post for its re-rendered version (the first row takes its place; further
+        thread parts are added)."""
+        first, *rest = rows
+        with self.engine.begin() as conn:
+            row = conn.execute(select(posts).where(posts.c.id == post_id)).one()
+            if row.state != PostState.HELD:
+                return  # an operator acted on it meanwhile
+            conn.execute(
+                update(posts)
+                .where(posts.c.id == post_id)
+                .values(
+                    state=first.state,
+                    text=first.text,
+                    title=first.title,
+                    hold_reason=first.hold_reason,
+                    hold_kind=first.hold_kind,
+                    gate_reason=first.gate_reason,
+                    wants_card=first.wants_card,
+                    updated_at=_now(),
+                )
+            )
+            if rest:
+                event = _event_from_row(
+                    conn.execute(select(events).where(events.c.id == row.event_id)).one()
+                )
+                self.insert_posts(
+                    conn,
+                    rest,
+                    {event.key: row.event_id},
+                    {event.key: event},
+                    test_data=row.test_data,
+                )
+
+    def set_checkpoint(self, post_id: int, value: str) -> None:
+        """Record an interim platform id at once, in its own transaction."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(posts).where(posts.c.id == post_id).values(platform_checkpoint=value)
+            )
+
+    # -- what the planner needs --
+
+    def pending_for(self, account: str, now: datetime, *, dry_run: bool) -> list[Any]:
+        """Pending posts of an account that are due and were planned in mode `dry_run`,
+        thread continuations excluded."""
+        with self.engine.connect() as conn:
+            return list(
+                conn.execute(
+                    select(posts, events.c.data.label("event_data"))
+                    .join(events, events.c.id == posts.c.event_id)
+                    .where(posts.c.account == account)
+                    .where(posts.c.state == PostState.PENDING)
+                    .where(posts.c.dry_run.is_(dry_run))
+                    .where(posts.c.thread_parent.is_(None))
+                    .where((posts.c.not_before.is_(None)) | (posts.c.not_before <= now))
+                    .order_by(posts.c.priority, posts.c.id)
+                ).all()
+            )
+
+    def count_held(self, kind: HoldKind) -> int:
+        """Held posts of one kind (e.g. the plausibility gates')."""
+        with self.engine.connect() as conn:
+            return int(
+                conn.execute(
+                    select(func.count())
+                    .select_from(posts)
+                    .where(posts.c.state == PostState.HELD)
+                    .where(posts.c.hold_kind == kind)
+                ).scalar_one()
+            )
+
+    def next_not_before(self, after: datetime) -> datetime | None:
+        """The earliest time after `after` at which a pending post becomes due, if any."""
+        with self.engine.connect() as conn:
+            return conn.execute(
+                select(func.min(posts.c.not_before))
+                .where(posts.c.state == PostState.PENDING)
+                .where(posts.c.not_before > after)
+            ).scalar()
+
+    def thread_parts_due(self, now: datetime) -> list[Any]:
+        """Pending continuations of threads (their previous part decides when they go)."""
+        with self.engine.connect() as conn:
+            return list(
+                conn.execute(
+                    select(posts)
+                    .where(posts.c.state == PostState.PENDING)
+                    .where(posts.c.thread_parent.is_not(None))
+                    .where((posts.c.not_before.is_(None)) | (posts.c.not_before <= now))
+                    .order_by(posts.c.id)
+                ).all()
+            )
+
+    def sent_since(self, account: str, since: datetime) -> list[Any]:
+        with self.engine.connect() as conn:
+            return list(
+                conn.execute(
+                    select(
+                        posts.c.id,
+                        posts.c.event_kind,
+                        posts.c.contest_id,
+                        posts.c.feed_time,
+                        posts.c.sent_at,
+                    )
+                    .where(posts.c.account == account)
+                    .where(posts.c.state == PostState.SENT)
+                    .where(posts.c.sent_at > since)
+                ).all()
+            )
+
+    def last_sent_at(self, account: str) -> datetime | None:
+        with self.engine.connect() as conn:
+            return conn.execute(
+                select(func.max(posts.c.sent_at))
+                .where(posts.c.account == account)
+                .where(posts.c.state == PostState.SENT)
+            ).scalar()
+
+    def supersede(self, ids: Sequence[int], reason: str, by: int | None = None) -> int:
+        """Retire pending posts (never one already sending or sent). Returns how many."""
+        if not ids:
+            return 0
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                update(posts)
+                .where(posts.c.id.in_(list(ids)))
+                .where(posts.c.state == PostState.PENDING)
+                .values(
+                    state=PostState.SUPERSEDED,
+                    hold_reason=reason,
+                    superseded_by=by,
+                    updated_at=_now(),
+                )
+            )
+            return int(result.rowcount or 0)
+
+    def add_summary(
+        self,
+        *,
+        event: Event,
+        context: dict[str, Any],
+        snapshot_id: int,
+        post: NewPost,
+        merged: Sequence[int],
+    ) -> int | None:
+        """Create a summary event and its post, and retire the merged posts it replaces, in one
+        transaction. None when a merged post was taken meanwhile (nothing is changed then)."""
+        now = _now()
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(
+                    _insert_ignore(conn, events, "key"),
+                    [
+                        {
+                            "key": event.key,
+                            "kind": event.kind.value,
+                            "contest_id": None,
+                            "at": event.at,
+                            "snapshot_id": snapshot_id,
+                            "data": event.data,
+                            "context": context,
+                            "created_at": now,
+                        }
+                    ],
+                )
+                event_id = conn.execute(
+                    select(events.c.id).where(events.c.key == event.key)
+                ).scalar_one()
+                # A summary of test posts is test data too.
+                test_data = bool(
+                    conn.execute(
+                        select(func.count())
+                        .select_from(posts)
+                        .where(posts.c.id.in_(list(merged)))
+                        .where(posts.c.test_data.is_(True))
+                    ).scalar_one()
+                )
+                self.insert_posts(
+                    conn, [post], {event.key: event_id}, {event.key: event}, test_data=test_data
+                )
+                post_id = conn.execute(
+                    select(posts.c.id).where(posts.c.idempotency_key == post.idempotency_key)
+                ).scalar_one()
+                retired = conn.execute(
+                    update(posts)
+                    .where(posts.c.id.in_(list(merged)))
+                    .where(posts.c.state == PostState.PENDING)
+                    .values(
+                        state=PostState.SUPERSEDED,
+                        hold_reason="merged into a summary",
+                        superseded_by=post_id,
+                        updated_at=now,
+                    )
+                ).rowcount
+                if retired != len(merged):
+                    raise _Abort
+                return int(post_id)
+        except _Abort:
+            return None
+
+    def post_row(self, post_id: int) -> Any:
+        with self.engine.connect() as conn:
+            return conn.execute(
+                select(posts, events.c.snapshot_id)
+                .join(events, events.c.id == posts.c.event_id)
+                .where(posts.c.id == post_id)
+            ).first()
+
+    def earlier_post(self, account: str, contest_id: str | None, *, before_id: int) -> Any:
+        """The latest sent call or correction of a contest on an account, before a post."""
+        if contest_id is None:
+            return None
+        with self.engine.connect() as conn:
+            return conn.execute(
+                select(posts)
+                .where(posts.c.account == account)
+                .where(posts.c.contest_id == contest_id)
+                .where(posts.c.event_kind.in_([EventKind.CALLED.value, EventKind.CORRECTED.value]))
+                .where(posts.c.state == PostState.SENT)
+                .where(posts.c.id < before_id)
+                .order_by(posts.c.id.desc())
+                .limit(1)
+            ).first()
+
+    def set_corrects(self, post_id: int, corrected_id: int) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(update(posts).where(posts.c.id == post_id).values(corrects=corrected_id))
+
+    def set_media(self, post_id: int, media: Sequence[str]) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(update(posts).where(posts.c.id == post_id).values(media=list(media)))
+
+    def mark_held(self, post_id: int, kind: HoldKind, reason: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(posts)
+                .where(posts.c.id == post_id)
+                .values(
+                    state=PostState.HELD,
+                    hold_kind=kind,
+                    hold_reason=redact(reason),
+                    updated_at=_now(),
+                )
+            )
+
+    def refuse(self, post_id: int, state: str, kind: HoldKind, reason: str) -> None:
+        """Stop a post that must not go out as it is (held or cancelled), masking any secret
+        in its stored text and title so the database never keeps one."""
+        with self.engine.begin() as conn:
+            row = conn.execute(
+                select(posts.c.text, posts.c.title).where(posts.c.id == post_id)
+            ).one()
+            conn.execute(
+                update(posts)
+                .where(posts.c.id == post_id)
+                .where(posts.c.state.in_([PostState.PENDING, PostState.HELD]))
+                .values(
+                    state=state,
+                    hold_kind=kind if state == PostState.HELD else None,
+                    hold_reason=redact(reason),
+                    text=None if row.text is None else redact(row.text),
+                    title=None if row.title is None else redact(row.title),
+                    updated_at=_now(),
+                )
+            )
+
+    # -- the database's mode: a rehearsal's, or the night's --
+
+    def mode(self) -> str | None:
+        """ "rehearsal" or "live", once claimed; a database from before modes were recorded is
+        judged by its posts (any live post makes it live)."""
+        recorded = self.get_state(MODE_KEY)
+        if recorded is not None:
+            return str(recorded)
+        with self.engine.connect() as conn:
+            live = conn.execute(select(posts.c.id).where(posts.c.dry_run.is_(False)).limit(1))
+            if live.first() is not None:
+                return DatabaseMode.LIVE
+            if conn.execute(select(posts.c.id).limit(1)).first() is not None:
+                return DatabaseMode.REHEARSAL
+        return None
+
+    def claim_mode(self, mode: str) -> str:
+        """Record `mode` for a database that has none yet; returns the database's mode (which
+        may be the other one: the caller refuses to go on then)."""
+        existing = self.mode()
+        if existing is not None:
+            if self.get_state(MODE_KEY) is None:
+                self.put_state(MODE_KEY, existing)
+            return existing
+        with self.engine.begin() as conn:
+            conn.execute(_insert_ignore(conn, kv, "key").values(key=MODE_KEY, value=mode))
+            return str(conn.execute(select(kv.c.value).where(kv.c.key == MODE_KEY)).scalar_one())
+
+    def count_posts(self) -> dict[tuple[str, str, str], int]:
+        """(platform, event kind, state) -> number of posts."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(posts.c.platform, posts.c.event_kind, posts.c.state, func.count()).group_by(
+                    posts.c.platform, posts.c.event_kind, posts.c.state
+                )
+            ).all()
+        return {(r[0], r[1], r[2]): int(r[3]) for r in rows}
+
+    def snapshot_counts(self) -> tuple[int, int]:
+        """(accepted, rejected) snapshots so far."""
+        with self.engine.connect() as conn:
+            rows = dict(
+                conn.execute(
+                    select(snapshots.c.accepted, func.count()).group_by(snapshots.c.accepted)
+                ).all()
+            )
+        return int(rows.get(True, 0)), int(rows.get(False, 0))
+
+    # -- what the operator console reads (broadcaster/console) --
+
+    def ensure_indexes(self) -> None:
+        """Create the outbox's indexes a database made by an older version lacks (tables are
+        created when missing, but indexes only with their table)."""
+        for index in posts.indexes:
+            index.create(self.engine, checkfirst=True)
+
+    def change_marker(self) -> tuple[Any, ...]:
+        """A value that differs whenever a snapshot, event, post, audit entry or state key
+        changed: four index look-ups and the small state table, cheap enough to ask twice a
+        second."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(
+                    select(func.max(snapshots.c.id)).scalar_subquery(),
+                    select(func.max(events.c.id)).scalar_subquery(),
+                    select(func.max(audit.c.id)).scalar_subquery(),
+                    select(func.max(posts.c.updated_at)).scalar_subquery(),
+                    select(func.max(posts.c.id)).scalar_subquery(),
+                )
+            ).one()
+            state = conn.execute(select(kv.c.key, kv.c.value).order_by(kv.c.key)).all()
+        blob = json.dumps([[k, v] for k, v in state], sort_keys=True, default=str)
+        return (*row, zlib.crc32(blob.encode()), len(blob))
+
+    def last_snapshot_id(self) -> int | None:
+        """The newest accepted snapshot's id, or None before the first."""
+        ref = self.last_snapshot_ref()
+        return None if ref is None else ref[0]
+
+    def last_snapshot_ref(self) -> tuple[int, datetime] | None:
+        """The newest accepted snapshot's id and feed time, or None before the first."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(snapshots.c.id, snapshots.c.generated_at)
+                .where(snapshots.c.accepted.is_(True))
+                .order_by(snapshots.c.id.desc())
+                .limit(1)
+            ).first()
+        return None if row is None else (int(row.id), row.generated_at)
+
+    def planned_dry_run(self, account: str) -> bool | None:
+        """Whether the account's newest post was planned as a dry run; None before its first."""
+        with self.engine.connect() as conn:
+            value = conn.execute(
+                select(posts.c.dry_run)
+                .where(posts.c.account == account)
+                .order_by(posts.c.id.desc())
+                .limit(1)
+            ).scalar()
+        return None if value is None else bool(value)
+
+
+def _redacted(value: Any) -> Any:
+    """A state value with every registered secret masked (pause reasons quote platforms'
+    errors, which may echo a token)."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {k: _redacted(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redacted(v) for v in value]
+    return value
+
+
+def _upsert_base(conn: Connection, table: Table) -> Any:
+    """The dialect's INSERT, which knows ON CONFLICT (SQLite and PostgreSQL)."""
+    insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    return insert(table)
+
+
+def _insert_ignore(conn: Connection, table: Table, key: str) -> Any:
+    """INSERT that skips rows whose unique `key` already exists."""
+    return _upsert_base(conn, table).on_conflict_do_nothing(index_elements=[key])
+
+
+def _event_from_row(row: Any) -> Event:
+    return Event(
+        key=row.key,
+        kind=EventKind(row.kind),
+        at=row.at,
+        contest_id=row.contest_id,
+        data=row.data,
+    )
+
+
+SCHEMA_LOCK = 0x62726F61  # PostgreSQL advisory lock taken while creating tables
+
+
+def _create_tables(engine: Engine) -> None:
+    """Create what is missing. Two processes opening a new database at once (the daemon
+    starting, an operator's `status`) can both find a table missing: on PostgreSQL they take
+    turns under an advisory lock; on SQLite the loser retries."""
+    if engine.dialect.name == "postgresql":
+        with engine.begin() as conn:
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK})
+            metadata.create_all(conn)
+        return
+    for attempt in range(5):
+        try:
+            metadata.create_all(engine)
+            return
+        except (OperationalError, ProgrammingError) as exc:
+            if "already exists" not in str(exc) or attempt == 4:
+                raise
+            time.sleep(0.05 * (attempt + 1))
+
+
+def _create_private(url: str, mode: int) -> None:
+    """Create a new SQLite file readable by its owner only (its -wal and -shm files take the
+    same mode): the outbox holds the night's posts and operators' notes."""
+    path = url.split("///", 1)[1] if "///" in url else ""
+    if not path or path.startswith(":memory:") or "mode=memory" in path:
+        return
+    path = path.split("?", 1)[0]
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    except FileExistsError:
+        return
+    except OSError:
+        return  # a missing folder: SQLAlchemy's own error says it better
+    os.close(fd)
+
+
+def _upgrade_from_1(conn: Connection) -> None:
+    """Schema 1 to 2 in place: posts.test_data, filled from each post's snapshot (the audit
+    table is new and was created with the others)."""
+    conn.execute(text("ALTER TABLE posts ADD COLUMN test_data BOOLEAN NOT NULL DEFAULT FALSE"))
+    conn.execute(text("ALTER TABLE posts ADD COLUMN hold_kind VARCHAR(16)"))
+    conn.execute(text("ALTER TABLE posts ADD COLUMN gate_reason TEXT"))
+    held = conn.execute(
+        select(posts.c.id, posts.c.hold_reason).where(posts.c.state == PostState.HELD)
+    ).all()
+    for post_id, reason in held:
+        kind, gate = _legacy_hold(reason or "")
+        conn.execute(
+            update(posts).where(posts.c.id == post_id).values(hold_kind=kind, gate_reason=gate)
+        )
+    test_snapshots = [
+        sid
+        for sid, shared in conn.execute(select(snapshots.c.id, snapshots.c.shared))
+        if isinstance(shared, dict) and (shared.get("election") or {}).get("is_test")
+    ]
+    for i in range(0, len(test_snapshots), 500):
+        event_ids = select(events.c.id).where(events.c.snapshot_id.in_(test_snapshots[i : i + 500]))
+        conn.execute(update(posts).where(posts.c.event_id.in_(event_ids)).values(test_data=True))
+    conn.execute(update(kv).where(kv.c.key == "schema_version").values(value=SCHEMA_VERSION))
+
+
+def _legacy_hold(reason: str) -> tuple[HoldKind, str | None]:
+    """A schema-1 hold reason's kind, and the gate's reason riding along on a template hold."""
+    if reason.startswith("template: "):
+        _, sep, gate = reason.rpartition(" | then ")
+        return HoldKind.TEMPLATE, gate if sep else None
+    for prefix, kind in (
+        ("implausible", HoldKind.GATE),
+        ("awaiting approval", HoldKind.APPROVAL),
+        ("in doubt", HoldKind.IN_DOUBT),
+        ("card:", HoldKind.CARD),
+    ):
+        if reason.startswith(prefix):
+            return kind, reason if kind is HoldKind.GATE else None
+    return HoldKind.OPERATOR, None
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    # First, so that the statements below (and everything after) wait for a busy database.
+    cur.execute("PRAGMA busy_timeout=30000")
+    # WAL lets the CLI read and act on the outbox while the daemon writes.
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=FULL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()

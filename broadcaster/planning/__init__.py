@@ -1,0 +1,1 @@
+"""Which events become which posts on which account, and when: fan-out, pacing, budgets."""

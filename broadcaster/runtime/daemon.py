@@ -1,0 +1,253 @@
+"""The daemon: APScheduler polls the feed and dispatches the outbox until SIGTERM or SIGINT.
+
+A signal lets the step in progress finish (the current snapshot is committed, the current post is
+marked sent) and then stops; everything else is in the database, so a restart resumes exactly
+where this run ended.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import signal
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.blocking import BlockingScheduler
+
+from broadcaster.core import failpoints
+from broadcaster.core.clock import WallClock
+from broadcaster.core.config import Config, ConfigError
+from broadcaster.core.secrets import Secrets, register_config_secrets
+from broadcaster.delivery.cards import CardMaker
+from broadcaster.delivery.dispatcher import Dispatcher, publisher_env
+from broadcaster.ingest.health import STATE_KEY as FEED_HEALTH_KEY
+from broadcaster.ingest.health import FeedHealth
+from broadcaster.ingest.sources import make_source
+from broadcaster.outbox.store import DatabaseMode, ModeMismatch, Store, require_mode
+from broadcaster.runtime.cycle import Pipeline, describe_error
+from broadcaster.runtime.preflight import preflight
+from broadcaster.runtime.service import HealthServer
+
+log = logging.getLogger(__name__)
+
+
+def refuse_test_data(config: Config, store: Store, *, dry_run: bool) -> None:
+    """Test data never reaches a real account: refuse to start when the feed is (or was last)
+    test data and a real account has not explicitly allowed test posts."""
+    if dry_run:
+        return
+    last = store.last_accepted()
+    is_test = config.feed.is_test or (last is not None and last[0].is_test)
+    if not is_test:
+        return
+    refusing = [a.name for a in config.accounts if not a.dry_run and not a.allow_test_posts]
+    if refusing:
+        raise ConfigError(
+            f"the feed is test data ({'[feed] is_test' if config.feed.is_test else 'IsTest'}) and "
+            f"these accounts are real: {', '.join(refusing)}. Run with --dry-run, or set "
+            "allow_test_posts = true on an account meant to receive test posts"
+        )
+
+
+class Daemon:
+    def __init__(self, config: Config, *, dry_run: bool) -> None:
+        self.config = config
+        self.dry_run = dry_run
+        secrets = Secrets(config.path(config.secrets.file))
+        problems = preflight(config, secrets=secrets)
+        if problems:
+            raise ConfigError("\n".join(str(p) for p in problems))
+        self.stop = threading.Event()
+        # Every secret the configuration can reach, before anything is logged or sent: no log
+        # line shows one and no post carrying one goes out.
+        register_config_secrets(config)
+        self.store = Store(config.database_url, file_mode=config.output.mode)
+        try:
+            require_mode(self.store, DatabaseMode.REHEARSAL if dry_run else DatabaseMode.LIVE)
+        except ModeMismatch as exc:
+            self.store.close()
+            raise ConfigError(str(exc)) from None
+        self.clock = WallClock()
+        posts_path = config.path(config.output.posts) or Path("posts.jsonl")
+        env = publisher_env(config, self.store, self.clock, posts_path)
+        self.pipeline = Pipeline(config, self.store, clock=self.clock, dry_run=dry_run)
+        self.source = make_source(
+            config.feed,
+            config.base_dir,
+            resume_after=self.pipeline.last_source_name,
+            secrets=secrets,
+        )
+        cards_dir = config.path(config.cards.dir) or Path("cards")
+        cards = CardMaker(config, self.store, cards_dir) if config.cards.enabled else None
+        self.dispatcher = Dispatcher(
+            config,
+            self.store,
+            clock=self.clock,
+            env=env,
+            dry_run=dry_run,
+            stop=self.stop,
+            cards=cards,
+        )
+        self.counters: dict[str, float] = {"polls": 0, "poll_failures": 0}
+        self.feed_health = FeedHealth(started_at=time.time())
+        self.health: HealthServer | None = None
+        self.console: Any = None  # the operator console, when [console] enabled
+        refuse_test_data(config, self.store, dry_run=dry_run)
+        interval = config.feed.poll_interval
+        self.executor = ThreadPoolExecutor(max_workers=2)
+        self.scheduler = BlockingScheduler(
+            timezone=config.election.tz,
+            executors={"default": self.executor},
+            job_defaults={
+                "coalesce": True,
+                "max_instances": 1,
+                "misfire_grace_time": max(1, round(interval)),
+            },
+        )
+
+    # -- jobs: each catches everything, so no feed or platform problem can stop the daemon --
+
+    def poll(self) -> None:
+        if self.stop.is_set():
+            return
+        self.counters["polls"] += 1
+        try:
+            result = self.pipeline.poll(self.source)
+        except Exception as exc:
+            self.counters["poll_failures"] += 1
+            log.exception("poll cycle failed; the snapshot will be read again next cycle")
+            self._record_poll("error", describe_error(exc))
+            return
+        finally:
+            self.counters["last_poll"] = time.time()
+        if result.outcome in ("down", "rejected"):
+            self.counters["poll_failures"] += 1
+        self._record_poll(result.outcome, result.error)
+        if result.posts and not self.stop.is_set():
+            # Dispatch at once rather than at the next tick; fails only while shutting down.
+            with contextlib.suppress(Exception):
+                self.scheduler.modify_job("dispatch", next_run_time=datetime.now(UTC))
+
+    def _record_poll(self, outcome: str, error: str | None) -> None:
+        """Keep the feed's health for /healthz (in memory) and `broadcaster status` (stored)."""
+        self.feed_health.record(outcome, error, time.time())
+        try:
+            self.store.put_state(FEED_HEALTH_KEY, self.feed_health.to_dict())
+        except Exception as exc:  # the database is down: /healthz still knows
+            log.debug("feed health not stored: %s", exc)
+
+    def dispatch(self) -> None:
+        if self.stop.is_set():
+            return
+        try:
+            self.dispatcher.run_once()
+        except Exception:
+            log.exception("dispatch run failed; posts stay in the outbox for the next run")
+
+    # -- life cycle --
+
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        # A signal handler runs on the main thread in the middle of whatever it was doing,
+        # possibly inside the scheduler's own locked loop: do the shutdown from another thread.
+        if self.stop.is_set():
+            return
+        self.stop.set()
+        threading.Thread(
+            target=self._shutdown, args=(signal.Signals(signum).name,), name="shutdown"
+        ).start()
+
+    def _shutdown(self, signame: str) -> None:
+        log.info("received %s: finishing the current step, then stopping", signame)
+        self.scheduler.shutdown(wait=False)
+
+    def run(self) -> int:
+        accounts = ", ".join(f"{a.name} ({a.platform})" for a in self.config.accounts)
+        if self.dry_run:
+            log.warning(
+                "DRY RUN: every account uses the dry-run publisher whatever the config says; "
+                "posts are written to %s",
+                self.config.path(self.config.output.posts),
+            )
+        log.info(
+            "starting: feed %s every %gs, database %s, accounts: %s",
+            self.source.description,
+            self.config.feed.poll_interval,
+            self.config.database_url.split("://", 1)[0],
+            accounts,
+        )
+        if failpoints.active():
+            log.warning("FAILPOINTS ACTIVE (%s): this process will kill itself", failpoints.ENV)
+        recovered = self.dispatcher.recover()
+        if recovered.sent or recovered.retried or recovered.held:
+            log.info(
+                "settled posts interrupted by the last stop: %d found sent, %d to resend, %d held",
+                recovered.sent,
+                recovered.retried,
+                recovered.held,
+            )
+        now = datetime.now(UTC)
+        self.scheduler.add_job(
+            self.poll,
+            "interval",
+            seconds=self.config.feed.poll_interval,
+            id="poll",
+            next_run_time=now,
+        )
+        self.scheduler.add_job(
+            self.dispatch,
+            "interval",
+            seconds=self.config.dispatch.interval,
+            id="dispatch",
+            next_run_time=now,
+        )
+        previous = {
+            sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT)
+        }
+        if self.config.service.listen:
+            try:
+                self.health = HealthServer(
+                    self.config,
+                    self.store,
+                    counters=self.counters,
+                    alive=lambda: self.scheduler.running and not self.stop.is_set(),
+                    dry_run=self.dry_run,
+                    feed_health=self.feed_health,
+                ).start()
+            except OSError as exc:
+                log.error("health endpoint not started on %s: %s", self.config.service.listen, exc)
+        join_live = lambda: None  # noqa: E731
+        if self.config.live.enabled:  # the live results channel beside the daemon (docs/live.md)
+            from broadcaster.live.runner import start_beside
+
+            join_live = start_beside(self.config, self.store, dry_run=self.dry_run, stop=self.stop)
+        if self.config.console.enabled:
+            # Imported only when asked for: the daemon needs no web framework of its own.
+            from broadcaster.console.server import ConsoleServer
+
+            try:
+                self.console = ConsoleServer(self.config, self.store).start()
+            except OSError as exc:
+                log.error("console not started on %s: %s", self.config.console.listen, exc)
+        try:
+            self.scheduler.start()
+        finally:
+            self.stop.set()
+            join_live()
+            if self.health is not None:
+                self.health.stop()
+            if self.console is not None:
+                self.console.stop()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            # Wait for the job in progress: it checks `stop` between steps.
+            self.executor.shutdown(wait=True)
+            self.dispatcher.close()
+            self.store.close()
+        log.info("stopped cleanly")
+        return 0

@@ -1,0 +1,237 @@
+"""Health, from the database: for `broadcaster status`, `GET /healthz` and `GET /metrics`.
+
+Everything is read from the tables the daemon writes, so the same picture is available from the
+command line while the daemon runs and from the daemon's own HTTP endpoints.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+
+from broadcaster.core.config import Config
+from broadcaster.delivery.dispatcher import WAITING, account_budget
+from broadcaster.ingest.gates import FINDINGS_KEY
+from broadcaster.ingest.health import STATE_KEY as FEED_HEALTH_KEY
+from broadcaster.ingest.health import FeedHealth, feed_problems
+from broadcaster.live.health import live_metrics, live_report
+from broadcaster.outbox.operations import PAUSED
+from broadcaster.outbox.store import HoldKind, PostState, Store, events, posts, snapshots
+from broadcaster.runtime.preflight import runtime_problems
+
+
+def collect_status(
+    config: Config,
+    store: Store | None = None,
+    *,
+    now: datetime | None = None,
+    health: FeedHealth | None = None,
+) -> dict[str, Any]:
+    """Feed, outbox and accounts as plain data. `problems` says what degrades the service: the
+    feed failing or stale (from `health`, the running daemon's, else the one it stored) and
+    files the configuration names that are missing or unreadable."""
+    own = store is None
+    store = store or Store(config.database_url, file_mode=config.output.mode)
+    now = now or datetime.now(UTC)
+    tz = config.election.tz
+
+    def local(moment: datetime | None) -> str | None:
+        return moment.astimezone(tz).isoformat() if moment else None
+
+    try:
+        with store.engine.connect() as conn:
+            last = conn.execute(
+                select(snapshots.c.name, snapshots.c.generated_at, snapshots.c.received_at)
+                .where(snapshots.c.accepted.is_(True))
+                .order_by(snapshots.c.id.desc())
+                .limit(1)
+            ).first()
+            rejections = conn.execute(
+                select(snapshots.c.name, snapshots.c.received_at, snapshots.c.error)
+                .where(snapshots.c.accepted.is_(False))
+                .order_by(snapshots.c.id.desc())
+                .limit(5)
+            ).all()
+            outbox_rows = conn.execute(
+                select(posts.c.account, posts.c.platform, posts.c.state, func.count()).group_by(
+                    posts.c.account, posts.c.platform, posts.c.state
+                )
+            ).all()
+            held = conn.execute(
+                select(posts.c.id, posts.c.account, posts.c.hold_reason)
+                .where(posts.c.state == PostState.HELD)
+                .order_by(posts.c.id)
+                .limit(20)
+            ).all()
+            event_count = conn.execute(select(func.count()).select_from(events)).scalar_one()
+            latency_rows = conn.execute(
+                select(posts.c.platform, posts.c.sent_at, posts.c.feed_time)
+                .where(posts.c.state == PostState.SENT)
+                .where(posts.c.sent_at > now - timedelta(hours=1))
+            ).all()
+        accepted, rejected = store.snapshot_counts()
+        if health is None:
+            health = FeedHealth.from_dict(store.get_state(FEED_HEALTH_KEY))
+        template_problems = store.get_state("template_problems", [])
+        findings = list(store.get_state(FINDINGS_KEY, []) or [])[-10:]
+        implausible_held = store.count_held(HoldKind.GATE)
+        live = live_report(store)  # the live results channel, when it has run
+        accounts = []
+        for account in config.accounts:
+            paused = store.get_state(PAUSED + account.name)
+            waiting = store.get_state(WAITING + account.name) or {}
+            budget = account_budget(store, account, now)
+            accounts.append(
+                {
+                    "name": account.name,
+                    "platform": account.platform,
+                    "dry_run": account.dry_run,
+                    "state": "paused" if paused else "active",
+                    "reason": (paused or {}).get("reason") or waiting.get("reason") or "",
+                    "budget_left": budget.remaining if budget.longest else None,
+                    "next_slot": local(budget.next_slot) if budget.next_slot > now else None,
+                }
+            )
+    finally:
+        if own:
+            store.close()
+    outbox: dict[tuple[str, str], dict[str, int]] = {}
+    for account, platform, state, n in outbox_rows:
+        outbox.setdefault((account, platform), {})[state] = int(n)
+    latency: dict[str, list[float]] = {}
+    for platform, sent_at, feed_time in latency_rows:
+        latency.setdefault(platform, []).append(max(0.0, (sent_at - feed_time).total_seconds()))
+    problems = [
+        str(p)
+        for p in (
+            *feed_problems(health, config.service, now.timestamp()),
+            *runtime_problems(config),
+        )
+    ]
+    return {
+        "now": local(now),
+        "problems": problems,  # why /healthz is degraded; empty when all is well
+        "feed_health": health.to_dict() if health else None,
+        "database": config.database_url.split("://", 1)[0],
+        "last_snapshot": {
+            "name": last.name,
+            "generated_at": local(last.generated_at),
+            "received_at": local(last.received_at),
+        }
+        if last
+        else None,
+        "accepted": accepted,
+        "rejected": rejected,
+        "events": int(event_count),
+        "recent_rejections": [
+            {"name": r.name, "at": local(r.received_at), "error": r.error} for r in rejections
+        ],
+        "states": list(PostState.ALL),
+        "outbox": outbox,
+        "held": [{"id": h.id, "account": h.account, "reason": h.hold_reason} for h in held],
+        "template_problems": template_problems,
+        "implausible": findings,  # recent plausibility findings (the last 10)
+        "implausible_held": implausible_held,  # posts held by the gates, awaiting an operator
+        "accounts": accounts,
+        "latency": latency,
+        "live": live,
+    }
+
+
+def _label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ")
+
+
+def metrics_text(report: dict[str, Any], counters: dict[str, float]) -> str:
+    """The Prometheus text exposition of a status report and the daemon's own counters."""
+    lines: list[str] = []
+
+    def metric(
+        name: str, kind: str, help_: str, samples: list[tuple[dict[str, str], float]]
+    ) -> None:
+        lines.append(f"# HELP {name} {help_}")
+        lines.append(f"# TYPE {name} {kind}")
+        for labels, value in samples:
+            tags = ",".join(f'{k}="{_label(v)}"' for k, v in labels.items())
+            lines.append(f"{name}{{{tags}}} {value}" if tags else f"{name} {value}")
+
+    metric("broadcaster_up", "gauge", "1 while the daemon runs.", [({}, 1)])
+    metric("broadcaster_polls_total", "counter", "Feed polls.", [({}, counters.get("polls", 0))])
+    metric(
+        "broadcaster_poll_failures_total",
+        "counter",
+        "Polls that failed (feed down or error).",
+        [({}, counters.get("poll_failures", 0))],
+    )
+    metric(
+        "broadcaster_snapshots_total",
+        "counter",
+        "Snapshots by outcome.",
+        [
+            ({"outcome": "accepted"}, report["accepted"]),
+            ({"outcome": "rejected"}, report["rejected"]),
+        ],
+    )
+    metric("broadcaster_events_total", "counter", "Events found.", [({}, report["events"])])
+    metric(
+        "broadcaster_posts",
+        "gauge",
+        "Posts by state, platform and account.",
+        [
+            ({"account": account, "platform": platform, "state": state}, n)
+            for (account, platform), states in sorted(report["outbox"].items())
+            for state, n in sorted(states.items())
+        ],
+    )
+    latency = []
+    for platform, values in sorted(report["latency"].items()):
+        ordered = sorted(values)
+        for q in (0.5, 0.9, 1.0):
+            latency.append(
+                (
+                    {"platform": platform, "quantile": str(q)},
+                    ordered[min(len(ordered) - 1, int(q * len(ordered)))],
+                )
+            )
+    metric(
+        "broadcaster_post_latency_seconds",
+        "gauge",
+        "Seconds from the snapshot that revealed an event to its post, posts of the last hour.",
+        latency,
+    )
+    metric(
+        "broadcaster_budget_remaining_posts",
+        "gauge",
+        "Posts left in each account's longest quota window.",
+        [
+            ({"account": a["name"]}, a["budget_left"])
+            for a in report["accounts"]
+            if a["budget_left"] is not None
+        ],
+    )
+    metric(
+        "broadcaster_account_paused",
+        "gauge",
+        "1 when an account is paused.",
+        [({"account": a["name"]}, 1 if a["state"] == "paused" else 0) for a in report["accounts"]],
+    )
+    last = report["last_snapshot"]
+    if last:
+        seconds = datetime.fromisoformat(last["received_at"]).timestamp()
+        metric(
+            "broadcaster_last_feed_change_timestamp_seconds",
+            "gauge",
+            "When the feed last brought a new snapshot.",
+            [({}, seconds)],
+        )
+    if "last_poll" in counters:
+        metric(
+            "broadcaster_last_poll_timestamp_seconds",
+            "gauge",
+            "When the feed was last polled.",
+            [({}, counters["last_poll"])],
+        )
+    lines.extend(live_metrics(report.get("live")))
+    return "\n".join(lines) + "\n"
