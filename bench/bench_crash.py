@@ -368,6 +368,9 @@ def run(
             by_platform[platform].append(at - released_at[index])
     latencies = sorted(v for values in by_platform.values() for v in values)
     for platform, values in by_platform.items():
+        last = max((at for (p, _), at in arrivals.items() if p == platform), default=None)
+        if last is not None and released_at:
+            per_platform[platform]["arrival_seconds"] = round(last - released_at[0], 1)
         values.sort()
         per_platform[platform]["latency_p95"] = round(_quantile(values, 0.95), 2)
         per_platform[platform]["latency_max"] = round(values[-1], 2) if values else None

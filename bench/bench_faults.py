@@ -95,11 +95,13 @@ def main() -> None:
             f"found on the account, {faulted['operator_approved']} sent again"
         )
         for platform, f in faulted["per_platform"].items():
+            c = clean["per_platform"][platform]
             print(
                 f"  {platform:<10} posts {f['posts']:>4}  duplicates {f['duplicates']}  "
-                f"missing {f['missing']}  latency p95 {f['latency_p95']:.1f} s "
-                f"(clean {clean['per_platform'][platform]['latency_p95']:.1f} s), "
-                f"max {f['latency_max']:.1f} s"
+                f"missing {f['missing']}  all arrived {f['arrival_seconds']:.0f} s "
+                f"(clean {c['arrival_seconds']:.0f} s: "
+                f"{f['arrival_seconds'] / c['arrival_seconds']:.2f}x)  latency p95 "
+                f"{f['latency_p95']:.1f} s (clean {c['latency_p95']:.1f} s)"
             )
         for name, r in (("clean", clean), ("faulted", faulted)):
             print(
