@@ -1,0 +1,146 @@
+"""The night itself: the daemon, the checklist before it, and its status."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.table import Table
+
+from broadcaster.cli.app import (
+    EXIT_CONFIG,
+    config_option,
+    err,
+    load_config_or_exit,
+    main,
+    out,
+    setup_logs,
+)
+from broadcaster.core.config import (
+    ConfigError,
+)
+from broadcaster.core.terminal import safe, visible
+
+
+@main.command()
+@config_option
+@click.option("--dry-run", is_flag=True, help="Force every account to the dry-run publisher.")
+@click.pass_context
+def run(ctx: click.Context, config_path: Path | None, dry_run: bool) -> None:
+    """Run the daemon: poll the feed and publish until SIGTERM or SIGINT."""
+    from broadcaster.runtime.daemon import Daemon
+
+    setup_logs(ctx, dry_run=dry_run)
+    config = load_config_or_exit(config_path)
+    try:
+        daemon = Daemon(config, dry_run=dry_run)
+    except ConfigError as exc:
+        err.print(f"[bold red]refusing to start[/]: {safe(exc, newlines=True)}")
+        raise SystemExit(EXIT_CONFIG) from None
+    sys.exit(daemon.run())
+
+
+# -- the live results channel (broadcaster/live/, docs/live.md) ------------------------------
+
+
+@main.command()
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    required=True,
+    help="The night's configuration file (TOML).",
+)
+def golive(config_path: Path) -> None:
+    """Check everything before the real night: configuration, accounts, feed, templates,
+    database and cards; one line each, exit status 1 if anything fails."""
+    from broadcaster.runtime.golive import run_checks
+
+    config = load_config_or_exit(config_path)
+    checks = run_checks(config)
+    for check in checks:
+        mark = "[green]PASS[/]" if check.ok else "[red]FAIL[/]"
+        out.print(f"{mark} {safe(check.name)}: {safe(check.detail)}", highlight=False)
+    failed = sum(1 for c in checks if not c.ok)
+    if failed:
+        out.print(f"[bold red]{failed} of {len(checks)} checks failed: not ready to go live[/]")
+        raise SystemExit(1)
+    out.print(f"[bold green]all {len(checks)} checks passed: ready to go live[/]")
+
+
+@main.command()
+@config_option
+def status(config_path: Path | None) -> None:
+    """Show the feed, the outbox and any problems, from the database."""
+    from broadcaster.runtime.status import collect_status
+
+    config = load_config_or_exit(config_path)
+    report = collect_status(config)
+    _print_status(report)
+
+
+def _print_status(report: dict[str, Any]) -> None:
+    last = report["last_snapshot"]
+    out.print(f"database: {safe(report['database'])}   now: {report['now']}")
+    if last:
+        out.print(
+            f"last accepted snapshot: {safe(last['name'])} (generated {last['generated_at']}, "
+            f"received {last['received_at']})"
+        )
+    else:
+        out.print("no snapshot accepted yet")
+    out.print(
+        f"snapshots accepted: {report['accepted']}, rejected: {report['rejected']}; "
+        f"events: {report['events']}"
+    )
+    for item in report["recent_rejections"]:
+        out.print(
+            f"  [yellow]rejected[/] {safe(item['name'])} at {item['at']}: {safe(item['error'])}"
+        )
+    for problem in report.get("problems", []):
+        # Why /healthz is degraded: the feed failing or stale, a configured file gone.
+        out.print(f"[bold red]degraded[/]: {safe(problem)}", highlight=False)
+    accounts = Table(title="Accounts")
+    for column in ("account", "platform", "state", "budget left", "next slot", "why"):
+        accounts.add_column(column, overflow="fold")
+    for a in report["accounts"]:
+        state = a["state"] + (" (dry run)" if a["dry_run"] else "")
+        left = "-" if a["budget_left"] is None else str(a["budget_left"])
+        accounts.add_row(
+            a["name"], a["platform"], state, left, a["next_slot"] or "now", safe(a["reason"])
+        )
+    out.print(accounts)
+    table = Table(title="Outbox")
+    table.add_column("account")
+    table.add_column("platform")
+    for state in report["states"]:
+        table.add_column(state, justify="right")
+    for (account, platform), counts in sorted(report["outbox"].items()):
+        table.add_row(account, platform, *[str(counts.get(s, 0)) for s in report["states"]])
+    out.print(table)
+    for item in report["held"]:
+        out.print(f"  [yellow]held[/] #{item['id']} {item['account']}: {safe(item['reason'])}")
+    for problem in report["template_problems"]:
+        out.print(f"  [red]template[/] {safe(problem)}")
+    from broadcaster.live.health import status_lines
+
+    for line in status_lines(report.get("live")):
+        out.print(visible(line), markup=False, highlight=False)
+    if report["implausible_held"]:
+        out.print(
+            f"[yellow]{report['implausible_held']} posts held by the plausibility gates[/]: "
+            "`broadcaster outbox list --state held` to review, then approve or cancel"
+        )
+    for f in report["implausible"]:
+        out.print(
+            f"  [yellow]implausible[/] {safe(f['snapshot'])} ({f['check']}, {f['action']}): "
+            f"{safe(f['message'])}",
+            highlight=False,
+        )
+
+
+# -- the operator console (docs/console.md) ---------------------------------------------------
+# Its commands import starlette, uvicorn and argon2 inside themselves: the other commands, and
+# the daemon without a console, never load a web framework.
