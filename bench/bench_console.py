@@ -27,13 +27,14 @@ from argon2 import PasswordHasher
 
 from broadcaster.console.server import ConsoleServer
 from broadcaster.console.users import Role, UserStore
-from broadcaster.core.config import CardsConfig, load_config
+from broadcaster.core.config import CardsConfig
 from broadcaster.core.paths import DEMO_SNAPSHOTS
 from broadcaster.domain.events import Event, EventKind
 from broadcaster.outbox.operations import pause
 from broadcaster.outbox.store import NewPost, PostState, Store
 from broadcaster.planning.planner import idempotency_key
 from broadcaster.rehearsal.replay import rehearse
+from broadcaster.runtime.configuration import load_config
 
 ACCOUNTS = (
     ("facebook-demo", "facebook"),

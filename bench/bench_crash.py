@@ -46,7 +46,7 @@ from collections import Counter
 from datetime import datetime
 from pathlib import Path
 
-from broadcaster.publishers import platform_module
+from broadcaster.publishers import publisher_class
 from broadcaster.rehearsal.emulator import Emulator, EmulatorServer, Limits
 from broadcaster.rehearsal.fictional import (
     Burst,
@@ -77,7 +77,7 @@ def write_config(work: Path, base: str, timeout: float | None = None) -> dict[st
     tokens: dict[str, object] = {}
     accounts = []
     for platform in PLATFORMS:
-        emu = platform_module(platform).emulator_account(base, work)
+        emu = publisher_class(platform).emulator_account(base, work)
         secrets.update(emu.secrets)
         if emu.tokens:
             tokens[platform] = emu.tokens

@@ -32,10 +32,10 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from broadcaster.core.config import load_config
 from broadcaster.outbox.store import PostState, Store, posts
 from broadcaster.rehearsal.fictional import Burst, NightPlan, first_seen_called, write_night
 from broadcaster.rehearsal.replay import rehearse
+from broadcaster.runtime.configuration import load_config
 
 PLATFORMS = ("facebook", "youtube", "x", "tiktok")
 EXAMPLE = Path(__file__).resolve().parent.parent / "config" / "example.toml"

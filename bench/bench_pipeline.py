@@ -37,9 +37,10 @@ import time
 from pathlib import Path
 
 from broadcaster.core.clock import FeedClock
-from broadcaster.core.config import DatabaseConfig, load_config
+from broadcaster.core.config import DatabaseConfig
 from broadcaster.ingest.sources import FileSource
 from broadcaster.outbox.store import Store
+from broadcaster.runtime.configuration import load_config
 from broadcaster.runtime.cycle import Pipeline
 
 PARTIES = [f"par-{i}" for i in range(8)]

@@ -27,7 +27,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from broadcaster.core.clock import FeedClock
-from broadcaster.core.config import DatabaseConfig, load_config
+from broadcaster.core.config import DatabaseConfig
 from broadcaster.delivery.dispatcher import Dispatcher, publisher_env
 from broadcaster.ingest.sources import make_fetched
 from broadcaster.outbox.store import Store
@@ -39,6 +39,7 @@ from broadcaster.rehearsal.fictional import (
     share_counted,
     snapshot_times,
 )
+from broadcaster.runtime.configuration import load_config
 from broadcaster.runtime.cycle import Pipeline
 
 

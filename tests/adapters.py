@@ -9,7 +9,7 @@ from typing import Any
 from broadcaster.core.clock import FeedClock
 from broadcaster.core.config import AccountConfig
 from broadcaster.core.secrets import Secrets, TokenStore
-from broadcaster.publishers.base import Post, PublisherEnv, _MemoryState
+from broadcaster.publishers.base import MemoryState, Post, PublisherEnv
 
 NOW = datetime(2030, 7, 28, 14, 0, tzinfo=UTC)
 
@@ -39,7 +39,7 @@ def env(
         posts_path=tmp_path / "posts.jsonl",
         secrets=Secrets(environ=secrets),
         tokens=store,
-        state=_MemoryState(),
+        state=MemoryState(),
         checkpoint=Checkpoints(),
     )
 

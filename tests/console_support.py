@@ -11,8 +11,9 @@ from typing import Any
 from argon2 import PasswordHasher
 
 from broadcaster.console.users import Role, UserStore
-from broadcaster.core.config import CardsConfig, Config, load_config
+from broadcaster.core.config import CardsConfig, Config
 from broadcaster.rehearsal.replay import rehearse
+from broadcaster.runtime.configuration import load_config
 from tests.conftest import DEMO
 
 # Cheap hashes for tests: the production cost (64 MiB, 3 passes) would only slow the suite.

@@ -44,9 +44,7 @@ def test_text_post_shape_and_success(publisher):
     form = parse_qs(sent.body)
     assert form == {"message": ["[TEST] Ana wins Northbay"], "access_token": [TOKEN]}
     # the rate-limit headers are read through the session hook
-    assert (
-        publisher.env.state.get_state("ratelimit:facebook-main")["X-App-Usage"]["call_count"] == 5
-    )
+    assert publisher.env.state.rate_limits["facebook-main"]["X-App-Usage"]["call_count"] == 5
 
 
 @responses.activate

@@ -58,9 +58,7 @@ def test_create_tweet_shape_and_oauth1_signature(publisher):
     assert 'oauth_consumer_key="consumer-key-value"' in auth
     assert "consumer-secret-value" not in auth
     assert "access-secret-value" not in auth
-    assert (
-        publisher.env.state.get_state("ratelimit:x-main")["x-user-limit-24hour-remaining"] == "99"
-    )
+    assert publisher.env.state.rate_limits["x-main"]["x-user-limit-24hour-remaining"] == "99"
 
 
 @responses.activate

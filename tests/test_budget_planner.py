@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from broadcaster.domain.events import PRIORITY, EventKind
-from broadcaster.planning.budget import Window, budget_state, effective_windows
+from broadcaster.domain.quota import Window
+from broadcaster.planning.budget import budget_state, effective_windows
 from broadcaster.planning.planner import Item, pace_tokens, plan_account, stale
 
 T0 = datetime(2030, 7, 28, 20, 0, tzinfo=UTC)

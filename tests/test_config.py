@@ -4,8 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from broadcaster.core.config import ConfigError, load_config
+from broadcaster.core.config import ConfigError
 from broadcaster.domain.events import EventKind
+from broadcaster.runtime.configuration import load_config
 from tests.conftest import ROOT, write_config
 
 
@@ -63,7 +64,9 @@ def test_account_errors_name_the_account(tmp_path: Path):
         '[[accounts]]\nname="bad"\nplatform="myspace"\n'
     )
     with pytest.raises(
-        ConfigError, match=r"accounts\[1\] \(bad\)\.platform: Input should be 'facebook'"
+        ConfigError,
+        match=r"accounts\[1\] \(bad\)\.platform: unknown platform 'myspace'; expected one of "
+        r"dryrun, facebook",
     ):
         load_config(cfg)
     cfg.write_text(

@@ -14,11 +14,12 @@ from starlette.testclient import TestClient
 
 from broadcaster.console.app import create_app
 from broadcaster.console.users import Role, UserStore
-from broadcaster.core.config import ConfigError, load_config
+from broadcaster.core.config import ConfigError
 from broadcaster.core.logs import register_secret
 from broadcaster.outbox.audit import entries
 from broadcaster.outbox.operations import PAUSED
 from broadcaster.outbox.store import HoldKind, PostState, Store
+from broadcaster.runtime.configuration import load_config
 from tests.console_support import (
     FAST_HASHER,
     PASSWORD,

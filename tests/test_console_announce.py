@@ -17,7 +17,6 @@ from broadcaster.console.app import create_app
 from broadcaster.console.users import Role, UserStore
 from broadcaster.content.lint import lint_templates
 from broadcaster.core.clock import FeedClock
-from broadcaster.core.config import load_config
 from broadcaster.core.logs import register_secret
 from broadcaster.delivery.dispatcher import Dispatcher, publisher_env
 from broadcaster.domain.events import TEMPLATED_KINDS, EventKind
@@ -31,6 +30,7 @@ from broadcaster.outbox.operations import (
     post_history,
 )
 from broadcaster.outbox.store import HoldKind, PostState, Store
+from broadcaster.runtime.configuration import load_config
 from tests.conftest import read_jsonl
 from tests.console_support import FAST_HASHER, PASSWORD, demo_night, login, make_env
 

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from broadcaster.outbox.store import HoldKind, PostState, Store
-from broadcaster.publishers import platform_module
+from broadcaster.publishers import publisher_class
 from broadcaster.rehearsal.emulator import EmulatorServer
 from tests.conftest import DEMO, broadcaster_cmd, wait_for
 
@@ -67,7 +67,7 @@ def night(tmp_path: Path) -> Iterator[dict[str, Any]]:
         secrets: dict[str, str] = {}
         accounts = []
         for name, platform in (("fb", "facebook"), ("x", "x")):
-            emu = platform_module(platform).emulator_account(emulator.url, tmp_path)
+            emu = publisher_class(platform).emulator_account(emulator.url, tmp_path)
             secrets.update(emu.secrets)
             settings = "".join(f"{k} = {toml_value(v)}\n" for k, v in emu.settings.items())
             accounts.append(

@@ -9,13 +9,14 @@ from pathlib import Path
 import pytest
 
 from broadcaster.core.clock import FeedClock
-from broadcaster.core.config import ConfigError, load_config
+from broadcaster.core.config import ConfigError
 from broadcaster.delivery.dispatcher import Dispatcher, publisher_env
 from broadcaster.ingest.sources import make_fetched
 from broadcaster.outbox import operations as operate
 from broadcaster.outbox.store import PostState, Store
 from broadcaster.publishers import Post, PublishedRef, Publisher, RetryLater
 from broadcaster.publishers.dryrun import read_posts
+from broadcaster.runtime.configuration import load_config
 from broadcaster.runtime.cycle import Pipeline
 from broadcaster.runtime.daemon import refuse_test_data
 from tests.conftest import read_jsonl, write_config

@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 from broadcaster.core.clock import FeedClock
-from broadcaster.core.config import load_config
 from broadcaster.delivery.dispatcher import Dispatcher, post_from_row
 from broadcaster.ingest.sources import make_fetched
 from broadcaster.outbox.store import PostState, Store
@@ -23,6 +22,7 @@ from broadcaster.publishers import (
     RetryLater,
 )
 from broadcaster.publishers.dryrun import DryRunPublisher, read_posts, repair_torn_tail
+from broadcaster.runtime.configuration import load_config
 from broadcaster.runtime.cycle import Pipeline
 from tests.conftest import write_config
 

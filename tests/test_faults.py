@@ -26,12 +26,13 @@ import httplib2
 import pytest
 
 from broadcaster.core.clock import FeedClock
-from broadcaster.core.config import ConfigError, load_config
+from broadcaster.core.config import ConfigError
 from broadcaster.core.secrets import Secrets, TokenStore
 from broadcaster.delivery.dispatcher import MAX_ATTEMPTS, Dispatcher, post_from_row
 from broadcaster.ingest.sources import make_fetched
 from broadcaster.outbox import operations as operate
 from broadcaster.outbox.operations import FAILURES
+from broadcaster.outbox.state import State
 from broadcaster.outbox.store import PostState, Store
 from broadcaster.planning.budget import blocked_key
 from broadcaster.publishers import (
@@ -42,9 +43,10 @@ from broadcaster.publishers import (
     PublisherEnv,
     Reauthorize,
     RetryLater,
-    platform_module,
+    publisher_class,
 )
 from broadcaster.rehearsal.emulator import Emulator, EmulatorServer, Limits
+from broadcaster.runtime.configuration import load_config
 from broadcaster.runtime.cycle import Pipeline
 from tests.adapters import account, env, post
 from tests.conftest import DEMO
@@ -318,7 +320,7 @@ def world(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[World]:
     )
     emulator = Emulator(limits, clock=lambda: clock.now().timestamp())
     server = EmulatorServer(emulator=emulator).start()
-    emu = platform_module(platform).emulator_account(server.url, tmp_path)
+    emu = publisher_class(platform).emulator_account(server.url, tmp_path)
     settings = "\n".join(f"{k} = {_toml(v)}" for k, v in emu.settings.items())
     cfg = tmp_path / "c.toml"
     cfg.write_text(f"""
@@ -352,7 +354,7 @@ timeout = 0.5
         posts_path=tmp_path / "posts.jsonl",
         secrets=Secrets(environ=dict(emu.secrets)),
         tokens=tokens,
-        state=store,
+        state=State(store),
         checkpoint=store.set_checkpoint,
     )
     pipeline = Pipeline(config, store, clock=clock, dry_run=False)
@@ -685,7 +687,7 @@ def test_every_platform_setting_is_documented():
     docs = (root / "docs" / "platforms.md").read_text(encoding="utf-8")
     example = (root / "config" / "example.toml").read_text(encoding="utf-8")
     for platform in PLATFORMS:
-        settings = platform_module(platform).Settings
+        settings = publisher_class(platform).settings_model
         missing = [k for k in settings.model_fields if f"`{k}`" not in docs]
         assert not missing, f"{platform}: {missing} not in docs/platforms.md"
     for key in ("timeout", "api_base", "token_uri"):

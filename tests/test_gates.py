@@ -12,12 +12,13 @@ import pytest
 from sqlalchemy.exc import OperationalError
 
 from broadcaster.core.clock import FeedClock
-from broadcaster.core.config import GatesConfig, load_config
+from broadcaster.core.config import GatesConfig
 from broadcaster.delivery.dispatcher import Dispatcher, publisher_env
 from broadcaster.ingest import gates
 from broadcaster.ingest.sources import make_fetched
 from broadcaster.outbox import operations as operate
 from broadcaster.outbox.store import HoldKind, PostState, Store
+from broadcaster.runtime.configuration import load_config
 from broadcaster.runtime.cycle import Pipeline
 from broadcaster.runtime.status import collect_status
 from tests.conftest import read_jsonl, write_config

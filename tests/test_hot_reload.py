@@ -11,12 +11,12 @@ import time
 from pathlib import Path
 
 from broadcaster.core.clock import FeedClock
-from broadcaster.core.config import load_config
 from broadcaster.delivery.dispatcher import Dispatcher
 from broadcaster.ingest.sources import make_fetched
 from broadcaster.outbox.store import PostState, Store
 from broadcaster.publishers import PublisherEnv
 from broadcaster.publishers.dryrun import read_posts
+from broadcaster.runtime.configuration import load_config
 from broadcaster.runtime.cycle import Pipeline
 from tests.conftest import DEMO, broadcaster_cmd, read_jsonl, wait_for, write_config
 

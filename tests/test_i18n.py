@@ -12,9 +12,9 @@ import pytest
 from broadcaster.content.compose import Composer
 from broadcaster.content.render import Locale, make_filters
 from broadcaster.content.samples import SampleError, display_from, sample_vars
-from broadcaster.core.config import load_config
 from broadcaster.domain.events import TEMPLATED_KINDS, EventKind
 from broadcaster.ingest.parsers import parse
+from broadcaster.runtime.configuration import load_config
 from tests.conftest import DEMO, write_config
 
 KHMER = re.compile(r"[\u1780-\u17ff]")

@@ -10,7 +10,6 @@ from hypothesis import strategies as st
 from twitter_text import parse_tweet
 
 from broadcaster.core.clock import FeedClock
-from broadcaster.core.config import load_config
 from broadcaster.delivery.dispatcher import Dispatcher
 from broadcaster.domain.limits import (
     ELLIPSIS,
@@ -28,6 +27,7 @@ from broadcaster.ingest.sources import make_fetched
 from broadcaster.outbox.store import PostState, Store
 from broadcaster.publishers import PublisherEnv, capabilities_for, text_limits
 from broadcaster.publishers.dryrun import read_posts
+from broadcaster.runtime.configuration import load_config
 from broadcaster.runtime.cycle import Pipeline
 from tests.conftest import write_config
 

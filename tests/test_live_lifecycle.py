@@ -13,7 +13,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import responses
 
-from broadcaster.core.config import AccountConfig, LiveDestinationConfig, load_config
+from broadcaster.core.config import AccountConfig, LiveDestinationConfig
 from broadcaster.core.logs import redact
 from broadcaster.core.paths import DEMO_SNAPSHOTS
 from broadcaster.core.secrets import Secrets, TokenStore
@@ -24,10 +24,10 @@ from broadcaster.live.emulator_routes import live_state
 from broadcaster.live.facebook_live import FacebookLive
 from broadcaster.live.sender import TargetError
 from broadcaster.live.youtube_live import BroadcastEnded, YouTubeLive
-from broadcaster.publishers import facebook as facebook_module
-from broadcaster.publishers import youtube as youtube_module
+from broadcaster.publishers import publisher_class
 from broadcaster.publishers.base import PublisherEnv
 from broadcaster.rehearsal.emulator import Emulator, EmulatorServer
+from broadcaster.runtime.configuration import load_config
 from tests.adapters import account, env
 from tests.conftest import wait_for
 from tests.sequence import TOKEN, Sequence, ok
@@ -199,8 +199,9 @@ def test_facebook_expired_page_token_fails_that_destination(tmp_path):
     assert "190" in str(caught.value)
 
 
-def emulated(module, name: str, base: str, tmp_path: Path) -> tuple[AccountConfig, PublisherEnv]:
-    setup = module.emulator_account(base, tmp_path)
+def emulated(name: str, base: str, tmp_path: Path) -> tuple[AccountConfig, PublisherEnv]:
+    setup = publisher_class(name).emulator_account(base, tmp_path)
+    assert setup is not None
     acct = AccountConfig.model_validate(
         {"name": name, "platform": name, "dry_run": False, **setup.settings}
     )
@@ -212,14 +213,14 @@ def emulated(module, name: str, base: str, tmp_path: Path) -> tuple[AccountConfi
 
 def env_with(tmp_path: Path, secrets: dict[str, str], tokens: TokenStore) -> PublisherEnv:
     from broadcaster.core.clock import WallClock
-    from broadcaster.publishers.base import _MemoryState
+    from broadcaster.publishers.base import MemoryState
 
     return PublisherEnv(
         clock=WallClock(),
         posts_path=tmp_path / "posts.jsonl",
         secrets=Secrets(environ=secrets),
         tokens=tokens,
-        state=_MemoryState(),
+        state=MemoryState(),
     )
 
 
@@ -233,8 +234,8 @@ def test_end_to_end_against_the_emulator_one_platform_ends_the_other_goes_on(
         state = live_state(server.emulator)
         state.ingest = yt_ingest.url.rsplit("/", 1)[0]
         state.facebook_ingest = fb_ingest.url.rsplit("/", 1)[0]
-        yt_account, yt_env = emulated(youtube_module, "youtube", server.url, tmp_path)
-        fb_account, fb_env = emulated(facebook_module, "facebook", server.url, tmp_path)
+        yt_account, yt_env = emulated("youtube", server.url, tmp_path)
+        fb_account, fb_env = emulated("facebook", server.url, tmp_path)
         yt = YouTubeLive(
             CONFIG, LiveDestinationConfig(name="yt", kind="youtube", account="youtube"),
             yt_account, yt_env,

@@ -11,12 +11,13 @@ from pathlib import Path
 import pytest
 from PIL import ImageChops
 
-from broadcaster.core.config import ConfigError, load_config, parse_config
+from broadcaster.core.config import ConfigError, parse_config
 from broadcaster.core.paths import DEMO_SNAPSHOTS
 from broadcaster.domain.model import ResultsStatus
 from broadcaster.live.data import EMPTY, replay_steps, results_status
 from broadcaster.live.layout import LayoutError
 from broadcaster.live.picture import Compositor, Focus, Painter, layout_variables
+from broadcaster.runtime.configuration import load_config
 
 SIZE = (640, 360)
 

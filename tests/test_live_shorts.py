@@ -9,11 +9,11 @@ import av
 import pytest
 import responses
 
-from broadcaster.core.config import load_config
 from broadcaster.core.paths import DEMO_SNAPSHOTS
 from broadcaster.live.data import replay_steps
 from broadcaster.live.shorts import render_short
 from broadcaster.publishers.tiktok import MIN_CHUNK, video_chunks
+from broadcaster.runtime.configuration import load_config
 from tests.adapters import post
 from tests.sequence import TOKEN, Sequence
 from tests.test_adapter_tiktok import API, INFO, make, ok

@@ -22,11 +22,11 @@ import av
 import pytest
 from PIL import ImageChops
 
-from broadcaster.core.config import load_config
 from broadcaster.core.paths import DEMO_SNAPSHOTS
 from broadcaster.live.channel import Channel
 from broadcaster.live.data import ChannelData, replay_steps
 from broadcaster.live.destinations import Destination, StaticTarget
+from broadcaster.runtime.configuration import load_config
 from tests.conftest import ROOT, broadcaster_cmd, wait_for, write_config
 
 LISTENER = ROOT / "tests" / "live_listener.py"

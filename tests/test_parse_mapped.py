@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from broadcaster.core.config import ConfigError, load_config
+from broadcaster.core.config import ConfigError
 from broadcaster.domain.model import ResultsStatus
 from broadcaster.ingest.parsers import FeedError, parse, reader_for
 from broadcaster.ingest.parsers.mapped import MappingError, load_mapping
+from broadcaster.runtime.configuration import load_config
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "feed-format.md"
 

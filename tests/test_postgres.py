@@ -10,10 +10,10 @@ from pathlib import Path
 from sqlalchemy import create_engine, func, select, text
 
 from broadcaster.core.clock import FeedClock
-from broadcaster.core.config import load_config
 from broadcaster.delivery.dispatcher import Dispatcher, publisher_env
 from broadcaster.ingest.sources import make_fetched
 from broadcaster.outbox.store import PostState, Store, events, posts
+from broadcaster.runtime.configuration import load_config
 from broadcaster.runtime.cycle import Pipeline
 from tests.conftest import read_jsonl, write_config
 from tests.test_store import open_at_once

@@ -64,8 +64,8 @@ def _as_schema_1(path: Path) -> None:
 
 
 def test_a_schema_1_database_is_upgraded_in_place(tmp_path: Path, demo_files: list[Path]):
-    from broadcaster.core.config import load_config
     from broadcaster.rehearsal.replay import rehearse
+    from broadcaster.runtime.configuration import load_config
 
     out = tmp_path / "night"
     rehearse(load_config(None), demo_files[0].parent, out)

@@ -19,7 +19,7 @@ from PIL import Image
 
 from broadcaster.cli import main
 from broadcaster.core.clock import FeedClock
-from broadcaster.core.config import Config, ConfigError, load_config
+from broadcaster.core.config import Config, ConfigError
 from broadcaster.core.secrets import Secrets
 from broadcaster.delivery.cards import CardMaker
 from broadcaster.delivery.dispatcher import Dispatcher, publisher_env
@@ -29,6 +29,7 @@ from broadcaster.outbox.audit import entries
 from broadcaster.outbox.store import DatabaseMode, HoldKind, PostState, Store
 from broadcaster.publishers import PublisherEnv
 from broadcaster.rehearsal.emulator import Emulator, EmulatorServer
+from broadcaster.runtime.configuration import load_config
 from broadcaster.runtime.cycle import Pipeline
 from broadcaster.runtime.daemon import Daemon
 from tests.conftest import write_config

@@ -31,7 +31,7 @@ import pytest
 from broadcaster.content.render import Budget, Renderer, RenderError
 from broadcaster.content.samples import sample_vars
 from broadcaster.core.clock import FeedClock
-from broadcaster.core.config import ConfigError, load_config
+from broadcaster.core.config import ConfigError
 from broadcaster.delivery.dispatcher import Dispatcher
 from broadcaster.domain.events import EventKind
 from broadcaster.ingest.parsers import parse
@@ -39,6 +39,7 @@ from broadcaster.ingest.sources import make_fetched
 from broadcaster.outbox.store import PostState, Store
 from broadcaster.publishers import PublisherEnv
 from broadcaster.publishers.dryrun import read_posts
+from broadcaster.runtime.configuration import load_config
 from broadcaster.runtime.cycle import Pipeline
 from tests.conftest import DEMO, broadcaster_cmd, wait_for, write_config
 

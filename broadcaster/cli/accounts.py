@@ -16,6 +16,7 @@ from broadcaster.cli.app import (
     out,
 )
 from broadcaster.core.terminal import safe
+from broadcaster.publishers.registry import real_platforms
 
 
 @main.command()
@@ -26,7 +27,7 @@ def doctor(config_path: Path | None) -> None:
     from broadcaster.core.secrets import SecretError
     from broadcaster.delivery.dispatcher import publisher_env
     from broadcaster.outbox.store import Store
-    from broadcaster.publishers import PublishError, platform_module
+    from broadcaster.publishers import PublishError, publisher_class
 
     config = load_config_or_exit(config_path)
     store = Store(config.database_url, file_mode=config.output.mode)
@@ -38,9 +39,10 @@ def doctor(config_path: Path | None) -> None:
             if account.dry_run or account.platform == "dryrun":
                 out.print(f"[dim]--[/] {label}: dry run, not checked against the platform")
                 continue
-            check = getattr(platform_module(account.platform), "doctor", None)
             try:
-                line = check(account, env) if check else "no check for this platform"
+                line = publisher_class(account.platform).doctor(account, env)
+            except NotImplementedError as exc:
+                line = str(exc)
             except (PublishError, SecretError) as exc:
                 failures += 1
                 out.print(f"[red]FAIL[/] {label}: {type(exc).__name__}: {safe(exc)}")
@@ -52,7 +54,7 @@ def doctor(config_path: Path | None) -> None:
 
 
 @main.command()
-@click.argument("platform", type=click.Choice(["facebook", "youtube", "tiktok", "x"]))
+@click.argument("platform", type=click.Choice(real_platforms()))
 @click.option(
     "--account", "account_name", default=None, help="The account (default: the only one)."
 )
@@ -63,7 +65,7 @@ def auth(platform: str, account_name: str | None, config_path: Path | None) -> N
     from broadcaster.core.secrets import SecretError
     from broadcaster.delivery.dispatcher import publisher_env
     from broadcaster.outbox.store import Store
-    from broadcaster.publishers import PublishError, platform_module
+    from broadcaster.publishers import PublishError, publisher_class
 
     config = load_config_or_exit(config_path)
     candidates = [
@@ -82,7 +84,7 @@ def auth(platform: str, account_name: str | None, config_path: Path | None) -> N
         return str(click.prompt(text, hide_input=hide))
 
     try:
-        tokens = platform_module(platform).authorize(account, env, prompt)  # type: ignore[union-attr]
+        tokens = publisher_class(platform).authorize(account, env, prompt)
         if tokens:
             assert env.tokens is not None
             env.tokens.put(account.name, tokens)
@@ -90,7 +92,7 @@ def auth(platform: str, account_name: str | None, config_path: Path | None) -> N
         from broadcaster.outbox.operations import resume
 
         resume(store, [account.name], actor=acting(), why="re-authorised")
-    except (PublishError, SecretError) as exc:
+    except (PublishError, SecretError, NotImplementedError) as exc:
         err.print(f"[red]{account.name}: {safe(exc)}[/]")
         raise SystemExit(1) from None
     finally:

@@ -11,10 +11,10 @@ from rich.console import Console
 from broadcaster.core.config import (
     Config,
     ConfigError,
-    load_config,
 )
 from broadcaster.core.logs import setup_logging
 from broadcaster.core.terminal import safe
+from broadcaster.runtime.configuration import load_config
 
 EXIT_CONFIG = 2
 

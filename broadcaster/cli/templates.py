@@ -19,13 +19,13 @@ from broadcaster.content.render import RenderError
 from broadcaster.content.samples import SampleError, sample_vars
 from broadcaster.core.config import (
     LANGUAGES,
-    PLATFORM_NAMES,
     AccountConfig,
     Config,
 )
 from broadcaster.core.terminal import safe, visible
 from broadcaster.domain.events import EventKind
 from broadcaster.ingest.parsers import FeedError, reader_for
+from broadcaster.publishers.registry import platforms
 
 
 def _account_for(
@@ -62,7 +62,7 @@ def _account_for(
     required=True,
     type=click.Path(path_type=Path, exists=True, dir_okay=False),
 )
-@click.option("--platform", type=click.Choice(PLATFORM_NAMES), default=None)
+@click.option("--platform", type=click.Choice(platforms()), default=None)
 @click.option("--account", "account_name", default=None, help="Preview as this configured account.")
 @click.option("--lang", type=click.Choice(LANGUAGES), default=None, help="Language of the post.")
 @click.option(

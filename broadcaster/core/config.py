@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import tomllib
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -25,9 +26,9 @@ from pydantic import (
 
 from broadcaster.core.paths import DEFAULT_CONFIG
 from broadcaster.domain.events import EventKind
-from broadcaster.planning.budget import Window
+from broadcaster.domain.quota import Window
 
-PLATFORM_NAMES = ("facebook", "youtube", "tiktok", "x", "dryrun")
+PLATFORM_NAME = r"^[a-z][a-z0-9_]*$"  # which platforms exist is the registry's to say
 
 
 class ConfigError(Exception):
@@ -136,7 +137,7 @@ class TemplatesConfig(_Strict):
         kinds = {k.value for k in EventKind}
         for key in value:
             platform, _, kind = key.partition("/")
-            if platform not in PLATFORM_NAMES or kind not in kinds:
+            if not re.match(PLATFORM_NAME, platform) or kind not in kinds:
                 raise ValueError(
                     f"keys are '<platform>/<event kind>' such as 'x/progress', got {key!r}"
                 )
@@ -296,7 +297,7 @@ class AccountConfig(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True)
 
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
-    platform: Literal["facebook", "youtube", "tiktok", "x", "dryrun"]
+    platform: str = Field(pattern=PLATFORM_NAME)  # a registered platform (publishers/registry.py)
     dry_run: bool = True
     language: Literal["en", "ms", "km"] | None = None  # default: [templates] language
     khmer_digits: bool | None = None  # default: [templates] khmer_digits
@@ -526,26 +527,31 @@ def template_folder_problems(config: Config) -> list[str]:
     return problems
 
 
-def parse_config(data: dict[str, Any], source: str, base_dir: Path) -> Config:
-    """Validate a decoded TOML document; raise ConfigError naming every bad key."""
+ConfigCheck = Callable[["Config"], list[str]]  # problems, each "key: message"
+
+
+def parse_config(
+    data: dict[str, Any], source: str, base_dir: Path, checks: Sequence[ConfigCheck] = ()
+) -> Config:
+    """Validate a decoded TOML document; raise ConfigError naming every bad key. `checks` are
+    further checks by layers above this one (the platforms' own settings)."""
     try:
         config = Config.model_validate({**data, "base_dir": base_dir})
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc, source, data)) from None
-    from broadcaster.publishers import validate_account_settings
-
     problems: list[str] = []
-    for i, account in enumerate(config.accounts):
-        for key, message in validate_account_settings(account):
-            problems.append(f"  accounts[{i}] ({account.name}).{key}: {message}")
+    for check in checks:
+        problems.extend(f"  {p}" for p in check(config))
     problems.extend(f"  {p}" for p in template_folder_problems(config))
     if problems:
         raise ConfigError("\n".join([f"{source}: invalid configuration", *problems]))
     return config
 
 
-def load_config(path: Path | str | None) -> Config:
-    """Read and validate a configuration file; None means the bundled rehearsal configuration."""
+def load_config(path: Path | str | None, checks: Sequence[ConfigCheck] = ()) -> Config:
+    """Read and validate a configuration file; None means the bundled rehearsal configuration.
+    Platform settings are checked by `broadcaster.runtime.configuration.load_config`, which
+    knows the platforms."""
     file = Path(path) if path is not None else DEFAULT_CONFIG
     try:
         raw = file.read_bytes()
@@ -557,4 +563,4 @@ def load_config(path: Path | str | None) -> Config:
         raise ConfigError(f"{file}: not UTF-8 text") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{file}: not valid TOML ({exc})") from None
-    return parse_config(data, str(file), file.resolve().parent)
+    return parse_config(data, str(file), file.resolve().parent, checks)

@@ -28,6 +28,7 @@ from broadcaster.core.secrets import SecretError, Secrets, TokenStore
 from broadcaster.delivery.cards import CardMaker
 from broadcaster.domain.events import EventKind
 from broadcaster.outbox.operations import FAILURES, PAUSED
+from broadcaster.outbox.state import State
 from broadcaster.outbox.store import HoldKind, PostState, Store
 from broadcaster.planning.budget import (
     BudgetState,
@@ -153,7 +154,7 @@ def publisher_env(config: Config, store: Store, clock: Clock, posts_path: Path) 
         timezone=config.election.timezone,
         secrets=Secrets(config.path(config.secrets.file)),
         tokens=TokenStore(config.path(config.secrets.tokens) or Path("tokens.json")),
-        state=store,
+        state=State(store),
         checkpoint=store.set_checkpoint,
         file_mode=config.output.mode,
     )

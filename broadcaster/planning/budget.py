@@ -15,16 +15,16 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from broadcaster.domain.quota import Window
 
-
-class Window(BaseModel):
-    """At most `posts` posts in any `seconds` seconds."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    posts: int = Field(ge=0)
-    seconds: int = Field(gt=0)
+__all__ = [
+    "BudgetState",
+    "Window",
+    "blocked_key",
+    "budget_state",
+    "effective_windows",
+    "learned_key",
+]
 
 
 @dataclass(frozen=True, slots=True)

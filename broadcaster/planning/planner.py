@@ -27,7 +27,8 @@ from datetime import datetime, timedelta
 
 from broadcaster.core.config import AccountConfig
 from broadcaster.domain.events import PRIORITY, Event, EventKind
-from broadcaster.planning.budget import BudgetState, Window
+from broadcaster.domain.quota import Window
+from broadcaster.planning.budget import BudgetState
 
 NIGHT_STARTED = "night_started"  # state key: when the night's first snapshot was accepted
 MIN_INTERVAL = timedelta(seconds=60)

@@ -13,10 +13,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
+from pydantic import BaseModel
+
 from broadcaster.core.clock import Clock
+from broadcaster.core.config import AccountConfig
 from broadcaster.core.secrets import Secrets, TokenStore
 from broadcaster.domain.limits import TextLimit
-from broadcaster.planning.budget import Window
+from broadcaster.domain.quota import Window
 
 DEFAULT_TEXT = TextLimit(63206, "chars")
 
@@ -112,17 +115,41 @@ class NotFoundYet(PublishError):
     """A lookup could not tell (the platform is still processing the post); ask again later."""
 
 
-class KeyValue(Protocol):
-    """Small durable state a publisher may keep (quota counters, a channel's chat id)."""
+class PlatformState(Protocol):
+    """What a publisher may record, durably: a wait the platform asked for, a quota it
+    revealed, its last rate-limit headers, and keys of the adapter's own (a quota day's count, a
+    live broadcast's ids). Implemented by the outbox's state (broadcaster/outbox/state.py)."""
+
+    def block(self, account: str, until: datetime) -> None: ...
+
+    def learn_quota(self, account: str, window: Window) -> None: ...
+
+    def note_rate_limits(self, account: str, headers: dict[str, Any]) -> None: ...
 
     def get_state(self, key: str, default: Any = None) -> Any: ...
 
     def put_state(self, key: str, value: Any) -> None: ...
 
 
-class _MemoryState:
+class MemoryState:
+    """PlatformState in memory, for publishers used without a database (tests, previews)."""
+
     def __init__(self) -> None:
         self.values: dict[str, Any] = {}
+        self.blocked: dict[str, datetime] = {}
+        self.learned: dict[str, Window] = {}
+        self.rate_limits: dict[str, dict[str, Any]] = {}
+
+    def block(self, account: str, until: datetime) -> None:
+        current = self.blocked.get(account)
+        if current is None or current < until:
+            self.blocked[account] = until
+
+    def learn_quota(self, account: str, window: Window) -> None:
+        self.learned[account] = window
+
+    def note_rate_limits(self, account: str, headers: dict[str, Any]) -> None:
+        self.rate_limits[account] = dict(headers)
 
     def get_state(self, key: str, default: Any = None) -> Any:
         return self.values.get(key, default)
@@ -154,17 +181,34 @@ class PublisherEnv:
     timezone: str = "UTC"
     secrets: Secrets = field(default_factory=Secrets)
     tokens: TokenStore | None = None
-    state: KeyValue = field(default_factory=_MemoryState)
+    state: PlatformState = field(default_factory=MemoryState)
     # Records an interim platform id (e.g. TikTok's publish_id) at once, in its own transaction,
     # so that a crash before the post is marked sent can still be looked up.
     checkpoint: Callable[[int, str], None] = _no_checkpoint
     file_mode: int = 0o600  # of files a publisher creates (the dry run's posts.jsonl)
 
 
-class Publisher(ABC):
-    """Publish one rendered post; where the platform allows it, find a recent one or delete one."""
+Prompt = Callable[..., str]  # asks the operator: prompt(text, hide=False) -> answer
 
+
+class Publisher(ABC):
+    """One platform's adapter. Each platform is one subclass in one module, named in the
+    registry (broadcaster/publishers/registry.py); nothing else in the code names a platform.
+
+    The class says what the platform allows (`capabilities`) and which settings its accounts take
+    (`settings_model`, a pydantic model of the extra keys of an `[[accounts]]` entry). An
+    instance publishes for one account: once per call, never retried inside, every failure
+    mapped into one PublishError kind. Where the platform allows it, it finds a recent post (to
+    settle one left in doubt), deletes and edits. The class methods check an account
+    (`doctor`), obtain its tokens (`authorize`) and aim it at the local emulator."""
+
+    platform: ClassVar[str]
     capabilities: ClassVar[Capabilities] = Capabilities()
+    settings_model: ClassVar[type[BaseModel] | None] = None
+
+    def __init__(self, account: AccountConfig, env: PublisherEnv) -> None:
+        self.account = account
+        self.env = env
 
     @abstractmethod
     def publish(self, post: Post) -> PublishedRef:
@@ -176,10 +220,31 @@ class Publisher(ABC):
         Returns None when it is certainly not there; raises NotImplementedError where the
         platform cannot look.
         """
-        raise NotImplementedError(f"{type(self).__name__} cannot look up posts")
+        raise NotImplementedError(f"{self.platform} cannot look up posts")
 
     def delete(self, ref: PublishedRef) -> None:
-        raise NotImplementedError(f"{type(self).__name__} cannot delete posts")
+        raise NotImplementedError(f"{self.platform} cannot delete posts")
+
+    def edit(self, ref: PublishedRef, text: str) -> None:
+        raise NotImplementedError(f"{self.platform} cannot edit posts")
 
     def close(self) -> None:  # noqa: B027 - optional hook, most publishers hold nothing
         """Release connections."""
+
+    @classmethod
+    def doctor(cls, account: AccountConfig, env: PublisherEnv) -> str:
+        """One line saying the account can post (credentials, permissions, target); a
+        PublishError or SecretError saying why not."""
+        raise NotImplementedError(f"no check for {cls.platform} accounts")
+
+    @classmethod
+    def authorize(cls, account: AccountConfig, env: PublisherEnv, prompt: Prompt) -> dict[str, Any]:
+        """Obtain the account's tokens, asking the operator through `prompt`; what to keep in
+        the token store (empty: nothing to keep)."""
+        raise NotImplementedError(f"{cls.platform} accounts need no authorisation")
+
+    @classmethod
+    def emulator_account(cls, base: str, workdir: Path) -> EmulatorAccount | None:
+        """Settings, secrets and tokens that aim an account at the local emulator at `base`;
+        None where the platform has no emulator (the account stays a dry run)."""
+        return None

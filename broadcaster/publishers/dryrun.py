@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 
 class DryRunPublisher(Publisher):
+    platform = "dryrun"
     capabilities = Capabilities(can_find=True, media=("image/png", "image/jpeg", "video/mp4"))
     # A dry run writes what the real platform would get, so limits and cards are the platform's
     # (see capabilities_for); this publisher itself accepts anything.
@@ -108,7 +109,3 @@ def read_posts(path: Path) -> list[dict[str, Any]]:
     except FileNotFoundError:
         pass
     return out
-
-
-def create(account: AccountConfig, env: PublisherEnv) -> Publisher:
-    return DryRunPublisher(account, env)

@@ -27,7 +27,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from broadcaster.core.config import AccountConfig
 from broadcaster.domain.limits import TextLimit
-from broadcaster.planning.budget import Window, blocked_key
+from broadcaster.domain.quota import Window
 from broadcaster.publishers.base import (
     Capabilities,
     CardSpec,
@@ -104,6 +104,8 @@ def page_token(settings: Settings, account: AccountConfig, env: PublisherEnv) ->
 
 
 class FacebookPublisher(Publisher):
+    platform = "facebook"
+    settings_model = Settings
     capabilities = CAPABILITIES
 
     def __init__(self, account: AccountConfig, env: PublisherEnv) -> None:
@@ -138,11 +140,12 @@ class FacebookPublisher(Publisher):
                 except ValueError:
                     continue
         if self.usage:
-            self.env.state.put_state(f"ratelimit:{self.account.name}", self.usage)
+            self.env.state.note_rate_limits(self.account.name, self.usage)
             wait = self._regain_seconds()
             if wait:
-                until = self.env.clock.now() + timedelta(seconds=wait)
-                self.env.state.put_state(blocked_key(self.account.name), until.isoformat())
+                self.env.state.block(
+                    self.account.name, self.env.clock.now() + timedelta(seconds=wait)
+                )
 
     def _regain_seconds(self) -> float | None:
         """How long Graph says until calls are allowed again: the largest
@@ -271,6 +274,71 @@ class FacebookPublisher(Publisher):
     def close(self) -> None:
         self.graph.session.close()
 
+    @classmethod
+    def emulator_account(cls, base: str, workdir: Path) -> EmulatorAccount:
+        return EmulatorAccount(
+            settings={
+                "page_id": "100000000000001",
+                "page_token": "EMU_FB_PAGE_TOKEN",
+                "api_base": base,
+            },
+            secrets={"EMU_FB_PAGE_TOKEN": "emu-facebook-page-token"},
+        )
+
+    @classmethod
+    def doctor(cls, account: AccountConfig, env: PublisherEnv) -> str:
+        """One line: can we read the Page with this token, and post to it?"""
+        pub = cls(account, env)
+        page = pub._call(
+            "check",
+            pub.graph.request,
+            f"{pub.graph.version}/{pub.settings.page_id}",
+            args={"fields": "id,name,tasks"},
+        )
+        tasks = page.get("tasks")
+        can_post = tasks is None or "CREATE_CONTENT" in tasks or "MANAGE" in tasks
+        if not can_post:
+            raise Rejected(f"page {page.get('name')!r} found, but this token cannot create posts")
+        return f"page {page.get('name')!r} ({page.get('id')}) reachable; posting allowed"
+
+    @classmethod
+    def authorize(cls, account: AccountConfig, env: PublisherEnv, prompt: Any) -> dict[str, Any]:
+        """Exchange a short-lived user token (Graph API Explorer or Facebook Login) for a long-lived
+        one, then for the Page token, which does not expire by date."""
+        s = Settings.model_validate(account.settings)
+        if not s.app_id or not s.app_secret:
+            raise Rejected("facebook auth needs app_id and app_secret in the account's settings")
+        user_token = prompt("Short-lived user access token (with pages_manage_posts)", hide=True)
+        session = platform_session(s.timeout, hosts=(GRAPH + "/",), base=s.api_base)
+        graph = facebook.GraphAPI(access_token=None, timeout=s.timeout, session=session)
+        graph.version = s.graph_version
+        try:
+            exchanged = graph.request(
+                f"{s.graph_version}/oauth/access_token",
+                args={
+                    "grant_type": "fb_exchange_token",
+                    "client_id": s.app_id,
+                    "client_secret": env.secrets.get(
+                        s.app_secret, what=f"{account.name} app_secret"
+                    ),
+                    "fb_exchange_token": user_token,
+                },
+            )
+            long_lived = exchanged["access_token"]
+            page = graph.request(
+                f"{s.graph_version}/{s.page_id}",
+                args={"fields": "id,name,access_token", "access_token": long_lived},
+            )
+        except facebook.GraphAPIError as exc:
+            raise Rejected(f"facebook auth: {str(exc.message)[:200]}") from None
+        except requests.RequestException as exc:
+            raise RetryLater(f"facebook auth: {type(exc).__name__}") from None
+        if "access_token" not in page:
+            raise Rejected(
+                f"facebook auth: no Page token for {s.page_id}: is this user a Page admin?"
+            )
+        return {"page_token": page["access_token"], "page_name": page.get("name")}
+
 
 def _regain_minutes(node: Any) -> list[float]:
     found: list[float] = []
@@ -288,68 +356,3 @@ def _regain_minutes(node: Any) -> list[float]:
 
 def _same_text(a: str | None, b: str) -> bool:
     return a is not None and " ".join(a.split()) == " ".join(b.split())
-
-
-def create(account: AccountConfig, env: PublisherEnv) -> Publisher:
-    return FacebookPublisher(account, env)
-
-
-def emulator_account(base: str, workdir: Path) -> EmulatorAccount:
-    return EmulatorAccount(
-        settings={
-            "page_id": "100000000000001",
-            "page_token": "EMU_FB_PAGE_TOKEN",
-            "api_base": base,
-        },
-        secrets={"EMU_FB_PAGE_TOKEN": "emu-facebook-page-token"},
-    )
-
-
-def doctor(account: AccountConfig, env: PublisherEnv) -> str:
-    """One line: can we read the Page with this token, and post to it?"""
-    pub = FacebookPublisher(account, env)
-    page = pub._call(
-        "check",
-        pub.graph.request,
-        f"{pub.graph.version}/{pub.settings.page_id}",
-        args={"fields": "id,name,tasks"},
-    )
-    tasks = page.get("tasks")
-    can_post = tasks is None or "CREATE_CONTENT" in tasks or "MANAGE" in tasks
-    if not can_post:
-        raise Rejected(f"page {page.get('name')!r} found, but this token cannot create posts")
-    return f"page {page.get('name')!r} ({page.get('id')}) reachable; posting allowed"
-
-
-def authorize(account: AccountConfig, env: PublisherEnv, prompt: Any) -> dict[str, Any]:
-    """Exchange a short-lived user token (Graph API Explorer or Facebook Login) for a long-lived
-    one, then for the Page token, which does not expire by date."""
-    s = Settings.model_validate(account.settings)
-    if not s.app_id or not s.app_secret:
-        raise Rejected("facebook auth needs app_id and app_secret in the account's settings")
-    user_token = prompt("Short-lived user access token (with pages_manage_posts)", hide=True)
-    session = platform_session(s.timeout, hosts=(GRAPH + "/",), base=s.api_base)
-    graph = facebook.GraphAPI(access_token=None, timeout=s.timeout, session=session)
-    graph.version = s.graph_version
-    try:
-        exchanged = graph.request(
-            f"{s.graph_version}/oauth/access_token",
-            args={
-                "grant_type": "fb_exchange_token",
-                "client_id": s.app_id,
-                "client_secret": env.secrets.get(s.app_secret, what=f"{account.name} app_secret"),
-                "fb_exchange_token": user_token,
-            },
-        )
-        long_lived = exchanged["access_token"]
-        page = graph.request(
-            f"{s.graph_version}/{s.page_id}",
-            args={"fields": "id,name,access_token", "access_token": long_lived},
-        )
-    except facebook.GraphAPIError as exc:
-        raise Rejected(f"facebook auth: {str(exc.message)[:200]}") from None
-    except requests.RequestException as exc:
-        raise RetryLater(f"facebook auth: {type(exc).__name__}") from None
-    if "access_token" not in page:
-        raise Rejected(f"facebook auth: no Page token for {s.page_id}: is this user a Page admin?")
-    return {"page_token": page["access_token"], "page_name": page.get("name")}

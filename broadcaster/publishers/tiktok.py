@@ -34,7 +34,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from broadcaster.core.config import AccountConfig
 from broadcaster.domain.limits import TextLimit
-from broadcaster.planning.budget import Window
+from broadcaster.domain.quota import Window
 from broadcaster.publishers.base import (
     Capabilities,
     CardSpec,
@@ -96,6 +96,8 @@ class Settings(BaseModel):
 
 
 class TikTokPublisher(Publisher):
+    platform = "tiktok"
+    settings_model = Settings
     capabilities = CAPABILITIES
 
     def __init__(self, account: AccountConfig, env: PublisherEnv) -> None:
@@ -401,88 +403,85 @@ class TikTokPublisher(Publisher):
     def close(self) -> None:
         self.session.close()
 
-
-def create(account: AccountConfig, env: PublisherEnv) -> Publisher:
-    return TikTokPublisher(account, env)
-
-
-def emulator_account(base: str, workdir: Path) -> EmulatorAccount:
-    media = workdir / "tiktok-media"
-    return EmulatorAccount(
-        settings={
-            "client_key": "EMU_TT_CLIENT_KEY",
-            "client_secret": "EMU_TT_CLIENT_SECRET",
-            "privacy_level": "SELF_ONLY",
-            "media_base_url": f"{base}/_emulator/media",
-            "media_dir": str(media),
-            "api_base": base,
-            "status_interval": 0.05,
-        },
-        secrets={
-            "EMU_TT_CLIENT_KEY": "emu-client-key",
-            "EMU_TT_CLIENT_SECRET": "emu-client-secret",
-        },
-        tokens={
-            "access_token": "act.emu-initial",
-            "refresh_token": "rft.emu-initial",
-            "expires_at": time.time() + 86400,
-            "open_id": "emu-open-id",
-        },
-    )
-
-
-def doctor(account: AccountConfig, env: PublisherEnv) -> str:
-    pub = TikTokPublisher(account, env)
-    info = pub.creator_info()
-    allowed = info.get("privacy_level_options") or []
-    if pub.settings.privacy_level not in allowed:
-        raise Rejected(
-            f"creator @{info.get('creator_username')}: privacy_level "
-            f"{pub.settings.privacy_level} not allowed (allowed: {', '.join(allowed) or 'none'})"
+    @classmethod
+    def emulator_account(cls, base: str, workdir: Path) -> EmulatorAccount:
+        media = workdir / "tiktok-media"
+        return EmulatorAccount(
+            settings={
+                "client_key": "EMU_TT_CLIENT_KEY",
+                "client_secret": "EMU_TT_CLIENT_SECRET",
+                "privacy_level": "SELF_ONLY",
+                "media_base_url": f"{base}/_emulator/media",
+                "media_dir": str(media),
+                "api_base": base,
+                "status_interval": 0.05,
+            },
+            secrets={
+                "EMU_TT_CLIENT_KEY": "emu-client-key",
+                "EMU_TT_CLIENT_SECRET": "emu-client-secret",
+            },
+            tokens={
+                "access_token": "act.emu-initial",
+                "refresh_token": "rft.emu-initial",
+                "expires_at": time.time() + 86400,
+                "open_id": "emu-open-id",
+            },
         )
-    return (
-        f"creator @{info.get('creator_username')} ready; privacy {pub.settings.privacy_level} "
-        f"allowed"
-    )
+
+    @classmethod
+    def doctor(cls, account: AccountConfig, env: PublisherEnv) -> str:
+        pub = cls(account, env)
+        info = pub.creator_info()
+        allowed = info.get("privacy_level_options") or []
+        if pub.settings.privacy_level not in allowed:
+            raise Rejected(
+                f"creator @{info.get('creator_username')}: privacy_level "
+                f"{pub.settings.privacy_level} not allowed "
+                f"(allowed: {', '.join(allowed) or 'none'})"
+            )
+        return (
+            f"creator @{info.get('creator_username')} ready; privacy {pub.settings.privacy_level} "
+            f"allowed"
+        )
+
+    @classmethod
+    def authorize(cls, account: AccountConfig, env: PublisherEnv, prompt: Any) -> dict[str, Any]:
+        """TikTok's OAuth code flow: open the printed address, approve, paste the `code` from the
+        address TikTok sends you back to. The tokens are stored, and refreshed from then on."""
+        s = Settings.model_validate(account.settings)
+        key = env.secrets.get(s.client_key, what=f"{account.name} client_key")
+        redirect = prompt("Redirect URI registered for the app")
+        print(
+            f"Open: {AUTHORIZE_URL}?client_key={quote(key)}&scope=user.info.basic,video.publish"
+            f"&response_type=code&redirect_uri={quote(redirect, safe='')}&state=broadcaster"
+        )
+        code = prompt("The code parameter from the address you were sent back to", hide=True)
+        session = platform_session(s.timeout)
+        form = {
+            "client_key": key,
+            "client_secret": env.secrets.get(s.client_secret, what=f"{account.name} client_secret"),
+            "code": code,
+            "grant_type": "authorization_code",
+            "redirect_uri": redirect,
+        }
+        try:
+            resp = session.post(f"{s.api_base.rstrip('/')}/v2/oauth/token/", data=form)
+            body = resp.json()
+        except (requests.RequestException, ValueError) as exc:
+            raise RetryLater(f"tiktok auth: {type(exc).__name__}") from None
+        if "access_token" not in body:
+            raise Rejected(
+                f"tiktok auth: {body.get('error', 'refused')}: {body.get('error_description', '')}"
+            )
+        return {
+            "access_token": body["access_token"],
+            "refresh_token": body.get("refresh_token"),
+            "expires_at": time.time() + float(body.get("expires_in", 86400)),
+            "open_id": body.get("open_id"),
+        }
 
 
 AUTHORIZE_URL = "https://www.tiktok.com/v2/auth/authorize/"
-
-
-def authorize(account: AccountConfig, env: PublisherEnv, prompt: Any) -> dict[str, Any]:
-    """TikTok's OAuth code flow: open the printed address, approve, paste the `code` from the
-    address TikTok sends you back to. The tokens are stored, and refreshed from then on."""
-    s = Settings.model_validate(account.settings)
-    key = env.secrets.get(s.client_key, what=f"{account.name} client_key")
-    redirect = prompt("Redirect URI registered for the app")
-    print(
-        f"Open: {AUTHORIZE_URL}?client_key={quote(key)}&scope=user.info.basic,video.publish"
-        f"&response_type=code&redirect_uri={quote(redirect, safe='')}&state=broadcaster"
-    )
-    code = prompt("The code parameter from the address you were sent back to", hide=True)
-    session = platform_session(s.timeout)
-    form = {
-        "client_key": key,
-        "client_secret": env.secrets.get(s.client_secret, what=f"{account.name} client_secret"),
-        "code": code,
-        "grant_type": "authorization_code",
-        "redirect_uri": redirect,
-    }
-    try:
-        resp = session.post(f"{s.api_base.rstrip('/')}/v2/oauth/token/", data=form)
-        body = resp.json()
-    except (requests.RequestException, ValueError) as exc:
-        raise RetryLater(f"tiktok auth: {type(exc).__name__}") from None
-    if "access_token" not in body:
-        raise Rejected(
-            f"tiktok auth: {body.get('error', 'refused')}: {body.get('error_description', '')}"
-        )
-    return {
-        "access_token": body["access_token"],
-        "refresh_token": body.get("refresh_token"),
-        "expires_at": time.time() + float(body.get("expires_in", 86400)),
-        "open_id": body.get("open_id"),
-    }
 
 
 MIN_CHUNK = 5 * 1024 * 1024  # TikTok: chunks of 5 MB to 64 MB; a smaller file goes whole

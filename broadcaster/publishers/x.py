@@ -25,7 +25,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from broadcaster.core.config import AccountConfig
 from broadcaster.domain.limits import TextLimit
-from broadcaster.planning.budget import Window, blocked_key, learned_key
+from broadcaster.domain.quota import Window
 from broadcaster.publishers.base import (
     Capabilities,
     CardSpec,
@@ -81,6 +81,8 @@ class Settings(BaseModel):
 
 
 class XPublisher(Publisher):
+    platform = "x"
+    settings_model = Settings
     capabilities = CAPABILITIES
 
     def __init__(self, account: AccountConfig, env: PublisherEnv) -> None:
@@ -120,7 +122,7 @@ class XPublisher(Publisher):
         }
         if found:
             self.limits = found
-            self.env.state.put_state(f"ratelimit:{self.account.name}", found)
+            self.env.state.note_rate_limits(self.account.name, found)
             self._learn(found)
 
     def _learn(self, headers: dict[str, str]) -> None:
@@ -128,14 +130,12 @@ class XPublisher(Publisher):
         account's tier) and, when a limit is spent, the time it resets."""
         cap = headers.get("x-user-limit-24hour-limit")
         if cap and cap.isdigit():
-            self.env.state.put_state(
-                learned_key(self.account.name), {"posts": int(cap), "seconds": 86400}
-            )
+            self.env.state.learn_quota(self.account.name, Window(posts=int(cap), seconds=86400))
         for prefix in ("x-user-limit-24hour-", "x-app-limit-24hour-", "x-rate-limit-"):
             remaining, reset = headers.get(prefix + "remaining"), headers.get(prefix + "reset")
             if remaining == "0" and reset and reset.isdigit():
                 until = datetime.fromtimestamp(int(reset), UTC)
-                self.env.state.put_state(blocked_key(self.account.name), until.isoformat())
+                self.env.state.block(self.account.name, until)
 
     def _reset_delay(self, response: Any) -> float | None:
         headers = getattr(response, "headers", {}) or {}
@@ -289,26 +289,22 @@ class XPublisher(Publisher):
     def close(self) -> None:
         self.client.session.close()
 
+    @classmethod
+    def emulator_account(cls, base: str, workdir: Path) -> EmulatorAccount:
+        names = ("consumer_key", "consumer_secret", "access_token", "access_token_secret")
+        return EmulatorAccount(
+            settings={**{n: f"EMU_X_{n.upper()}" for n in names}, "api_base": base},
+            secrets={f"EMU_X_{n.upper()}": f"emu-x-{n}" for n in names},
+        )
 
-def create(account: AccountConfig, env: PublisherEnv) -> Publisher:
-    return XPublisher(account, env)
+    @classmethod
+    def doctor(cls, account: AccountConfig, env: PublisherEnv) -> str:
+        pub = cls(account, env)
+        me = pub._call("identity", pub.client.get_me, user_auth=True)
+        return f"signed in as @{me.data.username} ({me.data.id})"
 
-
-def emulator_account(base: str, workdir: Path) -> EmulatorAccount:
-    names = ("consumer_key", "consumer_secret", "access_token", "access_token_secret")
-    return EmulatorAccount(
-        settings={**{n: f"EMU_X_{n.upper()}" for n in names}, "api_base": base},
-        secrets={f"EMU_X_{n.upper()}": f"emu-x-{n}" for n in names},
-    )
-
-
-def doctor(account: AccountConfig, env: PublisherEnv) -> str:
-    pub = XPublisher(account, env)
-    me = pub._call("identity", pub.client.get_me, user_auth=True)
-    return f"signed in as @{me.data.username} ({me.data.id})"
-
-
-def authorize(account: AccountConfig, env: PublisherEnv, prompt: Any) -> dict[str, Any]:
-    """X uses fixed OAuth 1.0a keys: check that they work and who they post as."""
-    print(doctor(account, env))
-    return {}
+    @classmethod
+    def authorize(cls, account: AccountConfig, env: PublisherEnv, prompt: Any) -> dict[str, Any]:
+        """X uses fixed OAuth 1.0a keys: check that they work and who they post as."""
+        print(cls.doctor(account, env))
+        return {}

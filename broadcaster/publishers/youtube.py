@@ -47,7 +47,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from broadcaster.core.config import AccountConfig
 from broadcaster.domain.limits import TextLimit
-from broadcaster.planning.budget import Window
+from broadcaster.domain.quota import Window
 from broadcaster.publishers.base import (
     Capabilities,
     EmulatorAccount,
@@ -175,6 +175,8 @@ class SessionHttp:
 
 
 class YouTubePublisher(Publisher):
+    platform = "youtube"
+    settings_model = Settings
     capabilities = CAPABILITIES
 
     def __init__(self, account: AccountConfig, env: PublisherEnv) -> None:
@@ -392,6 +394,69 @@ class YouTubePublisher(Publisher):
     def close(self) -> None:
         self.http.close()
 
+    @classmethod
+    def emulator_account(cls, base: str, workdir: Path) -> EmulatorAccount:
+        """Settings, secrets and tokens that point an account at the local emulator."""
+        return EmulatorAccount(
+            settings={
+                "client_id": "EMU_YT_CLIENT_ID",
+                "client_secret": "EMU_YT_CLIENT_SECRET",
+                "api_base": base,
+            },
+            secrets={
+                "EMU_YT_CLIENT_ID": "emu-client-id",
+                "EMU_YT_CLIENT_SECRET": "emu-client-secret",
+            },
+            tokens={"refresh_token": "emu-youtube-refresh-token"},
+        )
+
+    @classmethod
+    def doctor(cls, account: AccountConfig, env: PublisherEnv) -> str:
+        pub = cls(account, env)
+        chat = pub.live_chat_id(fresh=True)
+        _day, used = pub.quota_used()
+        return f"live chat {chat} active; quota used today {used}/{pub.settings.daily_quota} units"
+
+    @classmethod
+    def authorize(cls, account: AccountConfig, env: PublisherEnv, prompt: Any) -> dict[str, Any]:
+        """Google's installed-app flow: a browser approves access once, a refresh token is kept."""
+        from google_auth_oauthlib.flow import InstalledAppFlow
+
+        s = Settings.model_validate(account.settings)
+        client = {
+            "installed": {
+                "client_id": env.secrets.get(s.client_id, what=f"{account.name} client_id"),
+                "client_secret": env.secrets.get(
+                    s.client_secret, what=f"{account.name} client_secret"
+                ),
+                "auth_uri": "https://accounts.google.com/o/oauth2/auth",
+                "token_uri": s.token_endpoint,
+                "redirect_uris": ["http://localhost"],
+            }
+        }
+        if is_loopback(urlsplit(s.token_endpoint).hostname):
+            # The local emulator speaks plain HTTP; oauthlib rightly refuses that anywhere else.
+            os.environ["OAUTHLIB_INSECURE_TRANSPORT"] = "1"
+        flow = InstalledAppFlow.from_client_config(client, scopes=[SCOPE])
+        try:
+            credentials = flow.run_local_server(
+                port=0,
+                open_browser=False,
+                prompt="consent",
+                access_type="offline",
+                authorization_prompt_message=(
+                    "Open this address in a browser and approve access:\n{url}"
+                ),
+            )
+        except Exception as exc:  # oauthlib and the local server raise many kinds
+            raise Rejected(f"youtube auth: {type(exc).__name__}: {_first_line(exc)}") from None
+        if not credentials.refresh_token:
+            raise Rejected(
+                "youtube auth: Google returned no refresh token; revoke the app's access "
+                "in the Google account and run this again"
+            )
+        return {"refresh_token": credentials.refresh_token}
+
 
 def _reason(exc: HttpError) -> str:
     try:
@@ -407,65 +472,3 @@ def _reason(exc: HttpError) -> str:
 def _first_line(exc: BaseException) -> str:
     text = str(exc.args[0]) if exc.args else type(exc).__name__
     return text.splitlines()[0][:120]
-
-
-def create(account: AccountConfig, env: PublisherEnv) -> Publisher:
-    return YouTubePublisher(account, env)
-
-
-def emulator_account(base: str, workdir: Path) -> EmulatorAccount:
-    """Settings, secrets and tokens that point an account at the local emulator."""
-    return EmulatorAccount(
-        settings={
-            "client_id": "EMU_YT_CLIENT_ID",
-            "client_secret": "EMU_YT_CLIENT_SECRET",
-            "api_base": base,
-        },
-        secrets={"EMU_YT_CLIENT_ID": "emu-client-id", "EMU_YT_CLIENT_SECRET": "emu-client-secret"},
-        tokens={"refresh_token": "emu-youtube-refresh-token"},
-    )
-
-
-def doctor(account: AccountConfig, env: PublisherEnv) -> str:
-    pub = YouTubePublisher(account, env)
-    chat = pub.live_chat_id(fresh=True)
-    _day, used = pub.quota_used()
-    return f"live chat {chat} active; quota used today {used}/{pub.settings.daily_quota} units"
-
-
-def authorize(account: AccountConfig, env: PublisherEnv, prompt: Any) -> dict[str, Any]:
-    """Google's installed-app flow: a browser approves access once, a refresh token is kept."""
-    from google_auth_oauthlib.flow import InstalledAppFlow
-
-    s = Settings.model_validate(account.settings)
-    client = {
-        "installed": {
-            "client_id": env.secrets.get(s.client_id, what=f"{account.name} client_id"),
-            "client_secret": env.secrets.get(s.client_secret, what=f"{account.name} client_secret"),
-            "auth_uri": "https://accounts.google.com/o/oauth2/auth",
-            "token_uri": s.token_endpoint,
-            "redirect_uris": ["http://localhost"],
-        }
-    }
-    if is_loopback(urlsplit(s.token_endpoint).hostname):
-        # The local emulator speaks plain HTTP; oauthlib rightly refuses that anywhere else.
-        os.environ["OAUTHLIB_INSECURE_TRANSPORT"] = "1"
-    flow = InstalledAppFlow.from_client_config(client, scopes=[SCOPE])
-    try:
-        credentials = flow.run_local_server(
-            port=0,
-            open_browser=False,
-            prompt="consent",
-            access_type="offline",
-            authorization_prompt_message=(
-                "Open this address in a browser and approve access:\n{url}"
-            ),
-        )
-    except Exception as exc:  # oauthlib and the local server raise many kinds
-        raise Rejected(f"youtube auth: {type(exc).__name__}: {_first_line(exc)}") from None
-    if not credentials.refresh_token:
-        raise Rejected(
-            "youtube auth: Google returned no refresh token; revoke the app's access "
-            "in the Google account and run this again"
-        )
-    return {"refresh_token": credentials.refresh_token}

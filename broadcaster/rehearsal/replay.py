@@ -22,8 +22,7 @@ from broadcaster.delivery.cards import CardMaker
 from broadcaster.delivery.dispatcher import WAITING, Dispatcher, publisher_env
 from broadcaster.ingest.sources import SourceDown, make_fetched, snapshot_files
 from broadcaster.outbox.store import DatabaseMode, ModeMismatch, PostState, Store, require_mode
-from broadcaster.publishers import PublisherEnv, platform_module
-from broadcaster.publishers.base import EmulatorAccount
+from broadcaster.publishers import PublisherEnv, publisher_class
 from broadcaster.rehearsal.emulator import Emulator, EmulatorServer
 from broadcaster.runtime.cycle import CycleResult, Pipeline
 
@@ -208,12 +207,10 @@ def point_at_emulator(
     secrets: dict[str, str] = {}
     tokens = TokenStore(out_dir / "emulator-tokens.json")
     for account in config.accounts:
-        module = platform_module(account.platform)
-        setup = getattr(module, "emulator_account", None)
-        if setup is None:
+        emu = publisher_class(account.platform).emulator_account(base, out_dir)
+        if emu is None:
             accounts.append(account)  # a dryrun account stays a dry run
             continue
-        emu: EmulatorAccount = setup(base, out_dir)
         secrets.update(emu.secrets)
         if emu.tokens and not tokens.get(account.name):
             tokens.put(account.name, emu.tokens)

@@ -21,7 +21,7 @@ from broadcaster.core.secrets import SecretError, Secrets
 from broadcaster.delivery.dispatcher import publisher_env
 from broadcaster.ingest.feedcheck import check_feed
 from broadcaster.outbox.store import DatabaseMode, Store, snapshots
-from broadcaster.publishers import PublishError, platform_module
+from broadcaster.publishers import PublishError, publisher_class
 from broadcaster.runtime.preflight import preflight
 
 
@@ -81,12 +81,10 @@ def accounts(config: Config) -> Iterator[Check]:
             if account.dry_run or account.platform == "dryrun":
                 continue
             label = f"account {account.name} ({account.platform})"
-            check = getattr(platform_module(account.platform), "doctor", None)
-            if check is None:
-                yield Check(label, False, "no check exists for this platform")
-                continue
             try:
-                yield Check(label, True, str(check(account, env)))
+                yield Check(label, True, publisher_class(account.platform).doctor(account, env))
+            except NotImplementedError as exc:
+                yield Check(label, False, str(exc))
             except (PublishError, SecretError) as exc:
                 yield Check(label, False, f"{type(exc).__name__}: {exc}")
     finally:
