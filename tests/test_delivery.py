@@ -11,10 +11,11 @@ import pytest
 from broadcaster.core.clock import FeedClock
 from broadcaster.core.config import ConfigError
 from broadcaster.delivery.dispatcher import Dispatcher, publisher_env
+from broadcaster.domain.posts import PostState
 from broadcaster.ingest.sources import make_fetched
 from broadcaster.outbox import operations as operate
 from broadcaster.outbox.state import State
-from broadcaster.outbox.store import PostState, Store
+from broadcaster.outbox.store import Store
 from broadcaster.publishers import Post, PublishedRef, Publisher, RetryLater
 from broadcaster.publishers.dryrun import read_posts
 from broadcaster.runtime.configuration import load_config

@@ -36,10 +36,11 @@ from broadcaster.core.clock import FeedClock
 from broadcaster.core.config import Config, FeedConfig, ServiceConfig
 from broadcaster.delivery.dispatcher import Dispatcher, publisher_env
 from broadcaster.domain.model import Snapshot
+from broadcaster.domain.posts import PostState
 from broadcaster.ingest import gates
 from broadcaster.ingest.parsers import FeedError, parse
 from broadcaster.ingest.sources import HttpSource, SourceDown, make_fetched
-from broadcaster.outbox.store import PostState, Store, posts, snapshots
+from broadcaster.outbox.store import Store, posts, snapshots
 from broadcaster.runtime.configuration import load_config
 from broadcaster.runtime.cycle import Pipeline
 from tests.conftest import (

@@ -21,7 +21,7 @@ from broadcaster.core.config import (
     Config,
 )
 from broadcaster.core.terminal import safe, visible
-from broadcaster.outbox.store import PostState
+from broadcaster.domain.posts import ALL_STATES
 
 
 @main.group()
@@ -30,7 +30,7 @@ def outbox() -> None:
 
 
 @outbox.command(name="list")
-@click.option("--state", type=click.Choice(list(PostState.ALL)), default=None)
+@click.option("--state", type=click.Choice([s.value for s in ALL_STATES]), default=None)
 @click.option("--platform", default=None)
 @click.option("--limit", type=int, default=200, show_default=True)
 @config_option

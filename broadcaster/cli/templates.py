@@ -95,8 +95,8 @@ def preview(
     from broadcaster.content.cards.draw import CardStyle, render_card
     from broadcaster.content.compose import Composer, locale_for
     from broadcaster.content.samples import display_from
+    from broadcaster.ingest.differ import rules_from
     from broadcaster.publishers import capabilities_for
-    from broadcaster.runtime.cycle import rules_from
 
     config = load_config_or_exit(config_path)
     account = _account_for(config, platform, account_name, lang)

@@ -31,8 +31,8 @@ from broadcaster.core.config import LANGUAGES, AccountConfig, Config
 from broadcaster.core.paths import DEFAULT_TEMPLATES
 from broadcaster.domain.events import TEMPLATED_KINDS, Event, EventKind
 from broadcaster.domain.model import Snapshot
+from broadcaster.ingest.differ import rules_from
 from broadcaster.publishers import capabilities_for, text_limits
-from broadcaster.runtime.cycle import rules_from
 
 PLATFORMS = ("facebook", "youtube", "tiktok", "x")
 KINDS = tuple(k.value for k in TEMPLATED_KINDS)

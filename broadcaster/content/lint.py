@@ -20,8 +20,7 @@ from broadcaster.core.config import Config
 from broadcaster.domain.events import Event, EventKind
 from broadcaster.domain.model import Snapshot
 from broadcaster.domain.tally import compute_tally
-from broadcaster.ingest.differ import DiffState, diff
-from broadcaster.runtime.cycle import rules_from
+from broadcaster.ingest.differ import DiffState, diff, rules_from
 
 MAX_CONTESTS = 60  # per snapshot: enough variety without rendering a 20,000-seat feed in full
 

@@ -10,6 +10,7 @@ import ipaddress
 import re
 import tomllib
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -29,6 +30,17 @@ from broadcaster.domain.events import EventKind
 from broadcaster.domain.quota import Window
 
 PLATFORM_NAME = r"^[a-z][a-z0-9_]*$"  # which platforms exist is the registry's to say
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One thing wrong: the configuration key it concerns, and what is wrong with it."""
+
+    key: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.key}: {self.message}"
 
 
 class ConfigError(Exception):

@@ -12,6 +12,7 @@ import hashlib
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
+from broadcaster.core.config import Config
 from broadcaster.domain.events import Event, EventKind
 from broadcaster.domain.model import Contest, ContestKind, ResultsStatus, Snapshot
 from broadcaster.domain.tally import Tally, compute_tally
@@ -24,6 +25,15 @@ class DiffRules:
     thresholds: tuple[int, ...] = (25, 50, 75, 100)
     tally_every: timedelta | None = timedelta(minutes=30)
     majority_seats: int | None = None
+
+
+def rules_from(config: Config) -> DiffRules:
+    """The differ's rules as the configuration's [events] section sets them."""
+    return DiffRules(
+        thresholds=tuple(config.events.thresholds),
+        tally_every=config.events.tally_interval,
+        majority_seats=config.events.majority_seats or None,
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,10 +12,11 @@ import logging
 import signal
 import threading
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Protocol
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.blocking import BlockingScheduler
@@ -55,10 +56,25 @@ def refuse_test_data(config: Config, store: Store, *, dry_run: bool) -> None:
         )
 
 
+class Companion(Protocol):
+    """Something run beside the daemon on its database (the operator console, the live
+    channel): started once the daemon is ready, stopped when it stops. The command that starts
+    the daemon chooses them, so the daemon itself knows no web framework or video encoder."""
+
+    name: str
+
+    def start(self, store: Store, stop: threading.Event) -> None: ...
+
+    def stop(self) -> None: ...
+
+
 class Daemon:
-    def __init__(self, config: Config, *, dry_run: bool) -> None:
+    def __init__(
+        self, config: Config, *, dry_run: bool, companions: Sequence[Companion] = ()
+    ) -> None:
         self.config = config
         self.dry_run = dry_run
+        self.companions = list(companions)
         secrets = Secrets(config.path(config.secrets.file))
         problems = preflight(config, secrets=secrets)
         if problems:
@@ -97,7 +113,6 @@ class Daemon:
         self.counters: dict[str, float] = {"polls": 0, "poll_failures": 0}
         self.feed_health = FeedHealth(started_at=time.time())
         self.health: HealthServer | None = None
-        self.console: Any = None  # the operator console, when [console] enabled
         refuse_test_data(config, self.store, dry_run=dry_run)
         interval = config.feed.poll_interval
         self.executor = ThreadPoolExecutor(max_workers=2)
@@ -221,28 +236,21 @@ class Daemon:
                 ).start()
             except OSError as exc:
                 log.error("health endpoint not started on %s: %s", self.config.service.listen, exc)
-        join_live = lambda: None  # noqa: E731
-        if self.config.live.enabled:  # the live results channel beside the daemon (docs/live.md)
-            from broadcaster.live.runner import start_beside
-
-            join_live = start_beside(self.config, self.store, dry_run=self.dry_run, stop=self.stop)
-        if self.config.console.enabled:
-            # Imported only when asked for: the daemon needs no web framework of its own.
-            from broadcaster.console.server import ConsoleServer
-
+        started = []
+        for companion in self.companions:
             try:
-                self.console = ConsoleServer(self.config, self.store).start()
-            except OSError as exc:
-                log.error("console not started on %s: %s", self.config.console.listen, exc)
+                companion.start(self.store, self.stop)
+                started.append(companion)
+            except Exception as exc:  # a companion that cannot start never stops the daemon
+                log.error("%s not started: %s", companion.name, exc)
         try:
             self.scheduler.start()
         finally:
             self.stop.set()
-            join_live()
+            for companion in reversed(started):
+                companion.stop()
             if self.health is not None:
                 self.health.stop()
-            if self.console is not None:
-                self.console.stop()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
             # Wait for the job in progress: it checks `stop` between steps.

@@ -13,9 +13,10 @@ from sqlalchemy import func, select
 
 from broadcaster.core.config import Config
 from broadcaster.delivery.budgets import account_budget
+from broadcaster.domain.posts import ALL_STATES, HoldKind, PostState
 from broadcaster.ingest.health import FeedHealth, feed_problems
 from broadcaster.outbox.state import State
-from broadcaster.outbox.store import HoldKind, PostState, Store, events, posts, snapshots
+from broadcaster.outbox.store import Store, events, posts, snapshots
 from broadcaster.runtime.live_health import live_metrics, live_report
 from broadcaster.runtime.preflight import runtime_problems
 
@@ -128,7 +129,7 @@ def collect_status(
         "recent_rejections": [
             {"name": r.name, "at": local(r.received_at), "error": r.error} for r in rejections
         ],
-        "states": list(PostState.ALL),
+        "states": list(ALL_STATES),
         "outbox": outbox,
         "held": [{"id": h.id, "account": h.account, "reason": h.hold_reason} for h in held],
         "template_problems": template_problems,
