@@ -37,10 +37,10 @@ def test_platform_told_wait_and_learned_cap():
     state = budget_state(X, [], T0, blocked_until=T0 + timedelta(minutes=5))
     assert state.next_slot == T0 + timedelta(minutes=5)
     assert state.blocked_reason == "the platform asked to wait"
-    learned = effective_windows(X, {"posts": 17, "seconds": 86400})
+    learned = effective_windows(X, Window(posts=17, seconds=86400))
     assert Window(posts=17, seconds=86400) in learned
     assert Window(posts=100, seconds=86400) not in learned
-    assert effective_windows(X, {"posts": 500, "seconds": 86400}) == X  # never loosened
+    assert effective_windows(X, Window(posts=500, seconds=86400)) == X  # never loosened
 
 
 def test_stale_posts_are_superseded():

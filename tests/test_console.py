@@ -17,7 +17,7 @@ from broadcaster.console.users import Role, UserStore
 from broadcaster.core.config import ConfigError
 from broadcaster.core.logs import register_secret
 from broadcaster.outbox.audit import entries
-from broadcaster.outbox.operations import PAUSED
+from broadcaster.outbox.state import PauseRecord, State
 from broadcaster.outbox.store import HoldKind, PostState, Store
 from broadcaster.runtime.configuration import load_config
 from tests.console_support import (
@@ -259,13 +259,13 @@ def test_posts_without_or_with_a_wrong_csrf_token_or_another_origin_are_refused(
     ):
         answer = app.post("/accounts/pause", data=data, headers=headers, follow_redirects=False)
         assert answer.status_code == 403
-    assert store.get_state(PAUSED + "x-demo") is None
+    assert State(store).pause("x-demo") is None
     # The page's scripts send the token as a header.
     answer = app.post(
         "/accounts/pause", data=target, headers={"X-CSRF-Token": token}, follow_redirects=False
     )
     assert answer.status_code == 303
-    assert store.get_state(PAUSED + "x-demo")["reason"] == "checking"
+    assert State(store).pause("x-demo").reason == "checking"
 
 
 def test_login_attempts_are_limited_per_name_and_per_address(tmp_path: Path, night_db: Path):
@@ -299,8 +299,6 @@ def test_login_attempts_are_limited_per_name_and_per_address(tmp_path: Path, nig
 def test_night_view_shows_the_night(app: TestClient, store: Store):
     import time
 
-    from broadcaster.ingest.health import STATE_KEY
-
     now = time.time()
     health = {
         "started_at": now - 600,
@@ -310,7 +308,7 @@ def test_night_view_shows_the_night(app: TestClient, store: Store):
         "last_outcome": "down",
         "last_error": "connection refused by the feed",
     }
-    store.put_state(STATE_KEY, health)
+    State(store).set_feed_health(health)
     login(app, "vera")
     page = app.get("/").text
     assert "9 polls in a row: connection refused by the feed" in page
@@ -327,8 +325,6 @@ def test_night_view_shows_the_night(app: TestClient, store: Store):
 def test_night_view_shows_the_live_channels_destinations(app: TestClient, store: Store):
     import time
 
-    from broadcaster.live.health import STATUS_KEY
-
     report = {
         "updated_at": time.time(),
         "running": True,
@@ -342,7 +338,7 @@ def test_night_view_shows_the_live_channels_destinations(app: TestClient, store:
             },
         },
     }
-    store.put_state(STATUS_KEY, report)
+    State(store).set_live_status(report)
     login(app, "vera")
     page = app.get("/").text
     assert "Live channel" in page
@@ -366,7 +362,7 @@ def test_feed_values_are_escaped_and_secrets_masked(app: TestClient, store: Stor
             .values(text=hostile + " tok-console-SECRET-77", hold_reason=hostile)
         )
     register_secret("tok-console-SECRET-77")  # learnt after it was stored: still never shown
-    store.put_state(PAUSED + "x-demo", {"reason": hostile, "at": "2030-07-29T00:00:00+00:00"})
+    State(store).set_pause("x-demo", PauseRecord(hostile))
     login(app, "vera")
     for path in ("/", f"/posts/{post.id}", "/posts?state=held", "/accounts"):
         page = app.get(path).text
@@ -524,15 +520,15 @@ def test_post_card_is_drawn_for_its_page(env: tuple[Path, Any], night_db: Path):
 def test_pause_and_resume_an_account_and_a_platform(app: TestClient, store: Store):
     token = login(app, "otto")
     app.post("/accounts/pause", data={"csrf": token, "target": "x-demo", "reason": "X is slow"})
-    assert store.get_state(PAUSED + "x-demo")["reason"] == "X is slow"
-    assert store.get_state(PAUSED + "x-demo")["by"] == "otto"
+    assert State(store).pause("x-demo").reason == "X is slow"
+    assert State(store).pause("x-demo").by == "otto"
     page = app.get("/accounts").text
     assert "X is slow" in page
     assert "Resume" in page
     app.post("/accounts/resume", data={"csrf": token, "target": "x-demo"})
-    assert store.get_state(PAUSED + "x-demo") is None
+    assert State(store).pause("x-demo") is None
     app.post("/accounts/pause", data={"csrf": token, "target": "tiktok", "reason": "platform"})
-    assert store.get_state(PAUSED + "tiktok-demo")["reason"] == "platform"
+    assert State(store).pause("tiktok-demo").reason == "platform"
     unknown = app.post("/accounts/pause", data={"csrf": token, "target": "myspace"})
     assert unknown.status_code == 403
     audit_page = app.get("/audit").text

@@ -13,6 +13,7 @@ from broadcaster.core.config import ConfigError
 from broadcaster.delivery.dispatcher import Dispatcher, publisher_env
 from broadcaster.ingest.sources import make_fetched
 from broadcaster.outbox import operations as operate
+from broadcaster.outbox.state import State
 from broadcaster.outbox.store import PostState, Store
 from broadcaster.publishers import Post, PublishedRef, Publisher, RetryLater
 from broadcaster.publishers.dryrun import read_posts
@@ -20,6 +21,7 @@ from broadcaster.runtime.configuration import load_config
 from broadcaster.runtime.cycle import Pipeline
 from broadcaster.runtime.daemon import refuse_test_data
 from tests.conftest import read_jsonl, write_config
+from tests.scripts import Scripts
 
 
 class Night:
@@ -47,8 +49,14 @@ class Night:
         self.clock = FeedClock()
         self.pipeline = Pipeline(self.config, self.store, clock=self.clock, dry_run=True)
         env = publisher_env(self.config, self.store, self.clock, tmp_path / "posts.jsonl")
+        self.scripts = Scripts()  # publishers scripted per account, instead of the real ones
         self.dispatcher = Dispatcher(
-            self.config, self.store, clock=self.clock, env=env, dry_run=True
+            self.config,
+            self.store,
+            clock=self.clock,
+            env=env,
+            dry_run=True,
+            publishers=self.scripts.factory,
         )
         self.posts_path = tmp_path / "posts.jsonl"
 
@@ -164,28 +172,28 @@ def test_circuit_breaker_pauses_and_resumes_after_the_cool_down(tmp_path, demo_f
         dispatch="breaker_failures = 3\nbreaker_cooldown = 600\n",
     )
     failing = Failing(delay=1)
-    night.dispatcher._publishers["x1"] = failing
+    night.scripts["x1"] = failing
     night.feed(demo_files[3:4])
     for _ in range(10):
         night.clock.advance_to(night.clock.now() + timedelta(seconds=30))
         night.dispatcher.drain()
-    paused = night.store.get_state("paused:x1")
-    assert paused
-    assert paused["reason"].startswith("circuit breaker: 3 failures in a row")
+    paused = State(night.store).pause("x1")
+    assert paused is not None
+    assert paused.reason.startswith("circuit breaker: 3 failures in a row")
     assert failing.calls == 3, "nothing more is tried while the breaker is open"
     assert night.rows(PostState.SENT)
     assert all(r.account == "fb" for r in night.rows(PostState.SENT))
-    night.dispatcher._publishers.pop("x1", None)  # the platform recovers
+    del night.scripts["x1"]  # the platform recovers (the pause dropped its publisher)
     night.clock.advance_to(night.clock.now() + timedelta(minutes=11))
     night.dispatcher.drain()
-    assert night.store.get_state("paused:x1") is None
+    assert State(night.store).pause("x1") is None
     assert any(r.account == "x1" for r in night.rows(PostState.SENT))
 
 
 def test_the_platforms_delay_holds_the_whole_account(tmp_path, demo_files):
     night = Night(tmp_path, account("x1", "x", quota="[{posts = 1000, seconds = 86400}]"))
     failing = Failing(delay=900)
-    night.dispatcher._publishers["x1"] = failing
+    night.scripts["x1"] = failing
     night.feed(demo_files[3:4])  # plenty of posts pending
     assert failing.calls == 1
     for _ in range(14):  # the platform said 15 minutes: nothing else is tried meanwhile
@@ -255,7 +263,7 @@ def test_a_correction_is_linked_to_the_post_it_corrects_and_edits_it(tmp_path, d
         gates="",  # the defaults: a count going down holds the correction
     )
     fake = Editing()
-    night.dispatcher._publishers["fb"] = fake
+    night.scripts["fb"] = fake
     night.feed(demo_files)
     # The demo's correction lowers a count: the plausibility gate holds it for an operator.
     held = [r for r in night.rows(PostState.HELD) if r.event_kind == "corrected"]

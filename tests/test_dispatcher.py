@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from broadcaster.core.clock import FeedClock
-from broadcaster.delivery.dispatcher import Dispatcher, post_from_row
+from broadcaster.delivery.dispatcher import Dispatcher
 from broadcaster.ingest.sources import make_fetched
-from broadcaster.outbox.store import PostState, Store
+from broadcaster.outbox.store import PostState, Store, post_from_row
 from broadcaster.publishers import (
     InDoubt,
     Post,
@@ -25,6 +25,7 @@ from broadcaster.publishers.dryrun import DryRunPublisher, read_posts, repair_to
 from broadcaster.runtime.configuration import load_config
 from broadcaster.runtime.cycle import Pipeline
 from tests.conftest import write_config
+from tests.scripts import Scripts
 
 REQUIRED_FIELDS = {
     "platform",
@@ -132,9 +133,11 @@ class Scripted(Publisher):
 
 def dispatch_one(setup, publisher: Publisher) -> tuple[Store, object]:
     config, store, clock, env = setup
-    dispatcher = Dispatcher(config, store, clock=clock, env=env, dry_run=True)
     row = store.due_posts(clock.now(), 1)[0]
-    dispatcher._publishers[row.account] = publisher
+    scripts = Scripts({row.account: publisher})
+    dispatcher = Dispatcher(
+        config, store, clock=clock, env=env, dry_run=True, publishers=scripts.factory
+    )
     dispatcher.run_once(limit=1)
     return store, row
 

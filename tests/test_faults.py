@@ -28,13 +28,11 @@ import pytest
 from broadcaster.core.clock import FeedClock
 from broadcaster.core.config import ConfigError
 from broadcaster.core.secrets import Secrets, TokenStore
-from broadcaster.delivery.dispatcher import MAX_ATTEMPTS, Dispatcher, post_from_row
+from broadcaster.delivery.dispatcher import MAX_ATTEMPTS, Dispatcher
 from broadcaster.ingest.sources import make_fetched
 from broadcaster.outbox import operations as operate
-from broadcaster.outbox.operations import FAILURES
 from broadcaster.outbox.state import State
-from broadcaster.outbox.store import PostState, Store
-from broadcaster.planning.budget import blocked_key
+from broadcaster.outbox.store import PostState, Store, post_from_row
 from broadcaster.publishers import (
     InDoubt,
     Post,
@@ -50,6 +48,7 @@ from broadcaster.runtime.configuration import load_config
 from broadcaster.runtime.cycle import Pipeline
 from tests.adapters import account, env, post
 from tests.conftest import DEMO
+from tests.scripts import Scripts
 
 PLATFORMS = ("facebook", "youtube", "tiktok", "x")
 START = datetime(2030, 7, 28, 12, tzinfo=UTC)
@@ -465,7 +464,7 @@ def test_each_fault_ends_with_each_post_on_the_platform_exactly_once(
             assert 2.5 <= waited <= 5.0, (waited, row.last_error)
         else:
             assert abs(waited - outcome[1]) <= 1.0, (waited, row.last_error)
-        blocked = datetime.fromisoformat(world.store.get_state(blocked_key(name)))
+        blocked = State(world.store).blocked_until(name)
         assert abs((blocked - row.not_before).total_seconds()) <= 1.0
         before = {r.id: r.attempts for r in world.rows().values()}
         world.clock.advance_to(row.not_before - timedelta(seconds=1.0))
@@ -538,8 +537,11 @@ def night(tmp_path: Path) -> Iterator[tuple[Dispatcher, Store, FeedClock]]:
         pipeline.ingest(make_fetched(snapshot.read_bytes(), snapshot.name), "test")
     clock.advance_to(START)
     penv = PublisherEnv(clock=clock, posts_path=tmp_path / "posts.jsonl")
-    dispatcher = Dispatcher(config, store, clock=clock, env=penv, dry_run=True)
-    yield dispatcher, store, clock
+    scripts = Scripts()
+    dispatcher = Dispatcher(
+        config, store, clock=clock, env=penv, dry_run=True, publishers=scripts.factory
+    )
+    yield dispatcher, store, clock, scripts
     store.close()
 
 
@@ -550,35 +552,33 @@ def _not_before(store: Store, account: str) -> float | None:
 
 
 def test_backoff_doubles_per_account_and_resets_on_success(night):
-    dispatcher, store, clock = night
+    dispatcher, store, clock, scripts = night
     failing = Scripted([RetryLater("HTTP 500") for _ in range(4)])
-    dispatcher._publishers["x-a"] = failing
-    dispatcher._publishers["facebook-a"] = Scripted([])
+    scripts["x-a"] = failing
+    scripts["facebook-a"] = Scripted([])
     ranges = [(2.5, 5), (5, 10), (10, 20), (20, 40)]
     for low, high in ranges:
         t0 = clock.now().timestamp()
         dispatcher.run_once(limit=1)
         waited = (_not_before(store, "x-a") or 0) - t0
         assert low <= waited <= high, (low, waited, high)
-        blocked = datetime.fromisoformat(store.get_state(blocked_key("x-a"))).timestamp()
+        blocked = State(store).blocked_until("x-a").timestamp()
         assert blocked == pytest.approx(t0 + waited)
         clock.advance_to(datetime.fromtimestamp(blocked, UTC))
     # Per account: facebook, which never failed, was never held back.
-    assert store.get_state(blocked_key("facebook-a")) is None
-    assert store.get_state(FAILURES + "facebook-a", 0) == 0
+    assert State(store).blocked_until("facebook-a") is None
+    assert State(store).failures("facebook-a") == 0
     assert any(r.account == "facebook-a" for r in store.posts_in_state(PostState.SENT))
     dispatcher.run_once(limit=1)  # x succeeds: its failures in a row are forgotten
-    assert store.get_state(FAILURES + "x-a") == 0
+    assert State(store).failures("x-a") == 0
     assert failing.calls == 5
 
 
 def test_a_post_is_never_given_up_while_the_platform_asks_to_wait(night):
-    dispatcher, store, clock = night
+    dispatcher, store, clock, scripts = night
     waiting = [r.id for r in store.posts_in_state(PostState.PENDING) if r.account == "x-a"]
     operate.cancel(store, waiting[1:], actor="tester")  # one post, so that it meets every refusal
-    dispatcher._publishers["x-a"] = Scripted(
-        [RetryLater("429", delay=30) for _ in range(MAX_ATTEMPTS + 4)]
-    )
+    scripts["x-a"] = Scripted([RetryLater("429", delay=30) for _ in range(MAX_ATTEMPTS + 4)])
     for _ in range(MAX_ATTEMPTS + 4):
         dispatcher.run_once(limit=1)
         clock.advance_to(clock.now() + timedelta(seconds=31))
@@ -590,13 +590,13 @@ def test_a_post_is_never_given_up_while_the_platform_asks_to_wait(night):
 
 
 def test_a_platform_wait_longer_than_the_backoff_is_kept(night):
-    dispatcher, store, clock = night
+    dispatcher, store, clock, scripts = night
     until = clock.now() + timedelta(minutes=9)
-    store.put_state(blocked_key("x-a"), until.isoformat())  # e.g. Graph's regain time
-    dispatcher._publishers["x-a"] = Scripted([RetryLater("HTTP 500")])
+    State(store).block("x-a", until)  # e.g. Graph's regain time
+    scripts["x-a"] = Scripted([RetryLater("HTTP 500")])
     row = next(r for r in store.posts_in_state(PostState.PENDING) if r.account == "x-a")
     dispatcher._send(post_from_row(row, 1))
-    assert store.get_state(blocked_key("x-a")) == until.isoformat()
+    assert State(store).blocked_until("x-a") == until
     assert [r.not_before for r in store.posts_in_state(PostState.PENDING) if r.id == row.id] == [
         until
     ]
@@ -604,16 +604,16 @@ def test_a_platform_wait_longer_than_the_backoff_is_kept(night):
 
 @pytest.mark.parametrize("platform", PLATFORMS)
 def test_every_pause_names_its_remedy(night, platform: str):
-    dispatcher, store, _ = night
+    dispatcher, store, _, scripts = night
     name = f"{platform}-a"
-    dispatcher._publishers[name] = Scripted([Reauthorize(f"{platform} post: token refused")])
+    scripts[name] = Scripted([Reauthorize(f"{platform} post: token refused")])
     dispatcher.run_once(limit=1)
-    reason = store.get_state(f"paused:{name}")["reason"]
+    reason = State(store).pause(name).reason
     assert reason.startswith("re-authorise")
     assert f"`broadcaster auth {platform} --account {name}`" in reason
     assert f"`broadcaster resume {name}`" in reason
     dispatcher.pause(name, "circuit breaker: 5 failures in a row")
-    assert f"`broadcaster resume {name}`" in store.get_state(f"paused:{name}")["reason"]
+    assert f"`broadcaster resume {name}`" in State(store).pause(name).reason
 
 
 SETTINGS = {

@@ -17,6 +17,7 @@ from broadcaster.delivery.dispatcher import Dispatcher, publisher_env
 from broadcaster.ingest import gates
 from broadcaster.ingest.sources import make_fetched
 from broadcaster.outbox import operations as operate
+from broadcaster.outbox.state import State
 from broadcaster.outbox.store import HoldKind, PostState, Store
 from broadcaster.runtime.configuration import load_config
 from broadcaster.runtime.cycle import Pipeline
@@ -291,9 +292,9 @@ def test_findings_are_recorded_with_their_snapshot_never_twice(tmp_path: Path, m
         m.setattr(night.store, "insert_posts", crash)
         with pytest.raises(OperationalError):
             night.pipeline.ingest(make_fetched(data, "2.csv"), "test")
-    assert night.store.get_state(gates.FINDINGS_KEY, []) == []
+    assert State(night.store).gate_findings() == []
     night.feed(data, "2.csv")  # the next poll reads the same snapshot again
-    recorded = night.store.get_state(gates.FINDINGS_KEY)
+    recorded = State(night.store).gate_findings()
     assert [f["check"] for f in recorded] == ["votes_decreased"]
 
 

@@ -124,7 +124,7 @@ def _print_status(report: dict[str, Any]) -> None:
         out.print(f"  [yellow]held[/] #{item['id']} {item['account']}: {safe(item['reason'])}")
     for problem in report["template_problems"]:
         out.print(f"  [red]template[/] {safe(problem)}")
-    from broadcaster.live.health import status_lines
+    from broadcaster.runtime.live_health import status_lines
 
     for line in status_lines(report.get("live")):
         out.print(visible(line), markup=False, highlight=False)

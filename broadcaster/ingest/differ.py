@@ -16,6 +16,8 @@ from broadcaster.domain.events import Event, EventKind
 from broadcaster.domain.model import Contest, ContestKind, ResultsStatus, Snapshot
 from broadcaster.domain.tally import Tally, compute_tally
 
+FINAL_TALLY = "tally/final"  # the key of the tally posted once every seat is declared
+
 
 @dataclass(frozen=True, slots=True)
 class DiffRules:
@@ -214,7 +216,7 @@ def _tally_events(
         return events, state
     complete = tally.total_seats > 0 and tally.contests_called == tally.contests_total
     if complete and not state.tally_final:
-        key = "tally/final"
+        key = FINAL_TALLY
     elif rules.tally_every is None:
         return events, state
     else:
@@ -227,7 +229,7 @@ def _tally_events(
             key=key,
             kind=EventKind.TALLY,
             at=new.generated_at,
-            data={"final": key == "tally/final", "signature": [list(x) for x in tally.signature]},
+            data={"final": key == FINAL_TALLY, "signature": [list(x) for x in tally.signature]},
         )
     )
     return events, replace(

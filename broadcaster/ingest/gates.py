@@ -42,7 +42,6 @@ CHECKS: dict[str, str] = {
 }
 
 HOLD_PREFIX = "implausible"
-FINDINGS_KEY = "gate_findings"  # state key: recent findings, for `broadcaster status`
 _RANK = {
     ResultsStatus.PARTIAL: 0,
     ResultsStatus.COMPLETE: 1,

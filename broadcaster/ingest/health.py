@@ -17,7 +17,6 @@ from typing import Any
 from broadcaster.core.config import ServiceConfig
 from broadcaster.runtime.preflight import Problem
 
-STATE_KEY = "feed_health"
 GOOD = frozenset({"accepted", "unchanged", "duplicate"})
 NEUTRAL = frozenset({"waiting"})  # backing off: no request was made
 

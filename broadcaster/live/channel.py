@@ -26,10 +26,10 @@ from broadcaster.core.config import Config
 from broadcaster.live.data import EMPTY, ChannelData
 from broadcaster.live.destinations import Destination
 from broadcaster.live.encoder import AudioSource, Encoder
-from broadcaster.live.health import STATUS_KEY
 from broadcaster.live.picture import Compositor, Painter, Scene
 from broadcaster.live.sender import Sender
 from broadcaster.live.youtube_live import BroadcastEnded
+from broadcaster.outbox.state import State
 from broadcaster.outbox.store import Store
 
 log = logging.getLogger(__name__)
@@ -306,6 +306,6 @@ class Channel:
         report = self.status()
         report["running"] = running
         try:
-            self.store.put_state(STATUS_KEY, report)
+            State(self.store).set_live_status(report)
         except Exception as exc:
             log.warning("live: could not record the channel's health: %s", exc)

@@ -17,11 +17,9 @@ from sqlalchemy import func, select, update
 
 from broadcaster.core.logs import holds_secret
 from broadcaster.outbox import audit
+from broadcaster.outbox.state import PauseRecord, State
 from broadcaster.outbox.store import HoldKind, PostState, Store, events, posts
 from broadcaster.outbox.store import audit as audit_table
-
-PAUSED = "paused:"
-FAILURES = "failures:"
 
 
 class OperatorError(Exception):
@@ -224,13 +222,10 @@ def pause(
     store: Store, accounts: Sequence[str], reason: str = "paused by an operator", *, actor: str
 ) -> None:
     now = _now()
+    state = State(store)
     with store.transaction() as conn:
         for account in accounts:
-            store.put_state(
-                PAUSED + account,
-                {"reason": reason, "at": now.isoformat(), "until": None, "by": actor},
-                conn=conn,
-            )
+            state.set_pause(account, PauseRecord(reason, at=now, by=actor), conn)
             audit.record(conn, actor, "pause", f"account {account}", reason, at=now)
 
 
@@ -238,10 +233,10 @@ def resume(store: Store, accounts: Sequence[str], *, actor: str, why: str = "res
     """Lift a pause and reset the circuit breaker with it, so the next failure does not pause
     the account again at once. The one way to resume: the CLI, `auth` and the console use it."""
     now = _now()
+    state = State(store)
     with store.transaction() as conn:
         for account in accounts:
-            store.put_state(PAUSED + account, None, conn=conn)
-            store.put_state(FAILURES + account, 0, conn=conn)
+            state.resume(account, conn)
             audit.record(conn, actor, "resume", f"account {account}", why, at=now)
 
 

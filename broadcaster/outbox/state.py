@@ -91,8 +91,8 @@ class State:
     def __init__(self, store: Store) -> None:
         self.store = store
 
-    def _get(self, key: str, default: Any = None) -> Any:
-        return self.store.get_state(key, default)
+    def _get(self, key: str, default: Any = None, conn: Connection | None = None) -> Any:
+        return self.store.get_state(key, default, conn=conn)
 
     def _put(self, key: str, value: Any, conn: Connection | None = None) -> None:
         self.store.put_state(key, value, conn=conn)
@@ -187,12 +187,13 @@ class State:
         if problems != self.template_problems():
             self._put(TEMPLATE_PROBLEMS, problems)
 
-    def gate_findings(self) -> list[dict[str, Any]]:
-        return list(self._get(GATE_FINDINGS, []) or [])
+    def gate_findings(self, conn: Connection | None = None) -> list[dict[str, Any]]:
+        return list(self._get(GATE_FINDINGS, [], conn) or [])
 
     def add_gate_findings(self, found: list[dict[str, Any]], conn: Connection) -> None:
         """Keep the newest findings, written with the snapshot that raised them."""
-        self._put(GATE_FINDINGS, [*self.gate_findings(), *found][-RECENT_FINDINGS:], conn)
+        kept = [*self.gate_findings(conn), *found][-RECENT_FINDINGS:]
+        self._put(GATE_FINDINGS, kept, conn)
 
     def feed_health(self) -> dict[str, Any] | None:
         value = self._get(FEED_HEALTH)

@@ -48,6 +48,7 @@ from sqlalchemy.types import TypeDecorator
 from broadcaster.core.logs import redact
 from broadcaster.domain.events import Event, EventKind
 from broadcaster.domain.model import Snapshot
+from broadcaster.publishers.base import Post
 
 # 1: the first schema. 2: posts.test_data (the send-time test guard), posts.hold_kind and
 # posts.gate_reason, and the audit table.
@@ -273,6 +274,26 @@ class StoredEvent:
     shared: dict[str, Any]  # its snapshot's (election, tally)
 
 
+def post_from_row(row: Any, attempt: int | None = None, *, reply_to: str | None = None) -> Post:
+    """An outbox row as its publisher sees it."""
+    return Post(
+        outbox_id=row.id,
+        idempotency_key=row.idempotency_key,
+        account=row.account,
+        platform=row.platform,
+        event_key=row.event_key,
+        event_kind=row.event_kind,
+        contest_id=row.contest_id,
+        text=row.text or "",
+        created_at=row.created_at,
+        media=tuple(row.media or ()),
+        attempt=attempt if attempt is not None else row.attempts,
+        title=row.title,
+        reply_to=reply_to,
+        checkpoint=row.platform_checkpoint,
+    )
+
+
 def pack(obj: Any) -> bytes:
     return zlib.compress(json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode(), 1)
 
@@ -341,9 +362,14 @@ class Store:
         with self.engine.begin() as own:
             self._kv_put(own, key, value)
 
-    def get_state(self, key: str, default: Any = None) -> Any:
-        with self.engine.connect() as conn:
+    def get_state(self, key: str, default: Any = None, conn: Connection | None = None) -> Any:
+        """A state key's value: in `conn`'s transaction when given (a second connection there
+        would not see its writes), else in a connection of its own."""
+        if conn is not None:
             value = conn.execute(select(kv.c.value).where(kv.c.key == key)).scalar()
+        else:
+            with self.engine.connect() as own:
+                value = own.execute(select(kv.c.value).where(kv.c.key == key)).scalar()
         return default if value is None else value
 
     # -- snapshots --
@@ -748,9 +774,11 @@ class Store:
                 conn.execute(
                     select(
                         posts.c.id,
+                        posts.c.event_key,
                         posts.c.event_kind,
                         posts.c.contest_id,
                         posts.c.feed_time,
+                        posts.c.priority,
                         posts.c.sent_at,
                     )
                     .where(posts.c.account == account)

@@ -4,8 +4,8 @@ Each platform module declares its quota as sliding windows (posts per seconds), 
 from the platforms' documentation; `quota` in an account's configuration replaces them. What was
 spent is counted from the outbox itself (posts sent in each window), so a restart forgets
 nothing. What the platform reports overrides our own counting: an adapter that sees an
-exhausted limit records `blocked:<account>` until its reset, and X's headers reveal the real
-daily cap of the account's tier.
+exhausted limit records a wait until its reset, and X's headers reveal the real daily cap of the
+account's tier (both kept in broadcaster/outbox/state.py).
 """
 
 from __future__ import annotations
@@ -13,18 +13,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from broadcaster.domain.quota import Window
-
-__all__ = [
-    "BudgetState",
-    "Window",
-    "blocked_key",
-    "budget_state",
-    "effective_windows",
-    "learned_key",
-]
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,19 +27,10 @@ class BudgetState:
     blocked_reason: str | None = None
 
 
-def blocked_key(account: str) -> str:
-    return f"blocked:{account}"
-
-
-def learned_key(account: str) -> str:
-    return f"learned_quota:{account}"
-
-
-def effective_windows(configured: Sequence[Window], learned: dict[str, Any] | None) -> list[Window]:
+def effective_windows(configured: Sequence[Window], reported: Window | None) -> list[Window]:
     """The configured windows, with a platform-reported cap tightening the matching one."""
     windows = list(configured)
-    if learned:
-        reported = Window(posts=int(learned["posts"]), seconds=int(learned["seconds"]))
+    if reported is not None:
         same = [w for w in windows if w.seconds == reported.seconds]
         if same:
             windows = [

@@ -30,7 +30,6 @@ from broadcaster.domain.events import PRIORITY, Event, EventKind
 from broadcaster.domain.quota import Window
 from broadcaster.planning.budget import BudgetState
 
-NIGHT_STARTED = "night_started"  # state key: when the night's first snapshot was accepted
 MIN_INTERVAL = timedelta(seconds=60)
 PACE_WINDOW = timedelta(minutes=30)  # the pacing bucket holds this long's worth of posts
 URGENT = (EventKind.CORRECTED, EventKind.MAJORITY)

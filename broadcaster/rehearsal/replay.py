@@ -19,8 +19,9 @@ from broadcaster.core.clock import FeedClock
 from broadcaster.core.config import AccountConfig, Config, DatabaseConfig, OutputConfig
 from broadcaster.core.secrets import Secrets, TokenStore, register_config_secrets
 from broadcaster.delivery.cards import CardMaker
-from broadcaster.delivery.dispatcher import WAITING, Dispatcher, publisher_env
+from broadcaster.delivery.dispatcher import Dispatcher, publisher_env
 from broadcaster.ingest.sources import SourceDown, make_fetched, snapshot_files
+from broadcaster.outbox.state import State
 from broadcaster.outbox.store import DatabaseMode, ModeMismatch, PostState, Store, require_mode
 from broadcaster.publishers import PublisherEnv, publisher_class
 from broadcaster.rehearsal.emulator import Emulator, EmulatorServer
@@ -236,10 +237,9 @@ def _summarise(store: Store, report: RehearsalReport, accounts: set[str]) -> Non
                 why = row.hold_reason or row.last_error
             elif row.not_before is not None:
                 why = f"due at {row.not_before.isoformat()}"
-            elif waiting := store.get_state(WAITING + row.account):
-                until = waiting.get("until")
-                why = waiting.get("reason") or "waiting"
-                why += f" (next slot {until})" if until else ""
+            elif waiting := State(store).waiting(row.account):
+                why = waiting.reason
+                why += f" (next slot {waiting.until.isoformat()})" if waiting.until else ""
             else:
                 why = "not yet sent"
             report.waiting.append((row.id, row.account, state, why))

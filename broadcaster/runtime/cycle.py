@@ -32,12 +32,13 @@ from broadcaster.domain.events import Event, EventKind
 from broadcaster.domain.model import Snapshot
 from broadcaster.domain.tally import compute_tally
 from broadcaster.ingest import gates
-from broadcaster.ingest.differ import DiffRules, DiffState, diff, tally_slot
+from broadcaster.ingest.differ import FINAL_TALLY, DiffRules, DiffState, diff, tally_slot
 from broadcaster.ingest.gates import Finding
 from broadcaster.ingest.parsers import FeedError, reader_for
 from broadcaster.ingest.sources import Fetched, Source, SourceDown
+from broadcaster.outbox.state import State
 from broadcaster.outbox.store import HoldKind, NewPost, PostState, Store
-from broadcaster.planning.planner import NIGHT_STARTED, plan
+from broadcaster.planning.planner import plan
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +167,7 @@ def restore_state(store: Store, rules: DiffRules) -> DiffState:
             state,
             last_tally=tuple((pid, n) for pid, n in data.get("signature", [])) or None,
             last_tally_slot=tally_slot(event.at, rules.tally_every) if rules.tally_every else None,
-            tally_final=store.event_key_exists("tally/final"),
+            tally_final=store.event_key_exists(FINAL_TALLY),
         )
     return state
 
@@ -175,6 +176,7 @@ class Pipeline:
     def __init__(self, config: Config, store: Store, *, clock: Clock, dry_run: bool) -> None:
         self.config = config
         self.store = store
+        self.night = State(store)  # the outbox's typed state (self.state is the differ's)
         self.clock = clock
         self.dry_run = dry_run
         self.rules = rules_from(config)
@@ -283,9 +285,9 @@ class Pipeline:
                     received_at=fetched.fetched_at,
                     shared=shared,
                 )
-                if recorded is not None:
+                if recorded:
                     # With the snapshot, so a crash before the commit cannot record them twice.
-                    self.store.put_state(gates.FINDINGS_KEY, recorded, conn=conn)
+                    self.night.add_gate_findings(recorded, conn)
                 # In chunks, so a cycle with tens of thousands of events stays small in memory;
                 # still one transaction, so a crash leaves all of it or none.
                 for i in range(0, len(fresh), CHUNK):
@@ -306,9 +308,7 @@ class Pipeline:
                     )
             self.state = new_state
             self._last_fingerprint = fetched.fingerprint
-            if self.store.get_state(NIGHT_STARTED) is None:
-                # The planner spreads each account's budget over the night from here.
-                self.store.put_state(NIGHT_STARTED, self.clock.now().isoformat())
+            self.night.start_night(self.clock.now())
             t4 = time.perf_counter()
         log.info(
             "accepted snapshot %s (generated %s, %s): %d new events, %d posts queued",
@@ -339,15 +339,15 @@ class Pipeline:
 
     def _gate(
         self, previous: Snapshot | None, snapshot: Snapshot, name: str
-    ) -> tuple[list[Finding], list[dict[str, Any]] | None]:
-        """Plausibility findings the configuration does not turn off, each logged, and the
-        findings to keep for `broadcaster status` (the last 100; None when nothing changes)."""
+    ) -> tuple[list[Finding], list[dict[str, Any]]]:
+        """Plausibility findings the configuration does not turn off, each logged, and their
+        records to keep for `broadcaster status`."""
         findings = [
             f for f in gates.check(previous, snapshot) if self.config.gates.action(f.check) != "off"
         ]
         if not findings:
-            return [], None
-        recent = list(self.store.get_state(gates.FINDINGS_KEY, []) or [])
+            return [], []
+        recent: list[dict[str, Any]] = []
         for n, f in enumerate(findings):
             action = self.config.gates.action(f.check)
             if n == LOGGED_FINDINGS:
@@ -369,7 +369,7 @@ class Pipeline:
                 extra={"snapshot": name},
             )
             recent.append(_finding_record(name, snapshot, f, action))
-        return findings, recent[-100:]
+        return findings, recent
 
     def _check(self, snapshot: Snapshot) -> Snapshot:
         if self.config.feed.is_test and not snapshot.is_test:
@@ -456,6 +456,4 @@ class Pipeline:
         return released
 
     def _publish_template_problems(self) -> None:
-        problems = self.composer.problems()
-        if problems != self.store.get_state("template_problems", []):
-            self.store.put_state("template_problems", problems)
+        self.night.set_template_problems(self.composer.problems())

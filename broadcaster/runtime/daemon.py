@@ -27,9 +27,9 @@ from broadcaster.core.config import Config, ConfigError
 from broadcaster.core.secrets import Secrets, register_config_secrets
 from broadcaster.delivery.cards import CardMaker
 from broadcaster.delivery.dispatcher import Dispatcher, publisher_env
-from broadcaster.ingest.health import STATE_KEY as FEED_HEALTH_KEY
 from broadcaster.ingest.health import FeedHealth
 from broadcaster.ingest.sources import make_source
+from broadcaster.outbox.state import State
 from broadcaster.outbox.store import DatabaseMode, ModeMismatch, Store, require_mode
 from broadcaster.runtime.cycle import Pipeline, describe_error
 from broadcaster.runtime.preflight import preflight
@@ -141,7 +141,7 @@ class Daemon:
         """Keep the feed's health for /healthz (in memory) and `broadcaster status` (stored)."""
         self.feed_health.record(outcome, error, time.time())
         try:
-            self.store.put_state(FEED_HEALTH_KEY, self.feed_health.to_dict())
+            State(self.store).set_feed_health(self.feed_health.to_dict())
         except Exception as exc:  # the database is down: /healthz still knows
             log.debug("feed health not stored: %s", exc)
 

@@ -12,13 +12,11 @@ from typing import Any
 from sqlalchemy import func, select
 
 from broadcaster.core.config import Config
-from broadcaster.delivery.dispatcher import WAITING, account_budget
-from broadcaster.ingest.gates import FINDINGS_KEY
-from broadcaster.ingest.health import STATE_KEY as FEED_HEALTH_KEY
+from broadcaster.delivery.budgets import account_budget
 from broadcaster.ingest.health import FeedHealth, feed_problems
-from broadcaster.live.health import live_metrics, live_report
-from broadcaster.outbox.operations import PAUSED
+from broadcaster.outbox.state import State
 from broadcaster.outbox.store import HoldKind, PostState, Store, events, posts, snapshots
+from broadcaster.runtime.live_health import live_metrics, live_report
 from broadcaster.runtime.preflight import runtime_problems
 
 
@@ -72,24 +70,26 @@ def collect_status(
                 .where(posts.c.sent_at > now - timedelta(hours=1))
             ).all()
         accepted, rejected = store.snapshot_counts()
+        state = State(store)
         if health is None:
-            health = FeedHealth.from_dict(store.get_state(FEED_HEALTH_KEY))
-        template_problems = store.get_state("template_problems", [])
-        findings = list(store.get_state(FINDINGS_KEY, []) or [])[-10:]
+            health = FeedHealth.from_dict(state.feed_health())
+        template_problems = state.template_problems()
+        findings = state.gate_findings()[-10:]
         implausible_held = store.count_held(HoldKind.GATE)
         live = live_report(store)  # the live results channel, when it has run
         accounts = []
         for account in config.accounts:
-            paused = store.get_state(PAUSED + account.name)
-            waiting = store.get_state(WAITING + account.name) or {}
+            pause = state.pause(account.name)
+            waiting = state.waiting(account.name)
             budget = account_budget(store, account, now)
             accounts.append(
                 {
                     "name": account.name,
                     "platform": account.platform,
                     "dry_run": account.dry_run,
-                    "state": "paused" if paused else "active",
-                    "reason": (paused or {}).get("reason") or waiting.get("reason") or "",
+                    "state": "paused" if pause else "active",
+                    "reason": (pause.reason if pause else None)
+                    or (waiting.reason if waiting else ""),
                     "budget_left": budget.remaining if budget.longest else None,
                     "next_slot": local(budget.next_slot) if budget.next_slot > now else None,
                 }

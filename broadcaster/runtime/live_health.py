@@ -1,6 +1,6 @@
 """The live channel's health as `status`, /healthz and /metrics show it.
 
-The channel writes its report to the database every few seconds (`live:status`), so the same
+The channel (broadcaster/live/) writes its report to the database every few seconds, so the same
 picture is available from the command line, from the daemon's endpoints and from a channel
 running in another process. A report older than `STALE_AFTER` means the channel is not running.
 """
@@ -10,17 +10,17 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from broadcaster.outbox.state import State
 from broadcaster.outbox.store import Store
 
-STATUS_KEY = "live:status"
 STALE_AFTER = 15.0  # seconds without a report before the channel counts as not running
 STATES = ("connecting", "live", "reconnecting", "failed", "stopped")
 
 
 def live_report(store: Store, now: float | None = None) -> dict[str, Any] | None:
     """The channel's last report, with `running` false when it is stale; None if never run."""
-    report = store.get_state(STATUS_KEY)
-    if not isinstance(report, dict):
+    report = State(store).live_status()
+    if report is None:
         return None
     now = time.time() if now is None else now
     age = now - float(report.get("updated_at", 0))
