@@ -23,6 +23,7 @@ HELD = {
     HoldKind.TEST_DATA: "held: test data bound for a real account",
 }
 LIVE_DOWN = ("failed", "reconnecting")
+SYSTEM = (None, "broadcaster")  # who a pause the system made is by (delivery/breaker.py)
 LIVE_STALE = 30.0  # seconds without a report from a running live channel: it stopped
 _COMMAND = re.compile(r"`(broadcaster [^`]+)`")
 
@@ -109,7 +110,7 @@ def paused_accounts(config: Config, state: State) -> list[Alert]:
     alerts = []
     for account in config.accounts:
         pause = state.pause(account.name)
-        if pause is None or pause.by is not None:
+        if pause is None or pause.by not in SYSTEM:
             continue
         commands = _COMMAND.findall(pause.reason)
         resolve = " or ".join(f"`{c}`" for c in dict.fromkeys(commands)) or (
