@@ -379,3 +379,23 @@ def test_authorize_explains_botfather_and_checks_the_token(tmp_path, capsys):
     assert "@BotFather" in out
     assert "/newbot" in out
     assert "named TG_TOKEN" in out
+
+
+@pytest.mark.parametrize("language", ["en", "ms", "km"])
+def test_the_bundled_templates_fit_telegram_in_every_language(tmp_path, language):
+    """Khmer renders as text on Telegram: the default templates post unchanged, within 4,096
+    UTF-16 units, and the console lets operators edit Telegram's own files."""
+    from broadcaster.console.template_files import Name
+    from broadcaster.content.lint import lint_templates
+    from broadcaster.runtime.configuration import load_config
+    from tests.conftest import write_config
+
+    accounts = (
+        '\n[[accounts]]\nname = "tg"\nplatform = "telegram"\ndry_run = true\n'
+        f'language = "{language}"\nbot_token = "TG_TOKEN"\nchannel = "@nec_results"\n'
+    )
+    config = load_config(write_config(tmp_path / "c.toml", source="f", accounts=accounts))
+    report = lint_templates(config)
+    assert report.problems == []
+    assert report.renders > 50
+    assert str(Name.parse(f"{language}/telegram/called.j2")) == f"{language}/telegram/called.j2"
