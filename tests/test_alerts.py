@@ -6,7 +6,12 @@ repeat across a restart."""
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
+import signal
+import subprocess
+import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -24,6 +29,7 @@ from broadcaster.outbox.state import PauseRecord, State, Waiting
 from broadcaster.outbox.store import HoldKind, Store
 from broadcaster.runtime.configuration import load_config
 from tests.alert_servers import SMTP_PASSWORD, SMTP_USER, smtp_server, webhook_server
+from tests.conftest import DEMO, broadcaster_cmd, wait_for, write_config
 from tests.console_support import demo_night
 
 
@@ -528,3 +534,66 @@ def test_golive_checks_each_destination_without_sending(tmp_path, night, secrets
         assert not hook.ok
         assert "ALERT_WEBHOOK_URL is not set" in hook.detail
         assert smtp.mailbox.messages == []
+
+
+def test_the_daemon_alerts_once_across_a_restart(tmp_path, secrets, monkeypatch):
+    """`broadcaster run` checks alerts every cycle: the night's gate hold reaches the webhook
+    once, and a restarted daemon does not say it again."""
+    shutil.copytree(DEMO, tmp_path / "feed")
+    with webhook_server() as hook:
+        monkeypatch.setenv("ALERT_WEBHOOK_URL", hook.url)
+        cfg = write_config(
+            tmp_path / "c.toml",
+            source="feed",
+            gates='votes_decreased = "hold"',
+            extra=WEBHOOK + "\n[alerting]\nfeed_quiet = { enabled = false }\n",
+        )
+
+        def run_daemon() -> subprocess.Popen[str]:
+            log = (tmp_path / f"daemon-{len(list(tmp_path.glob('daemon-*')))}.log").open("w")
+            return subprocess.Popen(
+                [
+                    *broadcaster_cmd(),
+                    "--log-format",
+                    "json",
+                    "run",
+                    "--config",
+                    str(cfg),
+                    "--dry-run",
+                ],
+                cwd=tmp_path,
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+                text=True,
+                start_new_session=True,
+            )
+
+        def held_alerts() -> list[dict]:
+            return [body for _, body in hook.received if body["kind"] == "held"]
+
+        first = run_daemon()
+        try:
+            wait_for(lambda: len(held_alerts()) == 1, timeout=120)
+            first.send_signal(signal.SIGTERM)
+            assert first.wait(timeout=60) == 0
+        finally:
+            if first.poll() is None:
+                os.killpg(first.pid, signal.SIGKILL)
+                first.wait()
+        (alert,) = held_alerts()
+        assert "held by a plausibility or feed-text gate" in alert["summary"]
+        assert alert["mode"] == "DRY RUN"
+        second = run_daemon()
+        try:
+            logs = tmp_path / "daemon-1.log"
+            wait_for(lambda: "starting: feed" in logs.read_text(), timeout=60)
+            time.sleep(2)  # ten alert cycles at the test's 0.2 s poll interval
+        finally:
+            second.send_signal(signal.SIGTERM)
+            try:
+                second.wait(timeout=60)
+            finally:
+                if second.poll() is None:
+                    os.killpg(second.pid, signal.SIGKILL)
+                    second.wait()
+        assert len(held_alerts()) == 1, json.dumps(held_alerts())[:500]
