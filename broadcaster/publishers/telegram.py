@@ -27,7 +27,8 @@ records the highest message id it has seen in each channel; a message sent since
 a higher id. With `lookup_chat` set (a private chat or group of the operators that the bot is a
 member of), `find` forwards the next `lookup_span` message ids of the channel there, silently,
 reads each forwarded copy's text, deletes the copy, and reports the post found when one has the
-post's exact text. Nothing found proves nothing (the ids may belong to other admins' posts, a
+post's exact text (three ids in a row that are not there end the search: forwards count against
+the chat's 20 messages a minute). Nothing found proves nothing (the ids may belong to other admins' posts, a
 forward may be refused), so a post that is not found is held for an operator
 (`broadcaster outbox mark-sent ID` or `approve ID`), never sent again blindly. Without
 `lookup_chat` every post in doubt is held.
@@ -85,6 +86,7 @@ from broadcaster.publishers.http import (
 
 API = "https://api.telegram.org"
 CAPTION_LIMIT = 1024  # UTF-16 units, after entity parsing
+MISSES = 3  # ids in a row that are not there end a look-up (each read is a forward: rate-limited)
 
 CAPABILITIES = Capabilities(
     can_delete=True,
@@ -142,7 +144,7 @@ class Settings(BaseModel):
     # A private chat or group of the operators the bot may write to, where `find` forwards
     # candidate messages to read them back (see the module's docstring).
     lookup_chat: Annotated[str, AfterValidator(_channel)] | None = None
-    lookup_span: int = Field(default=20, ge=1, le=200)
+    lookup_span: int = Field(default=10, ge=1, le=50)
     api_base: Annotated[str, AfterValidator(require_https)] = API
     timeout: float = Field(default=20, gt=0)
 
@@ -433,10 +435,15 @@ class TelegramPublisher(Publisher):
                 f"telegram: no message id of this channel is known yet to look after; {hold}"
             )
         span = range(start + 1, start + 1 + self.settings.lookup_span)
+        misses = 0
         for candidate in span:
             copy = self._forward(lookup, candidate)
             if copy is None:
+                misses += 1
+                if misses >= MISSES:
+                    break  # past the channel's newest message, most likely: stop asking
                 continue
+            misses = 0
             text = copy.get("text") if "text" in copy else copy.get("caption")
             has_photo = "photo" in copy
             self._delete_quietly(lookup, int(copy["message_id"]))
@@ -447,7 +454,7 @@ class TelegramPublisher(Publisher):
                 return self._ref(MessageRef("caption", candidate))
             return self._ref(MessageRef("msg", candidate, photo_id))
         raise NotImplementedError(
-            f"telegram: the post is not among messages {span.start}-{span.stop - 1} of "
+            f"telegram: the post is not among messages {span.start}-{candidate} of "
             f"{self.settings.channel}; {hold}"
         )
 
