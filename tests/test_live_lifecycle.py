@@ -20,13 +20,12 @@ from broadcaster.core.secrets import Secrets, TokenStore
 from broadcaster.live.channel import Channel
 from broadcaster.live.data import replay_steps
 from broadcaster.live.destinations import Destination
-from broadcaster.live.emulator_routes import live_state
 from broadcaster.live.facebook_live import FacebookLive
 from broadcaster.live.sender import TargetError
 from broadcaster.live.youtube_live import BroadcastEnded, YouTubeLive
 from broadcaster.publishers import publisher_class
 from broadcaster.publishers.base import PublisherEnv
-from broadcaster.rehearsal.emulator import Emulator, EmulatorServer
+from broadcaster.rehearsal.emulator import Emulator, EmulatorServer, live_state
 from broadcaster.runtime.configuration import load_config
 from tests.adapters import account, env
 from tests.conftest import wait_for
