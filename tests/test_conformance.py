@@ -62,7 +62,7 @@ REFUSAL = {
     "youtube": "code=forbidden@403",
     "tiktok": "code=spam_risk_user_banned_from_posting@403",
     "x": "code=Forbidden@403",
-    "telegram": "code=400@400",
+    "telegram": "code=too_long",  # 400 "Bad Request: message is too long"
 }
 
 
