@@ -28,8 +28,8 @@ a higher id. With `lookup_chat` set (a private chat or group of the operators th
 member of), `find` forwards the next `lookup_span` message ids of the channel there, silently,
 reads each forwarded copy's text, deletes the copy, and reports the post found when one has the
 post's exact text (three ids in a row that are not there end the search: forwards count against
-the chat's 20 messages a minute). Nothing found proves nothing (the ids may belong to other admins' posts, a
-forward may be refused), so a post that is not found is held for an operator
+the chat's 20 messages a minute). Nothing found proves nothing (the ids may belong to other
+admins' posts, a forward may be refused), so a post that is not found is held for an operator
 (`broadcaster outbox mark-sent ID` or `approve ID`), never sent again blindly. Without
 `lookup_chat` every post in doubt is held.
 

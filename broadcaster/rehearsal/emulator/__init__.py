@@ -2,9 +2,10 @@
 
 It answers the endpoints the adapters and the live channel use (Facebook Graph, YouTube Data
 API v3 and Google's token endpoint, TikTok's Content Posting API and OAuth, X API v2 and its
-media upload, Telegram's Bot API) with their real success and error shapes, enforces their rate limits, quotas and
-daily caps, records every accepted post, and injects faults on demand. `GET /_emulator/posts`
-lists what it received; `POST /_emulator/faults {"spec": ...}` asks for faults.
+media upload, Telegram's Bot API) with their real success and error shapes, enforces their
+rate limits, quotas and daily caps, records every accepted post, and injects faults on demand.
+`GET /_emulator/posts` lists what it received; `POST /_emulator/faults {"spec": ...}` asks for
+faults.
 
 It binds 127.0.0.1 unless told otherwise: it accepts any token and must not be reachable from
 outside the machine.
