@@ -22,11 +22,12 @@ from broadcaster.alerts.alerter import Alerter
 from broadcaster.alerts.destinations import AlertNotSent, EmailDestination
 from broadcaster.alerts.model import Alert, Context, standby_took_over
 from broadcaster.core.clock import FeedClock
-from broadcaster.core.config import Config, ConfigError
+from broadcaster.core.config import CardsConfig, Config, ConfigError
 from broadcaster.core.logs import register_secret
 from broadcaster.core.secrets import Secrets
 from broadcaster.outbox.state import PauseRecord, State, Waiting
 from broadcaster.outbox.store import HoldKind, Store
+from broadcaster.rehearsal.replay import rehearse
 from broadcaster.runtime.configuration import load_config
 from tests.alert_servers import SMTP_PASSWORD, SMTP_USER, smtp_server, webhook_server
 from tests.conftest import DEMO, broadcaster_cmd, wait_for, write_config
@@ -36,6 +37,18 @@ from tests.console_support import demo_night
 @pytest.fixture(scope="module")
 def night(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return demo_night(tmp_path_factory.mktemp("night"))
+
+
+@pytest.fixture(scope="module")
+def half_night(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo night's first eight snapshots: counting still under way."""
+    folder = tmp_path_factory.mktemp("half")
+    (folder / "feed").mkdir()
+    for path in sorted(DEMO.glob("*.json"))[:8]:
+        shutil.copy(path, folder / "feed" / path.name)
+    config = load_config(None).with_overrides(cards=CardsConfig(enabled=False))
+    rehearse(config, folder / "feed", folder / "out")
+    return folder / "out" / "state.db"
 
 
 ACCOUNTS = "".join(
@@ -306,15 +319,15 @@ def test_posts_in_doubt_say_how_to_settle_them(tmp_path, night, secrets, monkeyp
             store.close()
 
 
-def test_the_feed_quiet_or_rejected(tmp_path, night, secrets, monkeypatch):
+def test_the_feed_quiet_or_rejected(tmp_path, half_night, secrets, monkeypatch):
     with webhook_server() as hook:
         monkeypatch.setenv("ALERT_WEBHOOK_URL", hook.url)
         config = write(
             tmp_path,
-            night,
+            half_night,
             WEBHOOK,
-            "held = { enabled = false }\nfeed_quiet = { minutes = 20 }\n"
-            "feed_rejected = { times = 3 }",
+            "held = { enabled = false }\nbudget = { enabled = false }\n"
+            "feed_quiet = { minutes = 20 }\nfeed_rejected = { times = 3 }",
         )
         clock = clock_at_night(config)
         alerts, store = alerter(config, clock)
@@ -342,6 +355,20 @@ def test_the_feed_quiet_or_rejected(tmp_path, night, secrets, monkeypatch):
         finally:
             alerts.close()
             store.close()
+
+
+def test_a_certified_feed_falls_silent_without_an_alert(tmp_path, night, secrets, monkeypatch):
+    monkeypatch.setenv("ALERT_WEBHOOK_URL", "http://127.0.0.1:9/unused")
+    config = write(tmp_path, night, WEBHOOK, "held = { enabled = false }")
+    clock = clock_at_night(config)
+    alerts, store = alerter(config, clock)
+    try:
+        alerts.current(clock.now())
+        clock.advance_to(clock.now() + timedelta(hours=3))
+        assert [a.kind for a in alerts.current(clock.now())] == []
+    finally:
+        alerts.close()
+        store.close()
 
 
 def test_a_budget_spent_early(tmp_path, night, secrets, monkeypatch):
@@ -597,3 +624,25 @@ def test_the_daemon_alerts_once_across_a_restart(tmp_path, secrets, monkeypatch)
                     os.killpg(second.pid, signal.SIGKILL)
                     second.wait()
         assert len(held_alerts()) == 1, json.dumps(held_alerts())[:500]
+
+
+def test_pacing_is_no_budget_alert(tmp_path, night, secrets, monkeypatch):
+    monkeypatch.setenv("ALERT_WEBHOOK_URL", "http://127.0.0.1:9/unused")
+    config = write(tmp_path, night, WEBHOOK, "held = { enabled = false }")
+    clock = clock_at_night(config, hours=2)
+    alerts, store = alerter(config, clock)
+    try:
+        from broadcaster.outbox.operations import approve
+
+        held = store.held(HoldKind.GATE)[0]
+        approve(store, [held.id], actor="test")
+        State(store).set_waiting(
+            held.account,
+            Waiting(
+                "pacing: one post every 32 min, 1 at most at once", clock.now() + timedelta(hours=2)
+            ),
+        )
+        assert alerts.current(clock.now()) == []
+    finally:
+        alerts.close()
+        store.close()

@@ -78,7 +78,7 @@ class Alerter:
         mark = self._feed_mark(now)
         if rules.feed_quiet.enabled:
             found += conditions.feed_quiet(
-                self.config, self.state, mark, now, rules.feed_quiet.minutes
+                self.config, self.store, self.state, mark, now, rules.feed_quiet.minutes
             )
         if rules.feed_rejected.enabled:
             found += conditions.feed_rejected(self.config, self.state, rules.feed_rejected.times)

@@ -10,6 +10,7 @@ from typing import Any
 
 from broadcaster.alerts.model import Alert
 from broadcaster.core.config import Config
+from broadcaster.domain.model import ResultsStatus
 from broadcaster.ingest.health import FeedHealth
 from broadcaster.outbox.state import FeedMark, State
 from broadcaster.outbox.store import HoldKind, Store
@@ -23,6 +24,7 @@ HELD = {
     HoldKind.TEST_DATA: "held: test data bound for a real account",
 }
 LIVE_DOWN = ("failed", "reconnecting")
+PACING = "pacing"  # the planner's reason when it spreads a budget over the night (planning/)
 SYSTEM = (None, "broadcaster")  # who a pause the system made is by (delivery/breaker.py)
 LIVE_STALE = 30.0  # seconds without a report from a running live channel: it stopped
 _COMMAND = re.compile(r"`(broadcaster [^`]+)`")
@@ -138,7 +140,8 @@ def paused_accounts(config: Config, state: State) -> list[Alert]:
 def budgets_spent(
     config: Config, store: Store, state: State, now: datetime, minutes: float
 ) -> list[Alert]:
-    """Accounts whose posts wait `minutes` or more for their budget before the night's end."""
+    """Accounts whose posts wait `minutes` or more before the night's end because a budget
+    window is spent (or the platform said to wait), not because the planner paces them."""
     started = state.night_started()
     if started is None:
         return []
@@ -148,8 +151,8 @@ def budgets_spent(
     alerts = []
     for account in config.accounts:
         waiting = state.waiting(account.name)
-        if waiting is None or waiting.until is None:
-            continue
+        if waiting is None or waiting.until is None or waiting.reason.startswith(PACING):
+            continue  # pacing spreads a budget that lasts: only a spent one is news
         wait = (waiting.until - now).total_seconds()
         if wait < minutes * 60 or not store.due_posts(now, 1, accounts=[account.name]):
             continue
@@ -177,14 +180,23 @@ def budgets_spent(
 
 
 def feed_quiet(
-    config: Config, state: State, mark: FeedMark | None, now: datetime, minutes: float
+    config: Config,
+    store: Store,
+    state: State,
+    mark: FeedMark | None,
+    now: datetime,
+    minutes: float,
 ) -> list[Alert]:
     """No new snapshot accepted for `minutes` (counted from the first one the alerter saw, or
-    from its start), with the last poll's outcome: down, unchanged or rejected."""
+    from its start), with the last poll's outcome: down, unchanged or rejected. A feed whose
+    last snapshot is certified has said its last word: its silence is no news."""
     if mark is None:
         return []
     quiet = (now - mark.at).total_seconds()
     if quiet < minutes * 60:
+        return []
+    last = store.last_accepted() if mark.snapshot_id else None
+    if last is not None and last[0].status is ResultsStatus.CERTIFIED:
         return []
     health = FeedHealth.from_dict(state.feed_health())
     last = "no poll recorded"
