@@ -143,3 +143,33 @@ channel = "@nec_results"
     finally:
         alerts.close()
         store.close()
+
+
+def test_golive_checks_the_alert_bot_in_a_private_chat(tmp_path: Path, emulator, monkeypatch):
+    from broadcaster.runtime import golive
+
+    monkeypatch.setenv("ALERT_BOT", TOKEN)
+    (tmp_path / "snapshots").mkdir()
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(
+        f"""
+[feed]
+source = "snapshots"
+
+[[alerts]]
+name = "duty"
+kind = "telegram"
+bot_token = "ALERT_BOT"
+chat = "424242"
+api_base = "{emulator.url}"
+
+[[accounts]]
+name = "x"
+platform = "x"
+""",
+        encoding="utf-8",
+    )
+    (check,) = golive.alerts(load_config(cfg))
+    assert check.ok, check.detail
+    assert check.detail == "bot @emulated_results_bot may write to 'chat 424242 (TEST)' (424242)"
+    assert emulator.emulator.snapshot()["posts"] == []  # checked, nothing sent

@@ -535,13 +535,15 @@ class TelegramPublisher(Publisher):
         what to fix."""
         me = self._call("getMe", {}, "check")
         chat = self._call("getChat", {"chat_id": self.settings.channel}, "check")
+        bot = f"@{me.get('username')}"
+        title = chat.get("title") or chat.get("first_name") or self.settings.channel
+        kind = chat.get("type")
+        if kind == "private":  # an operator's own chat with the bot (alerts)
+            return f"bot {bot} may write to {title!r} ({self.settings.channel})"
         member = self._call(
             "getChatMember", {"chat_id": self.settings.channel, "user_id": me.get("id")}, "check"
         )
-        bot = f"@{me.get('username')}"
-        title = chat.get("title") or chat.get("first_name") or self.settings.channel
         status = member.get("status")
-        kind = chat.get("type")
         if kind == "channel":
             allowed = status == "creator" or (
                 status == "administrator" and member.get("can_post_messages") is True
