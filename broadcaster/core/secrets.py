@@ -134,6 +134,9 @@ def register_config_secrets(config: Config, environ: dict[str, str] | None = Non
         names.update(v for v in account.settings.values() if isinstance(v, str))
     headers = getattr(config.feed, "headers", None) or {}
     names.update(v for v in headers.values() if isinstance(v, str))
+    for dest in getattr(config, "alerts", ()):  # [[alerts]]: the bot, SMTP, the webhook
+        names.update(n for n in (dest.bot_token, dest.username, dest.password, dest.url) if n)
+        names.update(dest.headers.values())
     for name in names:
         if name in env:
             register_secret(env[name])

@@ -21,6 +21,7 @@ from typing import Protocol
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.blocking import BlockingScheduler
 
+from broadcaster.alerts.alerter import Alerter
 from broadcaster.core import failpoints
 from broadcaster.core.clock import WallClock
 from broadcaster.core.config import Config, ConfigError
@@ -110,12 +111,14 @@ class Daemon:
             stop=self.stop,
             cards=cards,
         )
+        # Alerts to the operators (broadcaster/alerts): checked once per poll cycle.
+        self.alerter = Alerter(config, self.store, clock=self.clock, dry_run=dry_run)
         self.counters: dict[str, float] = {"polls": 0, "poll_failures": 0}
         self.feed_health = FeedHealth(started_at=time.time())
         self.health: HealthServer | None = None
         refuse_test_data(config, self.store, dry_run=dry_run)
         interval = config.feed.poll_interval
-        self.executor = ThreadPoolExecutor(max_workers=2)
+        self.executor = ThreadPoolExecutor(max_workers=3)
         self.scheduler = BlockingScheduler(
             timezone=config.election.tz,
             executors={"default": self.executor},
@@ -164,6 +167,14 @@ class Daemon:
             self.dispatcher.run_once()
         except Exception:
             log.exception("dispatch run failed; posts stay in the outbox for the next run")
+
+    def alert(self) -> None:
+        if self.stop.is_set():
+            return
+        try:
+            self.alerter.run_once()
+        except Exception:
+            log.exception("alert check failed; it runs again next cycle")
 
     # -- life cycle --
 
@@ -221,6 +232,9 @@ class Daemon:
             id="dispatch",
             next_run_time=now,
         )
+        self.scheduler.add_job(
+            self.alert, "interval", seconds=self.config.feed.poll_interval, id="alerts"
+        )
         previous = {
             sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT)
         }
@@ -256,6 +270,7 @@ class Daemon:
             # Wait for the job in progress: it checks `stop` between steps.
             self.executor.shutdown(wait=True)
             self.dispatcher.close()
+            self.alerter.close()
             self.store.close()
         log.info("stopped cleanly")
         return 0
