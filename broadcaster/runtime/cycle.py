@@ -148,11 +148,7 @@ def _finding_record(name: str, snapshot: Snapshot, f: Finding, action: str) -> d
 
 
 def rules_from(config: Config) -> DiffRules:
-    return DiffRules(
-        thresholds=tuple(config.events.thresholds),
-        tally_every=config.events.tally_interval,
-        majority_seats=config.events.majority_seats or None,
-    )
+    return DiffRules.from_config(config.events)
 
 
 def restore_state(store: Store, rules: DiffRules) -> DiffState:

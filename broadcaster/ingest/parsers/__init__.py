@@ -13,6 +13,7 @@ from typing import Any
 
 from broadcaster.core.config import Config, ConfigError
 from broadcaster.domain.model import Snapshot
+from broadcaster.domain.status import declare_from_final_counts
 from broadcaster.ingest.parsers.base import FeedError
 from broadcaster.ingest.parsers.clean import DEFAULT_MAX_COUNT, clean_snapshot
 
@@ -70,8 +71,9 @@ def parse(
     max_count: int = DEFAULT_MAX_COUNT,
 ) -> Snapshot:
     """Bytes of one snapshot to a Snapshot, its text normalised and its counts bounded
-    (parsers/clean.py); every failure is a FeedError naming the problem. `mapping` (a loaded
-    mapping file) is for the "mapped" format."""
+    (parsers/clean.py), and the winners of fully counted declared figures named where the feed
+    does not flag them (domain/status.py); every failure is a FeedError naming the problem.
+    `mapping` (a loaded mapping file) is for the "mapped" format."""
     name = detect(body) if fmt == "auto" else fmt
     if name not in FORMATS:
         raise FeedError(f"unknown feed format {name!r}; expected one of {', '.join(FORMATS)}")
@@ -85,7 +87,7 @@ def parse(
     except (ValueError, TypeError, KeyError, ArithmeticError, json.JSONDecodeError) as exc:
         # A parser bug must not take the daemon down, but must not be hidden either.
         raise FeedError(f"unexpected content ({type(exc).__name__}: {exc})") from None
-    return clean_snapshot(snapshot, max_count=max_count)
+    return declare_from_final_counts(clean_snapshot(snapshot, max_count=max_count))
 
 
 def reader_for(config: Config) -> Callable[[bytes], Snapshot]:
@@ -105,8 +107,14 @@ def reader_for(config: Config) -> Callable[[bytes], Snapshot]:
             raise ConfigError(f"[feed] mapping: {exc}") from None
         fmt = "mapped"
     tz = config.election.tz
+    coalitions, by_contest = config.coalitions, config.contest_coalitions
 
     def read(body: bytes) -> Snapshot:
-        return parse(body, fmt, default_tz=tz, mapping=mapping, max_count=feed.max_count)
+        snapshot = parse(body, fmt, default_tz=tz, mapping=mapping, max_count=feed.max_count)
+        if coalitions or by_contest:
+            from broadcaster.ingest.coalitions import apply_coalitions
+
+            snapshot = apply_coalitions(snapshot, coalitions, by_contest)
+        return snapshot
 
     return read
