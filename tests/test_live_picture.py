@@ -64,8 +64,9 @@ def test_status_text_comes_from_one_function(steps):
     snapshot = steps[-1].data.snapshot
     assert results_status(None) == "waiting"
     assert results_status(replace(snapshot, status=ResultsStatus.PARTIAL)) == "provisional"
-    assert results_status(replace(snapshot, status=ResultsStatus.CERTIFIED)) == "official"
-    assert results_status(replace(snapshot, status=ResultsStatus.CORRECTION)) == "correction"
+    assert results_status(replace(snapshot, status=ResultsStatus.OFFICIAL)) == "official"
+    assert results_status(replace(snapshot, status=ResultsStatus.CERTIFIED)) == "certified"
+    assert results_status(replace(snapshot, status=ResultsStatus.CORRECTION)) == "corrected"
 
 
 def test_tally_region_changes_with_the_tally_and_nothing_else_redraws(config, steps):

@@ -35,10 +35,12 @@ PRIORITY: dict[EventKind, int] = {
     EventKind.TALLY: 3,
     EventKind.LEADER: 4,
     EventKind.PROGRESS: 5,
-    EventKind.OFFICIAL: 2,
+    # After the calls: at the night's end the calls still waiting are merged together, and a
+    # contest made official or a seat that will not report tonight must not stand in the way.
+    EventKind.OFFICIAL: 3,
     EventKind.CERTIFIED: 1,
-    EventKind.POSTPONED: 2,
-    EventKind.RECOUNT: 2,
+    EventKind.POSTPONED: 3,
+    EventKind.RECOUNT: 3,
     EventKind.TIE: 3,
     EventKind.CLOSE: 4,
     EventKind.SUMMARY: 2,

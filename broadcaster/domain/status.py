@@ -7,7 +7,7 @@ each language, so that nothing can say "Unofficial results" over certified figur
 - The *stage* of a contest's figures: `provisional` (counted, not yet declared), `official`
   (declared by the returning officer), `certified` (the whole election certified), `corrected`
   (a correction was issued). A contest's own stage (the feed's per-contest status) wins over the
-  report's.
+  report's unless the report's is further along.
 - The *state* of a contest: `normal`, or `postponed`, `suspended`, `withheld` (it will not report
   tonight), `uncontested` (declared at nomination), `recount`.
 """
@@ -45,9 +45,16 @@ def report_stage(status: ResultsStatus | str) -> Stage:
     return REPORT_STAGE[ResultsStatus(status)]
 
 
+# How far along each stage is: a contest's own stage counts unless the report's is further
+# (a contest declared official before the whole election is certified is certified with it).
+_RANK = {Stage.PROVISIONAL: 0, Stage.OFFICIAL: 1, Stage.CERTIFIED: 2, Stage.CORRECTED: 2}
+
+
 def contest_stage(contest: Contest, status: ResultsStatus | str) -> Stage:
-    """A contest's stage: its own where the feed gives one, else the report's."""
-    return contest.stage if contest.stage is not None else report_stage(status)
+    """A contest's stage: its own where the feed gives one, unless the report's is further."""
+    report = report_stage(status)
+    own = contest.stage
+    return own if own is not None and _RANK[own] >= _RANK[report] else report
 
 
 def reports(contest: Contest) -> bool:
@@ -77,12 +84,10 @@ def declare_from_final_counts(snapshot: Snapshot) -> Snapshot:
     report names no winner): in a candidate contest whose figures are official, certified or
     corrected and fully counted, the candidates with the most votes fill its seats, unless a
     tie decides the last seat (then nobody is declared). Unchanged when nothing applies."""
-    base = report_stage(snapshot.status)
     changed = False
     contests = []
     for contest in snapshot.contests:
-        stage = contest.stage if contest.stage is not None else base
-        settled = _settled(contest, stage, snapshot.status)
+        settled = _settled(contest, contest_stage(contest, snapshot.status), snapshot.status)
         contests.append(settled)
         changed = changed or settled is not contest
     return replace(snapshot, contests=tuple(contests)) if changed else snapshot
