@@ -51,14 +51,24 @@ def count_words(n: int, one: str, other: str) -> str:
     return plural_text(n, {"one": f"# {one}", "other": f"# {other}"}, "en", lambda v: f"{v:,}")
 
 
-def shorten_words(text: str, most: int) -> str:
-    """`text` cut to at most `most` characters by whole words, with an ellipsis; a single word
-    longer than that is cut inside it. Khmer phrases end at spaces and at "។"."""
+def shorten_words(text: str, most: int, weigh: Callable[[str], int] | None = None) -> str:
+    """`text` cut to at most `most` by whole words, with an ellipsis; a single word longer than
+    that is cut inside it. Khmer phrases end at spaces and at "។". Characters count one each,
+    or what `weigh` says a character weighs (X counts most scripts above U+10FF double)."""
     if most <= 0:
         return ""
-    if len(text) <= most:
+    weights = [weigh(ch) for ch in text] if weigh is not None else None
+    if (sum(weights) if weights is not None else len(text)) <= most:
         return text
-    room = most - len(ELLIPSIS)
+    if weights is None:
+        room = most - len(ELLIPSIS)
+    else:
+        budget, room = most - weigh(ELLIPSIS), 0  # type: ignore[misc]
+        while room < len(text) and budget - weights[room] >= 0:
+            budget -= weights[room]
+            room += 1
+    if room <= 0:
+        return ELLIPSIS if (weigh(ELLIPSIS) if weigh else 1) <= most else ""
     cut = -1
     for i, ch in enumerate(text[: room + 1]):
         if ch.isspace() or ch == "\u200b":
@@ -73,6 +83,14 @@ def shorten_words(text: str, most: int) -> str:
             cut -= 1
     head = text[:cut]
     return head.rstrip(" ,;:/-\u200b") + ELLIPSIS
+
+
+def x_weight(ch: str) -> int:
+    """How much X counts a character: 1 for Latin and most punctuation, 2 for the rest."""
+    code = ord(ch)
+    if code <= 4351 or 8192 <= code <= 8205 or 8208 <= code <= 8223 or 8242 <= code <= 8247:
+        return 1
+    return 2
 
 
 _JOINING = frozenset("\u17d2\u200c\u200d")

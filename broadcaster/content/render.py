@@ -44,7 +44,7 @@ from jinja2 import (
 from jinja2.sandbox import SecurityError
 from jinja2.utils import Cycler, Joiner, Namespace
 
-from broadcaster.content.plurals import PLURAL_FORMS, plural_text, shorten_words
+from broadcaster.content.plurals import PLURAL_FORMS, plural_text, shorten_words, x_weight
 from broadcaster.content.sandbox import (
     Budget,
     PostEnvironment,
@@ -175,8 +175,9 @@ def make_filters(loc: Locale) -> dict[str, Callable[..., str]]:
             raise ValueError('plural: the "other" form is required')
         return plural_text(value, forms, loc.language, number)
 
-    def shorten(value: Any, most: int = 40) -> str:
-        return shorten_words(str(value), int(most))
+    def shorten(value: Any, most: int = 40, weighted: bool = False) -> str:
+        # weighted: count the way X does (Khmer and most non-Latin scripts count double).
+        return shorten_words(str(value), int(most), x_weight if weighted else None)
 
     return {
         "number": number,

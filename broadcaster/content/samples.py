@@ -46,20 +46,24 @@ def pick_contest(snapshot: Snapshot, contest_id: str | None, kind: EventKind) ->
         for contest in snapshot.contests:
             if contest.state in NOT_REPORTING:
                 return contest
+    reporting = [c for c in snapshot.contests if c.state not in NOT_REPORTING]
     if kind in COUNT_KINDS:
         # A contest still counting, else any with a count (the example clears its winner).
-        counts = [c for c in snapshot.contests if c.boundary() is not None]
+        counts = [c for c in reporting if c.boundary() is not None and c.total_votes > 0]
         for contest in sorted(counts, key=lambda c: c.called):
             return contest
         raise SampleError(f"no contest in this snapshot has a count to illustrate a {kind}")
-    for contest in snapshot.contests:
-        if contest.kind is not ContestKind.MEASURE and contest.called == wanted_called:
-            return contest
+    for contest in reporting:
+        if contest.kind is ContestKind.MEASURE or contest.called != wanted_called:
+            continue
+        if kind is EventKind.LEADER and contest.leader is None:
+            continue
+        return contest
     if wanted_called:
         raise SampleError(
             f"no contest in this snapshot has been called, so there is no {kind} example"
         )
-    return snapshot.contests[0]
+    return reporting[0] if reporting else snapshot.contests[0]
 
 
 def sample_event(
@@ -148,7 +152,7 @@ def sample_event(
         return Event(f"summary/{merged_kind}/sample", kind, at, None, data)
     tally = compute_tally(snapshot, rules.majority_seats)
     if kind is EventKind.TALLY:
-        final = tally.total_seats > 0 and tally.contests_called == tally.contests_total
+        final = tally.complete
         return Event("tally/sample", kind, at, None, {"final": final, "signature": []})
     holders = tally.majority_holders() or list(tally.coalitions[:1] or tally.parties[:1])
     if not holders:
