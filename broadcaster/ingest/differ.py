@@ -23,7 +23,7 @@ from broadcaster.domain.model import (
     Snapshot,
     Stage,
 )
-from broadcaster.domain.status import NOT_REPORTING, contest_stage, election_stage
+from broadcaster.domain.status import NOT_REPORTING, contest_stage, report_stage
 from broadcaster.domain.tally import Tally, compute_tally
 
 # A contest becomes official when its figures go from provisional to declared by an authority.
@@ -112,16 +112,25 @@ def diff(state: DiffState, new: Snapshot, rules: DiffRules) -> tuple[list[Event]
     changed_figures: dict[str, Figures] = {}
     known_figures = state.announced_figures
 
+    # The report's stage once; a contest's own stage only where it has one (a large feed).
+    new_base = report_stage(new.status)
+    prev_base = report_stage(prev.status) if prev is not None else None
+    declared_now = prev_base is Stage.PROVISIONAL and new_base in DECLARED
+
     for contest in new.contests:
         before = prev_index.get(contest.id)
         events.extend(_progress_events(before, contest, rules, at))
-        events.extend(_state_events(before, contest, at))
-        official = (
-            before is not None
-            and prev is not None
-            and contest_stage(before, prev.status) is Stage.PROVISIONAL
-            and contest_stage(contest, new.status) in DECLARED
-        )
+        if before is None or before.state is not contest.state:
+            events.extend(_state_events(before, contest, at))
+        if before is None or prev is None:
+            official = False
+        elif contest.stage is None and before.stage is None:
+            official = declared_now
+        else:
+            official = (
+                contest_stage(before, prev.status) is Stage.PROVISIONAL
+                and contest_stage(contest, new.status) in DECLARED
+            )
         if contest.called:
             result = outcome(contest)
             last = announced.get(contest.id)
@@ -139,7 +148,7 @@ def diff(state: DiffState, new: Snapshot, rules: DiffRules) -> tuple[list[Event]
                 )
                 continue
             said = known_figures.get(contest.id)
-            if said is None and before is not None and before.called:
+            if said is None and official and before is not None and before.called:
                 said = figures(before)  # after a restart: the last accepted snapshot's
             if official and result == last:
                 # Declared official with the winner it was called with: posted again only
@@ -161,9 +170,8 @@ def diff(state: DiffState, new: Snapshot, rules: DiffRules) -> tuple[list[Event]
                 events.append(leader)
             events.extend(_close_events(before, prev, contest, new, rules, at))
 
-    if election_stage(new) is Stage.CERTIFIED and (
-        prev is None or election_stage(prev) is not Stage.CERTIFIED
-    ):
+    # Only the report's own status certifies the election (election_stage never raises to it).
+    if new_base is Stage.CERTIFIED and prev_base is not Stage.CERTIFIED:
         events.append(Event(key="election/certified", kind=EventKind.CERTIFIED, at=at))
 
     new_state = replace(
@@ -242,14 +250,18 @@ def _late(contest: Contest, status: ResultsStatus, rules: DiffRules) -> bool:
 
 
 def _close_call(contest: Contest, status: ResultsStatus, rules: DiffRules) -> str | None:
-    """ "tie", "close" or None for a contest not yet called."""
+    """"tie", "close" or None for a contest not yet called."""
     if contest.state is not ContestState.NORMAL or not _late(contest, status, rules):
         return None
-    if contest.tied:
-        return "tie"
-    margin, total = contest.margin, contest.total_votes
-    if margin is None or total <= 0 or rules.close_margin <= 0:
+    pair = contest.boundary()  # one sort of the selections, for the tie and the margin
+    if pair is None or pair[0].votes <= 0:
         return None
+    if pair[0].votes == pair[1].votes:
+        return "tie"
+    total = contest.total_votes
+    if rules.close_margin <= 0 or total <= 0:
+        return None
+    margin = pair[0].votes - pair[1].votes
     return "close" if 100.0 * margin < rules.close_margin * total else None
 
 
@@ -269,6 +281,7 @@ def _close_events(
         return []
     pair = contest.boundary()
     assert pair is not None
+    margin = pair[0].votes - pair[1].votes
     if now == "tie":
         tied = [s.id for s in contest.selections if s.votes == pair[0].votes]
         # The vote total makes the key unique if the count moves on and ties again.
@@ -287,7 +300,7 @@ def _close_events(
             kind=EventKind.CLOSE,
             at=at,
             contest_id=contest.id,
-            data={"ahead": pair[0].id, "behind": pair[1].id, "margin": contest.margin},
+            data={"ahead": pair[0].id, "behind": pair[1].id, "margin": margin},
         )
     ]
 
