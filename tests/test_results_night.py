@@ -220,6 +220,21 @@ def test_every_report_status_goes_through_the_gates():
             assert bool(regressed) == back, (before, after)
 
 
+def test_declared_counts_name_their_winners_unless_ranked_or_tied():
+    counted = seat("A", [60, 40])
+    ranked = seat("R", [60, 40])
+    ranked[2]["VoteVariation"] = "rcv"  # first preferences do not decide
+    tied = seat("T", [50, 50])
+    partial = seat("P", [60, 40], reported=(5, 10))
+    snap = parse(nb.dumps(report([counted, ranked, tied, partial], status="certified")))
+    assert [s.winner for s in snap.contest("A").selections] == [True, False]
+    assert not snap.contest("R").called
+    assert not snap.contest("T").called
+    assert not snap.contest("P").called
+    provisional = parse(nb.dumps(report([seat("A", [60, 40])], status="unofficial-complete")))
+    assert not provisional.contest("A").called
+
+
 EML_HEAD = (
     '<?xml version="1.0" encoding="UTF-8"?>\n'
     '<EML xmlns="urn:oasis:names:tc:evs:schema:eml" '

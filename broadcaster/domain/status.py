@@ -79,21 +79,27 @@ def results_status(snapshot: Snapshot | None) -> str:
     return WAITING if snapshot is None else election_stage(snapshot).value
 
 
-def declare_from_final_counts(snapshot: Snapshot) -> Snapshot:
+def declare_from_final_counts(
+    snapshot: Snapshot, exclude: frozenset[str] | set[str] = frozenset()
+) -> Snapshot:
     """Winners of declared figures that the feed does not flag (a certified precinct-level
     report names no winner): in a candidate contest whose figures are official, certified or
     corrected and fully counted, the candidates with the most votes fill its seats, unless a
-    tie decides the last seat (then nobody is declared). Unchanged when nothing applies."""
+    tie decides the last seat (then nobody is declared). `exclude`: contests whose votes do not
+    decide by plurality (ranked choice). Unchanged when nothing applies."""
     changed = False
     contests = []
     for contest in snapshot.contests:
-        settled = _settled(contest, contest_stage(contest, snapshot.status), snapshot.status)
+        if contest.id in exclude:
+            contests.append(contest)
+            continue
+        settled = _settled(contest, contest_stage(contest, snapshot.status))
         contests.append(settled)
         changed = changed or settled is not contest
     return replace(snapshot, contests=tuple(contests)) if changed else snapshot
 
 
-def _settled(contest: Contest, stage: Stage, status: ResultsStatus) -> Contest:
+def _settled(contest: Contest, stage: Stage) -> Contest:
     if (
         stage not in FINAL_STAGES
         or contest.kind is not ContestKind.CANDIDATE

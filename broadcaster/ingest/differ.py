@@ -250,7 +250,7 @@ def _late(contest: Contest, status: ResultsStatus, rules: DiffRules) -> bool:
 
 
 def _close_call(contest: Contest, status: ResultsStatus, rules: DiffRules) -> str | None:
-    """"tie", "close" or None for a contest not yet called."""
+    """ "tie", "close" or None for a contest not yet called."""
     if contest.state is not ContestState.NORMAL or not _late(contest, status, rules):
         return None
     pair = contest.boundary()  # one sort of the selections, for the tie and the margin

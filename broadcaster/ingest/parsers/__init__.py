@@ -13,7 +13,6 @@ from typing import Any
 
 from broadcaster.core.config import Config, ConfigError
 from broadcaster.domain.model import Snapshot
-from broadcaster.domain.status import declare_from_final_counts
 from broadcaster.ingest.parsers.base import FeedError
 from broadcaster.ingest.parsers.clean import DEFAULT_MAX_COUNT, clean_snapshot
 
@@ -71,9 +70,8 @@ def parse(
     max_count: int = DEFAULT_MAX_COUNT,
 ) -> Snapshot:
     """Bytes of one snapshot to a Snapshot, its text normalised and its counts bounded
-    (parsers/clean.py), and the winners of fully counted declared figures named where the feed
-    does not flag them (domain/status.py); every failure is a FeedError naming the problem.
-    `mapping` (a loaded mapping file) is for the "mapped" format."""
+    (parsers/clean.py); every failure is a FeedError naming the problem. `mapping` (a loaded
+    mapping file) is for the "mapped" format."""
     name = detect(body) if fmt == "auto" else fmt
     if name not in FORMATS:
         raise FeedError(f"unknown feed format {name!r}; expected one of {', '.join(FORMATS)}")
@@ -87,7 +85,7 @@ def parse(
     except (ValueError, TypeError, KeyError, ArithmeticError, json.JSONDecodeError) as exc:
         # A parser bug must not take the daemon down, but must not be hidden either.
         raise FeedError(f"unexpected content ({type(exc).__name__}: {exc})") from None
-    return declare_from_final_counts(clean_snapshot(snapshot, max_count=max_count))
+    return clean_snapshot(snapshot, max_count=max_count)
 
 
 def reader_for(config: Config) -> Callable[[bytes], Snapshot]:

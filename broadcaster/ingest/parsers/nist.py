@@ -23,6 +23,7 @@ from broadcaster.domain.model import (
     Snapshot,
     Stage,
 )
+from broadcaster.domain.status import declare_from_final_counts
 from broadcaster.ingest.parsers.base import (
     FeedError,
     contest_status,
@@ -125,6 +126,7 @@ class _Report:
         self._leaves: dict[str, frozenset[str]] = {}
         self._below: dict[str, frozenset[str]] = {}
         self._districts: dict[str, str | None] = {}  # contest id -> its district's name
+        self._ranked: set[str] = set()  # contests decided by ranked choice, not plurality
 
     def snapshot(self) -> Snapshot:
         doc = self.doc
@@ -163,7 +165,7 @@ class _Report:
                 seen.add(contest.id)
                 contests.append(contest)
 
-        return Snapshot(
+        snapshot = Snapshot(
             election=name,
             status=status,
             generated_at=generated,
@@ -173,6 +175,9 @@ class _Report:
             parties=self.parties,
             coalitions=self.coalitions,
         )
+        # A certified report may name no winner (Cambridge 2022): its counts decide, unless
+        # the contest is not decided by plurality (ranked choice).
+        return declare_from_final_counts(snapshot, exclude=self._ranked)
 
     def _distinct_names(self, contests: list[Contest]) -> list[Contest]:
         """Contests that share a name (an office elected in several districts: "REPRESENTATIVE
@@ -453,6 +458,8 @@ class _Report:
         ):
             state = ContestState.UNCONTESTED  # declared at nomination: nobody to vote against
         self._districts[cid] = self.units[district].name
+        if obj.get("VoteVariation") not in (None, "plurality", "n-of-m", "approval"):
+            self._ranked.add(cid)
         return Contest(
             id=cid,
             name=name,
