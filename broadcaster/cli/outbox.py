@@ -17,6 +17,7 @@ from broadcaster.cli.app import (
     open_store,
     out,
 )
+from broadcaster.content.plurals import count_words
 from broadcaster.core.config import (
     Config,
 )
@@ -121,7 +122,7 @@ def _act(action: Any, config_path: Path | None, ids: list[int] | None, verb: str
         store.close()
     for change in changes:
         out.print(f"#{change.post_id}: {change.before} -> {change.after}")
-    out.print(f"{len(changes)} posts {verb}")
+    out.print(f"{count_words(len(changes), 'post', 'posts')} {verb}")
 
 
 @outbox.command(name="hold")

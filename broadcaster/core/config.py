@@ -116,6 +116,13 @@ class EventsConfig(_Strict):
     thresholds: list[int] = Field(default_factory=lambda: [25, 50, 75, 100])
     tally_every: int = Field(default=1800, ge=0)  # seconds of feed time; 0 turns it off
     majority_seats: int = Field(default=0, ge=0)  # 0 means more than half of all seats
+    # "Too close to call": a margin below this many percentage points of the votes, once
+    # `close_reported` % of a contest's counting units are in (0 turns it off).
+    close_margin: float = Field(default=0.5, ge=0, le=100)
+    close_reported: int = Field(default=95, ge=1, le=100)
+    # A contest called on provisional figures and then declared official: post it again only
+    # when the official figures differ ("changed"), or always ("always").
+    official: Literal["changed", "always"] = "changed"
 
     @field_validator("thresholds")
     @classmethod
@@ -162,6 +169,15 @@ class PartyDisplayConfig(_Strict):
     name: str | None = None
     short: str | None = None
     color: str | None = Field(default=None, pattern=r"^#?[0-9A-Fa-f]{6}$")
+
+
+class CoalitionConfig(_Strict):
+    """A coalition the feed does not define, or more parties for one it does (`[coalitions]`)."""
+
+    name: str | None = None  # default: the feed's name, else the id
+    short: str | None = None
+    color: str | None = Field(default=None, pattern=r"^#?[0-9A-Fa-f]{6}$")
+    parties: list[str] = Field(default_factory=list)  # party ids counted for it everywhere
 
 
 class CardsConfig(_Strict):
@@ -541,6 +557,11 @@ class Config(_Strict):
     # Text limits overriding the platforms' own, e.g. x = 280, tiktok_title = 90.
     limits: dict[str, int] = Field(default_factory=dict)
     parties: dict[str, PartyDisplayConfig] = Field(default_factory=dict)
+    coalitions: dict[str, CoalitionConfig] = Field(default_factory=dict)
+    # Per contest, the coalition a party or a candidate stood for there, where it differs from
+    # `[coalitions]` and the feed: contest id -> {party or selection id -> coalition id, or ""
+    # for none}, e.g. a party under a coalition's logo in one state and its own in another.
+    contest_coalitions: dict[str, dict[str, str]] = Field(default_factory=dict)
     live: LiveConfig = Field(default_factory=LiveConfig)
     alerting: AlertingConfig = Field(default_factory=AlertingConfig)
     alerts: list[AlertDestinationConfig] = Field(default_factory=list)
