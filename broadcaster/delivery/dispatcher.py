@@ -30,13 +30,13 @@ from broadcaster.delivery.env import publisher_env
 from broadcaster.delivery.guards import refusal
 from broadcaster.delivery.merging import merge
 from broadcaster.delivery.outcomes import DispatchStats, Found
+from broadcaster.delivery.queues import Queues
 from broadcaster.delivery.recovery import Recovery
 from broadcaster.domain.events import EventKind
 from broadcaster.domain.posts import HoldKind, PostState
-from broadcaster.ingest.differ import FINAL_TALLY
 from broadcaster.outbox.state import State, Waiting
 from broadcaster.outbox.store import Store, post_from_row
-from broadcaster.planning.planner import Item, plan_account
+from broadcaster.planning.planner import Plan
 from broadcaster.publishers import (
     InDoubt,
     Post,
@@ -61,19 +61,6 @@ PublisherFactory = Callable[[AccountConfig, PublisherEnv, bool], Publisher]
 
 def _create(account: AccountConfig, env: PublisherEnv, dry_run: bool) -> Publisher:
     return create_publisher(account, env, dry_run=dry_run)
-
-
-def _item(row: Any, data: dict[str, Any] | None = None) -> Item:
-    """A pending post (with its event's `data`) or a sent one, as the planner sees it."""
-    final = row.event_key == FINAL_TALLY or bool((data or {}).get("final"))
-    return Item(
-        id=row.id,
-        kind=EventKind(row.event_kind),
-        contest_id=row.contest_id,
-        feed_time=row.feed_time,
-        priority=row.priority,
-        final=final,
-    )
 
 
 class Dispatcher:
@@ -102,10 +89,16 @@ class Dispatcher:
         self._publishers: dict[str, Publisher] = {}
         self.cards = cards
         self.composer = composer if composer is not None else Composer(config, dry_run=dry_run)
-        self.breaker = Breaker(
-            config, self.state, clock, self.accounts, on_pause=self._forget_publisher
-        )
+        self.breaker = Breaker(config, self.state, clock, self.accounts, on_pause=self._paused_now)
         self.recovery = Recovery(store, clock, self.breaker, self.publisher)
+        # Each account's pending posts and recent sends, in memory (queues.py): a step costs
+        # what changed and what is due, not the backlog.
+        self.queues = Queues(
+            store, list(self.accounts), lambda name: not self.live(self.accounts[name])
+        )
+        self._newly_paused: set[str] = set()  # paused during this run_once
+        self._waiting: dict[str, Waiting | None] = {}  # as last written (only we write it)
+        self._night_start: datetime | None = None
 
     # -- publishers and modes --
 
@@ -135,6 +128,11 @@ class Dispatcher:
         if pub is not None:
             pub.close()
 
+    def _paused_now(self, account: str) -> None:
+        """The breaker paused an account: drop its publisher and stop its steps at once."""
+        self._newly_paused.add(account)
+        self._forget_publisher(account)
+
     def close(self) -> None:
         for pub in self._publishers.values():
             pub.close()
@@ -150,7 +148,15 @@ class Dispatcher:
 
     def recover(self) -> DispatchStats:
         """Settle posts left `sending` by an interruption (see recovery.py)."""
-        return self.recovery.recover(self.owned, set(self.accounts))
+        stats = self.recovery.recover(self.owned, set(self.accounts))
+        if stats.sent or stats.retried or stats.held or stats.failed:
+            self.queues.invalidate()
+        return stats
+
+    def invalidate(self) -> None:
+        """The outbox changed in a way the dispatcher cannot see (a takeover, a repair by
+        hand): build its queues again from the database before the next step."""
+        self.queues.invalidate()
 
     # -- the dispatch loop --
 
@@ -161,11 +167,12 @@ class Dispatcher:
         if self.composer is not None:
             self.composer.refresh()
         paused = self.paused()
+        self._newly_paused = set()
         batch = limit or self.config.dispatch.batch
         stats.add(self._thread_parts(paused))
         for name, account in self.accounts.items():
             for _ in range(batch):
-                if self.stop.is_set() or name in paused or name in self.paused():
+                if self.stop.is_set() or name in paused or name in self._newly_paused:
                     break
                 step = self._step(account)
                 if step is None:
@@ -186,38 +193,75 @@ class Dispatcher:
     def _step(self, account: AccountConfig) -> DispatchStats | None:
         """Plan and send one post (or one summary) for an account; None when it must wait."""
         now = self.clock.now()
-        rows = self.store.pending_for(account.name, now, dry_run=not self.live(account))
-        if not rows:
-            return None
         windows = account_windows(self.state, account)
-        # One read of the account's recent sends serves the budget and the planner.
         span = max([86400, *(w.seconds for w in windows)])
-        sent_rows = self.store.sent_since(account.name, now - timedelta(seconds=span))
-        recent_sends = [r.sent_at for r in sent_rows if r.sent_at is not None]
-        plan = plan_account(
-            [_item(r, r.event_data) for r in rows],
-            [_item(r) for r in sent_rows],
-            account_budget(self.store, account, now, windows, recent_sends),
-            windows,
-            now=now,
-            night_ends=self.night_ends(now),
-            recent_sends=recent_sends,
-            naive=self.config.planner.mode == "naive",
-        )
-        for post_id, why in plan.supersede:
-            self.store.supersede([post_id], why)
-        by_id = {r.id: r for r in rows}
+        self._catch_up(now, now - timedelta(seconds=span))
+        queue = self.queues.queues[account.name]
+        if not queue.due:
+            return None
+        recent_sends = queue.recent_sends()
+        if self.config.planner.mode == "naive":
+            # One post per event, as soon as possible: the comparison policy of the benchmark.
+            head = queue.head()
+            plan = Plan(send=head.id if head else None, reason="naive")
+        else:
+            plan = queue.plan(
+                account_budget(self.store, account, now, windows, recent_sends),
+                windows,
+                now=now,
+                night_ends=self.night_ends(now),
+            )
+        if plan.supersede:
+            self.store.supersede_many(plan.supersede)
         if plan.merge:
-            summary_id = merge(self.store, self.composer, account, [by_id[i] for i in plan.merge])
-            if summary_id is not None:
-                return self._dispatch(self.store.post_row(summary_id))
-            return self._dispatch(by_id[plan.merge[0]])  # merging failed: send the oldest alone
+            return self._merge(account, plan.merge)
         if plan.send is not None:
-            return self._dispatch(by_id[plan.send])
+            return self._dispatch_queued(account, plan.send)
         if plan.supersede:
             return DispatchStats()  # something changed: plan again
-        self.state.set_waiting(account.name, Waiting(plan.reason, plan.wait_until))
+        self._set_waiting(account.name, Waiting(plan.reason, plan.wait_until))
         return None
+
+    def _catch_up(self, now: datetime, since: datetime) -> None:
+        """Bring the queues up to date; an operator's change may have paused an account."""
+        self.queues.sync(now, since)
+        if self.queues.outside_change:
+            self.queues.outside_change = False
+            self._newly_paused |= set(self.paused())
+
+    def _merge(self, account: AccountConfig, ids: list[int]) -> DispatchStats:
+        queue = self.queues.queues[account.name]
+        queued = [(i, queue.due[i].event_id or 0) for i in ids]
+        merged = merge(self.store, self.composer, account, queued)
+        if merged is None:
+            return self._dispatch_queued(account, ids[0])  # merging failed: send the oldest alone
+        for post_id in merged.included:
+            queue.discard(post_id)
+        return self._dispatch_queued(account, merged.post_id)
+
+    def _dispatch_queued(self, account: AccountConfig, post_id: int) -> DispatchStats:
+        """Send a post the plan chose, read afresh: it must still be pending (the database is
+        the truth; an operator may have acted on it meanwhile)."""
+        queue = self.queues.queues[account.name]
+        final = post_id in queue.due and queue.due[post_id].final
+        row = self.store.post_row(post_id)
+        if row is None or row.state != PostState.PENDING or row.account != account.name:
+            queue.discard(post_id)
+            self.queues.invalidate()
+            return DispatchStats()
+        try:
+            return self._dispatch(row)
+        finally:
+            self.queues.settle(account.name, post_id, self.clock.now(), final)
+
+    def _set_waiting(self, account: str, waiting: Waiting) -> None:
+        """Record why the account waits, written only when it changed (only the dispatcher
+        writes it, so what it wrote last is what is there)."""
+        if account not in self._waiting:
+            self._waiting[account] = self.state.waiting(account)
+        if self._waiting[account] != waiting:
+            self.state.set_waiting(account, waiting)
+            self._waiting[account] = waiting
 
     def next_due(self) -> datetime | None:
         """The next moment something may become sendable without new input: a retry's time, an
@@ -237,7 +281,9 @@ class Dispatcher:
         return min(later) if later else None
 
     def night_ends(self, now: datetime) -> datetime:
-        start = self.state.night_started() or now
+        if self._night_start is None:
+            self._night_start = self.state.night_started()  # set once, never changed
+        start = self._night_start or now
         return start + timedelta(hours=self.config.planner.night_hours)
 
     def _thread_parts(self, paused: dict[str, str]) -> DispatchStats:
@@ -253,6 +299,7 @@ class Dispatcher:
                 stats.failed += 1
             elif parent.state == PostState.SENT:
                 stats.add(self._dispatch(row, reply_to=parent.platform_post_id))
+                self.queues.settle(row.account, row.id, self.clock.now())
         return stats
 
     # -- one post --
@@ -287,6 +334,7 @@ class Dispatcher:
             after_correction(
                 self.store, account, row, self.publisher(row.account), self.clock.now()
             )
+            self.queues.invalidate()  # the corrected post may have been deleted
         return result
 
     def _card(self, row: Any) -> tuple[str, ...] | None:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from broadcaster.content.compose import Composer, compose_summary
+from broadcaster.content.compose import Composer, Summary, compose_summary
 from broadcaster.content.context import shared_vars
 from broadcaster.content.samples import display_from
 from broadcaster.core.config import AccountConfig
@@ -13,24 +15,47 @@ from broadcaster.outbox.store import Store
 
 log = logging.getLogger(__name__)
 
+FIRST_TRY = 8  # posts tried in a summary first; then twice as many, while they all fit
 
-def merge(store: Store, composer: Composer, account: AccountConfig, rows: list[Any]) -> int | None:
-    """Turn pending posts of one kind into one summary post, as many as fit; the summary's post
-    id, or None when fewer than two fit, the template fails or a post was taken meanwhile."""
-    config = composer.config
-    items = []
-    shared = None
-    for row in sorted(rows, key=lambda r: (r.feed_time, r.id)):
-        stored = store.event_with_context(row.event_id)
-        items.append((row.id, stored.event, stored.context))
-        shared = stored.shared
-    if shared is None:
+
+@dataclass(frozen=True, slots=True)
+class Merged:
+    post_id: int  # the summary
+    included: list[int]  # the posts it replaced
+
+
+def merge(
+    store: Store, composer: Composer, account: AccountConfig, queued: Sequence[tuple[int, int]]
+) -> Merged | None:
+    """Turn pending posts of one kind, given as (post id, event id) oldest first, into one
+    summary post, as many as fit; None when fewer than two fit, the template fails or a post
+    was taken meanwhile.
+
+    How many fit is found by trying 8, 16, 32... of the oldest until some do not fit (then
+    `compose_summary` searches below that), so a merge costs what the summary holds, not the
+    whole backlog: only the events it may include are read, a few hundred per statement."""
+    if not queued:
         return None
+    config = composer.config
+    loaded: list[tuple[int, Any, dict[str, Any]]] = []
+    summary: Summary | None = None
+    # The summary speaks as of the newest post's snapshot, whichever posts it ends up holding.
+    newest_post, newest_event = queued[-1]
+    shared = store.events_with_context_many([newest_event])[newest_event].shared
     views = shared_vars(shared, config.election.timezone, display_from(config))
-    summary = compose_summary(composer, account, items, views)
+    n = min(FIRST_TRY, len(queued))
+    while True:
+        wanted = queued[len(loaded) : n]
+        stored = store.events_with_context_many([event_id for _, event_id in wanted])
+        for post_id, event_id in wanted:
+            loaded.append((post_id, stored[event_id].event, stored[event_id].context))
+        summary = compose_summary(composer, account, loaded, views)
+        if summary is None or len(summary.included) < n or n == len(queued):
+            break
+        n = min(2 * n, len(queued))
     if summary is None:
         return None
-    newest = store.post_row(items[-1][0])
+    newest = store.post_row(newest_post)
     post_id = store.add_summary(
         event=summary.event,
         context=summary.context,
@@ -38,12 +63,13 @@ def merge(store: Store, composer: Composer, account: AccountConfig, rows: list[A
         post=summary.post,
         merged=summary.included,
     )
-    if post_id is not None:
-        log.info(
-            "merged %d %s posts for %s into one summary",
-            len(summary.included),
-            summary.event.data["kind"],
-            account.name,
-            extra={"account": account.name},
-        )
-    return post_id
+    if post_id is None:
+        return None
+    log.info(
+        "merged %d %s posts for %s into one summary",
+        len(summary.included),
+        summary.event.data["kind"],
+        account.name,
+        extra={"account": account.name},
+    )
+    return Merged(post_id, list(summary.included))

@@ -229,6 +229,23 @@ class StoredEvent:
     shared: dict[str, Any]  # its snapshot's (election, tally)
 
 
+@dataclass(frozen=True, slots=True)
+class _Queued:
+    """A pending post as `Store.queued_posts` returns it."""
+
+    id: int
+    account: str
+    dry_run: bool
+    event_id: int
+    event_key: str
+    event_kind: str
+    contest_id: str | None
+    feed_time: datetime
+    priority: int
+    not_before: datetime | None
+    final: bool = False
+
+
 def post_from_row(row: Any, attempt: int | None = None, *, reply_to: str | None = None) -> Post:
     """An outbox row as its publisher sees it."""
     return Post(
@@ -767,6 +784,125 @@ class Store:
                 )
             )
             return int(result.rowcount or 0)
+
+    def supersede_many(self, retired: Sequence[tuple[int, str]]) -> int:
+        """Retire pending posts, each with its reason, in one transaction (a dispatch step may
+        find thousands stale at once: one synced commit, not one each). Returns how many."""
+        by_reason: dict[str, list[int]] = {}
+        for post_id, reason in retired:
+            by_reason.setdefault(reason, []).append(post_id)
+        done = 0
+        now = _now()
+        with self.engine.begin() as conn:
+            for reason, ids in by_reason.items():
+                for i in range(0, len(ids), 500):
+                    result = conn.execute(
+                        update(posts)
+                        .where(posts.c.id.in_(ids[i : i + 500]))
+                        .where(posts.c.state == PostState.PENDING)
+                        .values(state=PostState.SUPERSEDED, hold_reason=reason, updated_at=now)
+                    )
+                    done += int(result.rowcount or 0)
+        return done
+
+    # -- the dispatcher's in-memory queues (broadcaster/delivery/queues.py) --
+
+    def outbox_marker(self) -> tuple[int, int, int]:
+        """(newest post id, newest audit entry id, held posts), in one statement: what tells
+        the dispatcher that posts were added, or that someone else (an operator, the console)
+        changed the outbox, since it last looked."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(
+                    select(func.max(posts.c.id)).scalar_subquery(),
+                    select(func.max(audit.c.id)).scalar_subquery(),
+                    select(func.count())
+                    .select_from(posts)
+                    .where(posts.c.state == PostState.HELD)
+                    .scalar_subquery(),
+                )
+            ).one()
+        return int(row[0] or 0), int(row[1] or 0), int(row[2] or 0)
+
+    def queued_posts(self, after_id: int = 0) -> list[Any]:
+        """Pending posts with an id above `after_id`, thread continuations excluded, with what
+        the planner needs (no text, no event data) and `final`: a final tally."""
+        columns = (
+            posts.c.id,
+            posts.c.account,
+            posts.c.dry_run,
+            posts.c.event_id,
+            posts.c.event_key,
+            posts.c.event_kind,
+            posts.c.contest_id,
+            posts.c.feed_time,
+            posts.c.priority,
+            posts.c.not_before,
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(*columns)
+                .where(posts.c.state == PostState.PENDING)
+                .where(posts.c.thread_parent.is_(None))
+                .where(posts.c.id > after_id)
+                .order_by(posts.c.id)
+            ).all()
+            tallies = sorted({r.event_id for r in rows if r.event_kind == EventKind.TALLY.value})
+            finals: set[int] = set()
+            for i in range(0, len(tallies), 500):
+                finals.update(
+                    event_id
+                    for event_id, data in conn.execute(
+                        select(events.c.id, events.c.data).where(
+                            events.c.id.in_(tallies[i : i + 500])
+                        )
+                    )
+                    if isinstance(data, dict) and data.get("final")
+                )
+        return [_Queued(*r, final=r.event_id in finals) for r in rows]
+
+    def post_outcome(self, post_id: int) -> Any:
+        """What became of a post the dispatcher just handled: its state, when it went or may
+        go, and what the planner needs to count it."""
+        with self.engine.connect() as conn:
+            return conn.execute(
+                select(
+                    posts.c.id,
+                    posts.c.state,
+                    posts.c.not_before,
+                    posts.c.sent_at,
+                    posts.c.thread_parent,
+                    posts.c.event_id,
+                    posts.c.event_key,
+                    posts.c.event_kind,
+                    posts.c.contest_id,
+                    posts.c.feed_time,
+                    posts.c.priority,
+                ).where(posts.c.id == post_id)
+            ).first()
+
+    def events_with_context_many(self, event_ids: Sequence[int]) -> dict[int, StoredEvent]:
+        """`event_with_context` for many events in a few statements (a summary's merge)."""
+        out: dict[int, StoredEvent] = {}
+        shared: dict[int, dict[str, Any]] = {}
+        ids = list(dict.fromkeys(event_ids))
+        with self.engine.connect() as conn:
+            for i in range(0, len(ids), 500):
+                rows = conn.execute(select(events).where(events.c.id.in_(ids[i : i + 500]))).all()
+                wanted = sorted({r.snapshot_id for r in rows} - set(shared))
+                if wanted:
+                    shared.update(
+                        conn.execute(
+                            select(snapshots.c.id, snapshots.c.shared).where(
+                                snapshots.c.id.in_(wanted)
+                            )
+                        ).all()
+                    )
+                for row in rows:
+                    out[row.id] = StoredEvent(
+                        row.id, _event_from_row(row), row.context, shared[row.snapshot_id]
+                    )
+        return out
 
     def add_summary(
         self,

@@ -72,6 +72,7 @@ class Item:
     feed_time: datetime
     priority: int
     final: bool = False  # a final tally is never superseded
+    event_id: int | None = None  # its event, for a summary (the dispatcher's queues set it)
 
 
 @dataclass

@@ -1,0 +1,117 @@
+"""The dispatcher's in-memory queues: each account's pending posts and recent sends, kept in
+step with the outbox at the cost of what changed, not of the backlog.
+
+They are built from the database at start (and whenever `invalidate` is called, e.g. on a
+takeover), then kept up to date from:
+- the posts added since the last look (the pipeline's, an announcement's, a summary): one
+  statement returns the newest post id, the newest audit entry and the number of held posts,
+  and only posts above the last id seen are read. On PostgreSQL, whose ids are not handed out
+  in commit order, new posts make the queues be built again instead;
+- what the dispatcher itself does to a post (superseded, claimed, sent, retried, held): each
+  post handled is read back once by its id;
+- anything else (an operator's command or the console, which are audited; a post released
+  after a template fix, which leaves the held count) makes them be built again.
+
+The database stays the truth: a post is read again, and must still be pending, before it is
+claimed, and the claim itself only takes a pending post.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from broadcaster.domain.events import EventKind
+from broadcaster.domain.posts import PostState
+from broadcaster.ingest.differ import FINAL_TALLY
+from broadcaster.outbox.store import Store
+from broadcaster.planning.planner import Item
+from broadcaster.planning.queue import AccountQueue
+
+
+def queued_item(row: Any, *, final: bool = False, event_id: int | None = None) -> Item:
+    """A post as the planner sees it, from a row with its kind, contest, feed time and
+    priority (`final`: its event says it is the final tally, never superseded)."""
+    return Item(
+        id=row.id,
+        kind=EventKind(row.event_kind),
+        contest_id=row.contest_id,
+        feed_time=row.feed_time,
+        priority=row.priority,
+        final=final or row.event_key == FINAL_TALLY,
+        event_id=event_id,
+    )
+
+
+class Queues:
+    """Every configured account's queue. `mode(account)`: the dry_run value of the posts this
+    run may send for it (others are never queued)."""
+
+    def __init__(self, store: Store, accounts: list[str], mode: Callable[[str], bool]) -> None:
+        self.store = store
+        self.accounts = accounts
+        self.mode = mode
+        self.queues: dict[str, AccountQueue] = {}
+        self._marker: tuple[int, int, int] | None = None
+        self._seen_id = 0
+        self._stale = True
+        self.rebuilds = 0  # how many times they were built (tests and benchmarks read it)
+        self.outside_change = False  # set when someone else changed the outbox (pauses too)
+
+    def invalidate(self) -> None:
+        """Build the queues again from the database at the next look."""
+        self._stale = True
+
+    def sync(self, now: datetime, since: datetime) -> None:
+        """Catch up with the outbox; `since`: sends at or before it no longer count."""
+        marker = self.store.outbox_marker()
+        old = self._marker
+        self._marker = marker
+        if old is not None and marker[1:] != old[1:]:
+            self.outside_change = True
+            self._stale = True
+        if self._stale:
+            self._rebuild(marker[0], now, since)
+        elif marker[0] > self._seen_id:
+            if self.store.engine.dialect.name != "sqlite":
+                self._rebuild(marker[0], now, since)
+            else:
+                self._add_new(self._seen_id, now)
+                self._seen_id = marker[0]
+        for queue in self.queues.values():
+            queue.advance(now, since)
+
+    def _rebuild(self, newest: int, now: datetime, since: datetime) -> None:
+        self.queues = {name: AccountQueue() for name in self.accounts}
+        self._add_new(0, now)
+        for name, queue in self.queues.items():
+            for row in self.store.sent_since(name, since):
+                if row.sent_at is not None:
+                    queue.add_sent(queued_item(row), row.sent_at)
+        self._seen_id = newest
+        self._stale = False
+        self.rebuilds += 1
+
+    def _add_new(self, after_id: int, now: datetime) -> None:
+        for row in self.store.queued_posts(after_id):
+            queue = self.queues.get(row.account)
+            if queue is not None and bool(row.dry_run) == self.mode(row.account):
+                queue.add(
+                    queued_item(row, final=row.final, event_id=row.event_id), row.not_before, now
+                )
+
+    def settle(self, account: str, post_id: int, now: datetime, final: bool = False) -> None:
+        """Read back what became of a post the dispatcher handled, and queue it accordingly
+        (sent: counted; pending again: waiting for its time; anything else: gone)."""
+        queue = self.queues.get(account)
+        if queue is None:
+            return
+        queue.discard(post_id)
+        row = self.store.post_outcome(post_id)
+        if row is None:
+            return
+        if row.state == PostState.SENT and row.sent_at is not None:
+            queue.add_sent(queued_item(row), row.sent_at)
+        elif row.state == PostState.PENDING and row.thread_parent is None:
+            queue.add(queued_item(row, final=final, event_id=row.event_id), row.not_before, now)
