@@ -799,7 +799,7 @@ class Store:
                     result = conn.execute(
                         update(posts)
                         .where(posts.c.id.in_(ids[i : i + 500]))
-                        .where(posts.c.state == PostState.PENDING)
+                        .where(_by_id_still(PostState.PENDING))
                         .values(state=PostState.SUPERSEDED, hold_reason=reason, updated_at=now)
                     )
                     done += int(result.rowcount or 0)
@@ -826,7 +826,9 @@ class Store:
 
     def queued_posts(self, after_id: int = 0) -> list[Any]:
         """Pending posts with an id above `after_id`, thread continuations excluded, with what
-        the planner needs (no text, no event data) and `final`: a final tally."""
+        the planner needs (no text, no event data) and `final`: a final tally. With an
+        `after_id`, the posts above it are read by id (the few added since the dispatcher last
+        looked), not the whole backlog through the state index."""
         columns = (
             posts.c.id,
             posts.c.account,
@@ -840,9 +842,10 @@ class Store:
             posts.c.not_before,
         )
         with self.engine.connect() as conn:
+            pending = posts.c.state == PostState.PENDING
             rows = conn.execute(
                 select(*columns)
-                .where(posts.c.state == PostState.PENDING)
+                .where(_by_id_still(PostState.PENDING) if after_id else pending)
                 .where(posts.c.thread_parent.is_(None))
                 .where(posts.c.id > after_id)
                 .order_by(posts.c.id)
@@ -954,7 +957,7 @@ class Store:
                 retired = conn.execute(
                     update(posts)
                     .where(posts.c.id.in_(list(merged)))
-                    .where(posts.c.state == PostState.PENDING)
+                    .where(_by_id_still(PostState.PENDING))
                     .values(
                         state=PostState.SUPERSEDED,
                         hold_reason="merged into a summary",
@@ -1152,6 +1155,13 @@ def _upsert_base(conn: Connection, table: Table) -> Any:
     """The dialect's INSERT, which knows ON CONFLICT (SQLite and PostgreSQL)."""
     insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
     return insert(table)
+
+
+def _by_id_still(state: str) -> Any:
+    """`posts.state == state` written so that the database finds the rows by their ids (a
+    list, a range) and checks the state after: compared plainly, SQLite walks every post in
+    that state through the state index, which at a backlog of thousands costs far more."""
+    return func.coalesce(posts.c.state, "") == state
 
 
 def _insert_ignore(conn: Connection, table: Table, key: str) -> Any:

@@ -1,0 +1,282 @@
+"""The dispatcher's cost follows the changes, not the backlog (issue 13): SQL statements and
+commits per step counted with SQLAlchemy's events, the in-memory queue's plans against the
+planner's own, and the same night giving the same posts as before."""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import event, select, update
+
+from broadcaster.core.clock import FeedClock
+from broadcaster.delivery.dispatcher import Dispatcher
+from broadcaster.domain.events import PRIORITY, EventKind
+from broadcaster.domain.posts import HoldKind, PostState
+from broadcaster.domain.quota import Window
+from broadcaster.ingest.sources import make_fetched
+from broadcaster.outbox.store import Store, posts
+from broadcaster.planning.budget import budget_state
+from broadcaster.planning.planner import Item, plan_account
+from broadcaster.planning.queue import AccountQueue
+from broadcaster.publishers import PublisherEnv
+from broadcaster.rehearsal.fictional import NightPlan, document, seats
+from broadcaster.rehearsal.replay import rehearse
+from broadcaster.runtime.configuration import load_config
+from broadcaster.runtime.cycle import Pipeline
+from tests.conftest import write_config
+from tests.ge15_night import ge15_plan, write_ge15
+
+FIXTURES = Path(__file__).parent / "fixtures"
+X_ONLY = '\n[[accounts]]\nname = "x-test"\nplatform = "x"\ndry_run = true\n'
+
+
+class Counter:
+    """SQL statements and commits on one store's engine, and the work SQLite did for them
+    (its virtual machine's instructions, in thousands: what grows with the rows a query
+    reads, counted, not timed)."""
+
+    def __init__(self, store: Store) -> None:
+        self.statements = 0
+        self.commits = 0
+        self.work = 0
+        event.listen(store.engine, "before_cursor_execute", self._statement)
+        event.listen(store.engine, "commit", self._commit)
+        event.listen(store.engine, "connect", self._connect)
+        store.engine.dispose()  # connections made from now on are counted
+
+    def _connect(self, dbapi_conn: Any, _record: object) -> None:
+        dbapi_conn.set_progress_handler(self._progress, 1000)
+
+    def _progress(self) -> int:
+        self.work += 1
+        return 0
+
+    def _statement(self, *_args: object) -> None:
+        self.statements += 1
+
+    def _commit(self, *_args: object) -> None:
+        self.commits += 1
+
+    def take(self) -> tuple[int, int, int]:
+        out = (self.statements, self.commits, self.work)
+        self.statements = self.commits = self.work = 0
+        return out
+
+
+def _night(tmp_path: Path, contests: int) -> tuple[Dispatcher, Store, Counter]:
+    """`contests` seats all called in one snapshot, queued for one X account."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    config = load_config(write_config(tmp_path / "c.toml", source="feed.json", accounts=X_ONLY))
+    store = Store(config.database_url)
+    at = datetime(2030, 7, 28, 20, tzinfo=UTC)
+    clock = FeedClock(at)
+    plan = NightPlan(seats=contests, hours=1.0, bursts=())
+    body = json.dumps(document([(s, 1.0, True) for s in seats(plan)], at, plan.title)).encode()
+    pipeline = Pipeline(config, store, clock=clock, dry_run=True)
+    assert pipeline.ingest(make_fetched(body, "night.json"), "test").outcome == "accepted"
+    env = PublisherEnv(clock=clock, posts_path=tmp_path / "posts.jsonl", timezone="Asia/Bangkok")
+    dispatcher = Dispatcher(config, store, clock=clock, env=env, dry_run=True)
+    return dispatcher, store, Counter(store)
+
+
+def _step_costs(dispatcher: Dispatcher, counter: Counter, steps: int) -> list[tuple[int, int, int]]:
+    account = dispatcher.accounts["x-test"]
+    dispatcher._step(account)  # the first step builds the queue from the database
+    counter.take()
+    costs = []
+    for _ in range(steps):
+        assert dispatcher._step(account) is not None
+        costs.append(counter.take())
+    return costs
+
+
+def test_a_step_costs_the_same_statements_whatever_the_backlog(tmp_path: Path) -> None:
+    small, small_store, small_count = _night(tmp_path / "small", 300)
+    large, large_store, large_count = _night(tmp_path / "large", 3000)
+    try:
+        assert len(large_store.posts_in_state(PostState.PENDING)) > 9 * len(
+            small_store.posts_in_state(PostState.PENDING)
+        )
+        few = _step_costs(small, small_count, 4)
+        many = _step_costs(large, large_count, 4)
+        # Same statements and commits per step, and about the same work in the database:
+        # nothing in a step reads the whole backlog.
+        assert [s for s, _, _ in many] == [s for s, _, _ in few]
+        assert [c for _, c, _ in many] == [c for _, c, _ in few]
+        assert all(commits <= 4 for _, commits, _ in many)  # claim, sent, summary, waiting
+        assert sum(w for _, _, w in many) <= 2 * sum(w for _, _, w in few) + 20
+        assert large.queues.rebuilds == 1
+    finally:
+        small.close()
+        large.close()
+        small_store.close()
+        large_store.close()
+
+
+def test_stale_posts_are_retired_in_one_transaction(tmp_path: Path) -> None:
+    dispatcher, store, counter = _night(tmp_path, 30)
+    try:
+        pending = [r.id for r in store.posts_in_state(PostState.PENDING)]
+        counter.take()
+        retired = store.supersede_many([(i, f"reason {i % 3}") for i in pending])
+        assert retired == len(pending)
+        assert counter.take()[1] == 1
+        reasons = {r.hold_reason for r in store.posts_in_state(PostState.SUPERSEDED)}
+        assert reasons == {"reason 0", "reason 1", "reason 2"}
+    finally:
+        dispatcher.close()
+        store.close()
+
+
+def test_posts_added_or_released_behind_the_queue_are_sent(tmp_path: Path) -> None:
+    """A post added after the queue was built (new id) and one released from a hold without
+    an audited command (a template fix) both go out; one cancelled by hand never does."""
+    dispatcher, store, _ = _night(tmp_path, 12)
+    try:
+        dispatcher._step(dispatcher.accounts["x-test"])
+        ids = [r.id for r in store.posts_in_state(PostState.PENDING)]
+        held, cancelled = ids[0], ids[1]
+        with store.transaction() as conn:
+            conn.execute(
+                update(posts)
+                .where(posts.c.id == held)
+                .values(state=PostState.HELD, hold_kind=HoldKind.TEMPLATE)
+            )
+        dispatcher._step(dispatcher.accounts["x-test"])  # sees the held count change
+        store.replace_held(held, [_released(store, held)])
+        with store.transaction() as conn:
+            conn.execute(
+                update(posts).where(posts.c.id == cancelled).values(state=PostState.CANCELLED)
+            )
+        dispatcher.invalidate()  # a change by hand, neither audited nor counted
+        dispatcher.drain()
+        with store.engine.connect() as conn:
+            states = dict(conn.execute(select(posts.c.id, posts.c.state)).all())
+        assert states[held] in (PostState.SENT, PostState.SUPERSEDED)
+        assert states[cancelled] == PostState.CANCELLED
+        assert not store.posts_in_state(PostState.PENDING)
+    finally:
+        dispatcher.close()
+        store.close()
+
+
+def _released(store: Store, post_id: int):  # type: ignore[no-untyped-def]
+    from broadcaster.domain.posts import NewPost
+
+    row = store.post_row(post_id)
+    return NewPost(row.idempotency_key, row.event_key, row.account, row.platform, "fixed", (), True)
+
+
+# -- the queue plans exactly as the planner does --
+
+NOW = datetime(2030, 7, 28, 22, tzinfo=UTC)
+KINDS = [
+    EventKind.CALLED,
+    EventKind.PROGRESS,
+    EventKind.LEADER,
+    EventKind.TALLY,
+    EventKind.CORRECTED,
+    EventKind.SUMMARY,
+    EventKind.TIE,
+]
+
+
+def _items(rng: random.Random, n: int, start: int, contests: int) -> list[Item]:
+    out = []
+    for i in range(n):
+        kind = rng.choice(KINDS)
+        contest = (
+            None if kind in (EventKind.TALLY, EventKind.SUMMARY) else f"c{rng.randrange(contests)}"
+        )
+        out.append(
+            Item(
+                id=start + i,
+                kind=kind,
+                contest_id=contest,
+                feed_time=NOW - timedelta(minutes=rng.randrange(300)),
+                priority=PRIORITY[kind],
+                final=kind is EventKind.TALLY and rng.random() < 0.05,
+            )
+        )
+    return out
+
+
+@pytest.mark.parametrize("seed", range(300))
+def test_the_queue_plans_as_the_planner(seed: int) -> None:
+    rng = random.Random(seed)
+    pending = _items(rng, rng.randrange(0, 40), 1000, rng.randrange(1, 12))
+    sent = _items(rng, rng.randrange(0, 20), 1, 12)
+    sends = sorted(NOW - timedelta(minutes=rng.randrange(1, 1400)) for _ in sent)
+    windows = [Window(posts=rng.choice((5, 17, 50, 300)), seconds=86400)]
+    if rng.random() < 0.5:
+        windows.append(Window(posts=rng.choice((1, 3, 10)), seconds=rng.choice((60, 900))))
+    budget = budget_state(windows, sends, NOW)
+    night_ends = NOW + timedelta(hours=rng.choice((-1, 0.01, 2, 8)))
+    expected = plan_account(
+        pending, sent, budget, windows, now=NOW, night_ends=night_ends, recent_sends=sends
+    )
+    queue = AccountQueue()
+    for item, at in zip(sent, sends, strict=True):
+        queue.add_sent(item, at)
+    for item in pending:
+        queue.add(item, None, NOW)
+    got = queue.plan(budget, windows, now=NOW, night_ends=night_ends)
+    assert sorted(got.supersede) == sorted(expected.supersede)
+    assert (got.send, got.merge, got.wait_until, got.reason) == (
+        expected.send,
+        expected.merge,
+        expected.wait_until,
+        expected.reason,
+    )
+
+
+def test_a_queue_admits_posts_when_due_and_forgets_old_sends() -> None:
+    queue = AccountQueue()
+    item = Item(1, EventKind.CALLED, "c1", NOW, PRIORITY[EventKind.CALLED])
+    queue.add(item, NOW + timedelta(minutes=5), NOW)
+    assert queue.head() is None
+    assert len(queue) == 1
+    queue.advance(NOW + timedelta(minutes=5), NOW - timedelta(days=1))
+    assert queue.head() == item
+    queue.add_sent(item, NOW)
+    assert queue.head() is None
+    assert queue.recent_sends() == [NOW]
+    queue.advance(NOW + timedelta(days=2), NOW + timedelta(days=1))
+    assert queue.recent_sends() == []
+
+
+# -- the same night, the same posts --
+
+
+def test_the_ge15_sized_night_sends_the_same_posts_as_before(tmp_path: Path) -> None:
+    """The posts the 40-seat version of the GE15-sized night sent before the dispatcher kept
+    its queues in memory (tests/fixtures/ge15_40_sent.json), by idempotency key and text."""
+    logging.disable(logging.WARNING)
+    try:
+        write_ge15(tmp_path / "night", ge15_plan(40))
+        config = load_config(None)
+        config = config.with_overrides(cards=config.cards.model_copy(update={"enabled": False}))
+        rehearse(config, tmp_path / "night", tmp_path / "out", speed=None, tail=3600)
+    finally:
+        logging.disable(logging.NOTSET)
+    store = Store(f"sqlite:///{tmp_path / 'out' / 'state.db'}")
+    try:
+        with store.engine.connect() as conn:
+            sent = dict(
+                conn.execute(
+                    select(posts.c.idempotency_key, posts.c.text).where(
+                        posts.c.state == PostState.SENT
+                    )
+                ).all()
+            )
+    finally:
+        store.close()
+    expected = json.loads((FIXTURES / "ge15_40_sent.json").read_text())
+    assert sorted(sent) == sorted(expected)
+    assert sent == expected
