@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
+from importlib import import_module
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
 
-from broadcaster.core.config import (
-    Config,
-    ConfigError,
-)
-from broadcaster.core.logs import setup_logging
 from broadcaster.core.terminal import safe
-from broadcaster.runtime.configuration import load_config
+
+if TYPE_CHECKING:
+    from broadcaster.core.config import Config
 
 EXIT_CONFIG = 2
 
@@ -23,7 +21,10 @@ err = Console(stderr=True, highlight=False)
 
 
 def load_config_or_exit(config_path: Path | None) -> Config:
+    # Imported here, as everything heavy in this module: `broadcaster --help` loads only click.
+    from broadcaster.core.config import ConfigError
     from broadcaster.core.secrets import register_config_secrets
+    from broadcaster.runtime.configuration import load_config
 
     try:
         config = load_config(config_path)
@@ -44,7 +45,48 @@ config_option = click.option(
 )
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class LazyGroup(click.Group):
+    """A command group whose commands' modules are imported when a command is used, not
+    before: `lazy` maps each command's name to its module and its one-line help, which is all
+    `--help` shows (tests/test_cli_lazy.py keeps that table true to the commands)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy: dict[str, tuple[str, str]] = {}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*self.commands, *self.lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in self.lazy:
+            import_module(self.lazy[cmd_name][0])  # its module adds it to this group
+        return self.commands.get(cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        names = self.list_commands(ctx)
+        if not names:
+            return
+        limit = formatter.width - 6 - max(len(name) for name in names)
+        rows = []
+        for name in names:
+            command = self.commands.get(name)
+            if command is not None:
+                if not command.hidden:
+                    rows.append((name, command.get_short_help_str(limit)))
+                continue
+            stand_in = click.Command(name, help=self.lazy[name][1])  # shortened the same way
+            rows.append((name, stand_in.get_short_help_str(limit)))
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+def setup_logging(*args: Any, **kwargs: Any) -> None:
+    from broadcaster.core.logs import setup_logging as setup
+
+    setup(*args, **kwargs)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--log-level", default="INFO", show_default=True, help="DEBUG, INFO, WARNING or ERROR."
 )

@@ -15,8 +15,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
-from twitter_text import parse_tweet
-
 ELLIPSIS = "…"
 
 
@@ -53,6 +51,10 @@ def count_x(text: str) -> int:
     twitter-text, which is exact and about a hundred times slower."""
     normal = unicodedata.normalize("NFC", text).replace("\r\n", "\n").replace("\r", "\n")
     if _MAYBE_URL.search(normal) or _MAYBE_EMOJI.search(normal):
+        # Imported here: twitter-text takes half a second to load, and most commands (and
+        # most posts) never need it.
+        from twitter_text import parse_tweet
+
         return int(parse_tweet(text).weightedLength)
     return sum(_x_weight(ord(ch)) for ch in normal)
 

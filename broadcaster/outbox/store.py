@@ -39,8 +39,6 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.types import TypeDecorator
@@ -1153,8 +1151,15 @@ def _redacted(value: Any) -> Any:
 
 def _upsert_base(conn: Connection, table: Table) -> Any:
     """The dialect's INSERT, which knows ON CONFLICT (SQLite and PostgreSQL)."""
-    insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
-    return insert(table)
+    # Imported here: each dialect's module costs a tenth of a second to load, and a command
+    # uses one database.
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(table)
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert(table)
 
 
 def _by_id_still(state: str) -> Any:

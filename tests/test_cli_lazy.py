@@ -1,0 +1,53 @@
+"""`broadcaster --help` imports no command module (issue 13), and its table of commands stays
+true to the commands themselves."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from importlib import import_module
+
+import click
+from click.testing import CliRunner
+
+from broadcaster.cli import COMMANDS, main
+
+
+def test_the_lazy_table_names_every_command_with_its_module_and_help() -> None:
+    for module in {m for m, _ in COMMANDS.values()}:
+        import_module(f"broadcaster.cli.{module}")
+    ctx = click.Context(main)
+    assert set(main.commands) == set(COMMANDS)
+    for name, (module, text) in COMMANDS.items():
+        command = main.commands[name]
+        assert command.callback is not None
+        assert command.callback.__module__ == f"broadcaster.cli.{module}", name
+        for limit in (45, 200):
+            short = click.Command(name, help=text).get_short_help_str(limit)
+            assert command.get_short_help_str(limit) == short, name
+    assert main.list_commands(ctx) == sorted(COMMANDS)
+
+
+def test_help_lists_every_command_without_importing_them() -> None:
+    code = (
+        "import sys\n"
+        "from click.testing import CliRunner\n"
+        "from broadcaster.cli import main\n"
+        "result = CliRunner().invoke(main, ['--help'], terminal_width=100)\n"
+        "print(result.output)\n"
+        "heavy = ('broadcaster.cli.night', 'broadcaster.cli.rehearsals', 'sqlalchemy',\n"
+        "         'pydantic', 'broadcaster.runtime.configuration', 'twitter_text', 'PIL')\n"
+        "print('LOADED', [m for m in heavy if m in sys.modules])\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert "LOADED []" in done.stdout
+    for name in COMMANDS:
+        assert f"\n  {name} " in done.stdout
+
+
+def test_a_command_is_loaded_when_used() -> None:
+    result = CliRunner().invoke(main, ["templates", "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Check the templates operators edit." in result.output
