@@ -21,6 +21,7 @@ line) until it is fixed.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from collections.abc import Callable, Sequence
@@ -71,6 +72,8 @@ log = logging.getLogger(__name__)
 
 # Platforms without a file of their own for an event kind use `<language>/default/<kind>.j2`.
 FALLBACK = "default"
+FORMATTED_KEPT = 20_000  # numbers formatted, per locale, kept for reuse (least recently used go)
+DATES_KEPT = 256  # times and dates formatted, per locale
 LANGUAGES = ("en", "ms", "km")
 KHMER_DIGITS = str.maketrans("0123456789", "០១២៣៤៥៦៧៨៩")
 
@@ -104,32 +107,28 @@ def make_filters(loc: Locale) -> dict[str, Callable[..., str]]:
     babel_locale = BabelLocale.parse(loc.language)
     patterns: dict[int, NumberPattern] = {}
 
-    formatted: dict[tuple[int, type, float | int], str] = {}
-
-    def decimal(value: float | int, decimals: int) -> str:
-        # Babel's format_decimal parses its pattern and locale on every call; a post renders
-        # dozens of numbers, and each event is rendered for every account: patterns are
-        # prepared once, and recent results remembered.
-        key = (decimals, type(value), value)
-        try:
-            cached = formatted.get(key)
-        except TypeError:  # an unhashable value: let Babel say what it makes of it
-            cached = None
-            key = None  # type: ignore[assignment]
-        if cached is not None:
-            return cached
+    def pattern_for(decimals: int) -> NumberPattern:
         pattern = patterns.get(decimals)
         if pattern is None:
             if decimals > 20:
                 raise RenderLimitError("too many decimals")
             pattern = parse_pattern("#,##0." + "0" * decimals if decimals else "#,##0")
             patterns[decimals] = pattern
-        text = pattern.apply(value, babel_locale)
-        if key is not None:
-            if len(formatted) > 20_000:
-                formatted.clear()
-            formatted[key] = text
-        return text
+        return pattern
+
+    # Babel's format_decimal parses its pattern and locale on every call; a post renders dozens
+    # of numbers, and each event is rendered for every account: patterns are prepared once,
+    # and the most recently used results remembered (the least recently used make room).
+    @functools.lru_cache(maxsize=FORMATTED_KEPT)
+    def formatted(decimals: int, kind: type, value: float | int) -> str:
+        return pattern_for(decimals).apply(value, babel_locale)
+
+    def decimal(value: float | int, decimals: int) -> str:
+        try:
+            hash(value)
+        except TypeError:  # an unhashable value: let Babel say what it makes of it
+            return pattern_for(decimals).apply(value, babel_locale)
+        return formatted(decimals, type(value), value)
 
     def number(value: Any, decimals: int | None = None) -> str:
         if value is None:
@@ -144,15 +143,28 @@ def make_filters(loc: Locale) -> dict[str, Callable[..., str]]:
             return "-"
         return loc.digits(decimal(float(value), int(decimals)) + "%")
 
+    # Most times and dates in posts are the snapshot's: one per snapshot, formatted once.
+    @functools.lru_cache(maxsize=DATES_KEPT)
+    def time_of(value: datetime, pattern: str) -> str:
+        return loc.digits(format_time(value.astimezone(tz), pattern, locale=loc.language))
+
+    @functools.lru_cache(maxsize=DATES_KEPT)
+    def date_of(value: datetime, pattern: str) -> str:
+        return loc.digits(format_date(value.astimezone(tz), pattern, locale=loc.language))
+
     def time_(value: datetime, pattern: str | None = None) -> str:
-        return loc.digits(
-            format_time(value.astimezone(tz), pattern or loc.time_format, locale=loc.language)
-        )
+        if not isinstance(value, datetime) or not isinstance(pattern or "", str):
+            return loc.digits(
+                format_time(value.astimezone(tz), pattern or loc.time_format, locale=loc.language)
+            )
+        return time_of(value, pattern or loc.time_format)
 
     def date_(value: datetime, pattern: str | None = None) -> str:
-        return loc.digits(
-            format_date(value.astimezone(tz), pattern or loc.date_format, locale=loc.language)
-        )
+        if not isinstance(value, datetime) or not isinstance(pattern or "", str):
+            return loc.digits(
+                format_date(value.astimezone(tz), pattern or loc.date_format, locale=loc.language)
+            )
+        return date_of(value, pattern or loc.date_format)
 
     def digits(value: Any) -> str:
         return loc.digits(str(value))
