@@ -212,6 +212,7 @@ def test_the_queue_plans_as_the_planner(seed: int) -> None:
     rng = random.Random(seed)
     pending = _items(rng, rng.randrange(0, 40), 1000, rng.randrange(1, 12))
     sent = _items(rng, rng.randrange(0, 20), 1, 12)
+    gone = _items(rng, rng.randrange(0, 10), 2000, 12)
     sends = sorted(NOW - timedelta(minutes=rng.randrange(1, 1400)) for _ in sent)
     windows = [Window(posts=rng.choice((5, 17, 50, 300)), seconds=86400)]
     if rng.random() < 0.5:
@@ -224,11 +225,20 @@ def test_the_queue_plans_as_the_planner(seed: int) -> None:
     queue = AccountQueue()
     for item, at in zip(sent, sends, strict=True):
         queue.add_sent(item, at)
-    for item in pending:
+    for item in [*pending, *gone]:
+        queue.add(item, None, NOW)
+    for item in gone:  # claimed or cancelled since
+        queue.discard(item.id)
+    for item in rng.sample(pending, len(pending) // 3):  # back after a retry
+        queue.discard(item.id)
         queue.add(item, None, NOW)
     got = queue.plan(budget, windows, now=NOW, night_ends=night_ends)
     assert sorted(got.supersede) == sorted(expected.supersede)
-    assert (got.send, got.merge, got.wait_until, got.reason) == (
+    if expected.merge:  # read from the end and in slices, as a merge reads it
+        assert got.merge[-1] == expected.merge[-1]
+        assert got.merge[:3] == list(expected.merge[:3])
+        assert len(got.merge) == len(expected.merge)
+    assert (got.send, list(got.merge), got.wait_until, got.reason) == (
         expected.send,
         expected.merge,
         expected.wait_until,
@@ -280,3 +290,22 @@ def test_the_ge15_sized_night_sends_the_same_posts_as_before(tmp_path: Path) -> 
     expected = json.loads((FIXTURES / "ge15_40_sent.json").read_text())
     assert sorted(sent) == sorted(expected)
     assert sent == expected
+
+
+def test_a_queue_keeps_its_order_through_many_claims_and_retries() -> None:
+    rng = random.Random(5)
+    queue = AccountQueue()
+    items = {i: _items(rng, 1, i, 50)[0] for i in range(1, 2000)}
+    for item in items.values():
+        queue.add(item, None, NOW)
+    for post_id in rng.sample(sorted(items), 1800):  # claimed: the order is rebuilt on the way
+        queue.discard(post_id)
+    for post_id in rng.sample(sorted(items), 300):  # some back after a retry
+        queue.add(items[post_id], None, NOW)
+    for kind in KINDS:
+        due = sorted(
+            (i for i in queue.due.values() if i.kind is kind), key=lambda i: (i.feed_time, i.id)
+        )
+        assert list(queue.in_order(kind)) == [i.id for i in due]
+        assert queue.oldest_id(kind) == min((i.id for i in due), default=None)
+        assert queue.newest(kind) == (due[-1].id if due else None)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -229,10 +229,11 @@ class Dispatcher:
             self.queues.outside_change = False
             self._newly_paused |= set(self.paused())
 
-    def _merge(self, account: AccountConfig, ids: list[int]) -> DispatchStats:
+    def _merge(self, account: AccountConfig, ids: Sequence[int]) -> DispatchStats:
         queue = self.queues.queues[account.name]
-        queued = [(i, queue.due[i].event_id or 0) for i in ids]
-        merged = merge(self.store, self.composer, account, queued)
+        merged = merge(
+            self.store, self.composer, account, ids, lambda i: queue.due[i].event_id or 0
+        )
         if merged is None:
             return self._dispatch_queued(account, ids[0])  # merging failed: send the oldest alone
         for post_id in merged.included:

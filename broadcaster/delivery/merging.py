@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,34 +25,39 @@ class Merged:
 
 
 def merge(
-    store: Store, composer: Composer, account: AccountConfig, queued: Sequence[tuple[int, int]]
+    store: Store,
+    composer: Composer,
+    account: AccountConfig,
+    ids: Sequence[int],
+    event_of: Callable[[int], int],
 ) -> Merged | None:
-    """Turn pending posts of one kind, given as (post id, event id) oldest first, into one
-    summary post, as many as fit; None when fewer than two fit, the template fails or a post
-    was taken meanwhile.
+    """Turn pending posts of one kind (`ids`, oldest first; `event_of` gives each one's event)
+    into one summary post, as many as fit; None when fewer than two fit, the template fails
+    or a post was taken meanwhile.
 
     How many fit is found by trying 8, 16, 32... of the oldest until some do not fit (then
     `compose_summary` searches below that), so a merge costs what the summary holds, not the
     whole backlog: only the events it may include are read, a few hundred per statement."""
-    if not queued:
+    if not ids:
         return None
     config = composer.config
     loaded: list[tuple[int, Any, dict[str, Any]]] = []
     summary: Summary | None = None
     # The summary speaks as of the newest post's snapshot, whichever posts it ends up holding.
-    newest_post, newest_event = queued[-1]
+    newest_post = ids[-1]
+    newest_event = event_of(newest_post)
     shared = store.events_with_context_many([newest_event])[newest_event].shared
     views = shared_vars(shared, config.election.timezone, display_from(config))
-    n = min(FIRST_TRY, len(queued))
+    n = min(FIRST_TRY, len(ids))
     while True:
-        wanted = queued[len(loaded) : n]
+        wanted = [(post_id, event_of(post_id)) for post_id in ids[len(loaded) : n]]
         stored = store.events_with_context_many([event_id for _, event_id in wanted])
         for post_id, event_id in wanted:
             loaded.append((post_id, stored[event_id].event, stored[event_id].context))
         summary = compose_summary(composer, account, loaded, views)
-        if summary is None or len(summary.included) < n or n == len(queued):
+        if summary is None or len(summary.included) < n or n == len(ids):
             break
-        n = min(2 * n, len(queued))
+        n = min(2 * n, len(ids))
     if summary is None:
         return None
     newest = store.post_row(newest_post)

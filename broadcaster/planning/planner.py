@@ -79,7 +79,8 @@ class Item:
 class Plan:
     supersede: list[tuple[int, str]] = field(default_factory=list)  # (post id, why)
     send: int | None = None  # send this post now
-    merge: list[int] = field(default_factory=list)  # or merge these (one kind) into a summary
+    # or merge these (one kind, oldest first) into a summary
+    merge: Sequence[int] = field(default_factory=list)
     wait_until: datetime | None = None  # nothing to send before this time (None: unknown)
     reason: str = ""
 

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import bisect
 import heapq
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
+from typing import overload
 
 from broadcaster.domain.events import PRIORITY, EventKind
 from broadcaster.domain.quota import Window
@@ -48,6 +49,11 @@ class AccountQueue:
         self._later_heap: list[tuple[datetime, int]] = []
         self._heap: list[tuple[int, int]] = []  # (priority, id) of due posts; lazily cleaned
         self._by_kind: dict[EventKind, dict[int, Item]] = {}
+        # Per kind, due posts by (feed time, id) and a heap of their ids, both cleaned lazily:
+        # the order summaries take them in and the oldest, without sorting on every step.
+        self._order: dict[EventKind, list[tuple[datetime, int]]] = {}
+        self._ids: dict[EventKind, list[int]] = {}
+        self._dropped: dict[EventKind, int] = {}
         self._finals: set[int] = set()  # due final tallies
         self._groups: dict[str | None, set[int]] = {}  # contest -> due post ids
         self._sent: dict[int, tuple[Item, datetime]] = {}
@@ -71,6 +77,13 @@ class AccountQueue:
         self.due[item.id] = item
         heapq.heappush(self._heap, (item.priority, item.id))
         self._by_kind.setdefault(item.kind, {})[item.id] = item
+        order = self._order.setdefault(item.kind, [])
+        entry = (item.feed_time, item.id)
+        if not order or order[-1] < entry:
+            order.append(entry)  # the usual case: newer posts come later
+        else:
+            bisect.insort(order, entry)
+        heapq.heappush(self._ids.setdefault(item.kind, []), item.id)
         self._groups.setdefault(item.contest_id, set()).add(item.id)
         if item.kind is EventKind.TALLY and item.final:
             self._finals.add(item.id)
@@ -82,7 +95,14 @@ class AccountQueue:
         item = self.due.pop(post_id, None)
         if item is None:
             return
-        self._by_kind[item.kind].pop(post_id, None)
+        bucket = self._by_kind[item.kind]
+        bucket.pop(post_id, None)
+        dropped = self._dropped.get(item.kind, 0) + 1
+        if dropped > len(bucket) + 64:  # mostly dead entries: rebuild them from the live ones
+            self._order[item.kind] = sorted((i.feed_time, i.id) for i in bucket.values())
+            self._ids[item.kind] = sorted(bucket)
+            dropped = 0
+        self._dropped[item.kind] = dropped
         group = self._groups.get(item.contest_id)
         if group is not None:
             group.discard(post_id)
@@ -152,10 +172,31 @@ class AccountQueue:
             heapq.heappop(self._heap)
         return None
 
-    def oldest_first(self, kinds: Iterable[EventKind]) -> list[Item]:
-        """Due posts of these kinds by feed time (then id): the order summaries take them."""
-        items = [i for k in kinds for i in self._by_kind.get(k, {}).values()]
-        return sorted(items, key=lambda i: (i.feed_time, i.id))
+    def _live(self, kind: EventKind, post_id: int) -> bool:
+        item = self.due.get(post_id)
+        return item is not None and item.kind is kind
+
+    def in_order(self, kind: EventKind) -> Iterator[int]:
+        """Ids of the due posts of a kind by feed time, then id: the order summaries take."""
+        seen: set[int] = set()
+        for _, post_id in self._order.get(kind, ()):
+            if post_id not in seen and self._live(kind, post_id):
+                seen.add(post_id)
+                yield post_id
+
+    def newest(self, kind: EventKind) -> int | None:
+        """The last of `in_order(kind)`."""
+        for _, post_id in reversed(self._order.get(kind, ())):
+            if self._live(kind, post_id):
+                return post_id
+        return None
+
+    def oldest_id(self, kind: EventKind) -> int | None:
+        """The lowest id among the due posts of a kind."""
+        ids = self._ids.get(kind, [])
+        while ids and not self._live(kind, ids[0]):
+            heapq.heappop(ids)
+        return ids[0] if ids else None
 
     def count(self, kind: EventKind) -> int:
         return len(self._by_kind.get(kind, ()))
@@ -211,7 +252,7 @@ class AccountQueue:
         same = self.count(head.kind)
         crowded = same > room or interval > MIN_INTERVAL
         if head.kind in MERGEABLE and same > 1 and crowded:
-            result.merge = [i.id for i in self.oldest_first([head.kind])]
+            result.merge = OldestFirst(self, head.kind)
             result.reason = f"budget is tight: {same} {head.kind} posts merged"
             return result
         result.send = head.id
@@ -220,20 +261,22 @@ class AccountQueue:
 
     def _night_over(self, result: Plan, head: Item, usable: int) -> Plan:
         """planner._night_over: calls still waiting go before the final tally."""
-        call_kinds = [
-            k for k, items in self._by_kind.items() if items and PRIORITY[k] <= CALL_PRIORITY
-        ]
-        calls = [
-            i for k in call_kinds for i in self._by_kind[k].values() if i.id not in self._finals
-        ]
+        # The calls still waiting: every due post of a call's priority (nothing more urgent
+        # is due, or it would have gone first); a final tally is of a lower priority.
+        counts = {
+            k: len(items)
+            for k, items in self._by_kind.items()
+            if items and PRIORITY[k] <= CALL_PRIORITY
+        }
+        calls = sum(counts.values())
         if calls and usable > 0:
-            first = min(calls, key=lambda i: (i.priority, i.id))
-            kinds = {i.kind for i in calls}
-            if len(calls) > usable and len(kinds) == 1 and first.kind in MERGEABLE:
-                result.merge = [i.id for i in sorted(calls, key=lambda i: (i.feed_time, i.id))]
-                result.reason = f"night's end: {len(calls)} {first.kind} posts merged"
+            first = min(i for i in (self.oldest_id(k) for k in counts) if i is not None)
+            kind = self.due[first].kind
+            if calls > usable and len(counts) == 1 and kind in MERGEABLE:
+                result.merge = OldestFirst(self, kind)
+                result.reason = f"night's end: {calls} {kind} posts merged"
             else:
-                result.send, result.reason = first.id, "night's end"
+                result.send, result.reason = first, "night's end"
             return result
         if self._finals:
             result.send, result.reason = min(self._finals), "urgent"
@@ -246,3 +289,43 @@ class AccountQueue:
             return result
         result.send, result.reason = head.id, "night's end"
         return result
+
+
+class OldestFirst(Sequence[int]):
+    """The due posts of one kind to merge, by feed time then id, as a sequence read only as
+    far as it is used: a summary takes the oldest that fit (and speaks as of the newest), so
+    a merge never walks a backlog of thousands. Read it before the queue changes."""
+
+    def __init__(self, queue: AccountQueue, kind: EventKind) -> None:
+        self._walk = queue.in_order(kind)
+        self._read: list[int] = []
+        self._len = queue.count(kind)
+        self._newest = queue.newest(kind)
+
+    def __len__(self) -> int:
+        return self._len
+
+    def _read_to(self, n: int) -> None:
+        for post_id in self._walk:
+            self._read.append(post_id)
+            if len(self._read) >= n:
+                return
+
+    @overload
+    def __getitem__(self, index: int) -> int: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[int]: ...
+
+    def __getitem__(self, index: int | slice) -> int | list[int]:
+        if isinstance(index, slice):
+            self._read_to(index.indices(self._len)[1])
+            return self._read[index]
+        if index < 0:
+            index += self._len
+        if not 0 <= index < self._len:
+            raise IndexError(index)
+        if index == self._len - 1 and self._newest is not None:
+            return self._newest
+        self._read_to(index + 1)
+        return self._read[index]
