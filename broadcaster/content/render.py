@@ -101,34 +101,68 @@ class Locale:
         return text.translate(KHMER_DIGITS) if self.khmer_digits else text
 
 
-def make_filters(loc: Locale) -> dict[str, Callable[..., str]]:
-    """The filters available to templates (documented in docs/templates.md)."""
-    tz = ZoneInfo(loc.timezone)
-    babel_locale = BabelLocale.parse(loc.language)
-    patterns: dict[int, NumberPattern] = {}
+class _Formats:
+    """Numbers, times and dates written in one locale through Babel, with what was written
+    kept for reuse: Babel's format_decimal parses its pattern and locale on every call, a post
+    renders dozens of numbers and each event is rendered for every account, so patterns are
+    prepared once and the most recently used results remembered (the least recently used
+    make room); most times and dates in posts are the snapshot's, one per snapshot."""
 
-    def pattern_for(decimals: int) -> NumberPattern:
-        pattern = patterns.get(decimals)
+    def __init__(self, loc: Locale) -> None:
+        self.loc = loc
+        self.tz = ZoneInfo(loc.timezone)
+        self.babel = BabelLocale.parse(loc.language)
+        self.patterns: dict[int, NumberPattern] = {}
+        self.formatted = functools.lru_cache(maxsize=FORMATTED_KEPT)(self._apply)
+        self.time_of = functools.lru_cache(maxsize=DATES_KEPT)(self._time)
+        self.date_of = functools.lru_cache(maxsize=DATES_KEPT)(self._date)
+
+    def pattern_for(self, decimals: int) -> NumberPattern:
+        pattern = self.patterns.get(decimals)
         if pattern is None:
             if decimals > 20:
                 raise RenderLimitError("too many decimals")
             pattern = parse_pattern("#,##0." + "0" * decimals if decimals else "#,##0")
-            patterns[decimals] = pattern
+            self.patterns[decimals] = pattern
         return pattern
 
-    # Babel's format_decimal parses its pattern and locale on every call; a post renders dozens
-    # of numbers, and each event is rendered for every account: patterns are prepared once,
-    # and the most recently used results remembered (the least recently used make room).
-    @functools.lru_cache(maxsize=FORMATTED_KEPT)
-    def formatted(decimals: int, kind: type, value: float | int) -> str:
-        return pattern_for(decimals).apply(value, babel_locale)
+    def _apply(self, decimals: int, kind: type, value: float | int) -> str:
+        return self.pattern_for(decimals).apply(value, self.babel)
 
-    def decimal(value: float | int, decimals: int) -> str:
+    def decimal(self, value: float | int, decimals: int) -> str:
         try:
             hash(value)
         except TypeError:  # an unhashable value: let Babel say what it makes of it
-            return pattern_for(decimals).apply(value, babel_locale)
-        return formatted(decimals, type(value), value)
+            return self.pattern_for(decimals).apply(value, self.babel)
+        return self.formatted(decimals, type(value), value)
+
+    def _time(self, value: datetime, pattern: str) -> str:
+        return self.loc.digits(
+            format_time(value.astimezone(self.tz), pattern, locale=self.loc.language)
+        )
+
+    def _date(self, value: datetime, pattern: str) -> str:
+        return self.loc.digits(
+            format_date(value.astimezone(self.tz), pattern, locale=self.loc.language)
+        )
+
+    def time(self, value: datetime, pattern: str | None) -> str:
+        pattern = pattern or self.loc.time_format
+        if isinstance(value, datetime) and isinstance(pattern, str):
+            return self.time_of(value, pattern)  # type: ignore[no-any-return]
+        return self._time(value, pattern)  # not a time: Babel's own error
+
+    def date(self, value: datetime, pattern: str | None) -> str:
+        pattern = pattern or self.loc.date_format
+        if isinstance(value, datetime) and isinstance(pattern, str):
+            return self.date_of(value, pattern)  # type: ignore[no-any-return]
+        return self._date(value, pattern)
+
+
+def make_filters(loc: Locale) -> dict[str, Callable[..., str]]:
+    """The filters available to templates (documented in docs/templates.md)."""
+    formats = _Formats(loc)
+    decimal = formats.decimal
 
     def number(value: Any, decimals: int | None = None) -> str:
         if value is None:
@@ -143,28 +177,11 @@ def make_filters(loc: Locale) -> dict[str, Callable[..., str]]:
             return "-"
         return loc.digits(decimal(float(value), int(decimals)) + "%")
 
-    # Most times and dates in posts are the snapshot's: one per snapshot, formatted once.
-    @functools.lru_cache(maxsize=DATES_KEPT)
-    def time_of(value: datetime, pattern: str) -> str:
-        return loc.digits(format_time(value.astimezone(tz), pattern, locale=loc.language))
-
-    @functools.lru_cache(maxsize=DATES_KEPT)
-    def date_of(value: datetime, pattern: str) -> str:
-        return loc.digits(format_date(value.astimezone(tz), pattern, locale=loc.language))
-
     def time_(value: datetime, pattern: str | None = None) -> str:
-        if not isinstance(value, datetime) or not isinstance(pattern or "", str):
-            return loc.digits(
-                format_time(value.astimezone(tz), pattern or loc.time_format, locale=loc.language)
-            )
-        return time_of(value, pattern or loc.time_format)
+        return formats.time(value, pattern)
 
     def date_(value: datetime, pattern: str | None = None) -> str:
-        if not isinstance(value, datetime) or not isinstance(pattern or "", str):
-            return loc.digits(
-                format_date(value.astimezone(tz), pattern or loc.date_format, locale=loc.language)
-            )
-        return date_of(value, pattern or loc.date_format)
+        return formats.date(value, pattern)
 
     def digits(value: Any) -> str:
         return loc.digits(str(value))
