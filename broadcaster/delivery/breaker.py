@@ -45,6 +45,7 @@ class Breaker:
         self.clock = clock
         self.accounts = accounts
         self.on_pause = on_pause  # e.g. drop the account's publisher and its connections
+        self._no_failures: set[str] = set()  # accounts whose failure count is known to be 0
 
     def paused(self) -> dict[str, str]:
         """Paused accounts and why; a breaker pause whose cool-down has passed is lifted."""
@@ -82,6 +83,7 @@ class Breaker:
 
     def failed(self, account: str, error: str) -> None:
         """Count a failure; too many in a row open the circuit breaker."""
+        self._no_failures.discard(account)
         count = self.state.failures(account) + 1
         self.state.set_failures(account, count)
         if count >= self.config.dispatch.breaker_failures:
@@ -95,7 +97,11 @@ class Breaker:
             )
 
     def succeeded(self, account: str) -> None:
-        self.state.set_failures(account, 0)
+        # Each send ends here: the count is read and written only when it may not be 0 (only
+        # failures raise it, and they come through `failed`).
+        if account not in self._no_failures:
+            self.state.set_failures(account, 0)
+            self._no_failures.add(account)
 
     def backoff(self, account: str) -> float:
         """The account's next wait, from its failures in a row."""

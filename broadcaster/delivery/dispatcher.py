@@ -23,7 +23,7 @@ from broadcaster.core.clock import Clock
 from broadcaster.core.config import AccountConfig, Config
 from broadcaster.core.secrets import SecretError
 from broadcaster.delivery.breaker import Breaker, backoff
-from broadcaster.delivery.budgets import account_budget, account_windows
+from broadcaster.delivery.budgets import account_windows
 from broadcaster.delivery.cards import CardMaker
 from broadcaster.delivery.corrections import after_correction
 from broadcaster.delivery.env import publisher_env
@@ -34,8 +34,10 @@ from broadcaster.delivery.queues import Queues
 from broadcaster.delivery.recovery import Recovery
 from broadcaster.domain.events import EventKind
 from broadcaster.domain.posts import HoldKind, PostState
+from broadcaster.domain.quota import Window
 from broadcaster.outbox.state import State, Waiting
 from broadcaster.outbox.store import Store, post_from_row
+from broadcaster.planning.budget import budget_state
 from broadcaster.planning.planner import Plan
 from broadcaster.publishers import (
     InDoubt,
@@ -99,6 +101,7 @@ class Dispatcher:
         self._newly_paused: set[str] = set()  # paused during this run_once
         self._waiting: dict[str, Waiting | None] = {}  # as last written (only we write it)
         self._night_start: datetime | None = None
+        self._known_limits: dict[str, tuple[list[Window], datetime | None]] = {}
 
     # -- publishers and modes --
 
@@ -151,6 +154,7 @@ class Dispatcher:
         stats = self.recovery.recover(self.owned, set(self.accounts))
         if stats.sent or stats.retried or stats.held or stats.failed:
             self.queues.invalidate()
+            self._known_limits.clear()
         return stats
 
     def invalidate(self) -> None:
@@ -193,7 +197,7 @@ class Dispatcher:
     def _step(self, account: AccountConfig) -> DispatchStats | None:
         """Plan and send one post (or one summary) for an account; None when it must wait."""
         now = self.clock.now()
-        windows = account_windows(self.state, account)
+        windows, blocked = self._limits(account)
         span = max([86400, *(w.seconds for w in windows)])
         self._catch_up(now, now - timedelta(seconds=span))
         queue = self.queues.queues[account.name]
@@ -206,7 +210,7 @@ class Dispatcher:
             plan = Plan(send=head.id if head else None, reason="naive")
         else:
             plan = queue.plan(
-                account_budget(self.store, account, now, windows, recent_sends),
+                budget_state(windows, recent_sends, now, blocked_until=blocked),
                 windows,
                 now=now,
                 night_ends=self.night_ends(now),
@@ -222,11 +226,22 @@ class Dispatcher:
         self._set_waiting(account.name, Waiting(plan.reason, plan.wait_until))
         return None
 
+    def _limits(self, account: AccountConfig) -> tuple[list[Window], datetime | None]:
+        """The account's quota windows and any wait its platform asked for. Only a call to
+        the platform changes them (an adapter records what it learns, the breaker a wait), so
+        they are read again only after one."""
+        known = self._known_limits.get(account.name)
+        if known is None:
+            known = (account_windows(self.state, account), self.state.blocked_until(account.name))
+            self._known_limits[account.name] = known
+        return known
+
     def _catch_up(self, now: datetime, since: datetime) -> None:
         """Bring the queues up to date; an operator's change may have paused an account."""
         self.queues.sync(now, since)
         if self.queues.outside_change:
             self.queues.outside_change = False
+            self._known_limits.clear()
             self._newly_paused |= set(self.paused())
 
     def _merge(self, account: AccountConfig, ids: Sequence[int]) -> DispatchStats:
@@ -253,6 +268,7 @@ class Dispatcher:
         try:
             return self._dispatch(row)
         finally:
+            self._known_limits.pop(account.name, None)
             self.queues.settle(account.name, post_id, self.clock.now(), final)
 
     def _set_waiting(self, account: str, waiting: Waiting) -> None:
@@ -271,7 +287,9 @@ class Dispatcher:
         now = self.clock.now()
         moments = [self.store.next_not_before(now)]
         for name in self.accounts:
-            waiting = self.state.waiting(name)
+            if name not in self._waiting:
+                self._waiting[name] = self.state.waiting(name)
+            waiting = self._waiting[name]
             pause = self.state.pause(name)
             moments += [
                 waiting.until if waiting else None,
@@ -300,6 +318,7 @@ class Dispatcher:
                 stats.failed += 1
             elif parent.state == PostState.SENT:
                 stats.add(self._dispatch(row, reply_to=parent.platform_post_id))
+                self._known_limits.pop(row.account, None)
                 self.queues.settle(row.account, row.id, self.clock.now())
         return stats
 

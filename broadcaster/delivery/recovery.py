@@ -49,8 +49,9 @@ class Recovery:
         in this run's mode (others are never looked up or sent from here); `known`: the
         configured accounts."""
         stats = DispatchStats()
-        paused = self.breaker.paused()
-        for row in self.store.posts_in_state(PostState.SENDING):
+        sending = self.store.posts_in_state(PostState.SENDING)
+        paused = self.breaker.paused() if sending else {}
+        for row in sending:
             if row.account not in known:
                 self.store.mark_held(
                     row.id, HoldKind.ACCOUNT, "in doubt: the account is no longer configured"
