@@ -3,6 +3,7 @@
     python bench/bench_rehearse.py                   # 222 seats, cards on and off
     python bench/bench_rehearse.py --seats 20000     # a national local election's size
     python bench/bench_rehearse.py --cards off
+    python bench/bench_rehearse.py --card-workers 0  # cards drawn by the dispatcher alone
 
 The night is tests/ge15_night.py's: 222 single-seat contests, about 950 candidates, 17
 snapshots over 8 hours, real-length Malay names. It is rehearsed through the real pipeline,
@@ -27,6 +28,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -40,7 +42,7 @@ def floor(folder: Path) -> float:
     return time.perf_counter() - t0
 
 
-def child(folder: Path, out: Path, cards: bool) -> dict[str, float]:
+def child(folder: Path, out: Path, cards: bool, workers: int | None) -> dict[str, float]:
     """One rehearsal in this process; its figures."""
     from sqlalchemy import event
     from sqlalchemy.engine import Engine
@@ -50,6 +52,7 @@ def child(folder: Path, out: Path, cards: bool) -> dict[str, float]:
     from broadcaster.outbox.store import Store
     from broadcaster.rehearsal.replay import rehearse
     from broadcaster.runtime.configuration import load_config
+    from broadcaster.runtime.cycle import Pipeline
 
     counts = {"statements": 0, "commits": 0}
 
@@ -72,9 +75,22 @@ def child(folder: Path, out: Path, cards: bool) -> dict[str, float]:
             steps.append(time.perf_counter() - t0)
 
     Dispatcher._step = timed  # type: ignore[method-assign]
+    ingests: list[float] = []
+    apply = Pipeline.apply
+
+    def timed_apply(self: Pipeline, *args: Any, **kwargs: Any) -> Any:
+        t0 = time.perf_counter()
+        try:
+            return apply(self, *args, **kwargs)
+        finally:
+            ingests.append(time.perf_counter() - t0)
+
+    Pipeline.apply = timed_apply  # type: ignore[method-assign]
     logging.disable(logging.WARNING)
     config = load_config(None)
-    config = config.with_overrides(cards=config.cards.model_copy(update={"enabled": cards}))
+    config = config.with_overrides(
+        cards=config.cards.model_copy(update={"enabled": cards, "workers": workers})
+    )
     t0 = time.perf_counter()
     report = rehearse(config, folder, out, speed=None, tail=3600)
     wall = time.perf_counter() - t0
@@ -92,15 +108,18 @@ def child(folder: Path, out: Path, cards: bool) -> dict[str, float]:
         "commits": counts["commits"],
         "steps": len(steps),
         "longest_step": max(steps, default=0.0),
+        "longest_ingest": max(ingests, default=0.0),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "workers_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
     }
 
 
-def run(folder: Path, cards: bool) -> dict[str, float]:
+def run(folder: Path, cards: bool, workers: int | None) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="bench-rehearse-") as tmp:
         proc = subprocess.run(
             [sys.executable, __file__, "--child", str(folder), str(Path(tmp) / "out")]
-            + (["--cards", "on"] if cards else ["--cards", "off"]),
+            + (["--cards", "on"] if cards else ["--cards", "off"])
+            + ([] if workers is None else ["--card-workers", str(workers)]),
             capture_output=True,
             text=True,
             check=False,
@@ -114,10 +133,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seats", type=int, default=222)
     parser.add_argument("--cards", choices=("on", "off", "both"), default="both")
+    parser.add_argument("--card-workers", type=int, default=None, help="[cards] workers")
     parser.add_argument("--child", nargs=2, type=Path, help=argparse.SUPPRESS)
     opts = parser.parse_args()
     if opts.child:
-        figures = child(opts.child[0], opts.child[1], opts.cards == "on")
+        figures = child(opts.child[0], opts.child[1], opts.cards == "on", opts.card_workers)
         print(json.dumps(figures))
         return
     from tests.ge15_night import ge15_plan, write_ge15
@@ -132,7 +152,7 @@ def main() -> None:
         )
         modes = {"on": [True], "off": [False], "both": [True, False]}[opts.cards]
         for cards in modes:
-            f = run(folder, cards)
+            f = run(folder, cards, opts.card_workers)
             print(
                 f"cards {'on ' if cards else 'off'}: {f['wall']:.2f} s wall "
                 f"({f['wall'] / base:.0f}x the floor); {f['sent']:.0f} sent, "
@@ -140,7 +160,9 @@ def main() -> None:
                 f"{f['statements']:.0f} SQL statements "
                 f"({f['statements'] / max(1, f['sent']):.1f} per sent post), "
                 f"{f['commits']:.0f} commits; {f['steps']:.0f} dispatch steps, longest "
-                f"{f['longest_step'] * 1000:.0f} ms; peak RSS {f['peak_rss_mb']:.0f} MB"
+                f"{f['longest_step'] * 1000:.0f} ms; longest ingest of a snapshot "
+                f"{f['longest_ingest']:.2f} s; peak RSS {f['peak_rss_mb']:.0f} MB (card workers "
+                f"{f['workers_rss_mb']:.0f} MB)"
             )
 
 

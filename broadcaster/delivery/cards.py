@@ -1,9 +1,22 @@
 """Cards for outbox rows: named by what they show, drawn once, and shared by every post (on any
-account) that would show the same picture."""
+account) that would show the same picture.
+
+Drawing a card takes tens of milliseconds (Pillow, then PNG encoding), so the dispatcher asks
+for the cards of the posts it will most likely send (calls, corrections, majorities) as soon
+as they are queued (`prefetch`): a pool of worker processes draws them while it goes on, each
+worker reading the event from the database itself. A send then finds its card drawn, waits
+for the worker already drawing it, or draws it itself; a worker that fails or dies only means
+the card is drawn in the dispatcher's process, where an error is handled as before.
+"""
 
 from __future__ import annotations
 
+import logging
+import multiprocessing
 import os
+import uuid
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
@@ -15,29 +28,127 @@ from broadcaster.core.config import AccountConfig, Config
 from broadcaster.outbox.store import Store
 from broadcaster.publishers import capabilities_for
 
+log = logging.getLogger(__name__)
+
+IN_FLIGHT = 64  # cards asked of the workers and not yet collected, at most
+WAIT = 60.0  # seconds a send waits for a worker's card before drawing it itself
+
+
+def default_workers() -> int:
+    """One worker per core but one (the dispatcher keeps a core), at least one, at most four."""
+    return max(1, min(4, (os.cpu_count() or 2) - 1))
+
 
 class CardMaker:
-    def __init__(self, config: Config, store: Store, folder: Path) -> None:
+    def __init__(
+        self, config: Config, store: Store, folder: Path, *, workers: int | None = None
+    ) -> None:
         self.config = config
         self.store = store
         self.folder = folder
         self.style = CardStyle.from_config(config.cards, config.base_dir)
         self.display = display_from(config)
+        if workers is None:
+            workers = config.cards.workers
+        self.workers = default_workers() if workers is None else workers
+        self._pool: ProcessPoolExecutor | None = None
+        self._drawing: dict[tuple[int, str], Future[str]] = {}
 
     def card_for(self, row: Any, account: AccountConfig) -> Path:
-        """The card file for an outbox row, drawing it if it does not exist yet."""
+        """The card file for an outbox row, drawing it if it does not exist yet (or waiting
+        for the worker that is drawing it)."""
+        future = self._drawing.pop((row.event_id, account.name), None)
+        # A card still waiting its turn in the pool is drawn here at once rather than after
+        # the others; one a worker is drawing is nearly done.
+        if future is not None and not future.cancel():
+            try:
+                drawn = Path(future.result(timeout=WAIT))
+                if drawn.exists():
+                    return drawn
+            except Exception as exc:  # drawn here instead, where its error is handled as before
+                log.warning(
+                    "a card worker failed (%s: %s); drawing it here", type(exc).__name__, exc
+                )
+                if isinstance(exc, BrokenProcessPool):
+                    self._shutdown()
+        return self.draw(row.event_id, account)
+
+    def draw(self, event_id: int, account: AccountConfig) -> Path:
+        """The card of an event for an account, drawn unless its file exists."""
         spec = capabilities_for(account.platform).card
         if spec is None:
             raise ValueError(f"{account.platform} takes no images")
         locale = locale_for(self.config, account)
-        stored = self.store.event_with_context(row.event_id)
+        stored = self.store.event_with_context(event_id)
         tz = self.config.election.timezone
         views = shared_vars(stored.shared, tz, self.display)
         variables = template_vars(stored.event, stored.context, views, timezone=tz)
         path = card_path(self.folder, card_fingerprint(variables, spec, locale, self.style), spec)
         if path.exists():
             return path
-        tmp = path.with_name(f"{path.stem}.{os.getpid()}.part{path.suffix}")
+        # Never leave a half-written card where a publisher would find it; two drawers of the
+        # same card (a worker and a send) each write their own file and swap it in.
+        tmp = path.with_name(f"{path.stem}.{os.getpid()}.{uuid.uuid4().hex[:8]}.part{path.suffix}")
         render_card(variables, spec, locale, self.style, tmp)
-        tmp.replace(path)  # never leave a half-written card where a publisher would find it
+        tmp.replace(path)
         return path
+
+    # -- drawing ahead, in worker processes --
+
+    def prefetch(self, event_id: int, account: AccountConfig) -> None:
+        """Start drawing the card of a post that will likely be sent; never raises."""
+        key = (event_id, account.name)
+        if self.workers <= 0 or key in self._drawing:
+            return
+        if capabilities_for(account.platform).card is None:
+            return
+        if len(self._drawing) >= IN_FLIGHT:
+            for done in [k for k, f in self._drawing.items() if f.done()]:
+                del self._drawing[done]
+            if len(self._drawing) >= IN_FLIGHT:
+                return  # busy: this one is drawn when it is sent
+        try:
+            self._drawing[key] = self._workers().submit(_draw_in_worker, event_id, account.name)
+        except Exception as exc:  # a pool that cannot start: cards are drawn at send time
+            log.warning("cards cannot be drawn ahead: %s", exc)
+            self.workers = 0
+
+    def _workers(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            # forkserver: workers start from a clean process, not a fork of a threaded daemon.
+            methods = multiprocessing.get_all_start_methods()
+            context = multiprocessing.get_context(
+                "forkserver" if "forkserver" in methods else "spawn"
+            )
+            self._pool = ProcessPoolExecutor(
+                self.workers,
+                mp_context=context,
+                initializer=_start_worker,
+                initargs=(self.config, self.store.url, self.folder),
+            )
+        return self._pool
+
+    def _shutdown(self) -> None:
+        pool, self._pool = self._pool, None
+        self._drawing.clear()
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def close(self) -> None:
+        """Stop the workers (cards being drawn are finished, those waiting are dropped)."""
+        self._shutdown()
+
+
+_maker: CardMaker | None = None  # in a worker process
+_accounts: dict[str, AccountConfig] = {}
+
+
+def _start_worker(config: Config, url: str, folder: Path) -> None:
+    global _maker, _accounts
+    _maker = CardMaker(config, Store(url), folder, workers=0)
+    _accounts = {a.name: a for a in config.accounts}
+
+
+def _draw_in_worker(event_id: int, account: str) -> str:
+    assert _maker is not None
+    return str(_maker.draw(event_id, _accounts[account]))

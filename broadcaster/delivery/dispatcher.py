@@ -140,6 +140,8 @@ class Dispatcher:
         for pub in self._publishers.values():
             pub.close()
         self._publishers.clear()
+        if self.cards is not None:
+            self.cards.close()
 
     # -- pauses (kept here for the callers that steer a running dispatcher) --
 
@@ -217,6 +219,7 @@ class Dispatcher:
             )
         if plan.supersede:
             self.store.supersede_many(plan.supersede)
+        self._draw_ahead(account, plan.send)
         if plan.merge:
             return self._merge(account, plan.merge)
         if plan.send is not None:
@@ -225,6 +228,18 @@ class Dispatcher:
             return DispatchStats()  # something changed: plan again
         self._set_waiting(account.name, Waiting(plan.reason, plan.wait_until))
         return None
+
+    def _draw_ahead(self, account: AccountConfig, sending: int | None) -> None:
+        """Have the card of the account's next post in line drawn by a worker while this one
+        goes out (the one after the post being sent, else the first)."""
+        if self.cards is None:
+            return
+        queue = self.queues.queues[account.name]
+        head = queue.head()
+        if head is not None and head.id == sending:
+            head = queue.second()
+        if head is not None and head.id in self.queues.want_cards and head.event_id is not None:
+            self.cards.prefetch(head.event_id, account)
 
     def _limits(self, account: AccountConfig) -> tuple[list[Window], datetime | None]:
         """The account's quota windows and any wait its platform asked for. Only a call to

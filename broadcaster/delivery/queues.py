@@ -57,6 +57,7 @@ class Queues:
         self._seen_id = 0
         self._stale = True
         self.rebuilds = 0  # how many times they were built (tests and benchmarks read it)
+        self.want_cards: set[int] = set()  # queued posts that want a card (drawn ahead)
         self.outside_change = False  # set when someone else changed the outbox (pauses too)
 
     def invalidate(self) -> None:
@@ -84,6 +85,7 @@ class Queues:
 
     def _rebuild(self, newest: int, now: datetime, since: datetime) -> None:
         self.queues = {name: AccountQueue() for name in self.accounts}
+        self.want_cards = set()
         self._add_new(0, now)
         for name, queue in self.queues.items():
             for row in self.store.sent_since(name, since):
@@ -100,6 +102,8 @@ class Queues:
                 queue.add(
                     queued_item(row, final=row.final, event_id=row.event_id), row.not_before, now
                 )
+                if row.wants_card:
+                    self.want_cards.add(row.id)
 
     def settle(self, account: str, post_id: int, now: datetime, final: bool = False) -> None:
         """Read back what became of a post the dispatcher handled, and queue it accordingly

@@ -241,6 +241,7 @@ class _Queued:
     feed_time: datetime
     priority: int
     not_before: datetime | None
+    wants_card: bool
     final: bool = False
 
 
@@ -838,6 +839,7 @@ class Store:
             posts.c.feed_time,
             posts.c.priority,
             posts.c.not_before,
+            posts.c.wants_card,
         )
         with self.engine.connect() as conn:
             pending = posts.c.state == PostState.PENDING

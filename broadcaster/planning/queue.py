@@ -172,6 +172,25 @@ class AccountQueue:
             heapq.heappop(self._heap)
         return None
 
+    def second(self) -> Item | None:
+        """The due post that comes after the head (a few heap operations)."""
+        head = self.head()
+        if head is None:
+            return None
+        taken: list[tuple[int, int]] = []
+        found = None
+        while self._heap and found is None:
+            entry = heapq.heappop(self._heap)
+            item = self.due.get(entry[1])
+            if item is None:
+                continue  # a post no longer due: its entry goes
+            taken.append(entry)
+            if item.id != head.id:
+                found = item
+        for entry in taken:
+            heapq.heappush(self._heap, entry)
+        return found
+
     def _live(self, kind: EventKind, post_id: int) -> bool:
         item = self.due.get(post_id)
         return item is not None and item.kind is kind
