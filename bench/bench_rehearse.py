@@ -110,7 +110,6 @@ def child(folder: Path, out: Path, cards: bool, workers: int | None) -> dict[str
         "longest_step": max(steps, default=0.0),
         "longest_ingest": max(ingests, default=0.0),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "workers_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
     }
 
 
@@ -161,8 +160,7 @@ def main() -> None:
                 f"({f['statements'] / max(1, f['sent']):.1f} per sent post), "
                 f"{f['commits']:.0f} commits; {f['steps']:.0f} dispatch steps, longest "
                 f"{f['longest_step'] * 1000:.0f} ms; longest ingest of a snapshot "
-                f"{f['longest_ingest']:.2f} s; peak RSS {f['peak_rss_mb']:.0f} MB (card workers "
-                f"{f['workers_rss_mb']:.0f} MB)"
+                f"{f['longest_ingest']:.2f} s; peak RSS {f['peak_rss_mb']:.0f} MB"
             )
 
 

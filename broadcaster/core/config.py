@@ -191,7 +191,7 @@ class CardsConfig(_Strict):
     accent: str = Field(default="#1F4E79", pattern=r"^#[0-9A-Fa-f]{6}$")
     dir: str = "cards"  # where rendered cards are written
     # Worker processes drawing cards ahead of the posts that will need them; default: one per
-    # core but one. 0: cards are drawn by the dispatcher when a post is sent.
+    # core beyond two. 0: cards are drawn by the dispatcher when a post is sent.
     workers: int | None = Field(default=None, ge=0, le=16)
 
 

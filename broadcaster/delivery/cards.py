@@ -35,8 +35,10 @@ WAIT = 60.0  # seconds a send waits for a worker's card before drawing it itself
 
 
 def default_workers() -> int:
-    """One worker per core but one (the dispatcher keeps a core), at least one, at most four."""
-    return max(1, min(4, (os.cpu_count() or 2) - 1))
+    """One worker per core beyond two, at most four. On two cores the dispatcher and the
+    pipeline already use both: measured with bench/bench_rehearse.py, a worker there only
+    competes with them (the GE15-sized night took 27 s with one, 23 s without)."""
+    return max(0, min(4, (os.cpu_count() or 2) - 2))
 
 
 class CardMaker:
