@@ -232,7 +232,7 @@ class Dispatcher:
     def _draw_ahead(self, account: AccountConfig, sending: int | None) -> None:
         """Have the card of the account's next post in line drawn by a worker while this one
         goes out (the one after the post being sent, else the first)."""
-        if self.cards is None:
+        if self.cards is None or self.cards.workers <= 0:
             return
         queue = self.queues.queues[account.name]
         head = queue.head()
