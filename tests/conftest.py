@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import pwd
 import shutil
@@ -14,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -64,6 +66,108 @@ def run_cli() -> Callable[..., subprocess.CompletedProcess[str]]:
         )
 
     return run
+
+
+def invoke(
+    *args: str,
+    columns: int = 120,
+    env: dict[str, str | None] | None = None,
+    cwd: Path | str | None = None,
+    input: str | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run `broadcaster ARGS` in this process (click's CliRunner streams), answering like
+    `run_cli`: exit status, stdout and stderr apart, an unexpected exception's traceback on
+    stderr with status 1. It starts, as a new process would, with no secret registered for
+    masking; what a command changes for the whole process (logging handlers, the registered
+    secrets, the environment, the working folder) is put back after.
+    Commands that serve until a signal (`run`, `console`, `emulator`, `live`) must stay
+    subprocesses: one that tries to install a signal handler here fails at once instead of
+    blocking the test."""
+    from click.testing import CliRunner
+
+    from broadcaster.cli import main
+    from broadcaster.core import logs
+
+    root = logging.getLogger()
+    loggers = [root, *(v for v in logging.Logger.manager.loggerDict.values())]
+    saved_loggers = [
+        (lg, lg.level, list(lg.handlers), list(lg.filters))
+        for lg in loggers
+        if isinstance(lg, logging.Logger)
+    ]
+    saved_secrets = set(logs._SECRETS)
+    saved_env = dict(os.environ)
+    saved_cwd = os.getcwd()
+
+    def no_signal_handlers(sig: int, handler: Any) -> Any:
+        raise AssertionError(
+            f"`broadcaster {' '.join(args)}` installs a handler for signal {sig}: it serves "
+            "until stopped, so test it as a subprocess (the `processes` fixture)"
+        )
+
+    code = 0
+    runner = CliRunner()
+    try:
+        with (
+            runner.isolation(input=input, env={"COLUMNS": str(columns), **(env or {})}) as streams,
+            _patched(signal, "signal", no_signal_handlers),
+        ):
+            if cwd is not None:
+                os.chdir(cwd)
+            with logs._SECRETS_LOCK:  # as in a new process: the command registers its own
+                logs._SECRETS.clear()
+            try:
+                main.main(list(args), prog_name="broadcaster", standalone_mode=True)
+            except SystemExit as exc:  # what the interpreter would do with it
+                if exc.code is None:
+                    code = 0
+                elif isinstance(exc.code, int):
+                    code = exc.code
+                else:
+                    print(exc.code, file=sys.stderr)
+                    code = 1
+            except Exception:
+                traceback.print_exc()
+                code = 1
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+            stdout, stderr = streams[0].getvalue(), streams[1].getvalue()
+    finally:
+        os.chdir(saved_cwd)
+        os.environ.clear()
+        os.environ.update(saved_env)
+        with logs._SECRETS_LOCK:
+            logs._SECRETS.clear()
+            logs._SECRETS.update(saved_secrets)
+        for lg, level, handlers, filters in saved_loggers:
+            lg.setLevel(level)
+            lg.handlers[:] = handlers
+            lg.filters[:] = filters
+    return subprocess.CompletedProcess(
+        ["broadcaster", *args],
+        code,
+        stdout.decode("utf-8", "replace"),
+        stderr.decode("utf-8", "replace"),
+    )
+
+
+@contextlib.contextmanager
+def _patched(owner: Any, name: str, value: Any) -> Iterator[None]:
+    saved = getattr(owner, name)
+    setattr(owner, name, value)
+    try:
+        yield
+    finally:
+        setattr(owner, name, saved)
+
+
+@pytest.fixture
+def cli() -> Callable[..., subprocess.CompletedProcess[str]]:
+    """`broadcaster` in this process: the `run_cli` answer without starting an interpreter
+    (about a second each on a loaded 2-core machine). Keep `run_cli` for the few smoke tests
+    of the installed command itself."""
+    return invoke
 
 
 def write_config(
@@ -164,14 +268,35 @@ def processes() -> Iterator[Processes]:
         started.kill_all()
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float = 60) -> None:
-    """Poll `predicate` until it is true (a daemon in another process getting somewhere)."""
+def wait_for(
+    predicate: Callable[[], Any],
+    timeout: float = 60,
+    *,
+    proc: subprocess.Popen[Any] | None = None,
+    log: Path | None = None,
+) -> None:
+    """Poll `predicate` until it is true (a daemon in another process getting somewhere).
+    With `proc`, fail as soon as that process has exited instead of waiting out the timeout;
+    with `log`, the end of that file is in the failure's message."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
             return
+        if proc is not None and proc.poll() is not None:
+            if predicate():  # it got there, then stopped
+                return
+            raise AssertionError(
+                f"process {proc.pid} exited with {proc.returncode} before the wait was over"
+                + _log_tail(log)
+            )
         time.sleep(0.05)
-    raise AssertionError("timed out waiting")
+    raise AssertionError(f"timed out waiting ({timeout} s)" + _log_tail(log))
+
+
+def _log_tail(log: Path | None, chars: int = 3000) -> str:
+    if log is None or not log.exists():
+        return ""
+    return f"\n--- {log} (end) ---\n" + log.read_text(errors="replace")[-chars:]
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:

@@ -262,7 +262,7 @@ def live_state(db: Path) -> dict | None:
     return json.loads(row[0]) if row else None
 
 
-def test_live_dry_run_names_the_empty_feed_in_status_and_stops_on_sigterm(tmp_path, run_cli):
+def test_live_dry_run_names_the_empty_feed_in_status_and_stops_on_sigterm(tmp_path, cli):
     config = live_config(tmp_path, str(tmp_path / "no-snapshots-yet"))
     process = subprocess.Popen(
         [*broadcaster_cmd(), "--log-format", "json", "live", "--config", str(config), "--dry-run"],
@@ -273,7 +273,7 @@ def test_live_dry_run_names_the_empty_feed_in_status_and_stops_on_sigterm(tmp_pa
     )
     try:
         wait_for(lambda: (live_state(tmp_path / "state.db") or {}).get("frames", 0) > 10, 60)
-        status = run_cli("status", "--config", str(config), cwd=tmp_path)
+        status = cli("status", "--config", str(config), cwd=tmp_path)
         assert "live channel: running" in status.stdout
         assert "no snapshot accepted yet (empty feed)" in status.stdout
         assert "dry-run (file): live" in status.stdout
@@ -290,8 +290,8 @@ def test_live_dry_run_names_the_empty_feed_in_status_and_stops_on_sigterm(tmp_pa
         assert written.streams.video[0].codec_context.width == 320
 
 
-def test_rehearse_renders_a_recorded_night_to_mp4_and_hls(tmp_path, run_cli):
-    result = run_cli(
+def test_rehearse_renders_a_recorded_night_to_mp4_and_hls(tmp_path, cli):
+    result = cli(
         "live", "--rehearse", str(DEMO_SNAPSHOTS), "--out", str(tmp_path / "night.mp4"),
         "--speed", "9000", cwd=tmp_path,
     )  # fmt: skip
@@ -303,7 +303,7 @@ def test_rehearse_renders_a_recorded_night_to_mp4_and_hls(tmp_path, run_cli):
         assert night.streams.audio
         assert 7 <= night.duration / 1e6 <= 9  # 7.5 h of feed at 9000x, and 5 s after
     small = live_config(tmp_path, str(DEMO_SNAPSHOTS))  # 320 x 180 at 10 fps: quicker
-    hls = run_cli(
+    hls = cli(
         "live", "--rehearse", str(DEMO_SNAPSHOTS), "--hls", str(tmp_path / "hls"),
         "--speed", "9000", "--config", str(small), cwd=tmp_path,
     )  # fmt: skip

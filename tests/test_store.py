@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import shutil
 import sqlite3
 import stat
 from pathlib import Path
@@ -67,8 +68,12 @@ def test_a_schema_1_database_is_upgraded_in_place(tmp_path: Path, demo_files: li
     from broadcaster.rehearsal.replay import rehearse
     from broadcaster.runtime.configuration import load_config
 
+    night = tmp_path / "snapshots"
+    night.mkdir()
+    for path in demo_files[:3]:  # enough for a few posts to hold; the whole night adds nothing
+        shutil.copy(path, night)
     out = tmp_path / "night"
-    rehearse(load_config(None), demo_files[0].parent, out)
+    rehearse(load_config(None), night, out)
     db = out / "state.db"
     store = Store(f"sqlite:///{db}")
     with store.engine.begin() as conn:  # a few holds as schema 1 wrote them
