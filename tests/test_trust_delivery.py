@@ -336,9 +336,7 @@ def test_path4_the_send_time_scan_catches_a_secret_that_got_in_later(tmp_path: P
 # -- path 8: a token echoed by a platform ------------------------------------------------------
 
 
-def test_path8_a_token_echoed_by_the_platform_is_masked_everywhere(
-    tmp_path: Path, cli, platform
-):
+def test_path8_a_token_echoed_by_the_platform_is_masked_everywhere(tmp_path: Path, cli, platform):
     """The platform's error quoted the token: it reached the outbox, status, outbox show and
     /healthz. Every stored error and every output masks registered secrets."""
     import responses
@@ -371,9 +369,7 @@ def test_path8_a_token_echoed_by_the_platform_is_masked_everywhere(
         )
     store.close()
     cli_env = {"FB_PAGE_TOKEN": PAGE_TOKEN}
-    shown = cli(
-        "outbox", "show", str(failed.id), "--config", str(tmp_path / "c.toml"), env=cli_env
-    )
+    shown = cli("outbox", "show", str(failed.id), "--config", str(tmp_path / "c.toml"), env=cli_env)
     assert shown.returncode == 0, shown.stderr
     assert PAGE_TOKEN not in shown.stdout
     assert "[redacted]" in shown.stdout
