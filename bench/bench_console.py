@@ -30,8 +30,9 @@ from broadcaster.console.users import Role, UserStore
 from broadcaster.core.config import CardsConfig
 from broadcaster.core.paths import DEMO_SNAPSHOTS
 from broadcaster.domain.events import Event, EventKind
+from broadcaster.domain.posts import NewPost, PostState
 from broadcaster.outbox.operations import pause
-from broadcaster.outbox.store import NewPost, PostState, Store
+from broadcaster.outbox.store import Store
 from broadcaster.planning.planner import idempotency_key
 from broadcaster.rehearsal.replay import rehearse
 from broadcaster.runtime.configuration import load_config

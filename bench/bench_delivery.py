@@ -32,7 +32,8 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from broadcaster.outbox.store import PostState, Store, posts
+from broadcaster.domain.posts import PostState
+from broadcaster.outbox.store import Store, posts
 from broadcaster.rehearsal.fictional import Burst, NightPlan, first_seen_called, write_night
 from broadcaster.rehearsal.replay import rehearse
 from broadcaster.runtime.configuration import load_config

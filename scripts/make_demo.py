@@ -18,7 +18,7 @@ OUT = Path(__file__).resolve().parent.parent / "broadcaster" / "rehearsal" / "de
 TZ = timezone(timedelta(hours=7))
 START = datetime(2030, 7, 28, 19, 0, tzinfo=TZ)
 STEP = timedelta(minutes=30)
-SNAPSHOTS = 15  # 0 % counted ... all called, a correction, then certified
+SNAPSHOTS = 15  # 0 % counted ... all called, declared official, a correction, then certified
 UNITS = 20  # polling stations per seat
 
 PARTIES = [
@@ -99,6 +99,12 @@ LISTS = [("P1", "Upland Province", 5), ("P2", "Delta Province", 4), ("P3", "Coas
 # Seats whose early count favours the eventual runner-up (a leader change during the night).
 SWINGS = {"D03", "D08"}
 CORRECTED = "D06"  # figures corrected after the count was complete (same winner)
+# A seat whose polling is postponed (a candidate died): in the chamber, never declared tonight.
+POSTPONED = ("D13", "Fernhill", [("Kiri Vann", "par-hbr"), ("Lucia Moreau", "par-hig")])
+# When the returning officers declare the seats official (the report is then complete), and
+# the seat whose official count differs from the provisional one it was called on.
+OFFICIAL_AT = SNAPSHOTS - 3
+RECHECKED = "D09"  # 12 more votes for the runner-up in the official count
 
 
 def text(value: str) -> dict:
@@ -142,7 +148,65 @@ def reported_at(rng: random.Random) -> list[int]:
     return out
 
 
-def build() -> list[dict]:
+def status_of(value: str) -> list[dict]:
+    """A contest's own status (broadcaster reads it from this ExternalIdentifier)."""
+    return [
+        {
+            "@type": "ElectionResults.ExternalIdentifier",
+            "Type": "other",
+            "OtherType": "contest-status",
+            "Value": value,
+        }
+    ]
+
+
+def postponed_seat() -> tuple[dict, list[dict], dict]:
+    """The postponed seat's GpUnit, candidates and contest: no votes, no progress."""
+    sid, name, cands = POSTPONED
+    unit = {
+        "@type": "ElectionResults.ReportingUnit",
+        "@id": f"ru-{sid}",
+        "Type": "state-house",
+        "Name": text(f"{sid} {name}"),
+        "SubUnitsReported": 0,
+        "TotalSubUnits": UNITS,
+    }
+    candidates = [
+        {
+            "@type": "ElectionResults.Candidate",
+            "@id": f"can-{sid}-{i + 1}",
+            "BallotName": text(cname),
+            "PartyId": party,
+        }
+        for i, (cname, party) in enumerate(cands)
+    ]
+    contest = {
+        "@type": "ElectionResults.CandidateContest",
+        "@id": f"cc-{sid}",
+        "Name": f"{sid} {name}",
+        "ElectionDistrictId": f"ru-{sid}",
+        "VotesAllowed": 1,
+        "NumberElected": 1,
+        "SubUnitsReported": 0,
+        "TotalSubUnits": UNITS,
+        "ExternalIdentifier": status_of("postponed"),
+        "ContestSelection": [
+            {
+                "@type": "ElectionResults.CandidateSelection",
+                "@id": f"cs-{sid}-{i + 1}",
+                "CandidateIds": [c["@id"]],
+                "VoteCounts": [],
+            }
+            for i, c in enumerate(candidates)
+        ],
+    }
+    return unit, candidates, contest
+
+
+def build(features: bool = True) -> list[dict]:
+    """The night's snapshots. `features=False` leaves out what issue 14 added (the postponed
+    seat, the official stage and its recount of one seat): the night as it was before, which
+    the tests replay to show that the events of the earlier kinds keep their keys."""
     rng = random.Random(20300728)
     seat_plan = []
     for sid, name, cands in SEATS:
@@ -169,7 +233,9 @@ def build() -> list[dict]:
                 "@id": "ru-nation",
                 "Type": "country",
                 "Name": text("Republic of Demoland (fictional)"),
-                "ComposingGpUnitIds": [f"ru-{s[0]}" for s in SEATS] + [f"ru-{p[0]}" for p in LISTS],
+                "ComposingGpUnitIds": [f"ru-{s[0]}" for s in SEATS]
+                + ([f"ru-{POSTPONED[0]}"] if features else [])
+                + [f"ru-{p[0]}" for p in LISTS],
             },
         ]
         candidates = []
@@ -179,6 +245,8 @@ def build() -> list[dict]:
             totals = [sum(row[i] for row in votes[:r]) for i in range(len(cands))]
             if sid == CORRECTED and k >= SNAPSHOTS - 2:
                 totals[1] = max(0, totals[1] - 37)  # a transcription error fixed
+            if sid == RECHECKED and k >= OFFICIAL_AT and features:
+                totals[1] += 12  # the official count finds 12 more votes for the runner-up
             complete = r == UNITS
             # A seat is called one snapshot after its last station reports.
             called = (complete and (rep[k - 1] == UNITS if k else False)) or (
@@ -226,19 +294,25 @@ def build() -> list[dict]:
                         ],
                     }
                 )
-            contests.append(
-                {
-                    "@type": "ElectionResults.CandidateContest",
-                    "@id": f"cc-{sid}",
-                    "Name": f"{sid} {name}",
-                    "ElectionDistrictId": f"ru-{sid}",
-                    "VotesAllowed": 1,
-                    "NumberElected": 1,
-                    "SubUnitsReported": r,
-                    "TotalSubUnits": UNITS,
-                    "ContestSelection": selections,
-                }
-            )
+            contest = {
+                "@type": "ElectionResults.CandidateContest",
+                "@id": f"cc-{sid}",
+                "Name": f"{sid} {name}",
+                "ElectionDistrictId": f"ru-{sid}",
+                "VotesAllowed": 1,
+                "NumberElected": 1,
+                "SubUnitsReported": r,
+                "TotalSubUnits": UNITS,
+                "ContestSelection": selections,
+            }
+            if called and k >= OFFICIAL_AT and features:
+                contest["ExternalIdentifier"] = status_of("official")
+            contests.append(contest)
+        if features:
+            unit, postponed_candidates, postponed = postponed_seat()
+            gp_units.append(unit)
+            candidates += postponed_candidates
+            contests.append(postponed)
         for pid, name, seats, votes, rep in list_plan:
             r = rep[k]
             totals = {p[0]: sum(row[i] for row in votes[:r]) for i, p in enumerate(PARTIES)}
@@ -302,7 +376,8 @@ def build() -> list[dict]:
                             "OtherType": "number-elected",
                             "Value": str(seats),
                         }
-                    ],
+                    ]
+                    + (status_of("official") if called and k >= OFFICIAL_AT and features else []),
                     "ContestSelection": selections,
                 }
             )

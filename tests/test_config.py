@@ -12,7 +12,13 @@ from tests.conftest import ROOT, write_config
 
 def test_annotated_example_and_bundled_config_load():
     example = load_config(ROOT / "config" / "example.toml")
-    assert [a.platform for a in example.accounts] == ["facebook", "x", "youtube", "tiktok"]
+    assert [a.platform for a in example.accounts] == [
+        "facebook",
+        "x",
+        "youtube",
+        "tiktok",
+        "telegram",
+    ]
     assert example.accounts[1].wants(EventKind.CALLED)
     assert not example.accounts[1].wants(EventKind.PROGRESS)
     assert example.database_url == f"sqlite:///{ROOT / 'config' / 'broadcaster.db'}"

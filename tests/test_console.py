@@ -16,9 +16,10 @@ from broadcaster.console.app import create_app
 from broadcaster.console.users import Role, UserStore
 from broadcaster.core.config import ConfigError
 from broadcaster.core.logs import register_secret
+from broadcaster.domain.posts import HoldKind, PostState
 from broadcaster.outbox.audit import entries
 from broadcaster.outbox.state import PauseRecord, State
-from broadcaster.outbox.store import HoldKind, PostState, Store
+from broadcaster.outbox.store import Store
 from broadcaster.runtime.configuration import load_config
 from tests.console_support import (
     FAST_HASHER,

@@ -20,6 +20,7 @@ from broadcaster.core.clock import FeedClock
 from broadcaster.core.logs import register_secret
 from broadcaster.delivery.dispatcher import Dispatcher, publisher_env
 from broadcaster.domain.events import TEMPLATED_KINDS, EventKind
+from broadcaster.domain.posts import HoldKind, PostState
 from broadcaster.outbox.announce import AnnouncementError, announce, clean_text, measure
 from broadcaster.outbox.audit import entries
 from broadcaster.outbox.operations import (
@@ -29,7 +30,7 @@ from broadcaster.outbox.operations import (
     find_posts,
     post_history,
 )
-from broadcaster.outbox.store import HoldKind, PostState, Store
+from broadcaster.outbox.store import Store
 from broadcaster.runtime.configuration import load_config
 from tests.conftest import read_jsonl
 from tests.console_support import FAST_HASHER, PASSWORD, demo_night, login, make_env

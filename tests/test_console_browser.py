@@ -23,7 +23,8 @@ from typing import Any
 
 import pytest
 
-from broadcaster.outbox.store import HoldKind, PostState, Store
+from broadcaster.domain.posts import HoldKind, PostState
+from broadcaster.outbox.store import Store
 from broadcaster.publishers import publisher_class
 from broadcaster.rehearsal.emulator import EmulatorServer
 from tests.conftest import DEMO, broadcaster_cmd, wait_for

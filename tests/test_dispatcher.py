@@ -9,8 +9,9 @@ import pytest
 
 from broadcaster.core.clock import FeedClock
 from broadcaster.delivery.dispatcher import Dispatcher
+from broadcaster.domain.posts import ALL_STATES, PostState
 from broadcaster.ingest.sources import make_fetched
-from broadcaster.outbox.store import PostState, Store, post_from_row
+from broadcaster.outbox.store import Store, post_from_row
 from broadcaster.publishers import (
     InDoubt,
     Post,
@@ -143,7 +144,7 @@ def dispatch_one(setup, publisher: Publisher) -> tuple[Store, object]:
 
 
 def state_of(store: Store, row_id: int):
-    for state in PostState.ALL:
+    for state in ALL_STATES:
         for r in store.posts_in_state(state):
             if r.id == row_id:
                 return r

@@ -10,7 +10,7 @@ import pytest
 from broadcaster.content.context import View
 from broadcaster.content.render import Locale, Renderer, make_filters
 from broadcaster.content.samples import sample_vars
-from broadcaster.domain.events import TEMPLATED_KINDS, EventKind
+from broadcaster.domain.events import CONTEST_KINDS, TEMPLATED_KINDS, EventKind
 from broadcaster.ingest.parsers import parse
 from tests.conftest import DEMO, ROOT
 
@@ -41,9 +41,7 @@ def test_documented_example_renders_as_documented(info, source, expected):
     opts = options(info)
     snapshot = parse(sorted(DEMO.glob("*.json"))[-1].read_bytes())
     kind = EventKind(opts["event"])
-    contest = (
-        opts["contest"] if kind.value in ("progress", "leader", "called", "corrected") else None
-    )
+    contest = opts["contest"] if kind in CONTEST_KINDS and kind is not EventKind.POSTPONED else None
     _, variables = sample_vars(snapshot, kind, contest_id=contest, timezone="Asia/Bangkok")
     variables = {**variables, "account": View(name="x-main", platform="x", language=opts["lang"])}
     locale = Locale(opts["lang"], opts["digits"] == "true", "Asia/Bangkok")
@@ -61,7 +59,7 @@ def test_every_variable_and_filter_is_documented():
     documented = documented_names()
     missing = set()
     for kind in TEMPLATED_KINDS:
-        contest = "cc-D05" if kind.value in ("progress", "leader", "called", "corrected") else None
+        contest = "cc-D05" if kind in CONTEST_KINDS and kind is not EventKind.POSTPONED else None
         _, variables = sample_vars(snapshot, kind, contest_id=contest)
         for top in ("election", "event", "tally"):
             missing |= {f"{top}.{k}" for k in variables[top] if f"{top}.{k}" not in documented}

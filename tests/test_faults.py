@@ -29,10 +29,11 @@ from broadcaster.core.clock import FeedClock
 from broadcaster.core.config import ConfigError
 from broadcaster.core.secrets import Secrets, TokenStore
 from broadcaster.delivery.dispatcher import MAX_ATTEMPTS, Dispatcher
+from broadcaster.domain.posts import ALL_STATES, PostState
 from broadcaster.ingest.sources import make_fetched
 from broadcaster.outbox import operations as operate
 from broadcaster.outbox.state import State
-from broadcaster.outbox.store import PostState, Store, post_from_row
+from broadcaster.outbox.store import Store, post_from_row
 from broadcaster.publishers import (
     InDoubt,
     Post,
@@ -259,7 +260,7 @@ class World:
     ids: list[int] = field(default_factory=list)
 
     def rows(self) -> dict[int, Any]:
-        return {r.id: r for s in PostState.ALL for r in self.store.posts_in_state(s)}
+        return {r.id: r for s in ALL_STATES for r in self.store.posts_in_state(s)}
 
     def row(self, post_id: int) -> Any:
         return self.rows()[post_id]

@@ -14,11 +14,12 @@ from sqlalchemy.exc import OperationalError
 from broadcaster.core.clock import FeedClock
 from broadcaster.core.config import GatesConfig
 from broadcaster.delivery.dispatcher import Dispatcher, publisher_env
+from broadcaster.domain.posts import HoldKind, PostState
 from broadcaster.ingest import gates
 from broadcaster.ingest.sources import make_fetched
 from broadcaster.outbox import operations as operate
 from broadcaster.outbox.state import State
-from broadcaster.outbox.store import HoldKind, PostState, Store
+from broadcaster.outbox.store import Store
 from broadcaster.runtime.configuration import load_config
 from broadcaster.runtime.cycle import Pipeline
 from broadcaster.runtime.status import collect_status

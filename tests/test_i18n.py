@@ -83,12 +83,17 @@ def without_feed_names(text: str, snapshots) -> str:
     """The text with the names the feed gave (contests, candidates, parties, the issuer) removed."""
     names = {"Demoland Election Commission (fictional, TEST DATA)"}
     for snapshot in snapshots:
+        names.add(snapshot.election)
         names.update(c.name for c in snapshot.contests)
         names.update(s.name for c in snapshot.contests for s in c.selections)
         names.update(p.name for p in snapshot.parties.values())
         names.update(c.name for c in snapshot.coalitions.values())
     for name in sorted(names, key=len, reverse=True):
         text = text.replace(name, "")
+    # Names that templates cut to fit (by whole words, with an ellipsis) are feed names too.
+    for name in sorted(names, key=len, reverse=True):
+        for k in range(len(name) - 1, 0, -1):
+            text = text.replace(name[:k].rstrip(" ,;:/-") + "…", "")
     return text
 
 

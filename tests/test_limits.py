@@ -23,8 +23,9 @@ from broadcaster.domain.limits import (
     shorten,
     split_thread,
 )
+from broadcaster.domain.posts import PostState
 from broadcaster.ingest.sources import make_fetched
-from broadcaster.outbox.store import PostState, Store
+from broadcaster.outbox.store import Store
 from broadcaster.publishers import PublisherEnv, capabilities_for, text_limits
 from broadcaster.publishers.dryrun import read_posts
 from broadcaster.runtime.configuration import load_config

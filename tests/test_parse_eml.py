@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import time
 from datetime import timedelta, timezone
-from pathlib import Path
 
 import pytest
 
 from broadcaster.domain.model import ContestKind, ResultsStatus
 from broadcaster.ingest.parsers import FeedError, detect, parse
+from tests.conftest import SHARED_FEEDS as SHARED
 
-SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "feeds"
 COUNT_510 = SHARED / "Telling_GR2022_WestMaasenWaal.eml.xml"
 RESULT_520 = SHARED / "eml520_test_synthetic_kiesraad.eml.xml"
 TZ = timezone(timedelta(hours=1))

@@ -11,8 +11,9 @@ from sqlalchemy import select
 from broadcaster.content.compose import TEST_MARKER
 from broadcaster.core.clock import FeedClock
 from broadcaster.core.config import Config
+from broadcaster.domain.posts import PostState
 from broadcaster.ingest.sources import make_fetched
-from broadcaster.outbox.store import PostState, Store, events, posts
+from broadcaster.outbox.store import Store, events, posts
 from broadcaster.runtime.configuration import load_config
 from broadcaster.runtime.cycle import Pipeline
 from tests.conftest import write_config

@@ -10,7 +10,8 @@ import sqlite3
 import stat
 from pathlib import Path
 
-from broadcaster.outbox.store import SCHEMA_VERSION, HoldKind, Store
+from broadcaster.domain.posts import HoldKind
+from broadcaster.outbox.store import SCHEMA_VERSION, Store
 
 
 def _open_and_write(url: str) -> None:

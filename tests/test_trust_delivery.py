@@ -24,10 +24,11 @@ from broadcaster.core.config import Config, ConfigError
 from broadcaster.core.secrets import Secrets
 from broadcaster.delivery.cards import CardMaker
 from broadcaster.delivery.dispatcher import Dispatcher, publisher_env
+from broadcaster.domain.posts import HoldKind, PostState
 from broadcaster.ingest.sources import make_fetched
 from broadcaster.outbox import operations as operate
 from broadcaster.outbox.audit import entries
-from broadcaster.outbox.store import DatabaseMode, HoldKind, PostState, Store
+from broadcaster.outbox.store import DatabaseMode, Store
 from broadcaster.publishers import PublisherEnv
 from broadcaster.rehearsal.emulator import Emulator, EmulatorServer
 from broadcaster.runtime.configuration import load_config

@@ -34,9 +34,10 @@ from broadcaster.core.clock import FeedClock
 from broadcaster.core.config import ConfigError
 from broadcaster.delivery.dispatcher import Dispatcher
 from broadcaster.domain.events import EventKind
+from broadcaster.domain.posts import PostState
 from broadcaster.ingest.parsers import parse
 from broadcaster.ingest.sources import make_fetched
-from broadcaster.outbox.store import PostState, Store
+from broadcaster.outbox.store import Store
 from broadcaster.publishers import PublisherEnv
 from broadcaster.publishers.dryrun import read_posts
 from broadcaster.runtime.configuration import load_config

@@ -2,6 +2,7 @@
 
 from broadcaster.cli import (  # noqa: F401 - each module adds its commands to `main`
     accounts,
+    alerts,
     console,
     emulator,
     feed,

@@ -34,7 +34,7 @@ def emulator(
     x_daily_cap: int | None,
     delay: float,
 ) -> None:
-    """Run the local emulator of the four platforms (see broadcaster/rehearsal/emulator/)."""
+    """Run the local emulator of the platforms (see broadcaster/rehearsal/emulator/)."""
     import signal
     import threading
 

@@ -30,12 +30,22 @@ from broadcaster.core.terminal import safe, visible
 @click.pass_context
 def run(ctx: click.Context, config_path: Path | None, dry_run: bool) -> None:
     """Run the daemon: poll the feed and publish until SIGTERM or SIGINT."""
-    from broadcaster.runtime.daemon import Daemon
+    from broadcaster.runtime.daemon import Companion, Daemon
 
     setup_logs(ctx, dry_run=dry_run)
     config = load_config_or_exit(config_path)
+    companions: list[Companion] = []
+    if config.live.enabled:  # the live results channel beside the daemon (docs/live.md)
+        from broadcaster.live.runner import LiveCompanion  # PyAV: only when asked for
+
+        companions.append(LiveCompanion(config, dry_run=dry_run))
+    if config.console.enabled:
+        # Imported only when asked for: the daemon needs no web framework of its own.
+        from broadcaster.console.server import ConsoleCompanion
+
+        companions.append(ConsoleCompanion(config))
     try:
-        daemon = Daemon(config, dry_run=dry_run)
+        daemon = Daemon(config, dry_run=dry_run, companions=companions)
     except ConfigError as exc:
         err.print(f"[bold red]refusing to start[/]: {safe(exc, newlines=True)}")
         raise SystemExit(EXIT_CONFIG) from None

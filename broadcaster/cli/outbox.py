@@ -17,11 +17,12 @@ from broadcaster.cli.app import (
     open_store,
     out,
 )
+from broadcaster.content.plurals import count_words
 from broadcaster.core.config import (
     Config,
 )
 from broadcaster.core.terminal import safe, visible
-from broadcaster.outbox.store import PostState
+from broadcaster.domain.posts import ALL_STATES
 
 
 @main.group()
@@ -30,7 +31,7 @@ def outbox() -> None:
 
 
 @outbox.command(name="list")
-@click.option("--state", type=click.Choice(list(PostState.ALL)), default=None)
+@click.option("--state", type=click.Choice([s.value for s in ALL_STATES]), default=None)
 @click.option("--platform", default=None)
 @click.option("--limit", type=int, default=200, show_default=True)
 @config_option
@@ -121,7 +122,7 @@ def _act(action: Any, config_path: Path | None, ids: list[int] | None, verb: str
         store.close()
     for change in changes:
         out.print(f"#{change.post_id}: {change.before} -> {change.after}")
-    out.print(f"{len(changes)} posts {verb}")
+    out.print(f"{count_words(len(changes), 'post', 'posts')} {verb}")
 
 
 @outbox.command(name="hold")

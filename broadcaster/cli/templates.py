@@ -15,6 +15,7 @@ from broadcaster.cli.app import (
     main,
     out,
 )
+from broadcaster.content.plurals import count_words
 from broadcaster.content.render import RenderError
 from broadcaster.content.samples import SampleError, sample_vars
 from broadcaster.core.config import (
@@ -95,8 +96,8 @@ def preview(
     from broadcaster.content.cards.draw import CardStyle, render_card
     from broadcaster.content.compose import Composer, locale_for
     from broadcaster.content.samples import display_from
+    from broadcaster.ingest.differ import rules_from
     from broadcaster.publishers import capabilities_for
-    from broadcaster.runtime.cycle import rules_from
 
     config = load_config_or_exit(config_path)
     account = _account_for(config, platform, account_name, lang)
@@ -181,7 +182,9 @@ def templates_lint(config_path: Path | None, snapshot_path: Path | None) -> None
     for problem in report.problems:
         click.echo(problem)
     summary = (
-        f"{report.templates} templates, {report.renders} renders: {len(report.problems)} problems"
+        f"{count_words(report.templates, 'template', 'templates')}, "
+        f"{count_words(report.renders, 'render', 'renders')}: "
+        f"{count_words(len(report.problems), 'problem', 'problems')}"
     )
     if report.problems:
         err.print(f"[red]{summary}[/]")

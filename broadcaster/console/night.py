@@ -23,7 +23,7 @@ from starlette.routing import BaseRoute, Route
 
 from broadcaster.console.app import Ctx, authenticate, page
 from broadcaster.console.users import Role
-from broadcaster.outbox.store import PostState
+from broadcaster.domain.posts import ALL_STATES
 from broadcaster.runtime.status import collect_status
 
 if TYPE_CHECKING:
@@ -56,7 +56,7 @@ def night_data(console: Console) -> dict[str, Any]:
     return {
         "report": report,
         "totals": totals,
-        "states": list(PostState.ALL),
+        "states": list(ALL_STATES),
         "age": age,
         "mode": console.store.mode(),
         "reauth": reauth,

@@ -23,6 +23,7 @@ from broadcaster.core.config import AccountConfig
 from broadcaster.delivery.cards import CardMaker
 from broadcaster.domain.events import EventKind
 from broadcaster.domain.limits import shorten
+from broadcaster.domain.posts import ALL_STATES, HoldKind, PostState
 from broadcaster.outbox.operations import (
     OperatorError,
     PostFilter,
@@ -37,7 +38,6 @@ from broadcaster.outbox.operations import (
     retry,
     show_post,
 )
-from broadcaster.outbox.store import HoldKind, PostState
 from broadcaster.publishers import capabilities_for, text_limits
 
 PAGE = 50
@@ -124,7 +124,7 @@ def _card_file(ctx: Ctx, row: Any) -> Path | None:
 
 def _filter(ctx: Ctx) -> PostFilter:
     state = ctx.field("state") or None
-    if state is not None and state not in PostState.ALL:
+    if state is not None and state not in ALL_STATES:
         state = None
     kind = ctx.field("kind") or None
     if kind is not None and kind not in {k.value for k in EventKind}:
@@ -167,7 +167,7 @@ def timeline(ctx: Ctx) -> Response:
         where=where,
         counts=counts,
         total=sum(counts.values()),
-        states=PostState.ALL,
+        states=ALL_STATES,
         kinds=[k.value for k in EventKind],
         platforms=platforms,
         accounts=[a.name for a in ctx.config.accounts],

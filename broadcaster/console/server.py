@@ -72,3 +72,20 @@ class ConsoleServer:
         self.server.should_exit = True
         if self.thread.is_alive():
             self.thread.join(timeout=15)
+
+
+class ConsoleCompanion:
+    """The console served beside the daemon (`[console] enabled = true`)."""
+
+    name = "console"
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.server: ConsoleServer | None = None
+
+    def start(self, store: Store, stop: threading.Event) -> None:
+        self.server = ConsoleServer(self.config, store).start()
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.stop()

@@ -31,10 +31,10 @@ from broadcaster.core.config import LANGUAGES, AccountConfig, Config
 from broadcaster.core.paths import DEFAULT_TEMPLATES
 from broadcaster.domain.events import TEMPLATED_KINDS, Event, EventKind
 from broadcaster.domain.model import Snapshot
-from broadcaster.publishers import capabilities_for, text_limits
-from broadcaster.runtime.cycle import rules_from
+from broadcaster.ingest.differ import rules_from
+from broadcaster.publishers import capabilities_for, real_platforms, text_limits
 
-PLATFORMS = ("facebook", "youtube", "tiktok", "x")
+PLATFORMS = real_platforms()  # the registry's: a new platform's templates are editable too
 KINDS = tuple(k.value for k in TEMPLATED_KINDS)
 NAME = re.compile(
     rf"^({'|'.join(LANGUAGES)})/({'|'.join((*PLATFORMS, 'dryrun', FALLBACK))})/"

@@ -22,7 +22,7 @@ from broadcaster.core.config import AccountConfig, Config
 from broadcaster.core.logs import holds_secret, redact
 from broadcaster.domain.events import Event, EventKind
 from broadcaster.domain.limits import Overflow, OverLimit, TextLimit, shorten
-from broadcaster.outbox.store import HoldKind, NewPost, PostState
+from broadcaster.domain.posts import HoldKind, NewPost, PostState
 from broadcaster.planning.planner import idempotency_key
 from broadcaster.publishers import capabilities_for, text_limits
 

@@ -21,11 +21,13 @@ from zoneinfo import ZoneInfo
 from broadcaster.domain.events import Event, EventKind
 from broadcaster.domain.model import (
     Contest,
+    ResultsStatus,
     Selection,
     Snapshot,
     contest_from_list,
     contest_to_list,
 )
+from broadcaster.domain.status import contest_stage, election_stage, report_stage, reports
 from broadcaster.domain.tally import Tally
 
 
@@ -45,15 +47,19 @@ def snapshot_context(
     snapshot: Snapshot, tally: Tally, *, election_name: str | None, issuer: str | None
 ) -> dict[str, Any]:
     """The election and the national tally as of a snapshot (JSON-safe, stored once)."""
+    colors = {p.id: p.color for p in snapshot.parties.values() if p.color}
+    colors.update({c.id: c.color for c in snapshot.coalitions.values() if c.color})
     return {
         "election": {
             "name": election_name or snapshot.election,
             "status": snapshot.status.value,
+            "stage": election_stage(snapshot).value,
             "is_test": snapshot.is_test,
             "issuer": issuer or snapshot.issuer,
             "generated_at": snapshot.generated_at.isoformat(),
         },
         "tally": tally.to_dict(),
+        "colors": colors,
     }
 
 
@@ -72,6 +78,10 @@ def event_context(event: Event, snapshot: Snapshot) -> dict[str, Any]:
                 c = snapshot.coalitions.get(p.coalition_id) if p.coalition_id else None
                 if c is not None:
                     coalitions[c.id] = [c.name, c.abbreviation, c.color]
+        # The coalition it stood for in this contest, and a coalition standing itself.
+        for c in (snapshot.coalition_for(s), snapshot.coalitions.get(s.party_id or "")):
+            if c is not None and c.id not in coalitions:
+                coalitions[c.id] = [c.name, c.abbreviation, c.color]
     return {"contest": contest_to_list(contest), "parties": parties, "coalitions": coalitions}
 
 
@@ -93,29 +103,42 @@ NO_DISPLAY: Mapping[str, Display] = {}
 
 def _selection_view(
     s: Selection,
-    total: int,
+    total: int | None,
     parties: dict[str, list[Any]],
     coalitions: dict[str, list[Any]],
     display: Mapping[str, Display],
 ) -> View:
     party = parties.get(s.party_id) if s.party_id else None
     shown = display.get(s.party_id) if s.party_id else None
-    coalition = coalitions.get(party[2]) if party and party[2] else None
-    coalition_shown = display.get(party[2]) if party and party[2] else None
+    # The coalition it stood for in this contest: its own where given, else its party's (a
+    # coalition standing in its own name is its own coalition).
+    if s.coalition_id is not None:
+        coalition_id = s.coalition_id or None
+    elif party and party[2]:
+        coalition_id = party[2]
+    else:
+        coalition_id = s.party_id if s.party_id in coalitions else None
+    coalition = coalitions.get(coalition_id) if coalition_id else None
+    coalition_shown = display.get(coalition_id) if coalition_id else None
+    if party is None and s.party_id in coalitions:
+        party = [*coalitions[s.party_id][:2], None, coalitions[s.party_id][2]]
     party_name = (shown and shown.name) or (party[0] if party else None)
     # A party-list selection is named after its party: show the configured name there too.
     name = (shown.name if shown and shown.name and party and s.name == party[0] else None) or s.name
     return View(
         id=s.id,
         name=name,
-        votes=s.votes,
-        share=_share(s.votes, total),
+        votes=s.votes if total is not None else None,
+        share=_share(s.votes, total) if total is not None else None,
         party=party_name,
         party_id=s.party_id,
         party_abbr=(shown and shown.short) or ((party[1] or party[0]) if party else None),
         party_color=_color((shown and shown.color) or (party[3] if party else None)),
         coalition=(coalition_shown and coalition_shown.name)
         or (coalition[0] if coalition else None),
+        coalition_id=coalition_id if coalition else None,
+        coalition_abbr=(coalition_shown and coalition_shown.short)
+        or ((coalition[1] or coalition[0]) if coalition else None),
         winner=s.winner,
         seats=s.seats,
         candidates=[
@@ -135,11 +158,18 @@ def contest_view(
     parties: dict[str, list[Any]],
     coalitions: dict[str, list[Any]],
     display: Mapping[str, Display] = NO_DISPLAY,
+    status: ResultsStatus | str = ResultsStatus.PARTIAL,
 ) -> View:
+    """A contest as templates, cards and the live channel see it; `status` is the report's
+    (the contest's stage is its own where the feed gives one, else the report's)."""
     total = contest.total_votes
-    ranked = [_selection_view(s, total, parties, coalitions, display) for s in contest.ranked()]
+    shown_total = total if contest.votes_known else None
+    ranked = [
+        _selection_view(s, shown_total, parties, coalitions, display) for s in contest.ranked()
+    ]
     leader = contest.leader
     ballots = contest.ballots_cast
+    margin = contest.margin
     return View(
         id=contest.id,
         name=contest.name,
@@ -149,7 +179,14 @@ def contest_view(
         leader=next(v for v in ranked if v["id"] == leader.id) if leader else None,
         winners=[v for v in ranked if v["winner"] or (v["seats"] or 0) > 0],
         called=contest.called,
-        total_votes=total,
+        total_votes=shown_total,
+        votes_known=contest.votes_known,
+        stage=contest_stage(contest, status).value,
+        state=contest.state.value,
+        reporting=reports(contest),
+        tied=contest.tied,
+        margin=margin if contest.votes_known else None,
+        margin_pct=_share(margin, total) if margin is not None and contest.votes_known else None,
         reported=contest.progress.reported,
         units_total=contest.progress.total,
         percent_reported=contest.progress.percent,
@@ -159,27 +196,45 @@ def contest_view(
     )
 
 
-def tally_view(tally: Tally, display: Mapping[str, Display] = NO_DISPLAY) -> View:
+def tally_view(
+    tally: Tally,
+    display: Mapping[str, Display] = NO_DISPLAY,
+    colors: Mapping[str, str] | None = None,
+) -> View:
+    """The national tally for templates and cards: by party, by coalition, and by bloc (each
+    coalition, then parties' seats outside any: no seat counted twice)."""
+    feed_colors = colors or {}
+
     def seat_view(c: Any) -> View:
         shown = display.get(c.id)
         return View(
             id=c.id,
             name=(shown and shown.name) or c.name,
             short=(shown and shown.short) or c.name,
-            color=_color(shown.color) if shown else None,
+            color=_color((shown and shown.color) or feed_colors.get(c.id)),
             seats=c.seats,
+            is_coalition=c.is_coalition,
         )
 
     parties = [seat_view(p) for p in tally.parties]
+    not_reporting = [
+        View(state=state, contests=contests, seats=seats)
+        for state, contests, seats in tally.not_reporting
+    ]
     return View(
         total_seats=tally.total_seats,
         declared_seats=tally.declared_seats,
         majority=tally.majority,
         parties=parties,
         coalitions=[seat_view(c) for c in tally.coalitions],
+        blocs=[seat_view(b) for b in tally.blocs],
         leader=parties[0] if parties else None,
         contests_called=tally.contests_called,
         contests_total=tally.contests_total,
+        not_reporting=not_reporting,
+        seats_not_reporting=tally.seats_not_reporting,
+        reporting_seats=tally.total_seats - tally.seats_not_reporting,
+        complete=tally.complete,
     )
 
 
@@ -191,9 +246,11 @@ def shared_vars(
     election["generated_at"] = datetime.fromisoformat(election["generated_at"]).astimezone(
         ZoneInfo(timezone)
     )
+    if "stage" not in election:  # stored by an earlier version
+        election["stage"] = report_stage(election["status"]).value
     return {
         "election": election,
-        "tally": tally_view(Tally.from_dict(shared["tally"]), display),
+        "tally": tally_view(Tally.from_dict(shared["tally"]), display, shared.get("colors")),
         "display": display,
     }
 
@@ -212,8 +269,9 @@ def template_vars(
     coalitions = captured["coalitions"]
     raw = captured["contest"]
     display = shared.get("display", NO_DISPLAY)
+    status = shared["election"]["status"]
     cview = (
-        contest_view(contest_from_list(raw), parties, coalitions, display)
+        contest_view(contest_from_list(raw), parties, coalitions, display, status)
         if raw is not None
         else None
     )
@@ -226,15 +284,27 @@ def template_vars(
         ev["previous_leader"] = _named(cview, data.get("previous"))
     elif event.kind is EventKind.CORRECTED and cview is not None:
         ev["winner_changed"] = bool(data.get("winner_changed"))
+        ev["official"] = bool(data.get("official"))
         ev["previous_winners"] = [
             _named(cview, w.split(":")[0]) or View(name=w) for w in data.get("previous_winners", [])
         ]
-        before = data.get("previous_votes", {})
-        ev["changes"] = [
-            View(name=s["name"], before=before.get(s["id"]), after=s["votes"])
-            for s in cview["selections"]
-            if before.get(s["id"]) != s["votes"]
-        ]
+        ev["changes"] = _changes(cview, data.get("previous_votes", {}))
+    elif event.kind is EventKind.OFFICIAL and cview is not None:
+        ev["figures_changed"] = bool(data.get("figures_changed"))
+        ev["changes"] = _changes(cview, data.get("previous_votes", {}))
+    elif event.kind is EventKind.TIE and cview is not None:
+        ev["tied"] = [v for v in (_named(cview, i) for i in data.get("tied", [])) if v]
+    elif event.kind is EventKind.CLOSE and cview is not None:
+        ev["ahead"] = _named(cview, data.get("ahead"))
+        ev["behind"] = _named(cview, data.get("behind"))
+        ev["margin"] = data.get("margin")
+        ev["margin_pct"] = (
+            _share(data["margin"], cview["total_votes"])
+            if data.get("margin") is not None and cview["total_votes"]
+            else None
+        )
+    elif event.kind is EventKind.POSTPONED:
+        ev["state"] = data.get("state", cview["state"] if cview else None)
     elif event.kind is EventKind.TALLY:
         ev["final"] = bool(data.get("final"))
     elif event.kind is EventKind.MAJORITY:
@@ -293,6 +363,17 @@ def summary_view(
         inner = template_vars(merged, item["context"], shared, timezone=timezone)
         items.append(View(event=inner["event"], contest=inner["contest"]))
     return View(kind=event.data.get("kind", ""), count=len(items), items=items)
+
+
+def _changes(cview: View, before: dict[str, int]) -> list[View]:
+    """The figures that differ from `before` (selection id -> votes)."""
+    if not before or not cview["votes_known"]:
+        return []
+    return [
+        View(name=s["name"], before=before.get(s["id"]), after=s["votes"])
+        for s in cview["selections"]
+        if before.get(s["id"]) != s["votes"]
+    ]
 
 
 def _named(cview: View, selection_id: str | None) -> View | None:

@@ -44,6 +44,7 @@ from jinja2 import (
 from jinja2.sandbox import SecurityError
 from jinja2.utils import Cycler, Joiner, Namespace
 
+from broadcaster.content.plurals import PLURAL_FORMS, plural_text, shorten_words, x_weight
 from broadcaster.content.sandbox import (
     Budget,
     PostEnvironment,
@@ -53,6 +54,7 @@ from broadcaster.content.sandbox import (
 )
 from broadcaster.content.templatefiles import ConfinedLoader, Forbidden, Identity, TemplateRefused
 from broadcaster.core.paths import DEFAULT_TEMPLATES
+from broadcaster.domain.status import label as status_label
 
 __all__ = [
     "Budget",
@@ -155,7 +157,38 @@ def make_filters(loc: Locale) -> dict[str, Callable[..., str]]:
     def digits(value: Any) -> str:
         return loc.digits(str(value))
 
-    return {"number": number, "pct": pct, "time": time_, "date": date_, "digits": digits}
+    def label(value: Any) -> str:
+        # The words for a results stage or a contest state: one place for posts, cards and
+        # the live channel (broadcaster/domain/status.py).
+        try:
+            return status_label(str(value), loc.language)
+        except KeyError:
+            raise ValueError(f"label: no words for {str(value)[:40]!r}") from None
+
+    def plural(value: Any, **forms: str) -> str:
+        # The form CLDR's plural rules choose for the number in the account's language (one,
+        # other...; Malay and Khmer have only `other`), with `#` replaced by the number.
+        unknown = set(forms) - PLURAL_FORMS
+        if unknown:
+            raise ValueError(f"plural: unknown form {sorted(unknown)[0]!r}")
+        if "other" not in forms:
+            raise ValueError('plural: the "other" form is required')
+        return plural_text(value, forms, loc.language, number)
+
+    def shorten(value: Any, most: int = 40, weighted: bool = False) -> str:
+        # weighted: count the way X does (Khmer and most non-Latin scripts count double).
+        return shorten_words(str(value), int(most), x_weight if weighted else None)
+
+    return {
+        "number": number,
+        "pct": pct,
+        "time": time_,
+        "date": date_,
+        "digits": digits,
+        "label": label,
+        "plural": plural,
+        "shorten": shorten,
+    }
 
 
 _BLANK_RUNS = re.compile(r"\n{3,}")

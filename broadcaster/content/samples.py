@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from functools import cache
 
 from broadcaster.content.context import (
@@ -14,12 +15,15 @@ from broadcaster.content.context import (
     template_vars,
 )
 from broadcaster.core.config import Config
-from broadcaster.domain.events import Event, EventKind
-from broadcaster.domain.model import Contest, ContestKind, Snapshot
+from broadcaster.domain.events import CONTEST_KINDS, Event, EventKind
+from broadcaster.domain.model import Contest, ContestKind, ContestState, Progress, Snapshot
+from broadcaster.domain.status import NOT_REPORTING
 from broadcaster.domain.tally import compute_tally
 from broadcaster.ingest.differ import DiffRules, outcome
 
-CONTEST_KINDS = (EventKind.PROGRESS, EventKind.LEADER, EventKind.CALLED, EventKind.CORRECTED)
+# Kinds about a declared contest, and kinds about a contest's count going on.
+CALLED_KINDS = (EventKind.CALLED, EventKind.CORRECTED, EventKind.OFFICIAL)
+COUNT_KINDS = (EventKind.TIE, EventKind.CLOSE)
 
 
 class SampleError(ValueError):
@@ -32,18 +36,34 @@ def pick_contest(snapshot: Snapshot, contest_id: str | None, kind: EventKind) ->
         if contest is None:
             known = ", ".join(c.id for c in snapshot.contests[:10])
             raise SampleError(f"no contest {contest_id!r} in this snapshot (first ids: {known})")
-        if kind in (EventKind.CALLED, EventKind.CORRECTED) and not contest.called:
+        if kind in CALLED_KINDS and not contest.called:
             raise SampleError(f"{contest_id} has not been called in this snapshot, so no {kind}")
+        if kind in COUNT_KINDS and contest.boundary() is None:
+            raise SampleError(f"{contest_id} has no count to illustrate a {kind}")
         return contest
-    wanted_called = kind in (EventKind.CALLED, EventKind.CORRECTED)
-    for contest in snapshot.contests:
-        if contest.kind is not ContestKind.MEASURE and contest.called == wanted_called:
+    wanted_called = kind in CALLED_KINDS
+    if kind is EventKind.POSTPONED:
+        for contest in snapshot.contests:
+            if contest.state in NOT_REPORTING:
+                return contest
+    reporting = [c for c in snapshot.contests if c.state not in NOT_REPORTING]
+    if kind in COUNT_KINDS:
+        # A contest still counting, else any with a count (the example clears its winner).
+        counts = [c for c in reporting if c.boundary() is not None and c.total_votes > 0]
+        for contest in sorted(counts, key=lambda c: c.called):
             return contest
+        raise SampleError(f"no contest in this snapshot has a count to illustrate a {kind}")
+    for contest in reporting:
+        if contest.kind is ContestKind.MEASURE or contest.called != wanted_called:
+            continue
+        if kind is EventKind.LEADER and contest.leader is None:
+            continue
+        return contest
     if wanted_called:
         raise SampleError(
             f"no contest in this snapshot has been called, so there is no {kind} example"
         )
-    return snapshot.contests[0]
+    return reporting[0] if reporting else snapshot.contests[0]
 
 
 def sample_event(
@@ -85,6 +105,33 @@ def sample_event(
                 contest.id,
                 {"winners": list(outcome(contest))},
             )
+        if kind is EventKind.POSTPONED:
+            state = contest.state if contest.state in NOT_REPORTING else ContestState.POSTPONED
+            return Event(
+                f"contest/{contest.id}/{state.value}", kind, at, contest.id, {"state": state.value}
+            )
+        if kind is EventKind.RECOUNT:
+            return Event(f"contest/{contest.id}/recount/sample", kind, at, contest.id, {})
+        if kind in COUNT_KINDS:
+            pair = contest.boundary()
+            if pair is None:
+                raise SampleError(f"{contest.id} has no count to illustrate a {kind}")
+            if kind is EventKind.TIE:
+                data = {"tied": [pair[0].id, pair[1].id]}
+            else:
+                data = {"ahead": pair[0].id, "behind": pair[1].id, "margin": _close(contest)}
+            return Event(f"contest/{contest.id}/{kind.value}/sample", kind, at, contest.id, data)
+        if kind is EventKind.OFFICIAL:
+            # An official declaration whose figures differ a little from the provisional ones.
+            previous = {s.id: s.votes for s in contest.selections}
+            if len(ranked) > 1:
+                previous[ranked[1].id] = ranked[1].votes + max(1, ranked[1].votes // 200)
+            data = {
+                "winners": list(outcome(contest)),
+                "figures_changed": True,
+                "previous_votes": previous,
+            }
+            return Event(f"contest/{contest.id}/official", kind, at, contest.id, data)
         # A correction example: the runner-up had 1 % more votes before.
         previous = {s.id: s.votes for s in contest.selections}
         if len(ranked) > 1:
@@ -96,6 +143,8 @@ def sample_event(
             "previous_votes": previous,
         }
         return Event(f"contest/{contest.id}/corrected/sample", kind, at, contest.id, data)
+    if kind is EventKind.CERTIFIED:
+        return Event("election/certified", kind, at)
     if kind is EventKind.SUMMARY:
         items = summary_items(snapshot, rules)
         merged_kind = items[0].kind.value
@@ -103,7 +152,7 @@ def sample_event(
         return Event(f"summary/{merged_kind}/sample", kind, at, None, data)
     tally = compute_tally(snapshot, rules.majority_seats)
     if kind is EventKind.TALLY:
-        final = tally.total_seats > 0 and tally.contests_called == tally.contests_total
+        final = tally.complete
         return Event("tally/sample", kind, at, None, {"final": final, "signature": []})
     holders = tally.majority_holders() or list(tally.coalitions[:1] or tally.parties[:1])
     if not holders:
@@ -137,7 +186,44 @@ def sample_context(
     if event.kind is EventKind.SUMMARY:
         items = summary_items(snapshot, rules or DiffRules())
         return summary_context([(e, event_context(e, snapshot)) for e in items])
+    contest = snapshot.contest(event.contest_id) if event.contest_id else None
+    if contest is not None and event.kind in (
+        EventKind.POSTPONED,
+        EventKind.RECOUNT,
+        EventKind.TIE,
+        EventKind.CLOSE,
+    ):
+        # The contest as it would stand for such an event: the example stays realistic.
+        staged = _staged(contest, event)
+        return event_context(event, replace(snapshot, contests=(staged,), text_flags=()))
     return event_context(event, snapshot)
+
+
+def _close(contest: Contest) -> int:
+    """A margin too close to call for this contest's count (a few votes in a thousand)."""
+    return max(1, contest.total_votes // 500)
+
+
+def _staged(contest: Contest, event: Event) -> Contest:
+    if event.kind is EventKind.POSTPONED:
+        return replace(
+            contest,
+            state=ContestState(event.data.get("state", "postponed")),
+            selections=tuple(replace(s, votes=0, winner=False) for s in contest.selections),
+            progress=Progress(None, contest.progress.total),
+        )
+    if event.kind is EventKind.RECOUNT:
+        return replace(contest, state=ContestState.RECOUNT)
+    pair = contest.boundary()
+    if pair is None:
+        return contest
+    top = pair[0].votes
+    behind = top if event.kind is EventKind.TIE else max(0, top - _close(contest))
+    selections = tuple(
+        replace(s, votes=behind, winner=False) if s.id == pair[1].id else replace(s, winner=False)
+        for s in contest.selections
+    )
+    return replace(contest, selections=selections)
 
 
 def sample_vars(
@@ -198,6 +284,7 @@ def lint_variables(kind: str, config: Config) -> list[dict[str, object]]:
                 )
                 if c is not None
             ]
+            contests.append(None)  # and whichever contest suits the kind best
         for contest_id in contests:
             try:
                 _, variables = sample_vars(

@@ -10,6 +10,7 @@ import ipaddress
 import re
 import tomllib
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -29,6 +30,17 @@ from broadcaster.domain.events import EventKind
 from broadcaster.domain.quota import Window
 
 PLATFORM_NAME = r"^[a-z][a-z0-9_]*$"  # which platforms exist is the registry's to say
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One thing wrong: the configuration key it concerns, and what is wrong with it."""
+
+    key: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.key}: {self.message}"
 
 
 class ConfigError(Exception):
@@ -104,6 +116,13 @@ class EventsConfig(_Strict):
     thresholds: list[int] = Field(default_factory=lambda: [25, 50, 75, 100])
     tally_every: int = Field(default=1800, ge=0)  # seconds of feed time; 0 turns it off
     majority_seats: int = Field(default=0, ge=0)  # 0 means more than half of all seats
+    # "Too close to call": a margin below this many percentage points of the votes, once
+    # `close_reported` % of a contest's counting units are in (0 turns it off).
+    close_margin: float = Field(default=0.5, ge=0, le=100)
+    close_reported: int = Field(default=95, ge=1, le=100)
+    # A contest called on provisional figures and then declared official: post it again only
+    # when the official figures differ ("changed"), or always ("always").
+    official: Literal["changed", "always"] = "changed"
 
     @field_validator("thresholds")
     @classmethod
@@ -150,6 +169,15 @@ class PartyDisplayConfig(_Strict):
     name: str | None = None
     short: str | None = None
     color: str | None = Field(default=None, pattern=r"^#?[0-9A-Fa-f]{6}$")
+
+
+class CoalitionConfig(_Strict):
+    """A coalition the feed does not define, or more parties for one it does (`[coalitions]`)."""
+
+    name: str | None = None  # default: the feed's name, else the id
+    short: str | None = None
+    color: str | None = Field(default=None, pattern=r"^#?[0-9A-Fa-f]{6}$")
+    parties: list[str] = Field(default_factory=list)  # party ids counted for it everywhere
 
 
 class CardsConfig(_Strict):
@@ -387,6 +415,131 @@ class LiveConfig(_Strict):
         return int(3_000_000 * max(0.25, (self.width * self.height) / (1280 * 720)) ** 0.75)
 
 
+# -- alerts to the operators (broadcaster/alerts, docs/operations.md) --
+
+# What raises an alert; `[alerting]` configures each, `[[alerts]] alerts` picks them per place.
+ALERT_KINDS = (
+    "held",  # posts held by a plausibility gate, a template problem, a card or a secret
+    "paused",  # an account paused by the system (circuit breaker, re-authorisation)
+    "budget",  # an account's posting budget spent long before the night's end
+    "in_doubt",  # a post that may be on the platform, held for an operator
+    "feed_quiet",  # no new snapshot for longer than `minutes`
+    "feed_rejected",  # the feed's snapshot rejected `times` polls in a row
+    "live_down",  # a live channel destination failed or reconnecting for `seconds`
+    "standby",  # a standby instance took over (raised by the failover code)
+)
+SECRET_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"  # noqa: S105 - the pattern of a secret's NAME
+
+
+class AlertRule(_Strict):
+    """One kind of alert: on or off, and the fewest seconds between two alerts about the same
+    thing (an account, the feed, a destination; held posts of one kind) so a bad night does not
+    spam. A new occurrence within that time waits until it has passed."""
+
+    enabled: bool = True
+    every: float = Field(default=600, ge=0)
+
+
+class FeedQuietRule(AlertRule):
+    minutes: float = Field(default=30, gt=0)  # no new snapshot accepted for this long
+
+
+class FeedRejectedRule(AlertRule):
+    times: int = Field(default=3, ge=1)  # failed polls in a row, the last one a rejection
+
+
+class BudgetRule(AlertRule):
+    minutes: float = Field(default=30, gt=0)  # posts wait this long or longer for the budget
+
+
+class LiveDownRule(AlertRule):
+    seconds: float = Field(default=60, gt=0)  # a destination failed or reconnecting this long
+
+
+class AlertingConfig(_Strict):
+    """What raises an alert (`[alerting]`); where alerts go is `[[alerts]]`."""
+
+    held: AlertRule = Field(default_factory=AlertRule)
+    paused: AlertRule = Field(default_factory=AlertRule)
+    budget: BudgetRule = Field(default_factory=BudgetRule)
+    in_doubt: AlertRule = Field(default_factory=lambda: AlertRule(every=60))
+    feed_quiet: FeedQuietRule = Field(default_factory=FeedQuietRule)
+    feed_rejected: FeedRejectedRule = Field(default_factory=FeedRejectedRule)
+    live_down: LiveDownRule = Field(default_factory=LiveDownRule)
+    standby: AlertRule = Field(default_factory=lambda: AlertRule(every=0))
+    # The console's address as operators reach it (e.g. through the TLS proxy): alerts then link
+    # to the page that resolves them. Without it they name the page's path.
+    console_url: str | None = Field(default=None, pattern=r"^https?://\S+$")
+
+    def rule(self, kind: str) -> AlertRule:
+        return getattr(self, kind)  # type: ignore[no-any-return]
+
+
+class AlertDestinationConfig(_Strict):
+    """Where alerts go (`[[alerts]]`): an operators' Telegram chat, email over SMTP, or a JSON
+    webhook. Never a public account; secrets are named, never given."""
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    kind: Literal["telegram", "email", "webhook"]
+    enabled: bool = True
+    alerts: list[Literal[ALERT_KINDS]] | None = None  # type: ignore[valid-type]  # all if absent
+    timeout: float = Field(default=10, gt=0, le=120)
+    # telegram: the bot (the NAME of the secret holding its token) and the chat's numeric id
+    bot_token: str | None = Field(default=None, pattern=SECRET_NAME)
+    chat: str | None = Field(default=None, pattern=r"^-?[1-9][0-9]{0,19}$")
+    api_base: str | None = None  # default: Telegram's
+    # email: an SMTP relay; STARTTLS unless `security` says otherwise (plain only on loopback)
+    smtp_host: str | None = None
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    security: Literal["starttls", "tls", "none"] = "starttls"
+    ca_file: str | None = None  # a private CA that signed the relay's certificate
+    username: str | None = Field(default=None, pattern=SECRET_NAME)  # names of secrets
+    password: str | None = Field(default=None, pattern=SECRET_NAME)
+    sender: str | None = Field(default=None, pattern=r"^[^@\s]+@[^@\s]+$")
+    to: list[str] = Field(default_factory=list)
+    # webhook: the NAME of the secret holding its URL (receivers' URLs carry their keys), and
+    # headers, each naming the secret that holds its value
+    url: str | None = Field(default=None, pattern=SECRET_NAME)
+    headers: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("to")
+    @classmethod
+    def _addresses(cls, value: list[str]) -> list[str]:
+        for address in value:
+            if not re.fullmatch(r"[^@\s]+@[^@\s]+", address):
+                raise ValueError(f"{address!r} is not an email address")
+        return value
+
+    @field_validator("headers")
+    @classmethod
+    def _header_secrets(cls, value: dict[str, str]) -> dict[str, str]:
+        for header, name in value.items():
+            if not re.fullmatch(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+", header):
+                raise ValueError(f"{header!r} is not an HTTP header name")
+            if not re.fullmatch(SECRET_NAME, name):
+                raise ValueError(f"{header}: expected the name of the secret holding the value")
+        return value
+
+    @model_validator(mode="after")
+    def _kind_settings(self) -> AlertDestinationConfig:
+        needed = {
+            "telegram": ("bot_token", "chat"),
+            "email": ("smtp_host", "sender", "to"),
+            "webhook": ("url",),
+        }[self.kind]
+        missing = [key for key in needed if not getattr(self, key)]
+        if missing:
+            raise ValueError(f"a {self.kind} destination needs {', '.join(missing)}")
+        if (self.username is None) != (self.password is None):
+            raise ValueError("username and password go together: give both, or neither")
+        if self.kind == "email" and self.security == "none" and not _loopback(self.smtp_host or ""):
+            raise ValueError(
+                f'security = "none" sends mail (and the password) in clear to {self.smtp_host}: '
+                "allowed only on loopback; use starttls or tls"
+            )
+        return self
+
+
 class Config(_Strict):
     election: ElectionConfig = Field(default_factory=ElectionConfig)
     feed: FeedConfig
@@ -404,7 +557,14 @@ class Config(_Strict):
     # Text limits overriding the platforms' own, e.g. x = 280, tiktok_title = 90.
     limits: dict[str, int] = Field(default_factory=dict)
     parties: dict[str, PartyDisplayConfig] = Field(default_factory=dict)
+    coalitions: dict[str, CoalitionConfig] = Field(default_factory=dict)
+    # Per contest, the coalition a party or a candidate stood for there, where it differs from
+    # `[coalitions]` and the feed: contest id -> {party or selection id -> coalition id, or ""
+    # for none}, e.g. a party under a coalition's logo in one state and its own in another.
+    contest_coalitions: dict[str, dict[str, str]] = Field(default_factory=dict)
     live: LiveConfig = Field(default_factory=LiveConfig)
+    alerting: AlertingConfig = Field(default_factory=AlertingConfig)
+    alerts: list[AlertDestinationConfig] = Field(default_factory=list)
     accounts: list[AccountConfig] = Field(min_length=1)
     # Where the file was read from; relative paths resolve against it. Not a TOML key.
     base_dir: Path = Field(default=Path("."), exclude=True)
@@ -431,6 +591,15 @@ class Config(_Strict):
                 account = accounts.get(dest.account)
                 if account is None or account.platform != dest.kind:
                     raise ValueError(f"{where}.account: no {dest.kind} account {dest.account!r}")
+        return self
+
+    @model_validator(mode="after")
+    def _alert_names(self) -> Config:
+        seen: set[str] = set()
+        for i, dest in enumerate(self.alerts):
+            if dest.name in seen:
+                raise ValueError(f"alerts[{i}] ({dest.name}): two alert destinations are named so")
+            seen.add(dest.name)
         return self
 
     def language_of(self, account: AccountConfig) -> str:

@@ -5,19 +5,25 @@ looked up in the environment first, then in the secrets file (`[secrets] file`, 
 names to values that must be readable by its owner only, mode 600). Tokens that broadcaster
 obtains or refreshes itself (`broadcaster auth ...`, TikTok's rotating refresh token) live in
 the token store, a JSON file of the same mode, rewritten atomically so a crash never leaves it
-half written. Every value read is registered with the log redactor.
+half written, under a lock file beside it so two processes (the daemon rotating TikTok's token,
+an operator's `broadcaster auth`) never lose each other's update. Every value read is
+registered with the log redactor.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import stat
 import tempfile
 import threading
 import tomllib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import filelock
 
 from broadcaster.core.logs import register_secret
 
@@ -77,11 +83,20 @@ class Secrets:
 
 
 class TokenStore:
-    """Tokens per account in a private JSON file, written atomically (write, fsync, rename)."""
+    """Tokens per account in a private JSON file, written atomically (write, fsync, rename).
 
-    def __init__(self, path: Path) -> None:
+    A write reads the file, changes one account and writes it back: that read-modify-write
+    holds `<file>.lock` (an OS file lock, through filelock) so that a write from another
+    process in between cannot be lost. Reads need no lock: the rename makes each version whole.
+    """
+
+    LOCK_TIMEOUT = 30.0  # seconds; a write takes milliseconds, so a longer wait is a stuck process
+
+    def __init__(self, path: Path, *, lock_timeout: float | None = None) -> None:
         self.path = path
-        self._lock = threading.Lock()
+        self.lock_path = path.with_name(path.name + ".lock")
+        self.lock_timeout = self.LOCK_TIMEOUT if lock_timeout is None else lock_timeout
+        self._lock = threading.Lock()  # this process's threads; the file lock, other processes
 
     def _read(self) -> dict[str, dict[str, Any]]:
         if not self.path.exists():
@@ -106,10 +121,10 @@ class TokenStore:
         for value in tokens.values():
             if isinstance(value, str):
                 register_secret(value)
-        with self._lock:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._lock, self._file_lock():
             data = self._read()
             data[account] = tokens
-            self.path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=".tokens-", dir=self.path.parent)
             try:
                 os.fchmod(fd, 0o600)
@@ -121,6 +136,21 @@ class TokenStore:
             except BaseException:
                 Path(tmp).unlink(missing_ok=True)
                 raise
+
+    @contextlib.contextmanager
+    def _file_lock(self) -> Iterator[None]:
+        lock = filelock.FileLock(self.lock_path, timeout=self.lock_timeout, mode=0o600)
+        try:
+            lock.acquire()
+        except filelock.Timeout:
+            raise SecretError(
+                f"{self.path}: not written: its lock file {self.lock_path} is held by another "
+                f"process for more than {self.lock_timeout:g} s"
+            ) from None
+        try:
+            yield
+        finally:
+            lock.release()
 
 
 def register_config_secrets(config: Config, environ: dict[str, str] | None = None) -> None:
@@ -134,6 +164,9 @@ def register_config_secrets(config: Config, environ: dict[str, str] | None = Non
         names.update(v for v in account.settings.values() if isinstance(v, str))
     headers = getattr(config.feed, "headers", None) or {}
     names.update(v for v in headers.values() if isinstance(v, str))
+    for dest in getattr(config, "alerts", ()):  # [[alerts]]: the bot, SMTP, the webhook
+        names.update(n for n in (dest.bot_token, dest.username, dest.password, dest.url) if n)
+        names.update(dest.headers.values())
     for name in names:
         if name in env:
             register_secret(env[name])

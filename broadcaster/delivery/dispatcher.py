@@ -32,9 +32,10 @@ from broadcaster.delivery.merging import merge
 from broadcaster.delivery.outcomes import DispatchStats, Found
 from broadcaster.delivery.recovery import Recovery
 from broadcaster.domain.events import EventKind
+from broadcaster.domain.posts import HoldKind, PostState
 from broadcaster.ingest.differ import FINAL_TALLY
 from broadcaster.outbox.state import State, Waiting
-from broadcaster.outbox.store import HoldKind, PostState, Store, post_from_row
+from broadcaster.outbox.store import Store, post_from_row
 from broadcaster.planning.planner import Item, plan_account
 from broadcaster.publishers import (
     InDoubt,

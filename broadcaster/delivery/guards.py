@@ -9,7 +9,7 @@ from typing import Any
 from broadcaster.content.compose import LEAK_REASON, TEST_MARKER
 from broadcaster.core.config import AccountConfig
 from broadcaster.core.logs import holds_secret
-from broadcaster.outbox.store import HoldKind, PostState
+from broadcaster.domain.posts import HoldKind, PostState
 
 
 @dataclass(frozen=True, slots=True)

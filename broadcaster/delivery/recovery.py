@@ -16,7 +16,8 @@ from typing import Any
 from broadcaster.core.clock import Clock
 from broadcaster.delivery.breaker import Breaker
 from broadcaster.delivery.outcomes import DispatchStats, Found, Lookup
-from broadcaster.outbox.store import HoldKind, PostState, Store, post_from_row
+from broadcaster.domain.posts import HoldKind, PostState
+from broadcaster.outbox.store import Store, post_from_row
 from broadcaster.publishers.base import (
     NotFoundYet,
     Post,

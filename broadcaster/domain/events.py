@@ -15,6 +15,12 @@ class EventKind(StrEnum):
     CORRECTED = "corrected"  # a called contest's figures or winner changed
     TALLY = "tally"  # the periodic national seat tally
     MAJORITY = "majority"  # a party or coalition reached a majority of seats
+    OFFICIAL = "official"  # a contest called on provisional figures was declared official
+    CERTIFIED = "certified"  # the whole election's results were certified
+    POSTPONED = "postponed"  # a contest will not report tonight: postponed, suspended, withheld
+    RECOUNT = "recount"  # a recount of a contest was announced
+    TIE = "tie"  # a tie decides a contest: for the lead, or for its last seat
+    CLOSE = "close"  # the count is nearly done and the margin too close to call
     SUMMARY = "summary"  # several pending posts of one kind merged when the budget is tight
     ANNOUNCEMENT = (
         "announcement"  # an operator's own post, as written (broadcaster/outbox/announce.py)
@@ -29,12 +35,32 @@ PRIORITY: dict[EventKind, int] = {
     EventKind.TALLY: 3,
     EventKind.LEADER: 4,
     EventKind.PROGRESS: 5,
+    # After the calls: at the night's end the calls still waiting are merged together, and a
+    # contest made official or a seat that will not report tonight must not stand in the way.
+    EventKind.OFFICIAL: 3,
+    EventKind.CERTIFIED: 1,
+    EventKind.POSTPONED: 3,
+    EventKind.RECOUNT: 3,
+    EventKind.TIE: 3,
+    EventKind.CLOSE: 4,
     EventKind.SUMMARY: 2,
     EventKind.ANNOUNCEMENT: 2,  # paced like a call, never merged nor made stale
 }
 
 # Kinds the differ produces (a summary is made by the planner, from these).
 FEED_KINDS = tuple(k for k in EventKind if k not in (EventKind.SUMMARY, EventKind.ANNOUNCEMENT))
+# Kinds about one contest (the others are about the whole election).
+CONTEST_KINDS = (
+    EventKind.PROGRESS,
+    EventKind.LEADER,
+    EventKind.CALLED,
+    EventKind.CORRECTED,
+    EventKind.OFFICIAL,
+    EventKind.POSTPONED,
+    EventKind.RECOUNT,
+    EventKind.TIE,
+    EventKind.CLOSE,
+)
 # Kinds posted through a template (an announcement is posted as its operator wrote it).
 TEMPLATED_KINDS = tuple(k for k in EventKind if k is not EventKind.ANNOUNCEMENT)
 

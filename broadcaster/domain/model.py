@@ -14,12 +14,34 @@ from typing import Any
 
 
 class ResultsStatus(StrEnum):
-    """How final the whole report is."""
+    """How final the whole report is, as the feed says it (domain/status.py reads it)."""
 
     PARTIAL = "partial"
     COMPLETE = "complete"
+    OFFICIAL = "official"  # declared by the returning officers (EML 510c/d, a mapped field)
     CERTIFIED = "certified"
     CORRECTION = "correction"
+    RECOUNT = "recount"
+
+
+class Stage(StrEnum):
+    """How final a contest's figures are: what posts and cards say about them."""
+
+    PROVISIONAL = "provisional"
+    OFFICIAL = "official"  # declared by the returning officer
+    CERTIFIED = "certified"
+    CORRECTED = "corrected"
+
+
+class ContestState(StrEnum):
+    """Whether a contest reports as usual tonight, and if not, why."""
+
+    NORMAL = "normal"
+    POSTPONED = "postponed"  # polling postponed (a candidate died...)
+    SUSPENDED = "suspended"  # voting or counting suspended in part of it (weather...)
+    UNCONTESTED = "uncontested"  # no contest: declared at nomination
+    WITHHELD = "withheld"  # results withheld by the election body or a court
+    RECOUNT = "recount"  # a recount was announced
 
 
 class ContestKind(StrEnum):
@@ -69,6 +91,10 @@ class Selection:
     winner: bool = False
     seats: int | None = None
     members: tuple[ListCandidate, ...] = ()  # a party list's candidates, in list order
+    # The coalition this selection stood for in this contest, when the feed or the mapping
+    # says so (a candidate under a coalition's logo here and not elsewhere); "" says "none
+    # here"; None means the party's own coalition (Snapshot.coalition_for).
+    coalition_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +131,9 @@ class Contest:
     seats: int | None = None
     electorate: int | None = None
     ballots_cast: int | None = None
+    stage: Stage | None = None  # this contest's own stage, when the feed gives one
+    state: ContestState = ContestState.NORMAL
+    votes_known: bool = True  # False: the feed gives seats or winners but no vote counts
 
     @property
     def total_votes(self) -> int:
@@ -127,6 +156,30 @@ class Contest:
         if best is None or best.votes <= 0 or tied:
             return None
         return best
+
+    def boundary(self) -> tuple[Selection, Selection] | None:
+        """The last selection inside the seats to fill and the first outside them, by votes
+        (for one seat: the first two). None for party lists (seats are allocated in
+        proportion), when there are no more selections than seats, or without vote counts."""
+        if self.kind is ContestKind.PARTY or not self.votes_known:
+            return None
+        n = max(1, self.seats or 1)
+        ranked = self.ranked()
+        if len(ranked) <= n:
+            return None
+        return ranked[n - 1], ranked[n]
+
+    @property
+    def tied(self) -> bool:
+        """A tie where it decides who wins: for the lead (one seat), or for the last seat."""
+        pair = self.boundary()
+        return pair is not None and pair[0].votes > 0 and pair[0].votes == pair[1].votes
+
+    @property
+    def margin(self) -> int | None:
+        """Votes between the last selection that would win and the first that would not."""
+        pair = self.boundary()
+        return None if pair is None else pair[0].votes - pair[1].votes
 
     @property
     def winners(self) -> tuple[Selection, ...]:
@@ -186,10 +239,19 @@ class Snapshot:
     def coalition_of(self, party_id: str | None) -> Coalition | None:
         if party_id is None:
             return None
+        if party_id in self.coalitions:  # a candidate standing for the coalition itself
+            return self.coalitions[party_id]
         party = self.parties.get(party_id)
         if party is None or party.coalition_id is None:
             return None
         return self.coalitions.get(party.coalition_id)
+
+    def coalition_for(self, selection: Selection) -> Coalition | None:
+        """The coalition a selection's seat counts for in its contest: its own, where the feed
+        or the mapping names one for this contest, else its party's."""
+        if selection.coalition_id is not None:
+            return self.coalitions.get(selection.coalition_id) if selection.coalition_id else None
+        return self.coalition_of(selection.party_id)
 
     # -- serialisation for the database (compact, stable, JSON-safe) --
 
@@ -228,7 +290,7 @@ class Snapshot:
 
 
 def contest_to_list(c: Contest) -> list[Any]:
-    return [
+    row = [
         c.id,
         c.name,
         c.kind.value,
@@ -239,21 +301,38 @@ def contest_to_list(c: Contest) -> list[Any]:
         c.ballots_cast,
         [_selection_to_list(s) for s in c.selections],
     ]
+    # Later fields only when they differ from their defaults: contexts stored by earlier
+    # versions read the same, and the common case stays compact.
+    extra: dict[str, Any] = {}
+    if c.stage is not None:
+        extra["stage"] = c.stage.value
+    if c.state is not ContestState.NORMAL:
+        extra["state"] = c.state.value
+    if not c.votes_known:
+        extra["votes_known"] = False
+    if extra:
+        row.append(extra)
+    return row
 
 
 def _selection_to_list(s: Selection) -> list[Any]:
     row: list[Any] = [s.id, s.name, s.votes, s.party_id, s.winner, s.seats]
-    if s.members:
+    if s.members or s.coalition_id is not None:
         row.append([[m.id, m.name, m.votes, m.elected] for m in s.members])
+    if s.coalition_id is not None:
+        row.append(s.coalition_id)
     return row
 
 
 def _selection_from_list(s: list[Any]) -> Selection:
     members = tuple(ListCandidate(*m) for m in s[6]) if len(s) > 6 else ()
-    return Selection(s[0], s[1], s[2], s[3], s[4], s[5], members)
+    coalition = s[7] if len(s) > 7 else None
+    return Selection(s[0], s[1], s[2], s[3], s[4], s[5], members, coalition)
 
 
 def contest_from_list(c: list[Any]) -> Contest:
+    extra: dict[str, Any] = c[9] if len(c) > 9 else {}
+    stage = extra.get("stage")
     return Contest(
         id=c[0],
         name=c[1],
@@ -263,4 +342,7 @@ def contest_from_list(c: list[Any]) -> Contest:
         electorate=c[6],
         ballots_cast=c[7],
         selections=tuple(_selection_from_list(s) for s in c[8]),
+        stage=Stage(stage) if stage else None,
+        state=ContestState(extra.get("state", ContestState.NORMAL.value)),
+        votes_known=bool(extra.get("votes_known", True)),
     )

@@ -36,7 +36,7 @@ CHECKS: dict[str, str] = {
     "selection_missing": "a candidate or party disappears from a contest",
     "seats_over": "more seats allocated than the contest has",
     "progress_backwards": "reporting progress goes backwards",
-    "status_regressed": "the report's status goes back (certified to partial or complete)",
+    "status_regressed": "the report's status goes back (certified to official, complete...)",
     "feed_markup": "a name holds a link, domain, mention, hashtag, markup or line break",
     "renamed": "a contest, candidate, party or coalition changes name",
 }
@@ -45,8 +45,10 @@ HOLD_PREFIX = "implausible"
 _RANK = {
     ResultsStatus.PARTIAL: 0,
     ResultsStatus.COMPLETE: 1,
-    ResultsStatus.CERTIFIED: 2,
-    ResultsStatus.CORRECTION: 2,
+    ResultsStatus.RECOUNT: 1,
+    ResultsStatus.OFFICIAL: 2,
+    ResultsStatus.CERTIFIED: 3,
+    ResultsStatus.CORRECTION: 3,
 }
 
 

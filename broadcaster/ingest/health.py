@@ -14,8 +14,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from broadcaster.core.config import ServiceConfig
-from broadcaster.runtime.preflight import Problem
+from broadcaster.core.config import Problem, ServiceConfig
 
 GOOD = frozenset({"accepted", "unchanged", "duplicate"})
 NEUTRAL = frozenset({"waiting"})  # backing off: no request was made

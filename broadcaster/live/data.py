@@ -16,6 +16,7 @@ from pathlib import Path
 from sqlalchemy import func, select
 
 from broadcaster.core.config import Config
+from broadcaster.domain import status
 from broadcaster.domain.model import Contest, ContestKind, Snapshot
 from broadcaster.domain.tally import Tally, compute_tally
 from broadcaster.outbox.store import Store, events, snapshots
@@ -49,15 +50,9 @@ EMPTY = ChannelData(version=0, snapshot=None, tally=None)
 
 
 def results_status(snapshot: Snapshot | None) -> str:
-    """The results' status shown on screen: `waiting`, `provisional`, `official` or
-    `correction`. The one place that decides it, so a finer rule can replace it."""
-    if snapshot is None:
-        return "waiting"
-    if snapshot.status.value == "certified":
-        return "official"
-    if snapshot.status.value == "correction":
-        return "correction"
-    return "provisional"
+    """The results' status shown on screen: `waiting`, `provisional`, `official`, `certified`
+    or `corrected`, from the one place that decides it for posts and cards too."""
+    return status.results_status(snapshot)
 
 
 def in_progress(snapshot: Snapshot) -> list[Contest]:

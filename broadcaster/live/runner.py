@@ -77,3 +77,20 @@ def start_beside(
     thread = threading.Thread(target=run, name="live-channel", daemon=True)
     thread.start()
     return lambda: thread.join(30)
+
+
+class LiveCompanion:
+    """The live channel run beside the daemon (`[live] enabled = true`)."""
+
+    name = "live channel"
+
+    def __init__(self, config: Config, *, dry_run: bool) -> None:
+        self.config = config
+        self.dry_run = dry_run
+        self._join: Callable[[], None] = lambda: None
+
+    def start(self, store: Store, stop: threading.Event) -> None:
+        self._join = start_beside(self.config, store, dry_run=self.dry_run, stop=stop)
+
+    def stop(self) -> None:
+        self._join()

@@ -208,3 +208,82 @@ class State:
 
     def set_live_status(self, value: dict[str, Any]) -> None:
         self._put(LIVE_STATUS, value)
+
+    # -- alerts to the operators (broadcaster/alerts): what was said, kept across restarts --
+
+    def alert_records(self) -> dict[str, AlertRecord]:
+        """What was last alerted about each thing, by `kind:subject`."""
+        data = self._get(ALERTS_SENT)
+        if not isinstance(data, dict):
+            return {}
+        out = {}
+        for key, value in data.items():
+            record = AlertRecord.from_dict(value)
+            if record is not None:
+                out[str(key)] = record
+        return out
+
+    def set_alert_records(self, records: dict[str, AlertRecord]) -> None:
+        """Written only when something changed (the alerter runs every poll)."""
+        if records != self.alert_records():
+            self._put(ALERTS_SENT, {key: r.to_dict() for key, r in records.items()})
+
+    def feed_mark(self) -> FeedMark | None:
+        """The newest accepted snapshot the alerter has seen, and when it first saw it."""
+        data = self._get(ALERTS_FEED)
+        if not isinstance(data, dict) or not isinstance(data.get("snapshot_id"), int):
+            return None
+        seen = _time(data.get("seen_at"))
+        return None if seen is None else FeedMark(int(data["snapshot_id"]), seen)
+
+    def set_feed_mark(self, mark: FeedMark) -> None:
+        if mark != self.feed_mark():
+            self._put(ALERTS_FEED, {"snapshot_id": mark.snapshot_id, "seen_at": _iso(mark.at)})
+
+
+ALERTS_SENT = "alerts:sent"
+ALERTS_FEED = "alerts:feed"
+
+
+@dataclass(frozen=True, slots=True)
+class AlertRecord:
+    """The last alert about one thing: the facts it reported (held post ids, a pause's reason),
+    when it went out, the destinations that have it, and whether the thing still holds."""
+
+    facts: tuple[str, ...]
+    sent_at: datetime
+    delivered: tuple[str, ...] = ()
+    active: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "facts": list(self.facts),
+            "sent_at": self.sent_at.isoformat(),
+            "delivered": list(self.delivered),
+            "active": self.active,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any) -> AlertRecord | None:
+        if not isinstance(data, dict):
+            return None
+        try:
+            sent_at = _time(data.get("sent_at"))
+        except (TypeError, ValueError):
+            return None
+        if sent_at is None:
+            return None
+        return cls(
+            facts=tuple(str(f) for f in data.get("facts") or ()),
+            sent_at=sent_at,
+            delivered=tuple(str(d) for d in data.get("delivered") or ()),
+            active=bool(data.get("active", True)),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class FeedMark:
+    """The newest accepted snapshot's id, and when it was first seen (wall clock)."""
+
+    snapshot_id: int
+    at: datetime

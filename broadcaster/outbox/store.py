@@ -48,6 +48,7 @@ from sqlalchemy.types import TypeDecorator
 from broadcaster.core.logs import redact
 from broadcaster.domain.events import Event, EventKind
 from broadcaster.domain.model import Snapshot
+from broadcaster.domain.posts import HoldKind, NewPost, PostState
 from broadcaster.publishers.base import Post
 
 # 1: the first schema. 2: posts.test_data (the send-time test guard), posts.hold_kind and
@@ -176,32 +177,6 @@ class _Abort(Exception):
     """Roll a transaction back on purpose."""
 
 
-class PostState:
-    PENDING = "pending"
-    HELD = "held"
-    SENDING = "sending"
-    SENT = "sent"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-    SUPERSEDED = "superseded"
-
-    ALL = (PENDING, HELD, SENDING, SENT, FAILED, CANCELLED, SUPERSEDED)
-
-
-class HoldKind(StrEnum):
-    """Why a held post waits; the human reason is in `hold_reason`."""
-
-    TEMPLATE = "template"  # its template failed: released by fixing the template
-    GATE = "gate"  # a plausibility or feed-text gate: needs an operator who names the finding
-    APPROVAL = "approval"  # the account requires approval of every post
-    IN_DOUBT = "in_doubt"  # it may be on the platform: check, then mark sent or approve
-    OPERATOR = "operator"  # held by an operator
-    CARD = "card"  # its result card could not be drawn (the platform needs one)
-    SECRET = "secret"  # noqa: S105 - its text contains a secret value: never sent
-    TEST_DATA = "test_data"  # test data bound for a real account
-    ACCOUNT = "account"  # its account is no longer configured
-
-
 MODE_KEY = "database_mode"
 
 
@@ -244,26 +219,6 @@ def _where(url: str) -> str:
     """The database's location without credentials, for messages."""
     rest = url.split("://", 1)[-1]
     return rest.rsplit("@", 1)[-1] if "@" in rest else rest
-
-
-@dataclass(frozen=True, slots=True)
-class NewPost:
-    """A rendered post about to enter the outbox."""
-
-    idempotency_key: str
-    event_key: str
-    account: str
-    platform: str
-    text: str | None
-    media: tuple[str, ...]
-    dry_run: bool
-    state: str = PostState.PENDING
-    hold_reason: str | None = None
-    title: str | None = None
-    thread_parent: str | None = None  # idempotency key of the previous part of a thread
-    wants_card: bool = False
-    hold_kind: HoldKind | None = None
-    gate_reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,7 +32,7 @@ from broadcaster.planning.budget import BudgetState
 
 MIN_INTERVAL = timedelta(seconds=60)
 PACE_WINDOW = timedelta(minutes=30)  # the pacing bucket holds this long's worth of posts
-URGENT = (EventKind.CORRECTED, EventKind.MAJORITY)
+URGENT = (EventKind.CORRECTED, EventKind.MAJORITY, EventKind.CERTIFIED)
 MERGEABLE = (EventKind.CALLED, EventKind.PROGRESS, EventKind.LEADER)
 RESERVE = 2  # posts of the budget the pace never spends (see plan_account)
 
@@ -98,7 +98,7 @@ def stale(pending: Sequence[Item], sent: Sequence[Item]) -> list[tuple[int, str]
             key = (item.kind, item.contest_id)
             newest[key] = max(item.feed_time, newest.get(key, item.feed_time))
     for item in pending:
-        if item.kind in (EventKind.PROGRESS, EventKind.LEADER):
+        if item.kind in (EventKind.PROGRESS, EventKind.LEADER, EventKind.TIE, EventKind.CLOSE):
             called = decisive.get(item.contest_id or "")
             if called is not None and called >= item.feed_time:
                 out.append((item.id, "overtaken by the result of the same contest"))

@@ -23,6 +23,7 @@ REGISTRY: dict[str, str] = {
     "youtube": "broadcaster.publishers.youtube:YouTubePublisher",
     "tiktok": "broadcaster.publishers.tiktok:TikTokPublisher",
     "x": "broadcaster.publishers.x:XPublisher",
+    "telegram": "broadcaster.publishers.telegram:TelegramPublisher",
 }
 
 DRY_RUN = "dryrun"

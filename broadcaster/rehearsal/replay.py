@@ -20,9 +20,10 @@ from broadcaster.core.config import AccountConfig, Config, DatabaseConfig, Outpu
 from broadcaster.core.secrets import Secrets, TokenStore, register_config_secrets
 from broadcaster.delivery.cards import CardMaker
 from broadcaster.delivery.dispatcher import Dispatcher, publisher_env
+from broadcaster.domain.posts import PostState
 from broadcaster.ingest.sources import SourceDown, make_fetched, snapshot_files
 from broadcaster.outbox.state import State
-from broadcaster.outbox.store import DatabaseMode, ModeMismatch, PostState, Store, require_mode
+from broadcaster.outbox.store import DatabaseMode, ModeMismatch, Store, require_mode
 from broadcaster.publishers import PublisherEnv, publisher_class
 from broadcaster.rehearsal.emulator import Emulator, EmulatorServer
 from broadcaster.runtime.cycle import CycleResult, Pipeline

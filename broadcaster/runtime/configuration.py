@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from broadcaster.alerts.checks import alert_problems
 from broadcaster.core.config import Config
 from broadcaster.core.config import load_config as load_file
 from broadcaster.publishers.registry import platforms, validate_account_settings
@@ -32,4 +33,4 @@ def platform_problems(config: Config) -> list[str]:
 def load_config(path: Path | str | None) -> Config:
     """Read and validate a configuration file, the platforms' settings included; None means
     the bundled rehearsal configuration. ConfigError names every bad key."""
-    return load_file(path, checks=(platform_problems,))
+    return load_file(path, checks=(platform_problems, alert_problems))

@@ -30,14 +30,22 @@ from broadcaster.core.config import Config
 from broadcaster.core.logs import redact
 from broadcaster.domain.events import Event, EventKind
 from broadcaster.domain.model import Snapshot
+from broadcaster.domain.posts import HoldKind, NewPost, PostState
 from broadcaster.domain.tally import compute_tally
 from broadcaster.ingest import gates
-from broadcaster.ingest.differ import FINAL_TALLY, DiffRules, DiffState, diff, tally_slot
+from broadcaster.ingest.differ import (
+    FINAL_TALLY,
+    DiffRules,
+    DiffState,
+    diff,
+    rules_from,
+    tally_slot,
+)
 from broadcaster.ingest.gates import Finding
 from broadcaster.ingest.parsers import FeedError, reader_for
 from broadcaster.ingest.sources import Fetched, Source, SourceDown
 from broadcaster.outbox.state import State
-from broadcaster.outbox.store import HoldKind, NewPost, PostState, Store
+from broadcaster.outbox.store import Store
 from broadcaster.planning.planner import plan
 
 log = logging.getLogger(__name__)
@@ -146,14 +154,6 @@ def _finding_record(name: str, snapshot: Snapshot, f: Finding, action: str) -> d
         "message": f.message,
         "action": action,
     }
-
-
-def rules_from(config: Config) -> DiffRules:
-    return DiffRules(
-        thresholds=tuple(config.events.thresholds),
-        tally_every=config.events.tally_interval,
-        majority_seats=config.events.majority_seats or None,
-    )
 
 
 def restore_state(store: Store, rules: DiffRules) -> DiffState:

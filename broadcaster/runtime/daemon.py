@@ -12,14 +12,16 @@ import logging
 import signal
 import threading
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Protocol
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.blocking import BlockingScheduler
 
+from broadcaster.alerts.alerter import Alerter
 from broadcaster.core import failpoints
 from broadcaster.core.clock import WallClock
 from broadcaster.core.config import Config, ConfigError
@@ -55,10 +57,25 @@ def refuse_test_data(config: Config, store: Store, *, dry_run: bool) -> None:
         )
 
 
+class Companion(Protocol):
+    """Something run beside the daemon on its database (the operator console, the live
+    channel): started once the daemon is ready, stopped when it stops. The command that starts
+    the daemon chooses them, so the daemon itself knows no web framework or video encoder."""
+
+    name: str
+
+    def start(self, store: Store, stop: threading.Event) -> None: ...
+
+    def stop(self) -> None: ...
+
+
 class Daemon:
-    def __init__(self, config: Config, *, dry_run: bool) -> None:
+    def __init__(
+        self, config: Config, *, dry_run: bool, companions: Sequence[Companion] = ()
+    ) -> None:
         self.config = config
         self.dry_run = dry_run
+        self.companions = list(companions)
         secrets = Secrets(config.path(config.secrets.file))
         problems = preflight(config, secrets=secrets)
         if problems:
@@ -94,13 +111,14 @@ class Daemon:
             stop=self.stop,
             cards=cards,
         )
+        # Alerts to the operators (broadcaster/alerts): checked once per poll cycle.
+        self.alerter = Alerter(config, self.store, clock=self.clock, dry_run=dry_run)
         self.counters: dict[str, float] = {"polls": 0, "poll_failures": 0}
         self.feed_health = FeedHealth(started_at=time.time())
         self.health: HealthServer | None = None
-        self.console: Any = None  # the operator console, when [console] enabled
         refuse_test_data(config, self.store, dry_run=dry_run)
         interval = config.feed.poll_interval
-        self.executor = ThreadPoolExecutor(max_workers=2)
+        self.executor = ThreadPoolExecutor(max_workers=3)
         self.scheduler = BlockingScheduler(
             timezone=config.election.tz,
             executors={"default": self.executor},
@@ -149,6 +167,14 @@ class Daemon:
             self.dispatcher.run_once()
         except Exception:
             log.exception("dispatch run failed; posts stay in the outbox for the next run")
+
+    def alert(self) -> None:
+        if self.stop.is_set():
+            return
+        try:
+            self.alerter.run_once()
+        except Exception:
+            log.exception("alert check failed; it runs again next cycle")
 
     # -- life cycle --
 
@@ -206,6 +232,9 @@ class Daemon:
             id="dispatch",
             next_run_time=now,
         )
+        self.scheduler.add_job(
+            self.alert, "interval", seconds=self.config.feed.poll_interval, id="alerts"
+        )
         previous = {
             sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT)
         }
@@ -221,33 +250,27 @@ class Daemon:
                 ).start()
             except OSError as exc:
                 log.error("health endpoint not started on %s: %s", self.config.service.listen, exc)
-        join_live = lambda: None  # noqa: E731
-        if self.config.live.enabled:  # the live results channel beside the daemon (docs/live.md)
-            from broadcaster.live.runner import start_beside
-
-            join_live = start_beside(self.config, self.store, dry_run=self.dry_run, stop=self.stop)
-        if self.config.console.enabled:
-            # Imported only when asked for: the daemon needs no web framework of its own.
-            from broadcaster.console.server import ConsoleServer
-
+        started = []
+        for companion in self.companions:
             try:
-                self.console = ConsoleServer(self.config, self.store).start()
-            except OSError as exc:
-                log.error("console not started on %s: %s", self.config.console.listen, exc)
+                companion.start(self.store, self.stop)
+                started.append(companion)
+            except Exception as exc:  # a companion that cannot start never stops the daemon
+                log.error("%s not started: %s", companion.name, exc)
         try:
             self.scheduler.start()
         finally:
             self.stop.set()
-            join_live()
+            for companion in reversed(started):
+                companion.stop()
             if self.health is not None:
                 self.health.stop()
-            if self.console is not None:
-                self.console.stop()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
             # Wait for the job in progress: it checks `stop` between steps.
             self.executor.shutdown(wait=True)
             self.dispatcher.close()
+            self.alerter.close()
             self.store.close()
         log.info("stopped cleanly")
         return 0

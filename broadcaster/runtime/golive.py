@@ -177,7 +177,25 @@ def cards(config: Config) -> Iterator[Check]:
     yield Check("cards", os.access(folder, os.W_OK), f"{folder} writable{note}")
 
 
-CHECKS: tuple[CheckFn, ...] = (configuration, database, cards, templates, feed, accounts)
+def alerts(config: Config) -> Iterator[Check]:
+    """Every alert destination can be reached (nothing is sent: `broadcaster alerts test`
+    sends a test alert)."""
+    from broadcaster.alerts.destinations import AlertNotSent, build
+
+    posts = config.path(config.output.posts) or Path("posts.jsonl")
+    destinations = build(config, WallClock(), posts.parent)
+    if not destinations:
+        yield Check("alerts", True, "none: nobody is told when the night needs them ([[alerts]])")
+    for dest in destinations:
+        try:
+            yield Check(f"alerts {dest.name}", True, dest.check())
+        except AlertNotSent as exc:
+            yield Check(f"alerts {dest.name}", False, str(exc))
+        finally:
+            dest.close()
+
+
+CHECKS: tuple[CheckFn, ...] = (configuration, database, cards, templates, feed, accounts, alerts)
 
 
 def run_checks(config: Config, checks: tuple[CheckFn, ...] = CHECKS) -> list[Check]:

@@ -9,23 +9,11 @@ wrong later too (a file or folder vanishing, the logo becoming unreadable) is ch
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
-from broadcaster.core.config import Config
+from broadcaster.core.config import Config, Problem
 from broadcaster.core.secrets import SecretError, Secrets
 from broadcaster.ingest.sources import SNAPSHOT_SUFFIXES, is_url
-
-
-@dataclass(frozen=True, slots=True)
-class Problem:
-    """One thing wrong: the configuration key it concerns, and what is wrong with it."""
-
-    key: str
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.key}: {self.message}"
 
 
 def preflight(config: Config, *, secrets: Secrets | None = None) -> list[Problem]:

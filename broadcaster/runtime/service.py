@@ -14,11 +14,14 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
 from broadcaster.core.config import Config
 from broadcaster.core.logs import redact
 from broadcaster.ingest.health import FeedHealth
 from broadcaster.outbox.store import Store
-from broadcaster.runtime.status import collect_status, metrics_text
+from broadcaster.runtime.metrics import StatusCollector, registry_for
+from broadcaster.runtime.status import collect_status
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +44,9 @@ class HealthServer:
         self.alive = alive
         self.dry_run = dry_run
         self.feed_health = feed_health
+        self.registry = registry_for(
+            StatusCollector(config, store, counters=counters, feed_health=feed_health)
+        )
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -103,9 +109,7 @@ class HealthServer:
             # A platform's error quoted in a pause reason may echo a token: mask every secret.
             return code, "application/json", redact(json.dumps(body, ensure_ascii=False)).encode()
         if path == "/metrics":
-            report = collect_status(self.config, self.store)
-            text = metrics_text(report, self.counters)
-            return 200, "text/plain; version=0.0.4; charset=utf-8", text.encode()
+            return 200, CONTENT_TYPE_LATEST, generate_latest(self.registry)
         return 404, "text/plain", b"not found\n"
 
     def start(self) -> HealthServer:

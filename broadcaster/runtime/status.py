@@ -1,4 +1,5 @@
-"""Health, from the database: for `broadcaster status`, `GET /healthz` and `GET /metrics`.
+"""Health, from the database: for `broadcaster status`, `GET /healthz` and `GET /metrics`
+(runtime/metrics.py).
 
 Everything is read from the tables the daemon writes, so the same picture is available from the
 command line while the daemon runs and from the daemon's own HTTP endpoints.
@@ -13,10 +14,11 @@ from sqlalchemy import func, select
 
 from broadcaster.core.config import Config
 from broadcaster.delivery.budgets import account_budget
+from broadcaster.domain.posts import ALL_STATES, HoldKind, PostState
 from broadcaster.ingest.health import FeedHealth, feed_problems
 from broadcaster.outbox.state import State
-from broadcaster.outbox.store import HoldKind, PostState, Store, events, posts, snapshots
-from broadcaster.runtime.live_health import live_metrics, live_report
+from broadcaster.outbox.store import Store, events, posts, snapshots
+from broadcaster.runtime.live_health import live_report
 from broadcaster.runtime.preflight import runtime_problems
 
 
@@ -128,7 +130,7 @@ def collect_status(
         "recent_rejections": [
             {"name": r.name, "at": local(r.received_at), "error": r.error} for r in rejections
         ],
-        "states": list(PostState.ALL),
+        "states": list(ALL_STATES),
         "outbox": outbox,
         "held": [{"id": h.id, "account": h.account, "reason": h.hold_reason} for h in held],
         "template_problems": template_problems,
@@ -138,100 +140,3 @@ def collect_status(
         "latency": latency,
         "live": live,
     }
-
-
-def _label(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ")
-
-
-def metrics_text(report: dict[str, Any], counters: dict[str, float]) -> str:
-    """The Prometheus text exposition of a status report and the daemon's own counters."""
-    lines: list[str] = []
-
-    def metric(
-        name: str, kind: str, help_: str, samples: list[tuple[dict[str, str], float]]
-    ) -> None:
-        lines.append(f"# HELP {name} {help_}")
-        lines.append(f"# TYPE {name} {kind}")
-        for labels, value in samples:
-            tags = ",".join(f'{k}="{_label(v)}"' for k, v in labels.items())
-            lines.append(f"{name}{{{tags}}} {value}" if tags else f"{name} {value}")
-
-    metric("broadcaster_up", "gauge", "1 while the daemon runs.", [({}, 1)])
-    metric("broadcaster_polls_total", "counter", "Feed polls.", [({}, counters.get("polls", 0))])
-    metric(
-        "broadcaster_poll_failures_total",
-        "counter",
-        "Polls that failed (feed down or error).",
-        [({}, counters.get("poll_failures", 0))],
-    )
-    metric(
-        "broadcaster_snapshots_total",
-        "counter",
-        "Snapshots by outcome.",
-        [
-            ({"outcome": "accepted"}, report["accepted"]),
-            ({"outcome": "rejected"}, report["rejected"]),
-        ],
-    )
-    metric("broadcaster_events_total", "counter", "Events found.", [({}, report["events"])])
-    metric(
-        "broadcaster_posts",
-        "gauge",
-        "Posts by state, platform and account.",
-        [
-            ({"account": account, "platform": platform, "state": state}, n)
-            for (account, platform), states in sorted(report["outbox"].items())
-            for state, n in sorted(states.items())
-        ],
-    )
-    latency = []
-    for platform, values in sorted(report["latency"].items()):
-        ordered = sorted(values)
-        for q in (0.5, 0.9, 1.0):
-            latency.append(
-                (
-                    {"platform": platform, "quantile": str(q)},
-                    ordered[min(len(ordered) - 1, int(q * len(ordered)))],
-                )
-            )
-    metric(
-        "broadcaster_post_latency_seconds",
-        "gauge",
-        "Seconds from the snapshot that revealed an event to its post, posts of the last hour.",
-        latency,
-    )
-    metric(
-        "broadcaster_budget_remaining_posts",
-        "gauge",
-        "Posts left in each account's longest quota window.",
-        [
-            ({"account": a["name"]}, a["budget_left"])
-            for a in report["accounts"]
-            if a["budget_left"] is not None
-        ],
-    )
-    metric(
-        "broadcaster_account_paused",
-        "gauge",
-        "1 when an account is paused.",
-        [({"account": a["name"]}, 1 if a["state"] == "paused" else 0) for a in report["accounts"]],
-    )
-    last = report["last_snapshot"]
-    if last:
-        seconds = datetime.fromisoformat(last["received_at"]).timestamp()
-        metric(
-            "broadcaster_last_feed_change_timestamp_seconds",
-            "gauge",
-            "When the feed last brought a new snapshot.",
-            [({}, seconds)],
-        )
-    if "last_poll" in counters:
-        metric(
-            "broadcaster_last_poll_timestamp_seconds",
-            "gauge",
-            "When the feed was last polled.",
-            [({}, counters["last_poll"])],
-        )
-    lines.extend(live_metrics(report.get("live")))
-    return "\n".join(lines) + "\n"

@@ -20,8 +20,10 @@ from typing import Any
 from fontTools.ttLib import TTFont
 from PIL import Image, ImageDraw, ImageFont
 
+from broadcaster.content.plurals import ELLIPSIS, plural_form, shorten_words
 from broadcaster.content.render import Locale, make_filters
 from broadcaster.core.config import CardsConfig
+from broadcaster.domain.status import label as status_label
 from broadcaster.publishers.base import CardSpec
 
 FONTS = Path(__file__).resolve().parent / "fonts"
@@ -30,49 +32,70 @@ BOLD = (FONTS / "NotoSans-Bold.ttf", FONTS / "NotoSansKhmer-Bold.ttf")
 
 LABELS: dict[str, dict[str, str]] = {
     "en": {
+        "vote": "vote",
         "votes": "votes",
         "reported": "reported",
         "seats": "seats",
         "seat": "seat",
         "winner": "WINNER",
         "called": "Result declared",
-        "unofficial": "Unofficial results",
         "tally": "Seat tally",
         "declared": "declared",
         "majority": "Majority",
         "test": "TEST DATA - NOT REAL RESULTS",
         "of": "of",
         "correction": "CORRECTION",
+        "coalition": "coalition",
+        "no_seats": "No seat declared yet",
+        "counting": "Counting update",
+        "lead_changes": "Lead changes",
+        "tied": "tied",
+        "ahead": "ahead",
+        "elected": "elected",
     },
     "ms": {
+        "vote": "undi",
         "votes": "undi",
         "reported": "dilaporkan",
         "seats": "kerusi",
         "seat": "kerusi",
         "winner": "MENANG",
         "called": "Keputusan diumumkan",
-        "unofficial": "Keputusan tidak rasmi",
         "tally": "Kedudukan kerusi",
         "declared": "diumumkan",
         "majority": "Majoriti",
         "test": "DATA UJIAN - BUKAN KEPUTUSAN SEBENAR",
         "of": "daripada",
         "correction": "PEMBETULAN",
+        "coalition": "gabungan",
+        "no_seats": "Belum ada kerusi diumumkan",
+        "counting": "Kemas kini pengiraan",
+        "lead_changes": "Pertukaran pendahulu",
+        "tied": "seri",
+        "ahead": "mendahului",
+        "elected": "dipilih",
     },
     "km": {
+        "vote": "សំឡេង",
         "votes": "សំឡេង",
         "reported": "បានរាយការណ៍",
         "seats": "អាសនៈ",
         "seat": "អាសនៈ",
         "winner": "ជាប់ឆ្នោត",
         "called": "លទ្ធផលត្រូវបានប្រកាស",
-        "unofficial": "លទ្ធផលបណ្ដោះអាសន្ន",
         "tally": "ចំនួនអាសនៈ",
         "declared": "បានប្រកាស",
         "majority": "ភាគច្រើន",
         "test": "ទិន្នន័យសាកល្បង - មិនមែនលទ្ធផលពិត",
         "of": "ក្នុងចំណោម",
         "correction": "ការកែតម្រូវ",
+        "coalition": "សម្ព័ន្ធ",
+        "no_seats": "មិនទាន់មានអាសនៈប្រកាស",
+        "counting": "ព័ត៌មានថ្មីអំពីការរាប់",
+        "lead_changes": "អ្នកនាំមុខថ្មី",
+        "tied": "ស្មើគ្នា",
+        "ahead": "នាំមុខ",
+        "elected": "ជាប់ឆ្នោត",
     },
 }
 
@@ -126,17 +149,60 @@ def text_width(text: str, size: int, bold: bool = False) -> float:
 
 
 def fit(text: str, size: int, width: float, bold: bool = False) -> str:
-    """The text, cut with an ellipsis so that it fits `width` pixels."""
+    """The text, cut by whole words with an ellipsis so that it fits `width` pixels (inside a
+    word only when its first word alone is too wide, never through a letter and its marks)."""
     if text_width(text, size, bold) <= width:
         return text
+    ends = _word_ends(text)
+    best = ""
+    lo, hi = 0, len(ends) - 1
+    while lo <= hi:  # the longest run of whole words that fits with the ellipsis
+        mid = (lo + hi) // 2
+        candidate = text[: ends[mid]].rstrip(_TRAILING) + ELLIPSIS
+        if text_width(candidate, size, bold) <= width:
+            best, lo = candidate, mid + 1
+        else:
+            hi = mid - 1
+    if best:
+        return best
     lo, hi = 0, len(text)
     while lo < hi:
         mid = (lo + hi + 1) // 2
-        if text_width(text[:mid] + "…", size, bold) <= width:
+        if text_width(shorten_words(text, mid), size, bold) <= width:
             lo = mid
         else:
             hi = mid - 1
-    return text[:lo].rstrip() + "…"
+    return shorten_words(text, lo) if lo > 0 else ELLIPSIS
+
+
+def wrap(text: str, size: int, width: float, bold: bool = False, lines: int = 2) -> list[str]:
+    """The text on at most `lines` lines of `width` pixels, broken between words; what does
+    not fit on the last line is cut by words with an ellipsis."""
+    if lines <= 1 or text_width(text, size, bold) <= width:
+        return [fit(text, size, width, bold)]
+    ends = [e for e in _word_ends(text) if e < len(text)]
+    first = ""
+    for end in ends:  # the longest first line of whole words
+        head = text[:end].rstrip()
+        if text_width(head, size, bold) > width:
+            break
+        first = head
+    if not first:
+        return [fit(text, size, width, bold)]
+    rest = text[len(first) :].strip()
+    return [first, *wrap(rest, size, width, bold, lines - 1)] if rest else [first]
+
+
+_TRAILING = " ,;:/-\u200b"
+
+
+def _word_ends(text: str) -> list[int]:
+    # Where a line may end: before a space, after a hyphen or slash, after Khmer's "។"; Khmer
+    # names also break at a zero-width space.
+    ends = {i for i, ch in enumerate(text) if ch.isspace() or ch == "\u200b"}
+    ends |= {i + 1 for i, ch in enumerate(text) if ch in "-/។,;:"}
+    ends.add(len(text))
+    return sorted(e for e in ends if e > 0)
 
 
 def draw_text(
@@ -185,69 +251,31 @@ def render_card(
     style: CardStyle,
     out: Path,
 ) -> Path:
-    """Draw the card for a post's template variables into `out` (PNG or JPEG per `spec`)."""
+    """Draw the card for a post's template variables into `out` (PNG or JPEG per `spec`).
+
+    A card never shows an empty chart: a contest's bars are its votes where it has votes, its
+    seats where it has only seats, and no bars at all otherwise; the seat tally is drawn once a
+    seat is declared; a counting summary shows each contest's share of units reported."""
     labels = LABELS.get(locale.language, LABELS["en"])
-    f = make_filters(locale)
-    width, height = spec.width, spec.height
-    # Sizes are designed for a 1080 px square and scale with the shorter side (landscape cards
-    # get a little more, since they are shown wide).
-    scale = min(width, height * 1.25) / 1080
-    img = Image.new("RGB", (width, height), style.background)
-    draw = ImageDraw.Draw(img)
-    pad = int(48 * scale)
-    election = variables["election"]
-
-    # Header band: title and, on test data, an unmistakable banner.
-    band = int(110 * scale)
-    draw.rectangle((0, 0, width, band), fill=style.accent)
-    title = style.title or election["name"]
-    logo_w = _paste_logo(img, style.logo, band, width, pad)
-    draw_text(
-        draw,
-        (pad, int(32 * scale)),
-        fit(title, int(38 * scale), width - 2 * pad - logo_w, True),
-        int(38 * scale),
-        "#FFFFFF",
-        bold=True,
-    )
-    y = band + int(28 * scale)
-    if election["is_test"]:
-        banner = int(56 * scale)
-        draw.rectangle(
-            (0, y - int(12 * scale), width, y - int(12 * scale) + banner), fill="#C62828"
-        )
-        draw_text(
-            draw, (pad, y - int(2 * scale)), labels["test"], int(28 * scale), "#FFFFFF", bold=True
-        )
-        y += banner + int(8 * scale)
-
+    card = _Card(variables, spec, locale, style, labels)
+    card.header()
     contest = variables.get("contest")
+    summary = variables.get("summary")
+    tally = variables["tally"]
     if contest is not None:
-        y = _contest_body(draw, variables, contest, labels, f, style, pad, y, width, height, scale)
+        card.contest_body(contest)
+    elif summary is not None and summary["kind"] != "called" and summary["items"]:
+        card.counting_body(summary)
+    elif tally["declared_seats"] > 0:
+        card.tally_body(tally)
     else:
-        y = _tally_body(draw, variables, labels, f, style, pad, y, width, height, scale)
-
-    # Footer: time and issuer.
-    when = f["time"](election["generated_at"])
-    footer = f"{labels['unofficial']} · {when} · {election['issuer'] or ''}"
-    draw.line(
-        (pad, height - int(86 * scale), width - pad, height - int(86 * scale)),
-        fill=style.track,
-        width=max(1, int(2 * scale)),
-    )
-    draw_text(
-        draw,
-        (pad, height - int(66 * scale)),
-        fit(footer.strip(" ·"), int(26 * scale), width - 2 * pad),
-        int(26 * scale),
-        style.muted,
-    )
-
+        card.status_body(tally)
+    card.footer(contest["stage"] if contest is not None else variables["election"]["stage"])
     out.parent.mkdir(parents=True, exist_ok=True)
     if spec.format.upper() == "JPEG":
-        img.save(out, "JPEG", quality=90, optimize=True)
+        card.img.save(out, "JPEG", quality=90, optimize=True)
     else:
-        img.save(out, "PNG", compress_level=3)
+        card.img.save(out, "PNG", compress_level=3)
     return out
 
 
@@ -265,163 +293,352 @@ def _paste_logo(img: Image.Image, logo: Path | None, band: int, width: int, pad:
     return mark.width + pad
 
 
-def _heading(
-    draw: ImageDraw.ImageDraw,
-    heading: str,
-    style: CardStyle,
-    pad: int,
-    y: int,
-    width: int,
-    scale: float,
-) -> int:
-    """The card's heading, bold, cut to the width; returns where the body goes on."""
-    size = int(48 * scale)
-    draw_text(
-        draw, (pad, y), fit(heading, size, width - 2 * pad, True), size, style.foreground, bold=True
-    )
-    return y + int(72 * scale)
+@dataclass(slots=True)
+class _Row:
+    """One line of a card's chart: a name, a figure on the right, a bar (when `value` is not
+    None) and a smaller detail line under it."""
+
+    name: str
+    right: str
+    value: float | None
+    top: float
+    color: str
+    detail: str = ""
+    bold: bool = False
+    tag: str = ""  # a small word after the name (marks a coalition)
 
 
-def _contest_body(
-    draw: ImageDraw.ImageDraw,
-    variables: dict[str, Any],
-    contest: dict[str, Any],
-    labels: dict[str, str],
-    f: dict[str, Any],
-    style: CardStyle,
-    pad: int,
-    y: int,
-    width: int,
-    height: int,
-    scale: float,
-) -> int:
-    event = variables["event"]
-    heading = contest["name"]
-    if event["kind"] == "corrected":
-        heading = f"{labels['correction']}: {heading}"
-    y = _heading(draw, heading, style, pad, y, width, scale)
-    status = []
-    if contest["called"]:
-        status.append(labels["called"])
-    if contest["percent_reported"] is not None:
-        status.append(
-            f"{f['pct'](contest['percent_reported'], 0)} {labels['reported']} "
-            f"({f['number'](contest['reported'])}/{f['number'](contest['units_total'])})"
-        )
-    draw_text(draw, (pad, y), " · ".join(status), int(28 * scale), style.muted)
-    y += int(56 * scale)
+class _Card:
+    def __init__(
+        self,
+        variables: dict[str, Any],
+        spec: CardSpec,
+        locale: Locale,
+        style: CardStyle,
+        labels: dict[str, str],
+    ) -> None:
+        self.variables = variables
+        self.locale = locale
+        self.style = style
+        self.labels = labels
+        self.f = make_filters(locale)
+        self.width, self.height = spec.width, spec.height
+        # Sizes are designed for a 1080 px square and scale with the shorter side (landscape
+        # cards get a little more, since they are shown wide).
+        self.scale = min(self.width, self.height * 1.25) / 1080
+        self.img = Image.new("RGB", (self.width, self.height), style.background)
+        self.draw = ImageDraw.Draw(self.img)
+        self.pad = int(48 * self.scale)
+        self.y = 0
+        self.bottom = self.height - int(100 * self.scale)  # where the footer begins
 
-    rows = contest["selections"][:6]
-    footer_top = height - int(100 * scale)
-    row_h = min(int(112 * scale), (footer_top - y) // max(1, len(rows)))
-    name_size = max(16, min(int(34 * scale), int(row_h * 0.32)))
-    bar_h = max(6, int(row_h * 0.16))
-    top_votes = max((s["votes"] for s in rows), default=0) or 1
-    for s in rows:
-        label = s["name"]
-        if s["party_abbr"] and s["party"] != s["name"]:
-            label += f" ({s['party_abbr']})"
-        right = f"{f['pct'](s['share'])}"
-        right_w = text_width(right, name_size, True)
+    def px(self, value: float) -> int:
+        return int(value * self.scale)
+
+    @property
+    def inner(self) -> int:
+        return self.width - 2 * self.pad
+
+    def word(self, key: str, n: Any) -> str:
+        """`n` and its noun (votes, seats), the form CLDR's plural rules choose."""
+        singular = plural_form(n, self.locale.language) == "one"
+        return f"{self.f['number'](n)} {self.labels[key if not singular else key.rstrip('s')]}"
+
+    # -- frame --
+
+    def header(self) -> None:
+        election = self.variables["election"]
+        band = self.px(110)
+        self.draw.rectangle((0, 0, self.width, band), fill=self.style.accent)
+        title = self.style.title or election["name"]
+        logo_w = _paste_logo(self.img, self.style.logo, band, self.width, self.pad)
+        size = self.px(38)
         draw_text(
-            draw,
-            (pad, y),
-            fit(label, name_size, width - 2 * pad - right_w - 24 * scale, s["winner"]),
-            name_size,
-            style.foreground,
-            bold=bool(s["winner"] or (s["seats"] or 0) > 0),
-        )
-        draw_text(
-            draw, (width - pad, y), right, name_size, style.foreground, bold=True, anchor_right=True
-        )
-        bar_y = y + int(name_size * 1.45)
-        colour = s.get("party_color") or style.accent
-        draw.rectangle((pad, bar_y, width - pad, bar_y + bar_h), fill=style.track)
-        filled = pad + (width - 2 * pad) * (s["votes"] / top_votes)
-        draw.rectangle((pad, bar_y, int(filled), bar_y + bar_h), fill=colour)
-        detail = f"{f['number'](s['votes'])} {labels['votes']}"
-        if (s["seats"] or 0) > 0:
-            unit = labels["seats"] if s["seats"] != 1 else labels["seat"]
-            detail += f" · {f['number'](s['seats'])} {unit}"
-        if s["winner"]:
-            detail += f" · {labels['winner']}"
-        draw_text(
-            draw, (pad, bar_y + bar_h + int(6 * scale)), detail, int(name_size * 0.72), style.muted
-        )
-        y += row_h
-    return y
-
-
-def _tally_body(
-    draw: ImageDraw.ImageDraw,
-    variables: dict[str, Any],
-    labels: dict[str, str],
-    f: dict[str, Any],
-    style: CardStyle,
-    pad: int,
-    y: int,
-    width: int,
-    height: int,
-    scale: float,
-) -> int:
-    tally = variables["tally"]
-    heading = labels["tally"]
-    holder = variables["event"].get("holder")
-    if holder:
-        heading = f"{holder['name']}: {labels['majority']}"
-    y = _heading(draw, heading, style, pad, y, width, scale)
-    n = f["number"]
-    sub = (
-        f"{n(tally['declared_seats'])} {labels['of']} {n(tally['total_seats'])} "
-        f"{labels['seats']} {labels['declared']} · {labels['majority']}: {n(tally['majority'])}"
-    )
-    draw_text(draw, (pad, y), sub, int(28 * scale), style.muted)
-    y += int(56 * scale)
-    rows = list(tally["coalitions"][:2]) + list(tally["parties"][:6])
-    footer_top = height - int(100 * scale)
-    row_h = min(int(96 * scale), (footer_top - y) // max(1, len(rows)))
-    size = max(16, min(int(34 * scale), int(row_h * 0.34)))
-    bar_h = max(6, int(row_h * 0.2))
-    total = max(1, tally["total_seats"])
-    for r in rows:
-        draw_text(
-            draw,
-            (pad, y),
-            fit(r["name"], size, width * 0.7, True),
+            self.draw,
+            (self.pad, self.px(32)),
+            fit(title, size, self.inner - logo_w, True),
             size,
-            style.foreground,
+            "#FFFFFF",
             bold=True,
         )
+        self.y = band + self.px(28)
+        if election["is_test"]:
+            banner = self.px(56)
+            top = self.y - self.px(12)
+            self.draw.rectangle((0, top, self.width, top + banner), fill="#C62828")
+            draw_text(
+                self.draw,
+                (self.pad, self.y - self.px(2)),
+                fit(self.labels["test"], self.px(28), self.inner, True),
+                self.px(28),
+                "#FFFFFF",
+                bold=True,
+            )
+            self.y += banner + self.px(8)
+
+    def footer(self, stage: str) -> None:
+        election = self.variables["election"]
+        when = self.f["time"](election["generated_at"])
+        parts = [status_label(stage, self.locale.language), when, election["issuer"] or ""]
+        text = " · ".join(p for p in parts if p)
+        line_y = self.height - self.px(86)
+        self.draw.line(
+            (self.pad, line_y, self.width - self.pad, line_y),
+            fill=self.style.track,
+            width=max(1, self.px(2)),
+        )
+        size = self.px(26)
         draw_text(
-            draw,
-            (width - pad, y),
-            f["number"](r["seats"]),
+            self.draw,
+            (self.pad, self.height - self.px(66)),
+            fit(text, size, self.inner),
             size,
-            style.foreground,
-            bold=True,
-            anchor_right=True,
+            self.style.muted,
         )
-        bar_y = y + int(size * 1.45)
-        draw.rectangle((pad, bar_y, width - pad, bar_y + bar_h), fill=style.track)
-        filled = pad + (width - 2 * pad) * (r["seats"] / total)
-        draw.rectangle(
-            (pad, bar_y, int(filled), bar_y + bar_h), fill=r.get("color") or style.accent
-        )
-        # The majority line, so a bar's distance to it reads at a glance.
-        mx = pad + (width - 2 * pad) * (tally["majority"] / total)
-        draw.line(
-            (mx, bar_y - 4, mx, bar_y + bar_h + 4),
-            fill=style.foreground,
-            width=max(1, int(2 * scale)),
-        )
-        y += row_h
-    return y
+
+    def heading(self, text: str, lines: int = 2) -> None:
+        """The card's heading, bold, on up to two lines, then cut by words."""
+        size = self.px(48)
+        for line in wrap(text, size, self.inner, True, lines):
+            draw_text(self.draw, (self.pad, self.y), line, size, self.style.foreground, bold=True)
+            self.y += self.px(62)
+        self.y += self.px(10)
+
+    def subtitle(self, parts: list[str]) -> None:
+        text = " · ".join(p for p in parts if p)
+        if text:
+            size = self.px(28)
+            for line in wrap(text, size, self.inner, False, 2):
+                draw_text(self.draw, (self.pad, self.y), line, size, self.style.muted)
+                self.y += self.px(38)
+        self.y += self.px(18)
+
+    def message(self, text: str) -> None:
+        size = self.px(34)
+        for line in wrap(text, size, self.inner, False, 3):
+            draw_text(self.draw, (self.pad, self.y), line, size, self.style.muted)
+            self.y += self.px(46)
+
+    # -- bodies --
+
+    def contest_body(self, contest: dict[str, Any]) -> None:
+        labels, f = self.labels, self.f
+        event = self.variables["event"]
+        heading = contest["name"]
+        if event["kind"] == "corrected":
+            heading = f"{labels['correction']}: {heading}"
+        self.heading(heading)
+        status = []
+        if contest["state"] != "normal":
+            status.append(status_label(contest["state"], self.locale.language))
+        if contest["called"]:
+            status.append(labels["called"])
+        if contest["percent_reported"] is not None and contest["reporting"]:
+            status.append(
+                f"{f['pct'](contest['percent_reported'], 0)} {labels['reported']} "
+                f"({f['number'](contest['reported'])}/{f['number'](contest['units_total'])})"
+            )
+        self.subtitle(status)
+
+        selections = contest["selections"]
+        rows = []
+        by_votes = contest["votes_known"] and (contest["total_votes"] or 0) > 0
+        by_seats = not by_votes and any((s["seats"] or 0) > 0 for s in selections)
+        if by_votes:
+            top = max(s["votes"] for s in selections) or 1
+        elif by_seats:
+            top = max(contest["seats"] or 0, max((s["seats"] or 0) for s in selections))
+        else:
+            top = 1
+        for s in selections[:6]:
+            name = s["name"]
+            if s["party_abbr"] and s["party"] != s["name"]:
+                name += f" ({s['party_abbr']})"
+            details = []
+            if by_votes:
+                details.append(self.word("votes", s["votes"]))
+            if (s["seats"] or 0) > 0:
+                details.append(self.word("seats", s["seats"]))
+            if s["winner"]:
+                details.append(labels["winner"])
+            if by_votes:
+                right, value = f["pct"](s["share"]), float(s["votes"])
+            elif by_seats:
+                right, value = f["number"](s["seats"] or 0), float(s["seats"] or 0)
+            else:
+                right, value = "", None  # nothing to chart: names only, no empty bars
+            rows.append(
+                _Row(
+                    name,
+                    right,
+                    value,
+                    float(top),
+                    s.get("party_color") or self.style.accent,
+                    " · ".join(details),
+                    bool(s["winner"] or (s["seats"] or 0) > 0),
+                )
+            )
+        self.rows(rows)
+
+    def tally_body(self, tally: dict[str, Any]) -> None:
+        labels, n = self.labels, self.f["number"]
+        event = self.variables["event"]
+        holder = event.get("holder")
+        if holder:
+            heading = f"{holder['name']}: {labels['majority']}"
+        elif event["kind"] == "certified":
+            heading = status_label("certified", self.locale.language)
+        else:
+            heading = labels["tally"]
+        self.heading(heading, lines=1 if not holder else 2)
+        self.subtitle(self._tally_facts(tally))
+        # By coalition (each coalition, then parties outside any) when there are coalitions:
+        # a coalition and its own parties are never added up on one chart.
+        blocs = tally["blocs"] if tally["coalitions"] else tally["parties"]
+        total = max(1, tally["total_seats"])
+        rows = [
+            _Row(
+                r["name"],
+                n(r["seats"]),
+                float(r["seats"]),
+                float(total),
+                r.get("color") or self.style.accent,
+                bold=True,
+                tag=labels["coalition"] if r.get("is_coalition") else "",
+            )
+            for r in blocs[:7]
+            if r["seats"] > 0
+        ]
+        self.rows(rows, majority=tally["majority"] / total if tally["majority"] else None)
+
+    def status_body(self, tally: dict[str, Any]) -> None:
+        """No seat declared yet (a certification of ballot questions, say): no chart."""
+        stage = self.variables["election"]["stage"]
+        self.heading(status_label(stage, self.locale.language))
+        self.subtitle(self._tally_facts(tally) if tally["total_seats"] else [])
+        if tally["total_seats"]:
+            self.message(self.labels["no_seats"])
+
+    def counting_body(self, summary: dict[str, Any]) -> None:
+        labels, f = self.labels, self.f
+        self.heading(labels["lead_changes"] if summary["kind"] == "leader" else labels["counting"])
+        self.y += self.px(8)
+        contests = [item["contest"] for item in summary["items"] if item["contest"]]
+        charted = any(c["percent_reported"] is not None for c in contests)
+        rows = []
+        for c in contests[:6]:
+            if c["called"]:
+                winners = ", ".join(w["name"] for w in c["winners"][:2])
+                detail = f"{labels['called']}: {winners}" if winners else labels["called"]
+            elif c["leader"]:
+                detail = f"{c['leader']['name']} {labels['ahead']} {f['pct'](c['leader']['share'])}"
+            elif c["tied"]:
+                detail = labels["tied"]
+            else:
+                detail = ""
+            percent = c["percent_reported"]
+            rows.append(
+                _Row(
+                    c["name"],
+                    f"{f['pct'](percent, 0)} {labels['reported']}" if percent is not None else "",
+                    float(percent) if charted and percent is not None else None,
+                    100.0,
+                    (c["leader"] or {}).get("party_color") or self.style.accent,
+                    detail,
+                    True,
+                )
+            )
+        self.rows(rows)
+
+    def _tally_facts(self, tally: dict[str, Any]) -> list[str]:
+        labels, n = self.labels, self.f["number"]
+        facts = [
+            f"{n(tally['declared_seats'])} {labels['of']} {n(tally['total_seats'])} "
+            f"{labels['seats']} {labels['declared']}"
+        ]
+        for item in tally["not_reporting"]:
+            state = status_label(item["state"], self.locale.language)
+            facts.append(f"{n(item['seats'])} {state[:1].lower() + state[1:]}")
+        if tally["majority"]:
+            facts.append(f"{labels['majority']}: {n(tally['majority'])}")
+        return facts
+
+    def rows(self, rows: list[_Row], majority: float | None = None) -> None:
+        """Rows of names, each with its bar when it has a value; long names take two lines
+        where there is room."""
+        if not rows:
+            return
+        s = self.scale
+        room = self.bottom - self.y
+        row_h = min(int(116 * s), room // len(rows))
+        size = max(14, min(int(34 * s), int(row_h * 0.3)))
+        bar_h = max(6, int(row_h * 0.14))
+        charted = any(r.value is not None for r in rows)
+        for r in rows:
+            right_w = text_width(r.right, size, True) if r.right else 0
+            tag_w = text_width(f" {r.tag}", int(size * 0.72)) if r.tag else 0
+            name_w = self.inner - right_w - tag_w - int(24 * s)
+            # A second line for the name when the row has room for it, else cut by words.
+            two = row_h >= size * (1.3 * 2 + 1.2) + bar_h
+            lines = wrap(r.name, size, name_w, r.bold, 2 if two else 1)
+            y = self.y
+            for i, line in enumerate(lines):
+                width = draw_text(
+                    self.draw, (self.pad, y), line, size, self.style.foreground, bold=r.bold
+                )
+                if r.tag and i == len(lines) - 1:
+                    draw_text(
+                        self.draw,
+                        (self.pad + width + int(10 * s), y + int(size * 0.22)),
+                        r.tag,
+                        int(size * 0.72),
+                        self.style.muted,
+                    )
+                if i == 0 and r.right:
+                    draw_text(
+                        self.draw,
+                        (self.width - self.pad, y),
+                        r.right,
+                        size,
+                        self.style.foreground,
+                        bold=True,
+                        anchor_right=True,
+                    )
+                y += int(size * 1.3)
+            y += int(size * 0.15)
+            if charted and r.value is not None:
+                self.draw.rectangle(
+                    (self.pad, y, self.width - self.pad, y + bar_h), fill=self.style.track
+                )
+                share = max(0.0, min(1.0, r.value / r.top)) if r.top else 0.0
+                if share > 0:
+                    filled = self.pad + self.inner * share
+                    self.draw.rectangle((self.pad, y, int(filled), y + bar_h), fill=r.color)
+                if majority is not None:
+                    # The majority line, so a bar's distance to it reads at a glance.
+                    mx = self.pad + self.inner * majority
+                    self.draw.line(
+                        (mx, y - 4, mx, y + bar_h + 4),
+                        fill=self.style.foreground,
+                        width=max(1, int(2 * s)),
+                    )
+                y += bar_h
+            if r.detail:
+                detail_size = int(size * 0.72)
+                draw_text(
+                    self.draw,
+                    (self.pad, y + int(6 * s)),
+                    fit(r.detail, detail_size, self.inner),
+                    detail_size,
+                    self.style.muted,
+                )
+            self.y += row_h
 
 
 # Bump when the drawing itself changes, so that a card folder kept from an earlier version is
 # never taken for the new design.
-CARD_DESIGN = 1
-DRAWN = ("election", "event", "contest", "tally")  # the variables a card shows
+CARD_DESIGN = 2
+DRAWN = ("election", "event", "contest", "tally", "summary")  # the variables a card shows
 NOT_DRAWN = ("key", "at")  # event fields that name the event but are not on the card
 
 

@@ -105,8 +105,14 @@ def reader_for(config: Config) -> Callable[[bytes], Snapshot]:
             raise ConfigError(f"[feed] mapping: {exc}") from None
         fmt = "mapped"
     tz = config.election.tz
+    coalitions, by_contest = config.coalitions, config.contest_coalitions
 
     def read(body: bytes) -> Snapshot:
-        return parse(body, fmt, default_tz=tz, mapping=mapping, max_count=feed.max_count)
+        snapshot = parse(body, fmt, default_tz=tz, mapping=mapping, max_count=feed.max_count)
+        if coalitions or by_contest:
+            from broadcaster.ingest.coalitions import apply_coalitions
+
+            snapshot = apply_coalitions(snapshot, coalitions, by_contest)
+        return snapshot
 
     return read

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from datetime import datetime, tzinfo
 from typing import Any, Protocol
 
-from broadcaster.domain.model import Snapshot
+from broadcaster.domain.model import ContestState, Snapshot, Stage
 
 
 class FeedError(ValueError):
@@ -112,3 +112,24 @@ def parse_bool(value: Any, path: str) -> bool:
     if isinstance(value, str) and value.strip().lower() in ("false", "0", "no", ""):
         return False
     raise FeedError(f"{path}: expected true or false, got {describe(value)}")
+
+
+STAGES = {s.value: s for s in Stage}
+STATES = {s.value: s for s in ContestState}
+CONTEST_STATUS_WORDS = (*STAGES, *STATES)
+
+
+def contest_status(value: Any, where: str) -> tuple[Stage | None, ContestState]:
+    """A contest's status word: how final its figures are (a Stage: provisional, official,
+    certified, corrected) or why it does not report as usual (a ContestState: postponed,
+    suspended, uncontested, withheld, recount, normal). Empty means neither."""
+    text = str(value).strip().lower() if value is not None else ""
+    if not text:
+        return None, ContestState.NORMAL
+    if text in STAGES:
+        return STAGES[text], ContestState.NORMAL
+    if text in STATES:
+        return None, STATES[text]
+    raise FeedError(
+        f"{where}: expected one of {', '.join(CONTEST_STATUS_WORDS)}, got {describe(value)}"
+    )

@@ -116,6 +116,7 @@ class _Cleaner:
     def selection(self, s: Selection, path: str, cid: str) -> Selection:
         self.ident(s.id, f"{path}.id")
         self.ident(s.party_id, f"{path}.party_id")
+        self.ident(s.coalition_id, f"{path}.coalition_id")
         self.count(s.votes, f"{path}.votes")
         self.count(s.seats, f"{path}.seats")
         name = self.text(s.name, f"{path}.name", cid, None)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import tzinfo
 from typing import Any
 
@@ -18,7 +18,14 @@ from broadcaster.domain.model import (
     Selection,
     Snapshot,
 )
-from broadcaster.ingest.parsers.base import FeedError, decode_text, describe, parse_bool, parse_time
+from broadcaster.ingest.parsers.base import (
+    FeedError,
+    contest_status,
+    decode_text,
+    describe,
+    parse_bool,
+    parse_time,
+)
 
 REQUIRED = ("contest_id", "contest_name", "selection_id", "selection_name", "votes")
 OPTIONAL = (
@@ -34,6 +41,7 @@ OPTIONAL = (
     "units_total",
     "electorate",
     "ballots_cast",
+    "contest_status",
 )
 ELECTION = ("election", "status", "generated_at", "is_test", "issuer")
 COLUMNS = REQUIRED + OPTIONAL + ELECTION
@@ -47,6 +55,7 @@ _CONTEST_FIELDS = (
     "units_total",
     "electorate",
     "ballots_cast",
+    "contest_status",
 )
 
 _STATUS = {s.value: s for s in ResultsStatus}
@@ -90,6 +99,7 @@ def parse_csv(body: bytes, *, default_tz: tzinfo) -> Snapshot:
     contests: dict[str, _ContestRows] = {}
     parties: dict[str, tuple[str, str | None]] = {}
     coalitions: dict[str, str] = {}
+    by_contest = "coalition_id" in columns  # each row says its party's coalition there
 
     try:
         for row in reader:
@@ -100,7 +110,7 @@ def parse_csv(body: bytes, *, default_tz: tzinfo) -> Snapshot:
                 raise FeedError(f"line {line}: expected {len(columns)} fields, found {len(row)}")
             rec = {c: v.strip() for c, v in zip(columns, row, strict=True)}
             _merge_election(election, rec, line)
-            _add_row(contests, parties, coalitions, rec, line)
+            _add_row(contests, parties, coalitions, rec, line, by_contest)
     except csv.Error as exc:
         raise FeedError(f"line {reader.line_num}: malformed CSV ({exc})") from None
 
@@ -119,9 +129,13 @@ def parse_csv(body: bytes, *, default_tz: tzinfo) -> Snapshot:
     party_map: dict[str, Party] = {
         pid: Party(pid, name, None, coal) for pid, (name, coal) in parties.items()
     }
+    members: dict[str, list[str]] = {cid: [] for cid in coalitions}
+    for group in contests.values():
+        for s in group.selections:
+            if s.coalition_id and s.party_id and s.party_id not in members[s.coalition_id]:
+                members[s.coalition_id].append(s.party_id)
     coalition_map = {
-        cid: Coalition(cid, name, None, tuple(p for p, v in parties.items() if v[1] == cid))
-        for cid, name in coalitions.items()
+        cid: Coalition(cid, name, None, tuple(members[cid])) for cid, name in coalitions.items()
     }
     return Snapshot(
         election=election["election"],
@@ -168,6 +182,7 @@ def _add_row(
     coalitions: dict[str, str],
     rec: dict[str, str],
     line: int,
+    by_contest: bool,
 ) -> None:
     cid = rec["contest_id"]
     if not cid:
@@ -194,18 +209,20 @@ def _add_row(
         raise FeedError(f"line {line}, column 'selection_name': required, but empty")
 
     party_id = rec.get("party_id") or None
+    coal = rec.get("coalition_id") or None
     if party_id:
-        coal = rec.get("coalition_id") or None
         pname = rec.get("party_name") or party_id
         known = parties.get(party_id)
-        if known is not None and known != (pname, coal):
+        if known is not None and known[0] != pname:
             raise FeedError(
-                f"line {line}, column 'party_name'/'coalition_id': party {party_id!r} was given "
-                f"as {known[0]!r} in coalition {known[1]!r} earlier"
+                f"line {line}, column 'party_name': party {party_id!r} was given as "
+                f"{known[0]!r} earlier"
             )
-        parties[party_id] = (pname, coal)
-        if coal:
-            coalitions.setdefault(coal, rec.get("coalition_name") or coal)
+        # A party may stand under a coalition's logo in one contest and its own in another:
+        # the row says which (the party's own coalition is the first one given).
+        parties[party_id] = (pname, (known[1] if known else None) or coal)
+    if coal:
+        coalitions.setdefault(coal, rec.get("coalition_name") or coal)
 
     winner = parse_bool(rec.get("winner", ""), f"line {line}, column 'winner'")
     group.selections.append(
@@ -216,6 +233,7 @@ def _add_row(
             party_id=party_id,
             winner=winner,
             seats=_int(rec, "seats_won", line),
+            coalition_id=(coal or "") if by_contest else None,
         )
     )
 
@@ -234,15 +252,15 @@ def _contest(cid: str, rows: _ContestRows) -> Contest:
     seats = _int(f, "seats", line)
     selections = rows.selections
     if kind is ContestKind.PARTY:
-        selections = [
-            s if s.seats is not None else Selection(s.id, s.name, s.votes, s.party_id, s.winner, 0)
-            for s in selections
-        ]
+        selections = [s if s.seats is not None else replace(s, seats=0) for s in selections]
     elif kind is ContestKind.CANDIDATE and seats is None:
         seats = 1
+    stage, state = contest_status(f["contest_status"], f"line {line}, column 'contest_status'")
     return Contest(
         id=cid,
         name=f["contest_name"] or _fail(line, "contest_name"),
+        stage=stage,
+        state=state,
         kind=kind,
         selections=tuple(selections),
         progress=Progress(_int(f, "units_reported", line), _int(f, "units_total", line)),

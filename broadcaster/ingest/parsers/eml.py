@@ -9,7 +9,12 @@ identifier. It declares no winners. Its polling stations are the units reported,
 finished count at its level, so progress is all of them.
 
 A 520 is the result: the same flat list, with `CandidateFullName`, optional `ValidVotes`, and
-`Elected`. A party's seats are its elected candidates.
+`Elected`. A party's seats are its elected candidates. A 520 without any `ValidVotes` gives seats
+and winners but no vote counts (`Contest.votes_known` is false), so nothing shows "0 votes".
+
+How final: a 510a (polling station) or 510b (municipality) count is provisional, a 510c
+(principal electoral committee) or 510d (central committee) count is official, and a 520 result
+is certified.
 
 XML from outside is untrusted: it is parsed by defusedxml with DTDs (hence entity expansion and
 external entities) refused, and nothing is ever fetched.
@@ -91,7 +96,10 @@ def parse_eml(body: bytes, *, default_tz: tzinfo) -> Snapshot:
     if kind.startswith("510"):
         election = root.find(f"{_q('Count')}/{_q('Election')}")
         where = "Count/Election"
-        status = ResultsStatus.COMPLETE
+        # A 510 is a finished count at its level: polling station (a) and municipality (b)
+        # are provisional; the principal (c) and central (d) electoral committees, which
+        # the returning officers chair, declare it official.
+        status = ResultsStatus.OFFICIAL if kind in ("510c", "510d") else ResultsStatus.COMPLETE
     elif kind == "520":
         election = root.find(f"{_q('Result')}/{_q('Election')}")
         where = "Result/Election"
@@ -290,6 +298,8 @@ def _result_contest(
 ) -> Contest:
     contest_id, contest_name = _contest_id(element, path, election_id)
     lists, loose = _selections(element, path, parties, result=True)
+    # Vote counts are optional in a 520: without any, there are seats and winners only.
+    votes_known = element.find(f"{_q('Selection')}/{_q('ValidVotes')}") is not None
     if lists:
         seats = sum(s.seats or 0 for s in lists)
         return Contest(
@@ -298,6 +308,7 @@ def _result_contest(
             kind=ContestKind.PARTY,
             selections=tuple(lists),
             seats=seats or None,
+            votes_known=votes_known,
         )
     if not loose:
         raise FeedError(f"{path}: no Selection")
@@ -307,4 +318,5 @@ def _result_contest(
         kind=ContestKind.CANDIDATE,
         selections=tuple(Selection(m.id, m.name, m.votes or 0, winner=m.elected) for m in loose),
         seats=sum(1 for m in loose if m.elected) or None,
+        votes_known=votes_known,
     )

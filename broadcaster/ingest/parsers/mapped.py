@@ -25,6 +25,7 @@ import jmespath.visitor
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from broadcaster.domain.model import (
+    Coalition,
     Contest,
     ContestKind,
     Party,
@@ -33,11 +34,33 @@ from broadcaster.domain.model import (
     Selection,
     Snapshot,
 )
-from broadcaster.ingest.parsers.base import FeedError, decode_text, describe, load_json, parse_time
+from broadcaster.ingest.parsers.base import (
+    FeedError,
+    contest_status,
+    decode_text,
+    describe,
+    load_json,
+    parse_time,
+)
 
 STATUSES = {s.value: s for s in ResultsStatus}
 TRUE = ("true", "yes", "y", "1")
 FALSE = ("false", "no", "n", "0", "")
+
+
+ReportStatus = Literal["partial", "complete", "official", "certified", "correction", "recount"]
+ContestStatusWord = Literal[
+    "provisional",
+    "official",
+    "certified",
+    "corrected",
+    "normal",
+    "postponed",
+    "suspended",
+    "uncontested",
+    "withheld",
+    "recount",
+]
 
 
 class MappingError(ValueError):
@@ -64,6 +87,7 @@ class SelectionFields(_Strict):
     party: str | None = None
     winner: str | None = None
     seats: str | None = None
+    coalition: str | None = None  # the coalition it stood for in this contest ("" for none)
 
 
 class ContestFields(_Strict):
@@ -76,6 +100,7 @@ class ContestFields(_Strict):
     total_units: str | None = None
     electorate: str | None = None
     ballots_cast: str | None = None
+    status: str | None = None  # a stage (official...) or a state (postponed...), see docs
 
 
 class PartyFields(_Strict):
@@ -93,9 +118,8 @@ class JsonMapping(_Strict):
     contests: ContestFields
     selections: SelectionFields
     parties: PartyFields | None = None
-    status_values: dict[str, Literal["partial", "complete", "certified", "correction"]] = Field(
-        default_factory=dict
-    )
+    status_values: dict[str, ReportStatus] = Field(default_factory=dict)
+    contest_status_values: dict[str, ContestStatusWord] = Field(default_factory=dict)
 
 
 class CsvColumns(_Strict):
@@ -113,6 +137,8 @@ class CsvColumns(_Strict):
     party: str | None = None
     winner: str | None = None
     seats_won: str | None = None
+    coalition: str | None = None
+    contest_status: str | None = None
     generated_at: str | None = None
     status: str | None = None
     is_test: str | None = None
@@ -125,9 +151,8 @@ class CsvMapping(_Strict):
     is_test: bool = False
     columns: CsvColumns
     winner_values: list[str] = Field(default_factory=lambda: list(TRUE))
-    status_values: dict[str, Literal["partial", "complete", "certified", "correction"]] = Field(
-        default_factory=dict
-    )
+    status_values: dict[str, ReportStatus] = Field(default_factory=dict)
+    contest_status_values: dict[str, ContestStatusWord] = Field(default_factory=dict)
 
     @field_validator("winner_values")
     @classmethod
@@ -294,6 +319,12 @@ class _JsonReader:
                 raise FeedError(f"contest #{n + 1}: duplicate contest id {contest.id!r}")
             seen.add(contest.id)
             contests.append(contest)
+        coalitions = {
+            s.coalition_id: Coalition(s.coalition_id, s.coalition_id)
+            for c in contests
+            for s in c.selections
+            if s.coalition_id
+        }
         return Snapshot(
             election=name,
             status=status,
@@ -302,6 +333,7 @@ class _JsonReader:
             is_test=is_test,
             issuer=issuer,
             parties=parties,
+            coalitions=coalitions,
         )
 
     def _parties(self, doc: Any) -> dict[str, Party]:
@@ -362,9 +394,11 @@ class _JsonReader:
                     party_id=party,
                     winner=_bool(self.s["winner"], sel, swhere) if self.s["winner"] else False,
                     seats=_opt_count(self.s["seats"], sel, swhere),
+                    coalition_id=_coalition(self.s["coalition"], sel, swhere),
                 )
             )
         seats = _opt_count(c["seats"], item, where)
+        stage, state = _contest_status(c["status"], item, where, self.mapping.contest_status_values)
         return Contest(
             id=cid,
             name=_opt_str(c["name"], item, where) or cid,
@@ -376,7 +410,35 @@ class _JsonReader:
             seats=seats if seats is not None else (1 if kind is ContestKind.CANDIDATE else None),
             electorate=_opt_count(c["electorate"], item, where),
             ballots_cast=_opt_count(c["ballots_cast"], item, where),
+            stage=stage,
+            state=state,
         )
+
+
+def _coalition(getter: _Getter | None, doc: Any, where: str) -> str | None:
+    """The coalition a selection stood for in its contest: an id, or "" for none."""
+    if getter is None:
+        return None
+    value = getter(doc)
+    if value is None:
+        return ""
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise getter.problem(where, value, "a coalition id, or empty for none")
+    return str(value).strip()
+
+
+def _contest_status(
+    getter: _Getter | None, doc: Any, where: str, values: dict[str, str]
+) -> tuple[Any, Any]:
+    if getter is None:
+        return contest_status(None, where)
+    value = getter(doc)
+    text = str(value).strip() if value is not None else ""
+    try:
+        return contest_status(values.get(text, text), f"mapping {getter.field}{where}")
+    except FeedError:
+        known = ", ".join(values) or "the words of contest_status_values"
+        raise getter.problem(where, value, f"a stage or contest state, or one of {known}") from None
 
 
 def _id(getter: _Getter | None, doc: Any, where: str) -> str:
@@ -515,6 +577,7 @@ def parse_mapped_csv(body: bytes, *, default_tz: tzinfo, mapping: CsvMapping) ->
 
     contests: dict[str, dict[str, Any]] = {}
     parties: dict[str, Party] = {}
+    coalitions: dict[str, Coalition] = {}
     first: dict[str, str | None] = {}
     try:
         for row in reader:
@@ -540,6 +603,7 @@ def parse_mapped_csv(body: bytes, *, default_tz: tzinfo, mapping: CsvMapping) ->
                     "total": count(row, "total_units", line),
                     "electorate": count(row, "electorate", line),
                     "ballots": count(row, "ballots_cast", line),
+                    "status": cell(row, "contest_status") or "",
                     "selections": [],
                     "ids": set(),
                 },
@@ -555,6 +619,9 @@ def parse_mapped_csv(body: bytes, *, default_tz: tzinfo, mapping: CsvMapping) ->
             if party is not None:
                 parties.setdefault(party, Party(party, party))
             winner = (cell(row, "winner") or "").lower() in mapping.winner_values
+            coalition = cell(row, "coalition")
+            if coalition:
+                coalitions.setdefault(coalition, Coalition(coalition, coalition))
             entry["selections"].append(
                 Selection(
                     id=sid,
@@ -563,6 +630,7 @@ def parse_mapped_csv(body: bytes, *, default_tz: tzinfo, mapping: CsvMapping) ->
                     party_id=party,
                     winner=winner,
                     seats=count(row, "seats_won", line),
+                    coalition_id=coalition,
                 )
             )
     except csv.Error as exc:
@@ -581,6 +649,10 @@ def parse_mapped_csv(body: bytes, *, default_tz: tzinfo, mapping: CsvMapping) ->
         seats = entry["seats"]
         if seats is None and kind is ContestKind.CANDIDATE:
             seats = 1
+        word = mapping.contest_status_values.get(entry["status"], entry["status"])
+        stage, state = contest_status(
+            word, f"line {entry['line']}, column {cols.get('contest_status')!r}"
+        )
         out.append(
             Contest(
                 id=cid,
@@ -591,6 +663,8 @@ def parse_mapped_csv(body: bytes, *, default_tz: tzinfo, mapping: CsvMapping) ->
                 seats=seats,
                 electorate=entry["electorate"],
                 ballots_cast=entry["ballots"],
+                stage=stage,
+                state=state,
             )
         )
     generated = first.get("generated_at")
@@ -617,6 +691,7 @@ def parse_mapped_csv(body: bytes, *, default_tz: tzinfo, mapping: CsvMapping) ->
         contests=tuple(out),
         is_test=is_test,
         parties=parties,
+        coalitions=coalitions,
     )
 
 

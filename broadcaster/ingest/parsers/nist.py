@@ -7,7 +7,7 @@ the precincts composing it are never both counted.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import tzinfo
 from typing import Any
 
@@ -15,14 +15,18 @@ from broadcaster.domain.model import (
     Coalition,
     Contest,
     ContestKind,
+    ContestState,
     Party,
     Progress,
     ResultsStatus,
     Selection,
     Snapshot,
+    Stage,
 )
+from broadcaster.domain.status import declare_from_final_counts
 from broadcaster.ingest.parsers.base import (
     FeedError,
+    contest_status,
     describe,
     load_json,
     need_count,
@@ -40,8 +44,13 @@ _STATUS = {
     "unofficial-complete": ResultsStatus.COMPLETE,
     "certified": ResultsStatus.CERTIFIED,
     "correction": ResultsStatus.CORRECTION,
-    "recount": ResultsStatus.CORRECTION,
+    "recount": ResultsStatus.RECOUNT,
 }
+
+# Where a contest says how final its figures are, or why it does not report as usual: an
+# ExternalIdentifier with this OtherType (the standard has no per-contest status beyond
+# CountStatus). Values: a Stage or a ContestState.
+CONTEST_STATUS_ID = "contest-status"
 
 _CONTEST_KINDS = {
     "ElectionResults.CandidateContest": ContestKind.CANDIDATE,
@@ -56,6 +65,7 @@ NUMBER_ELECTED_ID = "number-elected"
 
 @dataclass(slots=True)
 class _Unit:
+    name: str | None
     composing: tuple[str, ...]
     registered: int | None
     participated: int | None
@@ -115,6 +125,8 @@ class _Report:
         self.coalitions: dict[str, Coalition] = {}
         self._leaves: dict[str, frozenset[str]] = {}
         self._below: dict[str, frozenset[str]] = {}
+        self._districts: dict[str, str | None] = {}  # contest id -> its district's name
+        self._ranked: set[str] = set()  # contests decided by ranked choice, not plurality
 
     def snapshot(self) -> Snapshot:
         doc = self.doc
@@ -153,16 +165,37 @@ class _Report:
                 seen.add(contest.id)
                 contests.append(contest)
 
-        return Snapshot(
+        snapshot = Snapshot(
             election=name,
             status=status,
             generated_at=generated,
-            contests=tuple(contests),
+            contests=tuple(self._distinct_names(contests)),
             is_test=is_test,
             issuer=issuer,
             parties=self.parties,
             coalitions=self.coalitions,
         )
+        # A certified report may name no winner (Cambridge 2022): its counts decide, unless
+        # the contest is not decided by plurality (ranked choice).
+        return declare_from_final_counts(snapshot, exclude=self._ranked)
+
+    def _distinct_names(self, contests: list[Contest]) -> list[Contest]:
+        """Contests that share a name (an office elected in several districts: "REPRESENTATIVE
+        IN CONGRESS" twice) are told apart by their district's name, which the report has."""
+        seen: dict[str, int] = {}
+        for c in contests:
+            seen[c.name.casefold()] = seen.get(c.name.casefold(), 0) + 1
+        out = []
+        for c in contests:
+            district = self._districts.get(c.id)
+            if (
+                seen[c.name.casefold()] > 1
+                and district
+                and district.casefold() not in (c.name.casefold())
+            ):
+                c = replace(c, name=f"{c.name}, {district}")
+            out.append(c)
+        return out
 
     # -- reference data --
 
@@ -176,7 +209,9 @@ class _Report:
             composing = tuple(
                 need_list(unit.get("ComposingGpUnitIds", []), f"{path}.ComposingGpUnitIds")
             )
+            name = unit.get("Name")
             self.units[uid] = _Unit(
+                name=_opt_text(name, f"{path}.Name") if name is not None else None,
                 composing=composing,
                 registered=opt_count(unit.get("VotersRegistered"), f"{path}.VotersRegistered"),
                 participated=opt_count(
@@ -318,7 +353,9 @@ class _Report:
 
         # Per selection: {unit: (total-type sum or None, other-types sum)}, and seats per unit.
         raw_selections = need_list(obj.get("ContestSelection", []), f"{path}.ContestSelection")
-        per_sel: list[tuple[str, str, str | None, bool, dict[str, list[int]], dict[str, int]]] = []
+        per_sel: list[
+            tuple[str, str, str | None, bool, dict[str, list[int]], dict[str, int], str | None]
+        ] = []
         counted: set[str] = set()
         seen_sel: set[str] = set()
         for si, raw in enumerate(raw_selections):
@@ -341,6 +378,7 @@ class _Report:
                 sname, party_id, winner = cand.name, cand.party_id, cand.winner
             else:
                 sname, party_id, winner = self._selection_identity(sel, spath, kind, candidates)
+            coalition_id = self._endorsed_coalition(sel, spath)
             votes: dict[str, list[int]] = {}
             seats: dict[str, int] = {}
             units = self.units
@@ -365,7 +403,7 @@ class _Report:
                 else:
                     slot[1] += count
                 counted.add(unit)
-            per_sel.append((sid, sname, party_id, winner, votes, seats))
+            per_sel.append((sid, sname, party_id, winner, votes, seats, coalition_id))
 
         # Only units inside the district count: real exports (Cambridge 2022) list write-ins for
         # every precinct of the city under each district's contest.
@@ -379,7 +417,7 @@ class _Report:
             sum_units = frozenset(u for u in counted if not (self.below(u) & counted))
 
         selections: list[Selection] = []
-        for sid, sname, party_id, winner, votes, seats in per_sel:
+        for sid, sname, party_id, winner, votes, seats, coalition_id in per_sel:
             if district in votes:
                 units_for_sel: frozenset[str] | tuple[str, ...] = (district,)
             else:
@@ -397,18 +435,71 @@ class _Report:
                 seat_count = None
             if kind is ContestKind.PARTY and seat_count is None:
                 seat_count = 0
-            selections.append(Selection(sid, sname, total, party_id, winner, seat_count))
+            selections.append(
+                Selection(
+                    sid, sname, total, party_id, winner, seat_count, coalition_id=coalition_id
+                )
+            )
 
+        stage, state = self._contest_status(obj, path)
+        progress = self._progress(obj, path, district, counted, status)
+        if not progress.complete and _count_completed(obj):
+            # CountStatus says the count is complete, whatever the units say.
+            leaves = len(self.leaves(district)) or 1
+            progress = Progress(leaves, leaves)
+        seats_to_fill = self._seats(obj, path, kind, selections)
+        if (
+            state is ContestState.NORMAL
+            and kind is ContestKind.CANDIDATE
+            and selections
+            and len(selections) <= (seats_to_fill or 1)
+            and all(s.winner for s in selections)
+            and sum(s.votes for s in selections) == 0
+        ):
+            state = ContestState.UNCONTESTED  # declared at nomination: nobody to vote against
+        self._districts[cid] = self.units[district].name
+        if obj.get("VoteVariation") not in (None, "plurality", "n-of-m", "approval"):
+            self._ranked.add(cid)
         return Contest(
             id=cid,
             name=name,
             kind=kind,
             selections=tuple(selections),
-            progress=self._progress(obj, path, district, counted, status),
-            seats=self._seats(obj, path, kind, selections),
+            progress=progress,
+            seats=seats_to_fill,
             electorate=self._electorate(district),
             ballots_cast=self._ballots(district, ballots),
+            stage=stage,
+            state=state,
         )
+
+    def _contest_status(self, obj: dict[str, Any], path: str) -> tuple[Stage | None, ContestState]:
+        stage: Stage | None = None
+        state = ContestState.NORMAL
+        for i, ext in enumerate(obj.get("ExternalIdentifier") or []):
+            if not isinstance(ext, dict) or ext.get("OtherType") != CONTEST_STATUS_ID:
+                continue
+            where = f"{path}.ExternalIdentifier[{i}].Value"
+            value = ext.get("Value")
+            if not isinstance(value, str) or not value.strip():
+                need_str(value, where)
+            found_stage, found_state = contest_status(value, where)
+            stage = found_stage or stage
+            if found_state is not ContestState.NORMAL:
+                state = found_state
+        return stage, state
+
+    def _endorsed_coalition(self, sel: dict[str, Any], spath: str) -> str | None:
+        """The coalition a candidate stood for in this contest, when the selection names one
+        among its EndorsementPartyIds (under the coalition's logo here)."""
+        ids = sel.get("EndorsementPartyIds")
+        if not ids:
+            return None
+        for k, ref in enumerate(need_list(ids, f"{spath}.EndorsementPartyIds")):
+            pid = self._party_ref(ref, f"{spath}.EndorsementPartyIds[{k}]")
+            if pid in self.coalitions:
+                return pid
+        return None
 
     def _selection_identity(
         self,
@@ -505,6 +596,18 @@ class _Report:
         leaves = self.leaves(district)
         found = [ballots[u] for u in leaves if u in ballots]
         return sum(found) if found else None
+
+
+def _count_completed(obj: dict[str, Any]) -> bool:
+    """CountStatus says the total count of the contest is completed."""
+    for item in obj.get("CountStatus") or []:
+        if (
+            isinstance(item, dict)
+            and item.get("Type", "total") == "total"
+            and item.get("Status") == "completed"
+        ):
+            return True
+    return False
 
 
 def _int_text(value: Any) -> Any:

@@ -2,9 +2,10 @@
 
 It answers the endpoints the adapters and the live channel use (Facebook Graph, YouTube Data
 API v3 and Google's token endpoint, TikTok's Content Posting API and OAuth, X API v2 and its
-media upload) with their real success and error shapes, enforces their rate limits, quotas and
-daily caps, records every accepted post, and injects faults on demand. `GET /_emulator/posts`
-lists what it received; `POST /_emulator/faults {"spec": ...}` asks for faults.
+media upload, Telegram's Bot API) with their real success and error shapes, enforces their
+rate limits, quotas and daily caps, records every accepted post, and injects faults on demand.
+`GET /_emulator/posts` lists what it received; `POST /_emulator/faults {"spec": ...}` asks for
+faults.
 
 It binds 127.0.0.1 unless told otherwise: it accepts any token and must not be reachable from
 outside the machine.
@@ -15,20 +16,22 @@ The modules:
   state.py       Emulator: posts, rate windows, quota, ids, clock, tokens; thread-safe
   routing.py     Route, Platform, and the Request a route handler gets; dispatch
   server.py      the HTTP handler, the /_emulator endpoints, EmulatorServer
-  facebook.py, youtube.py, tiktok.py, x.py
+  facebook.py, youtube.py, tiktok.py, x.py, telegram.py
                  one platform each: its route table, limits, error shapes and fault style
   platforms.py   the registry (PLATFORMS) and parse_faults
 
 Fault specification (`--faults`, or POST /_emulator/faults): comma-separated
 `platform:kind[:count]`, applied to that platform's next posting calls (Facebook feed and photo
-posts, YouTube chat messages, TikTok content/init, X tweets; count defaults to 1). Each answer
-has the platform's own shape (Graph's error object, Google's error list, TikTok's error code,
-X's problem document).
+posts, YouTube chat messages, TikTok content/init, X tweets, Telegram sendMessage and sendPhoto;
+count defaults to 1). Each answer has the platform's own shape (Graph's error object, Google's
+error list, TikTok's error code, X's problem document, the Bot API's `ok: false` with
+`parameters.retry_after`).
 
 Refused before the platform acts (nothing is recorded):
   429[=S]        rate limited, with the platform's own wait: Retry-After: S for YouTube and
                  TikTok, x-rate-limit-reset now+S for X, Graph error 4 with
-                 estimated_time_to_regain_access ceil(S/60) minutes for Facebook. S defaults to
+                 estimated_time_to_regain_access ceil(S/60) minutes for Facebook,
+                 parameters.retry_after S for Telegram. S defaults to
                  `Limits.fault_wait` (2); 429=0 sends no wait at all.
   503[=S]        unavailable, with Retry-After: S (Facebook: error 2, is_transient)
   500            an internal server error (Facebook: error 1, is_transient), with

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from broadcaster.rehearsal.emulator import facebook, tiktok, x, youtube
+from broadcaster.rehearsal.emulator import facebook, telegram, tiktok, x, youtube
 from broadcaster.rehearsal.emulator.faults import Fault, parse_spec
 from broadcaster.rehearsal.emulator.routing import Platform
 
@@ -19,6 +19,7 @@ PLATFORMS: tuple[Platform, ...] = (
     youtube.PLATFORM,
     tiktok.PLATFORM,
     x.PLATFORM,
+    telegram.PLATFORM,
 )
 
 # Each platform's random mix (bench/bench_faults.py and the docs refer to it by this name).
