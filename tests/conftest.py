@@ -111,6 +111,7 @@ def invoke(
         with (
             runner.isolation(input=input, env={"COLUMNS": str(columns), **(env or {})}) as streams,
             _patched(signal, "signal", no_signal_handlers),
+            _widths_from_the_environment(),
         ):
             if cwd is not None:
                 os.chdir(cwd)
@@ -150,6 +151,26 @@ def invoke(
         stdout.decode("utf-8", "replace"),
         stderr.decode("utf-8", "replace"),
     )
+
+
+@contextlib.contextmanager
+def _widths_from_the_environment() -> Iterator[None]:
+    """The package's module-level rich consoles measured from $COLUMNS at each call, as in a
+    new process: a console made while an earlier `invoke` had its own $COLUMNS keeps that
+    width for good otherwise (which command is imported first depends on the test order)."""
+    from rich.console import Console
+
+    consoles = [
+        value
+        for name, module in list(sys.modules.items())
+        if name.startswith("broadcaster.") and module is not None
+        for value in list(vars(module).values())
+        if isinstance(value, Console)
+    ]
+    with contextlib.ExitStack() as stack:
+        for console in consoles:
+            stack.enter_context(_patched(console, "_width", None))
+        yield
 
 
 @contextlib.contextmanager
