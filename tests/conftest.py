@@ -4,6 +4,7 @@ where that folder is absent (a user's fresh clone)."""
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import logging
 import os
@@ -324,6 +325,41 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+
+
+# -- Workers sharing the machine ---------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def _alone_when_marked(request: pytest.FixtureRequest, tmp_path_factory: Any) -> Iterator[None]:
+    """Under pytest-xdist, a test marked `alone` (real-time encoding, timed to the frame) runs
+    while no other worker runs a test; every other test may run beside any but those."""
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        yield
+        return
+    alone = request.node.get_closest_marker("alone") is not None
+    with _turnstile(tmp_path_factory.getbasetemp().parent, exclusive=alone):  # the run's folder
+        yield
+
+
+@contextlib.contextmanager
+def _turnstile(folder: Path, *, exclusive: bool) -> Iterator[None]:
+    """A readers-writer lock across the workers (flock on two files in `folder`) that lets a
+    writer in: one who wants the machine closes the gate, so no new test starts, and gets it
+    when the tests already running have finished."""
+    with (folder / "tests.gate").open("a") as gate, (folder / "tests.lock").open("a") as lock:
+        if exclusive:
+            fcntl.flock(gate, fcntl.LOCK_EX)
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        else:
+            fcntl.flock(gate, fcntl.LOCK_SH)
+            fcntl.flock(lock, fcntl.LOCK_SH)
+            fcntl.flock(gate, fcntl.LOCK_UN)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+            fcntl.flock(gate, fcntl.LOCK_UN)
 
 
 # -- PostgreSQL ---------------------------------------------------------------------------------

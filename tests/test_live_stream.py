@@ -116,6 +116,7 @@ def rtmp(name: str, url: str, queue_seconds: float = 3.0) -> Destination:
     return Destination(name, "rtmp", "landscape", StaticTarget(lambda: url), queue_seconds)
 
 
+@pytest.mark.alone  # real time: frames and keyframes on the clock
 def test_stream_at_720p_reaches_the_ingest_with_picture_sound_and_keyframes(listeners, steps):
     ingest = listeners("main")
     feed = SwitchFeed(steps[8].data)
@@ -183,6 +184,7 @@ class TcpServer:
             conn.close()
 
 
+@pytest.mark.alone  # real time: frames and keyframes on the clock
 def test_a_destination_killed_mid_stream_leaves_the_others_streaming(listeners, steps):
     doomed, survivor = listeners("doomed"), listeners("survivor")
     closed = f"rtmp://127.0.0.1:{free_port()}/live/nobody-listens"
