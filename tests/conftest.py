@@ -29,6 +29,21 @@ SHARED_FEEDS = Path(os.environ.get("BROADCASTER_SHARED_FEEDS", ROOT.parent / "sh
 DEMO = ROOT / "broadcaster" / "rehearsal" / "demo" / "snapshots"
 
 
+def _temporary_files_in_memory(folder: str = "/dev/shm", room: int = 4 << 30) -> None:
+    """Tests' temporary folders (tmp_path, and the daemons' and PostgreSQL's, which inherit
+    TMPDIR) in a memory file system where there is one with room: every SQLite commit waits
+    for fsync, a third of a rehearsal's time on this disk, and no test is about the disk (a
+    killed process loses nothing that reached the page cache). A TMPDIR already set wins."""
+    if os.environ.get("TMPDIR") or not os.path.isdir(folder) or not os.access(folder, os.W_OK):
+        return
+    if (stat := os.statvfs(folder)).f_bavail * stat.f_frsize < room:
+        return
+    os.environ["TMPDIR"] = tempfile.tempdir = folder
+
+
+_temporary_files_in_memory()
+
+
 def shared_feed(name: str) -> Path:
     path = SHARED_FEEDS / name
     if not path.is_file():
