@@ -195,7 +195,7 @@ def _draft_account(name: Name, platform: str, draft_dir: Path) -> AccountConfig:
     and the rest of the stack (includes, other kinds) is the configuration's."""
     return AccountConfig(
         name=f"draft-{platform}",
-        platform=platform,  # type: ignore[arg-type]
+        platform=platform,
         language=name.language,  # type: ignore[arg-type]
         templates=str(draft_dir),
     )

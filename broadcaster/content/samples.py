@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import replace
 from functools import cache
+from typing import Any
 
 from broadcaster.content.context import (
     Display,
@@ -93,7 +94,7 @@ def sample_event(
         if kind is EventKind.LEADER:
             if contest.leader is None or len(ranked) < 2:
                 raise SampleError(f"{contest.id} has no clear leader to illustrate a lead change")
-            data = {"leader": ranked[0].id, "previous": ranked[1].id}
+            data: dict[str, Any] = {"leader": ranked[0].id, "previous": ranked[1].id}
             return Event(
                 f"contest/{contest.id}/leader/{ranked[0].id}/0", kind, at, contest.id, data
             )

@@ -557,7 +557,7 @@ class MeteredFilters(dict[str, Callable[..., Any]]):
             self._wrapped[name] = cached
         return cached[1]
 
-    def get(self, name: str, default: Any = None) -> Any:  # type: ignore[override]
+    def get(self, name: str, default: Any = None) -> Any:
         if name not in self:
             return default
         return self[name]
@@ -607,7 +607,7 @@ class PostEnvironment(ImmutableSandboxedEnvironment):
     intercepted_binops = frozenset(_BINOPS)
     intercepted_unops = frozenset(_UNOPS)
     code_generator_class = BoundedCodeGenerator
-    concat = staticmethod(bounded_buffer_join)  # type: ignore[assignment]
+    concat = staticmethod(bounded_buffer_join)
 
     def __init__(self, **options: Any) -> None:
         # No constant folding: Jinja would run template expressions while compiling them.
@@ -668,7 +668,7 @@ class PostEnvironment(ImmutableSandboxedEnvironment):
             if as_map:
                 if kwargs or len(args) != 1:
                     raise TypeError("format_map() takes exactly one mapping")
-                args, kwargs = (), args[0]
+                return kind(formatter.vformat(text, (), args[0]))
             return kind(formatter.vformat(text, args, kwargs))
 
         return functools.update_wrapper(bounded_format, value)

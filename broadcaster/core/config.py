@@ -248,7 +248,7 @@ class GatesConfig(_Strict):
     renamed: GateAction = "hold"  # a contest, candidate, party or coalition changes name
 
     def action(self, check: str) -> GateAction:
-        return getattr(self, check)  # type: ignore[no-any-return]
+        return getattr(self, check)
 
 
 class ServiceConfig(_Strict):
@@ -472,7 +472,7 @@ class AlertingConfig(_Strict):
     console_url: str | None = Field(default=None, pattern=r"^https?://\S+$")
 
     def rule(self, kind: str) -> AlertRule:
-        return getattr(self, kind)  # type: ignore[no-any-return]
+        return getattr(self, kind)
 
 
 class AlertDestinationConfig(_Strict):

@@ -8,7 +8,7 @@ Both are cheap to ask "anything new?" many times a second.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -126,10 +126,10 @@ class StoreFeed:
         return self._data
 
 
-def _unique_calls(calls: Sequence[Call] | object) -> tuple[Call, ...]:
+def _unique_calls(calls: Iterable[Call]) -> tuple[Call, ...]:
     seen: set[str] = set()
     out: list[Call] = []
-    for call in calls:  # type: ignore[attr-defined]
+    for call in calls:
         if call.contest_id not in seen:
             seen.add(call.contest_id)
             out.append(call)

@@ -8,6 +8,7 @@ RTMP(S) server the same way. `--dry-run` replaces them all with a local file.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,7 +101,7 @@ def build_destinations(
                     name=f"dry-run-{orientation}" if len(orientations) > 1 else "dry-run",
                     kind="file",
                     orientation=orientation,
-                    target=StaticTarget(lambda p=path: str(p)),
+                    target=StaticTarget(functools.partial(str, path)),
                 )
             )
         return out
@@ -116,11 +117,15 @@ def build_destinations(
         if dest.kind == "youtube":
             from broadcaster.live.youtube_live import YouTubeLive
 
-            target = _lazy(lambda d=dest: YouTubeLive(config, d, accounts[d.account], env))  # type: ignore[index]
+            target = _lazy(
+                functools.partial(YouTubeLive, config, dest, accounts[dest.account or ""], env)
+            )
         elif dest.kind == "facebook":
             from broadcaster.live.facebook_live import FacebookLive
 
-            target = _lazy(lambda d=dest: FacebookLive(config, d, accounts[d.account], env))  # type: ignore[index]
+            target = _lazy(
+                functools.partial(FacebookLive, config, dest, accounts[dest.account or ""], env)
+            )
         else:
             target = StaticTarget(rtmp_address(dest, env.secrets))
         out.append(

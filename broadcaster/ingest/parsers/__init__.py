@@ -29,7 +29,7 @@ FORMATS: dict[str, str] = {
 
 def _load(fmt: str) -> Callable[..., Snapshot]:
     module, func = FORMATS[fmt].split(":")
-    return getattr(import_module(module), func)  # type: ignore[no-any-return]
+    return getattr(import_module(module), func)
 
 
 def detect(body: bytes) -> str:

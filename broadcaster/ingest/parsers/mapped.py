@@ -14,7 +14,7 @@ from __future__ import annotations
 import csv
 import io
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import Any, Literal
@@ -251,7 +251,8 @@ def _fast(ast: dict[str, Any]) -> Callable[[Any], Any] | None:
         if len(keys) == 1:
             key = keys[0]
             return lambda doc: doc.get(key) if isinstance(doc, dict) else None
-        return lambda doc: _dig(doc, keys)
+        path = keys
+        return lambda doc: _dig(doc, path)
     if ast["type"] == "comparator" and ast["value"] in ("eq", "ne"):
         left, right = ast["children"]
         keys = _path(left)
@@ -428,7 +429,7 @@ def _coalition(getter: _Getter | None, doc: Any, where: str) -> str | None:
 
 
 def _contest_status(
-    getter: _Getter | None, doc: Any, where: str, values: dict[str, str]
+    getter: _Getter | None, doc: Any, where: str, values: Mapping[str, str]
 ) -> tuple[Any, Any]:
     if getter is None:
         return contest_status(None, where)
@@ -523,7 +524,9 @@ def _kind(getter: _Getter | None, doc: Any, where: str) -> ContestKind:
         raise getter.problem(where, value, "candidate, party or measure") from None
 
 
-def _status(getter: _Getter | None, doc: Any, where: str, values: dict[str, str]) -> ResultsStatus:
+def _status(
+    getter: _Getter | None, doc: Any, where: str, values: Mapping[str, str]
+) -> ResultsStatus:
     if getter is None:
         return ResultsStatus.PARTIAL
     value = getter(doc)

@@ -269,7 +269,7 @@ class _Report:
             obj = raw if type(raw) is dict else need_obj(raw, f"{epath}.Candidate[{i}]")
             cid = obj.get("@id")
             if type(cid) is not str or not cid.strip():
-                need_str(cid, f"{epath}.Candidate[{i}].@id")
+                cid = need_str(cid, f"{epath}.Candidate[{i}].@id")
             if cid in out:
                 raise FeedError(f"{epath}.Candidate[{i}].@id: duplicate candidate id {cid!r}")
             party = obj.get("PartyId")
@@ -363,7 +363,7 @@ class _Report:
             sel = raw if type(raw) is dict else need_obj(raw, spath)
             sid = sel.get("@id")
             if type(sid) is not str or not sid.strip():
-                need_str(sid, f"{spath}.@id")
+                sid = need_str(sid, f"{spath}.@id")
             if sid in seen_sel:
                 raise FeedError(f"{spath}.@id: duplicate selection id {sid!r}")
             seen_sel.add(sid)
@@ -424,9 +424,9 @@ class _Report:
                 units_for_sel = sum_units
             total = 0
             for unit in units_for_sel:
-                slot = votes.get(unit)
-                if slot is not None:
-                    total += slot[0] if slot[2] else slot[1]
+                tallied = votes.get(unit)
+                if tallied is not None:
+                    total += tallied[0] if tallied[2] else tallied[1]
             if district in seats:
                 seat_count: int | None = seats[district]
             elif seats:
