@@ -13,13 +13,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import func, select
-
 from broadcaster.core.config import Config
 from broadcaster.domain import status
 from broadcaster.domain.model import Contest, ContestKind, Snapshot
 from broadcaster.domain.tally import Tally, compute_tally
-from broadcaster.outbox.store import Store, events, snapshots
+from broadcaster.outbox.reports import latest_marks, received_at, recent_calls
+from broadcaster.outbox.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -83,19 +82,9 @@ class StoreFeed:
         self._seen: tuple[int, int] | None = None
         self._data = EMPTY
 
-    def _marks(self) -> tuple[int, int]:
-        with self.store.engine.connect() as conn:
-            snap = conn.execute(
-                select(func.max(snapshots.c.id)).where(snapshots.c.accepted.is_(True))
-            ).scalar()
-            call = conn.execute(
-                select(func.max(events.c.id)).where(events.c.kind == "called")
-            ).scalar()
-        return int(snap or 0), int(call or 0)
-
     def poll(self) -> ChannelData:
         """The current data; the same object while nothing changed."""
-        marks = self._marks()
+        marks = latest_marks(self.store)
         if marks == self._seen:
             return self._data
         last = self.store.last_accepted()
@@ -103,17 +92,9 @@ class StoreFeed:
             self._seen = marks
             return self._data
         snapshot = last[0]
-        with self.store.engine.connect() as conn:
-            accepted = conn.execute(
-                select(snapshots.c.received_at).where(snapshots.c.id == marks[0])
-            ).scalar()
-            rows = conn.execute(
-                select(events.c.contest_id, events.c.at)
-                .where(events.c.kind == "called")
-                .order_by(events.c.at.desc(), events.c.id.desc())
-                .limit(MAX_CALLS * 2)
-            ).all()
-        calls = _unique_calls(Call(r.contest_id, r.at) for r in rows if r.contest_id)
+        accepted = received_at(self.store, marks[0])
+        recent = recent_calls(self.store, MAX_CALLS * 2)
+        calls = _unique_calls(Call(r.contest_id, r.at) for r in recent)
         tally = compute_tally(snapshot, self.config.events.majority_seats or None)
         self._seen = marks
         self._data = ChannelData(
