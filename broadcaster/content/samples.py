@@ -17,11 +17,13 @@ from broadcaster.content.context import (
     template_vars,
 )
 from broadcaster.core.config import Config
+from broadcaster.core.paths import DEMO_SNAPSHOTS
 from broadcaster.domain.events import CONTEST_KINDS, Event, EventKind
 from broadcaster.domain.model import Contest, ContestKind, ContestState, Progress, Snapshot
 from broadcaster.domain.status import NOT_REPORTING
 from broadcaster.domain.tally import compute_tally
 from broadcaster.ingest.differ import DiffRules, outcome
+from broadcaster.ingest.parsers import parse
 
 # Kinds about a declared contest, and kinds about a contest's count going on.
 CALLED_KINDS = (EventKind.CALLED, EventKind.CORRECTED, EventKind.OFFICIAL)
@@ -254,8 +256,6 @@ def sample_vars(
 @cache
 def _demo_snapshots() -> tuple[Snapshot, Snapshot]:
     """A snapshot from the middle of the bundled night and its last one."""
-    from broadcaster.core.paths import DEMO_SNAPSHOTS
-    from broadcaster.ingest.parsers import parse
 
     files = sorted(DEMO_SNAPSHOTS.glob("*.json"))
     return parse(files[len(files) // 2].read_bytes()), parse(files[-1].read_bytes())

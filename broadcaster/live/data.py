@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -17,6 +17,7 @@ from broadcaster.core.config import Config
 from broadcaster.domain import status
 from broadcaster.domain.model import Contest, ContestKind, Snapshot
 from broadcaster.domain.tally import Tally, compute_tally
+from broadcaster.ingest.parsers import FeedError, reader_for
 from broadcaster.outbox.reports import latest_marks, received_at, recent_calls
 from broadcaster.outbox.store import Store
 
@@ -130,7 +131,6 @@ def replay_steps(config: Config, files: Sequence[Path]) -> list[ReplayStep]:
     feed-time order, with the calls found by comparing each snapshot with the one before (the
     differ's rule: a contest called now and not before). Unreadable snapshots are skipped and
     logged, as the daemon rejects them."""
-    from broadcaster.ingest.parsers import FeedError, reader_for
 
     read = reader_for(config)
     steps: list[ReplayStep] = []
@@ -146,8 +146,6 @@ def replay_steps(config: Config, files: Sequence[Path]) -> list[ReplayStep]:
             log.warning("replay: %s unreadable: %s", path.name, exc.strerror)
             continue
         if config.feed.is_test and not snapshot.is_test:
-            from dataclasses import replace
-
             snapshot = replace(snapshot, is_test=True)
         if steps and snapshot.generated_at < steps[-1].at:
             log.warning("replay: %s goes back in time; skipped", path.name)

@@ -17,8 +17,10 @@ from typing import Protocol
 from broadcaster.core.clock import Clock
 from broadcaster.core.config import Config, LiveDestinationConfig
 from broadcaster.core.secrets import SecretError, Secrets
+from broadcaster.delivery.dispatcher import publisher_env
 from broadcaster.live.sender import TargetError
 from broadcaster.outbox.store import Store
+from broadcaster.publishers.base import PublishError
 
 
 class Lifecycle(Protocol):
@@ -105,7 +107,6 @@ def build_destinations(
                 )
             )
         return out
-    from broadcaster.delivery.dispatcher import publisher_env
 
     env = publisher_env(config, store, clock, config.path(config.output.posts) or Path("x"))
     accounts = {a.name: a for a in config.accounts}
@@ -151,8 +152,6 @@ class _lazy:
 
     def _get(self) -> Lifecycle:
         if self.inner is None:
-            from broadcaster.publishers.base import PublishError
-
             try:
                 self.inner = self.make()
             except (PublishError, SecretError) as exc:
