@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from broadcaster.domain.model import ContestKind
+from broadcaster.domain.model import ContestKind, ContestState, Stage
 from broadcaster.ingest.parsers import FeedError, parse
 from broadcaster.ingest.parsers.mapped import (
     SIMPLE_CSV,
@@ -199,3 +199,87 @@ def test_is_test_must_say_true_or_false(tmp_path: Path):
 def test_required_must_name_a_mapped_column(tmp_path: Path):
     with pytest.raises(MappingError, match=r"required: 'ballots_cast' is not a field given"):
         own_mapping(tmp_path, OWN.replace('"generated_at"]', '"ballots_cast"]'))
+
+
+NIGHT = OWN.replace('seats_won = "KERUSI"', 'seats_won = "KERUSI"\ncontest_status = "KEADAAN"') + (
+    '\n[contest_status_values]\nDITANGGUHKAN = "postponed"\nRASMI = "official"\n'
+)
+
+NIGHT_FEED = """\
+PRU;OLEH;KOD;KAWASAN;KEADAAN;CALON;PARTI;NAMA_PARTI;GABUNGAN;NAMA_GABUNGAN;UNDI;STATUS;KERUSI;MASA
+PRU (TEST);SPR;P.001;Padang;RASMI;Aminah;PTA;Parti A;BU;Barisan U;10;MENANG;;2030-07-28T23:10
+;;P.001;Padang;RASMI;Rahman;PTB;Parti B;BU;Barisan U;8;KALAH;;
+;;P.001;Padang;RASMI;Bebas;;;BU;Barisan U;1;KALAH;;
+;;P.002;Bukit;DITANGGUHKAN;Siti;PTA;Parti A;;;0;;;
+;;P.003;Lembah;;Lim;PTC;Parti C;BV;Barisan V;5;MENANG;;
+;;P.003;Lembah;;Ali;PTB;Parti B;;;4;KALAH;;
+"""
+
+
+def test_an_own_mapping_reads_contest_status_and_coalitions_contest_by_contest(tmp_path: Path):
+    """A contest's status word (through contest_status_values) gives its stage or state; a
+    party stands for a coalition in one contest and under its own logo in another."""
+    snap = parse_mapped_csv(
+        NIGHT_FEED.encode(), default_tz=UTC, mapping=own_mapping(tmp_path, NIGHT)
+    )
+    padang, bukit, lembah = snap.contests
+    assert (padang.stage, padang.state) == (Stage.OFFICIAL, ContestState.NORMAL)
+    assert (bukit.stage, bukit.state) == (None, ContestState.POSTPONED)
+    assert (lembah.stage, lembah.state) == (None, ContestState.NORMAL)
+    # Each row says what its selection stood for there; "" is "none here", not "unknown".
+    assert [s.coalition_id for s in padang.selections] == ["BU", "BU", "BU"]
+    assert [s.coalition_id for s in bukit.selections] == [""]
+    assert [s.coalition_id for s in lembah.selections] == ["BV", ""]
+    assert snap.coalition_for(bukit.selections[0]) is None
+    assert snap.coalition_for(lembah.selections[1]) is None
+    # A party's own coalition is the first one given; a coalition's parties stood for it.
+    assert snap.parties["PTA"].coalition_id == "BU"
+    assert snap.parties["PTB"].coalition_id == "BU"
+    assert snap.coalitions["BU"].party_ids == ("PTA", "PTB")  # not the independent
+    assert snap.coalitions["BV"].name == "Barisan V"
+    assert snap.coalitions["BV"].party_ids == ("PTC",)
+
+
+def test_without_a_coalition_column_the_party_s_coalition_counts():
+    body = f"{HEADER},party_id\n{FIRST},c1,C1,s1,Ana,5,PTA\n".encode()
+    (contest,) = parse(body, "csv").contests
+    assert contest.selections[0].coalition_id is None
+    assert contest.stage is None
+    assert contest.state is ContestState.NORMAL
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        (
+            (";DITANGGUHKAN;", ";TANGGUH;"),
+            "line 5, column 'KEADAAN' (columns.contest_status): expected one of DITANGGUHKAN, "
+            "RASMI, provisional, official, certified, corrected, normal, postponed, suspended, "
+            'uncontested, withheld, recount, got "TANGGUH"',
+        ),
+        (
+            (";RASMI;Bebas", ";;Bebas"),
+            'line 4, column \'KEADAAN\' (columns.contest_status): "" differs from "RASMI" on '
+            "line 2 for contest 'P.001'",
+        ),
+        (
+            (";Parti B;;;4", ";Parti Bee;;;4"),
+            "line 7, column 'NAMA_PARTI' (columns.party_name): party 'PTB' was given as "
+            "'Parti B' earlier",
+        ),
+    ],
+)
+def test_contest_status_and_parties_that_do_not_fit_are_named(tmp_path: Path, edit, expected):
+    body = NIGHT_FEED.replace(*edit, 1).encode()
+    with pytest.raises(FeedError) as info:
+        parse_mapped_csv(body, default_tz=UTC, mapping=own_mapping(tmp_path, NIGHT))
+    assert info.value.problem == expected
+
+
+def test_simple_csv_contest_status_is_named_by_its_column():
+    header = HEADER + ",contest_status"
+    with pytest.raises(FeedError) as info:
+        parse(f"{header}\n{FIRST},c1,C1,s1,Ana,5,later\n".encode(), "csv")
+    assert info.value.problem.startswith(
+        "line 2, column 'contest_status': expected one of provisional, official"
+    )
