@@ -53,6 +53,7 @@ from broadcaster.ingest.parsers.base import (
     contest_status,
     decode_text,
     describe,
+    is_digits,
     load_json,
     parse_time,
 )
@@ -533,7 +534,7 @@ def _count_value(value: Any) -> int | None:
         return value if value >= 0 else None
     if isinstance(value, float) and value.is_integer() and value >= 0:
         return int(value)
-    if isinstance(value, str) and value.strip().isdigit():
+    if isinstance(value, str) and is_digits(value.strip()):
         return int(value.strip())
     return None
 
@@ -684,7 +685,7 @@ class _CsvReader:
         value = self.text(row, field, line)
         if not value:
             return None
-        if not value.isdigit():
+        if not is_digits(value):
             raise FeedError(
                 f"line {line}, {self.where(field)}: expected a non-negative integer, "
                 f"got {describe(value)}"

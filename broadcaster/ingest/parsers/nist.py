@@ -28,6 +28,7 @@ from broadcaster.ingest.parsers.base import (
     FeedError,
     contest_status,
     describe,
+    is_digits,
     load_json,
     need_count,
     need_list,
@@ -591,7 +592,7 @@ def _count_completed(obj: dict[str, Any]) -> bool:
 
 
 def _int_text(value: Any) -> Any:
-    if isinstance(value, str) and value.strip().isdigit():
+    if isinstance(value, str) and is_digits(value.strip()):
         return int(value.strip())
     return value
 
