@@ -184,7 +184,6 @@ class TcpServer:
             conn.close()
 
 
-@pytest.mark.alone  # real time: frames and keyframes on the clock
 def test_a_destination_killed_mid_stream_leaves_the_others_streaming(listeners, steps):
     doomed, survivor = listeners("doomed"), listeners("survivor")
     closed = f"rtmp://127.0.0.1:{free_port()}/live/nobody-listens"
