@@ -20,12 +20,13 @@ from pathlib import Path
 
 import av
 import pytest
-from PIL import ImageChops
+from PIL import Image, ImageChops
 
 from broadcaster.core.paths import DEMO_SNAPSHOTS
 from broadcaster.live.channel import Channel
 from broadcaster.live.data import ChannelData, replay_steps
 from broadcaster.live.destinations import Destination, StaticTarget
+from broadcaster.live.encoder import Encoder
 from broadcaster.runtime.configuration import load_config
 from tests.conftest import ROOT, broadcaster_cmd, wait_for, write_config
 
@@ -356,3 +357,19 @@ def test_a_full_queue_drops_to_the_next_keyframe_and_counts_frames():
     sender.put([chunk(True), chunk(False)])
     assert len(sender.queue) == 2
     assert sender.stats.dropped_frames == 4
+
+
+def test_keyframes_stay_on_the_clock_when_frames_are_skipped():
+    """Under load the channel skips frame indexes to catch up with the clock; x264 counts its
+    keyframe interval in frames encoded, so without a forced keyframe the gap in time grows
+    (3.27 s seen under load for a 2 s interval)."""
+    fps = 10
+    encoder = Encoder((64, 36), fps, bitrate=100_000, keyframe_seconds=2.0)
+    picture = Image.new("RGB", (64, 36), (20, 40, 60))
+    # Every other index skipped: 60 frames encoded over 12 s of stream.
+    chunks = [c for i in range(0, 120, 2) for c in encoder.encode(picture, i)]
+    chunks += encoder.flush()
+    keys = sorted(c.pts / fps for c in chunks if c.video and c.keyframe)
+    gaps = [b - a for a, b in itertools.pairwise([0.0, *keys])]
+    assert keys, "no keyframe at all"
+    assert max(gaps) <= 2.0, f"keyframes {keys} are more than 2 s apart"
