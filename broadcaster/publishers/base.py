@@ -70,15 +70,17 @@ class Capabilities:
 VideoEvent = Literal["called", "corrected", "majority", "certified", "tally", "final_tally"]
 
 
+def _default_video_events() -> list[VideoEvent]:
+    return ["called", "final_tally"]
+
+
 class VideoOptions(BaseModel):
     """An account's video posts, for platforms that take them (TikTok, YouTube): with
     `video = true`, posts of `video_events` carry a short result video instead of a card or a
     chat message, where the account's budget allows (docs/platforms.md)."""
 
     video: bool = False
-    video_events: list[VideoEvent] = Field(
-        default_factory=lambda: ["called", "final_tally"], min_length=1
-    )
+    video_events: list[VideoEvent] = Field(default_factory=_default_video_events, min_length=1)
     video_seconds: float = Field(default=12.0, ge=10, le=20)
 
 
