@@ -30,6 +30,7 @@ from broadcaster.core.terminal import safe, visible
 @click.pass_context
 def run(ctx: click.Context, config_path: Path | None, dry_run: bool) -> None:
     """Run the daemon: poll the feed and publish until SIGTERM or SIGINT."""
+    from broadcaster.delivery.videos import wants_videos
     from broadcaster.runtime.daemon import Companion, Daemon
 
     setup_logs(ctx, dry_run=dry_run)
@@ -44,8 +45,13 @@ def run(ctx: click.Context, config_path: Path | None, dry_run: bool) -> None:
         from broadcaster.console.server import ConsoleCompanion
 
         companions.append(ConsoleCompanion(config))
+    shorts = None
+    if wants_videos(config):  # short result videos for some accounts (docs/live.md)
+        from broadcaster.live.shorts import StoreShorts  # PyAV: only when asked for
+
+        shorts = StoreShorts
     try:
-        daemon = Daemon(config, dry_run=dry_run, companions=companions)
+        daemon = Daemon(config, dry_run=dry_run, companions=companions, shorts=shorts)
     except ConfigError as exc:
         err.print(f"[bold red]refusing to start[/]: {safe(exc, newlines=True)}")
         raise SystemExit(EXIT_CONFIG) from None

@@ -31,6 +31,7 @@ from broadcaster.delivery.guards import refusal
 from broadcaster.delivery.merging import merge
 from broadcaster.delivery.outcomes import DispatchStats, Found
 from broadcaster.delivery.recovery import Recovery
+from broadcaster.delivery.videos import VideoMaker
 from broadcaster.domain.events import EventKind
 from broadcaster.domain.posts import HoldKind, PostState
 from broadcaster.ingest.differ import FINAL_TALLY
@@ -89,6 +90,7 @@ class Dispatcher:
         cards: CardMaker | None = None,
         composer: Composer | None = None,
         publishers: PublisherFactory = _create,
+        videos: VideoMaker | None = None,
     ) -> None:
         self.config = config
         self.store = store
@@ -101,6 +103,7 @@ class Dispatcher:
         self._make = publishers
         self._publishers: dict[str, Publisher] = {}
         self.cards = cards
+        self.videos = videos  # short videos instead of cards, for the accounts that want them
         self.composer = composer if composer is not None else Composer(config, dry_run=dry_run)
         self.breaker = Breaker(
             config, self.state, clock, self.accounts, on_pause=self._forget_publisher
@@ -272,6 +275,8 @@ class Dispatcher:
             held = refused.state == PostState.HELD
             return DispatchStats(held=1) if held else DispatchStats(failed=1)
         media = tuple(row.media or ())
+        if not media and self.videos is not None:
+            media = self.videos.media_for(row, account)  # (): the ordinary post, card and all
         if row.wants_card and not media and self.cards is not None:
             made = self._card(row)
             if made is None:

@@ -95,7 +95,7 @@ class StoreFeed:
         snapshot = last[0]
         accepted = received_at(self.store, marks[0])
         recent = recent_calls(self.store, MAX_CALLS * 2)
-        calls = _unique_calls(Call(r.contest_id, r.at) for r in recent)
+        calls = unique_calls(Call(r.contest_id, r.at) for r in recent)
         tally = compute_tally(snapshot, self.config.events.majority_seats or None)
         self._seen = marks
         self._data = ChannelData(
@@ -108,7 +108,7 @@ class StoreFeed:
         return self._data
 
 
-def _unique_calls(calls: Iterable[Call]) -> tuple[Call, ...]:
+def unique_calls(calls: Iterable[Call]) -> tuple[Call, ...]:
     seen: set[str] = set()
     out: list[Call] = []
     for call in calls:
@@ -159,7 +159,7 @@ def replay_steps(config: Config, files: Sequence[Path]) -> list[ReplayStep]:
             version=len(steps) + 1,
             snapshot=snapshot,
             tally=compute_tally(snapshot, config.events.majority_seats or None),
-            calls=_unique_calls(calls),
+            calls=unique_calls(calls),
         )
         steps.append(ReplayStep(snapshot.generated_at, data))
     return steps

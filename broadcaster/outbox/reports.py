@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import Text, cast, func, select
 
 from broadcaster.domain.posts import PostState
 from broadcaster.outbox.store import Store, events, posts, snapshots
@@ -145,3 +145,17 @@ def recent_calls(store: Store, limit: int) -> list[CallMark]:
             .limit(limit)
         ).all()
     return [CallMark(r.contest_id, r.at) for r in rows if r.contest_id]
+
+
+def video_sends(store: Store, account: str, since: datetime) -> list[datetime]:
+    """When the account's sent posts that carried a short video (an MP4) went, after `since`:
+    the budget counts each as the posts it cost (broadcaster/delivery/budgets.py)."""
+    with store.engine.connect() as conn:
+        rows = conn.execute(
+            select(posts.c.sent_at)
+            .where(posts.c.account == account)
+            .where(posts.c.state == PostState.SENT)
+            .where(posts.c.sent_at > since)
+            .where(cast(posts.c.media, Text).like("%.mp4%"))
+        ).scalars()
+        return [t for t in rows if t is not None]

@@ -12,7 +12,7 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
@@ -28,6 +28,7 @@ from broadcaster.core.config import Config, ConfigError
 from broadcaster.core.secrets import Secrets, register_config_secrets
 from broadcaster.delivery.cards import CardMaker
 from broadcaster.delivery.dispatcher import Dispatcher, publisher_env
+from broadcaster.delivery.videos import ShortSource, VideoMaker, wants_videos
 from broadcaster.ingest.health import FeedHealth
 from broadcaster.ingest.sources import make_source
 from broadcaster.outbox.state import State
@@ -69,9 +70,19 @@ class Companion(Protocol):
     def stop(self) -> None: ...
 
 
+# Makes the short videos' source on the daemon's database (broadcaster/live/shorts.py's
+# StoreShorts): handed in by the command, so the daemon itself loads no video encoder.
+ShortsFactory = Callable[[Config, Store], ShortSource]
+
+
 class Daemon:
     def __init__(
-        self, config: Config, *, dry_run: bool, companions: Sequence[Companion] = ()
+        self,
+        config: Config,
+        *,
+        dry_run: bool,
+        companions: Sequence[Companion] = (),
+        shorts: ShortsFactory | None = None,
     ) -> None:
         self.config = config
         self.dry_run = dry_run
@@ -102,6 +113,10 @@ class Daemon:
         )
         cards_dir = config.path(config.cards.dir) or Path("cards")
         cards = CardMaker(config, self.store, cards_dir) if config.cards.enabled else None
+        videos = None
+        if shorts is not None and wants_videos(config):
+            source = shorts(config, self.store)
+            videos = VideoMaker(config, self.store, cards_dir, source, self.clock)
         self.dispatcher = Dispatcher(
             config,
             self.store,
@@ -110,6 +125,7 @@ class Daemon:
             dry_run=dry_run,
             stop=self.stop,
             cards=cards,
+            videos=videos,
         )
         # Alerts to the operators (broadcaster/alerts): checked once per poll cycle.
         self.alerter = Alerter(config, self.store, clock=self.clock, dry_run=dry_run)
