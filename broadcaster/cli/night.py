@@ -112,6 +112,7 @@ def _print_status(report: dict[str, Any]) -> None:
     for problem in report.get("problems", []):
         # Why /healthz is degraded: the feed failing or stale, a configured file gone.
         out.print(f"[bold red]degraded[/]: {safe(problem)}", highlight=False)
+    _print_leadership(report.get("leadership"))
     accounts = Table(title="Accounts")
     for column in ("account", "platform", "state", "budget left", "next slot", "why"):
         accounts.add_column(column, overflow="fold")
@@ -147,6 +148,27 @@ def _print_status(report: dict[str, Any]) -> None:
         out.print(
             f"  [yellow]implausible[/] {safe(f['snapshot'])} ({f['check']}, {f['action']}): "
             f"{safe(f['message'])}",
+            highlight=False,
+        )
+
+
+def _print_leadership(lead: dict[str, Any] | None) -> None:
+    """Who publishes (the lease's holder, since when) and each daemon instance's role."""
+    if not lead:
+        return
+    leader = lead["leader"]
+    if leader:
+        out.print(
+            f"leader: {safe(leader['holder'])} since {leader['since']} (epoch {leader['epoch']}, "
+            f"lease until {leader['expires_at']})",
+            highlight=False,
+        )
+    elif lead["instances"] or lead["epoch"]:
+        out.print("[bold red]leader: none[/] (no instance holds the lease now)", highlight=False)
+    for item in lead["instances"]:
+        out.print(
+            f"  instance {safe(item['id'])}: {item['role']} since {item['since']} "
+            f"(last seen {item['seen_at']})",
             highlight=False,
         )
 

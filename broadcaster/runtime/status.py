@@ -16,6 +16,7 @@ from broadcaster.core.config import Config
 from broadcaster.delivery.budgets import account_budget
 from broadcaster.domain.posts import ALL_STATES, HoldKind, PostState
 from broadcaster.ingest.health import FeedHealth, feed_problems
+from broadcaster.outbox.lease import leadership_report
 from broadcaster.outbox.state import State
 from broadcaster.outbox.store import Store, events, posts, snapshots
 from broadcaster.runtime.live_health import live_report
@@ -66,6 +67,8 @@ def collect_status(
                 .limit(20)
             ).all()
             event_count = conn.execute(select(func.count()).select_from(events)).scalar_one()
+            # Who publishes: the lease's holder and every instance seen lately, with its role.
+            leadership = leadership_report(conn, config.database.lease_seconds)
             latency_rows = conn.execute(
                 select(posts.c.platform, posts.c.sent_at, posts.c.feed_time)
                 .where(posts.c.state == PostState.SENT)
@@ -139,4 +142,5 @@ def collect_status(
         "accounts": accounts,
         "latency": latency,
         "live": live,
+        "leadership": leadership,
     }
