@@ -45,6 +45,7 @@ from broadcaster.outbox.lease import (
 from broadcaster.outbox.schema import SchemaMismatch
 from broadcaster.outbox.state import State
 from broadcaster.outbox.store import DatabaseMode, ModeMismatch, Store, require_mode
+from broadcaster.publishers.http import set_send_gate
 from broadcaster.runtime.cycle import Pipeline, describe_error
 from broadcaster.runtime.leadership import Leadership
 from broadcaster.runtime.preflight import preflight
@@ -294,6 +295,10 @@ class Daemon:
         if failpoints.active():
             log.warning("FAILPOINTS ACTIVE (%s): this process will kill itself", failpoints.ENV)
         self._warm()
+        lease = self.leadership.lease
+        # The last check before any request leaves for a platform (publishers/http.py): half
+        # the claiming margin of lease left, by this process's own clock.
+        set_send_gate(lambda: lease.remaining() > lease.margin / 2)
         # The first answer (active or standby) before any job runs; an active instance settles
         # interrupted posts in its first job (_take_over), before anything new is sent.
         self.leadership.start()
@@ -352,6 +357,7 @@ class Daemon:
             self.executor.shutdown(wait=True)
             # Nothing is claimed any more: give the lease to a standby now.
             self.leadership.close()
+            set_send_gate(None)
             self.dispatcher.close()
             self.alerter.close()
             self.store.close()
