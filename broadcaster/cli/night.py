@@ -84,10 +84,15 @@ def golive(config_path: Path) -> None:
 @config_option
 def status(config_path: Path | None) -> None:
     """Show the feed, the outbox and any problems, from the database."""
+    from broadcaster.outbox.schema import SchemaMismatch
     from broadcaster.runtime.status import collect_status
 
     config = load_config_or_exit(config_path)
-    report = collect_status(config)
+    try:
+        report = collect_status(config)
+    except SchemaMismatch as exc:
+        err.print(f"[bold red]database[/]: {safe(exc)}", highlight=False)
+        raise SystemExit(EXIT_CONFIG) from None
     _print_status(report)
 
 
