@@ -289,6 +289,109 @@ class Watch:
         return self.last
 
 
+def make_emulator(seed: int) -> Emulator:
+    """Quotas out of the way (this is about failover, not pacing); 50 ms per answer."""
+    limits = Limits(
+        x_per_15min=100_000,
+        x_daily=100_000,
+        tiktok_init_per_min=100_000,
+        tiktok_creator_per_min=100_000,
+        tiktok_status_per_min=100_000,
+        tiktok_daily=100_000,
+        youtube_daily_units=10**9,
+        facebook_per_hour=100_000,
+        response_delay=0.05,
+    )
+    return Emulator(limits, seed=seed)
+
+
+def tally(received: list[dict[str, Any]], called: set[str]) -> dict[str, Any]:
+    """Per platform, seats announced more than once (duplicates) and never (missing)."""
+    per_platform = {}
+    for platform in PLATFORMS:
+        mentions = Counter(
+            m for p in received if p["platform"] == platform for m in SEAT.findall(p["text"])
+        )
+        per_platform[platform] = {
+            "duplicates": sum(n - 1 for n in mentions.values() if n > 1),
+            "missing": len(called - set(mentions)),
+        }
+    return {
+        "duplicates": sum(f["duplicates"] for f in per_platform.values()),
+        "missing": sum(f["missing"] for f in per_platform.values()),
+        "per_platform": per_platform,
+    }
+
+
+class Night:
+    """The night in progress: snapshots released on time, the operator, the lease watched."""
+
+    def __init__(
+        self, work: Path, engine: Engine, fleet: dict[str, Instance], emulator: Emulator, **kw: Any
+    ) -> None:
+        self.work, self.engine, self.fleet, self.emulator = work, engine, fleet, emulator
+        self.recorded: list[Path] = kw["recorded"]
+        self.pace: float = kw["pace"]
+        self.max_seconds: float = kw["max_seconds"]
+        self.env: dict[str, str] = kw["env"]
+        self.config: Path = kw["config"]
+        self.watch = Watch(engine, fleet)
+        self.released = self.held_in_doubt = 0
+        self.started = time.monotonic()
+
+    def release(self) -> None:
+        due = min(len(self.recorded), 1 + int((time.monotonic() - self.started) / self.pace))
+        while self.released < due:
+            source = self.recorded[self.released]
+            partial = self.work / "night" / (source.name + ".part")
+            shutil.copyfile(source, partial)
+            partial.rename(self.work / "night" / source.name)  # never seen half-written
+            self.released += 1
+
+    def step(self) -> tuple[str | None, int]:
+        self.release()
+        if stuck := stuck_posts(self.engine):
+            raise Stuck(f"posts that will never be delivered: {stuck[:5]} ({self.work})")
+        if time.monotonic() - self.started > self.max_seconds:
+            raise Stuck(f"gave up after {self.max_seconds:.0f} s ({self.work})")
+        self.held_in_doubt += operator(self.engine, self.config, self.emulator, self.env)
+        time.sleep(0.05)
+        return self.watch.sample()
+
+    def idle(self, seconds: float) -> None:
+        until = time.monotonic() + seconds
+        while time.monotonic() < until:
+            self.step()
+
+    def wait_leader(self, after_epoch: int) -> tuple[str, float]:
+        """Until a running instance holds the lease at an epoch after `after_epoch`."""
+        t0 = time.monotonic()
+        while True:
+            name, epoch = self.step()
+            if name is not None and epoch > after_epoch:
+                return name, time.monotonic() - t0
+
+    def fail(self, action: str) -> tuple[str, float]:
+        """Kill (and restart) or pause past its lease the active instance; the takeover time."""
+        name, epoch = self.watch.last
+        if name is None:
+            name, _ = self.wait_leader(epoch - 1)
+            epoch = self.watch.last[1]
+        victim = self.fleet[name]
+        if action == "kill":
+            victim.signal(signal.SIGKILL)
+            victim.start()  # back at once, as a standby (systemd's Restart=)
+            return name, self.wait_leader(epoch)[1]
+        victim.signal(signal.SIGSTOP)
+        took = self.wait_leader(epoch)[1]
+        self.idle(1.0)
+        victim.signal(signal.SIGCONT)  # wakes holding a lease that is not its own any more
+        return name, took
+
+    def finished(self) -> bool:
+        return self.released == len(self.recorded) and finished(self.engine, len(self.recorded))
+
+
 def run(
     seats: int,
     kills: int,
@@ -307,94 +410,40 @@ def run(
     rng.shuffle(actions)
     work = Path(tempfile.mkdtemp(prefix="broadcaster-failover-"))
     plan = NightPlan(seats=seats, hours=2, step_minutes=10, bursts=(Burst(0.5, 0.3, 5),), seed=seed)
-    night = write_night(plan, work / "recorded")
+    seats_called = {s.id[1:] for s in write_night(plan, work / "recorded")}
     recorded = sorted((work / "recorded").iterdir())
     (work / "night").mkdir()
-    # The night lasts as long as the failures take (a takeover is about one lease).
-    pace = max(1.0, len(actions) * (lease + 2.5) / len(recorded))
-    emulator = Emulator(
-        Limits(
-            x_per_15min=100_000,
-            x_daily=100_000,
-            tiktok_init_per_min=100_000,
-            tiktok_creator_per_min=100_000,
-            tiktok_status_per_min=100_000,
-            tiktok_daily=100_000,
-            youtube_daily_units=10**9,
-            facebook_per_hour=100_000,
-            response_delay=0.05,
-        ),
-        seed=seed,
-    )
-    server = EmulatorServer(emulator=emulator).start()
+    server = EmulatorServer(emulator=make_emulator(seed)).start()
+    takeovers: list[float] = []
     with fresh_database(postgres) as url:
         engine = create_engine(url, pool_pre_ping=True)
         configs, secrets = write_configs(work, server.url, url, instances, lease, renew)
         env = {**os.environ, **secrets}
         fleet = {f"i{n}": Instance(f"i{n}", c, work, env) for n, c in enumerate(configs, 1)}
-        watch = Watch(engine, fleet)
-        takeovers: list[float] = []
-        released = held_in_doubt = 0
-        started = time.monotonic()
-
-        def release() -> None:
-            nonlocal released
-            due = min(len(recorded), 1 + int((time.monotonic() - started) / pace))
-            while released < due:
-                source = recorded[released]
-                partial = work / "night" / (source.name + ".part")
-                shutil.copyfile(source, partial)
-                partial.rename(work / "night" / source.name)
-                released += 1
-
-        def step() -> tuple[str | None, int]:
-            nonlocal held_in_doubt
-            release()
-            if stuck := stuck_posts(engine):
-                raise Stuck(f"posts that will never be delivered: {stuck[:5]} ({work})")
-            if time.monotonic() - started > max_seconds:
-                raise Stuck(f"gave up after {max_seconds:.0f} s ({work})")
-            held_in_doubt += operator(engine, configs[0], server.emulator, env)
-            time.sleep(0.05)
-            return watch.sample()
-
-        def wait_leader(not_epoch: int) -> tuple[str, float]:
-            """Until a running instance holds the lease at a newer epoch than `not_epoch`."""
-            t0 = time.monotonic()
-            while True:
-                name, epoch = step()
-                if name is not None and epoch > not_epoch:
-                    return name, time.monotonic() - t0
-
+        night = Night(
+            work,
+            engine,
+            fleet,
+            server.emulator,
+            recorded=recorded,
+            # The night lasts as long as the failures take (a takeover is about one lease).
+            pace=max(1.0, len(actions) * (lease + 2.5) / len(recorded)),
+            max_seconds=max_seconds,
+            env=env,
+            config=configs[0],
+        )
         try:
             for instance in fleet.values():
                 instance.start()
-            name, _ = wait_leader(0)
+            night.wait_leader(0)
             for n, action in enumerate(actions, 1):
-                until = time.monotonic() + rng.uniform(0.3, 2.5)
-                while time.monotonic() < until:
-                    step()
-                name, epoch = watch.last
-                if name is None:
-                    name, _ = wait_leader(epoch - 1)
-                    epoch = watch.last[1]
-                victim = fleet[name]
-                if action == "kill":
-                    victim.signal(signal.SIGKILL)
-                    victim.start()  # back at once, as a standby
-                    _, took = wait_leader(epoch)
-                else:
-                    victim.signal(signal.SIGSTOP)
-                    _, took = wait_leader(epoch)
-                    until = time.monotonic() + 1.0
-                    while time.monotonic() < until:
-                        step()
-                    victim.signal(signal.SIGCONT)
+                night.idle(rng.uniform(0.3, 2.5))
+                name, took = night.fail(action)
                 takeovers.append(took)
                 if not quiet:
                     print(f"  {n}/{len(actions)} {action} {name}: {took:.2f} s", file=sys.stderr)
-            while not (released == len(recorded) and finished(engine, len(recorded))):
-                step()
+            while not night.finished():
+                night.step()
             for instance in fleet.values():
                 instance.signal(signal.SIGTERM)
             codes = {i.name: i.proc.wait(timeout=60) for i in fleet.values() if i.proc}
@@ -403,20 +452,8 @@ def run(
                 instance.kill()
             received = server.emulator.snapshot()["posts"]
             server.stop()
-            fenced = sum(i.fenced() for i in fleet.values())
             engine.dispose()
-
-    called = {s.id[1:] for s in night}
-    duplicates = missing = 0
-    per_platform = {}
-    for platform in PLATFORMS:
-        mentions = Counter(
-            m for p in received if p["platform"] == platform for m in SEAT.findall(p["text"])
-        )
-        dup = sum(n - 1 for n in mentions.values() if n > 1)
-        miss = len(called - set(mentions))
-        duplicates, missing = duplicates + dup, missing + miss
-        per_platform[platform] = {"duplicates": dup, "missing": miss}
+    counted = tally(received, seats_called)
     result = {
         "instances": instances,
         "seats": seats,
@@ -427,17 +464,15 @@ def run(
         "pauses": pauses,
         "takeover_median": round(statistics.median(takeovers), 2) if takeovers else None,
         "takeover_max": round(max(takeovers), 2) if takeovers else None,
-        "longest_gap_without_active": round(watch.longest_gap, 2),
-        "fenced_writes_refused": fenced,
-        "held_in_doubt_resolved": held_in_doubt,
+        "longest_gap_without_active": round(night.watch.longest_gap, 2),
+        "fenced_writes_refused": sum(i.fenced() for i in fleet.values()),
+        "held_in_doubt_resolved": night.held_in_doubt,
         "exit_codes": codes,
-        "duplicates": duplicates,
-        "missing": missing,
-        "per_platform": per_platform,
-        "seconds": round(time.monotonic() - started, 1),
+        **counted,
+        "seconds": round(time.monotonic() - night.started, 1),
         "workdir": str(work),
     }
-    if duplicates == 0 and missing == 0:
+    if counted["duplicates"] == 0 and counted["missing"] == 0:
         shutil.rmtree(work, ignore_errors=True)
         result["workdir"] = None
     return result

@@ -46,10 +46,11 @@ def run(ctx: click.Context, config_path: Path | None, dry_run: bool) -> None:
         companions.append(ConsoleCompanion(config))
     try:
         daemon = Daemon(config, dry_run=dry_run, companions=companions)
+        code = daemon.run()  # refuses at once beside another daemon on one SQLite file
     except ConfigError as exc:
         err.print(f"[bold red]refusing to start[/]: {safe(exc, newlines=True)}")
         raise SystemExit(EXIT_CONFIG) from None
-    sys.exit(daemon.run())
+    sys.exit(code)
 
 
 # -- the live results channel (broadcaster/live/, docs/live.md) ------------------------------

@@ -38,6 +38,7 @@ from broadcaster.ingest.sources import make_source
 from broadcaster.outbox.lease import (
     InstanceRefused,
     Lease,
+    LeaseLost,
     SQLiteInstanceLock,
     default_instance,
     sqlite_file,
@@ -99,24 +100,21 @@ class Daemon:
         # Every secret the configuration can reach, before anything is logged or sent: no log
         # line shows one and no post carrying one goes out.
         register_config_secrets(config)
-        self.instance_lock = _lock_sqlite(config.database_url)
+        self.instance_lock: SQLiteInstanceLock | None = None  # taken by run()
         try:
             self.store = Store(config.database_url, file_mode=config.output.mode)
         except SchemaMismatch as exc:
-            self._release_instance()
             raise ConfigError(str(exc)) from None
         try:
             require_mode(self.store, DatabaseMode.REHEARSAL if dry_run else DatabaseMode.LIVE)
         except ModeMismatch as exc:
             self.store.close()
-            self._release_instance()
             raise ConfigError(str(exc)) from None
         database = config.database
         lease = Lease(
             self.store,
             database.instance or default_instance(),
             seconds=database.lease_seconds,
-            exclusive=self.instance_lock is not None,
         )
         # From here every claim, outcome and accepted snapshot checks the lease (the fence).
         self.store.fence = lease.check
@@ -222,6 +220,9 @@ class Daemon:
         self.counters["polls"] += 1
         try:
             result = self.pipeline.poll(self.source)
+        except LeaseLost as exc:
+            log.warning("snapshot not recorded: %s (another instance has taken over)", exc)
+            return
         except Exception as exc:
             self.counters["poll_failures"] += 1
             log.exception("poll cycle failed; the snapshot will be read again next cycle")
@@ -250,6 +251,10 @@ class Daemon:
             return
         try:
             self.dispatcher.run_once()
+        except LeaseLost as exc:
+            # Whatever this instance was sending stays `sending`, for the new active instance
+            # to look up (as after a crash); nothing more goes out from here.
+            log.warning("dispatch stopped, LeaseLost: %s", exc)
         except Exception:
             log.exception("dispatch run failed; posts stay in the outbox for the next run")
 
@@ -278,6 +283,17 @@ class Daemon:
         self.scheduler.shutdown(wait=False)
 
     def run(self) -> int:
+        """Run until SIGTERM or SIGINT; raises ConfigError (before anything runs) when another
+        daemon already runs on the same SQLite file."""
+        try:
+            self.instance_lock = _lock_sqlite(self.config.database_url)
+        except ConfigError:
+            self.dispatcher.close()
+            self.alerter.close()
+            self.store.close()
+            raise
+        # Alone on its SQLite file: a lease left by a killed predecessor is taken at once.
+        self.leadership.lease.exclusive = self.instance_lock is not None
         accounts = ", ".join(f"{a.name} ({a.platform})" for a in self.config.accounts)
         if self.dry_run:
             log.warning(
