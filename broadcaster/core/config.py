@@ -25,7 +25,7 @@ from pydantic import (
     model_validator,
 )
 
-from broadcaster.core.paths import DEFAULT_CONFIG
+from broadcaster.core.paths import DEFAULT_CONFIG, DEFAULT_TEMPLATES
 from broadcaster.domain.events import EventKind
 from broadcaster.domain.quota import Window
 
@@ -263,7 +263,7 @@ class GatesConfig(_Strict):
     renamed: GateAction = "hold"  # a contest, candidate, party or coalition changes name
 
     def action(self, check: str) -> GateAction:
-        return getattr(self, check)  # type: ignore[no-any-return]
+        return getattr(self, check)
 
 
 class ServiceConfig(_Strict):
@@ -487,7 +487,7 @@ class AlertingConfig(_Strict):
     console_url: str | None = Field(default=None, pattern=r"^https?://\S+$")
 
     def rule(self, kind: str) -> AlertRule:
-        return getattr(self, kind)  # type: ignore[no-any-return]
+        return getattr(self, kind)
 
 
 class AlertDestinationConfig(_Strict):
@@ -685,7 +685,6 @@ def format_validation_error(exc: ValidationError, source: str, data: dict[str, A
 def template_folder_problems(config: Config) -> list[str]:
     """A template folder must not hold the secrets file or the token store, at any depth: a
     template could include them and publish every secret."""
-    from broadcaster.core.paths import DEFAULT_TEMPLATES
 
     secrets = [
         (config.path(config.secrets.file), "the secrets file (secrets.file)"),

@@ -191,11 +191,16 @@ class Encoder:
 
     @staticmethod
     def _chunk(packet: av.Packet, video: bool) -> Chunk:
+        # An encoder's packet has at least one of the two stamps.
+        pts = packet.pts if packet.pts is not None else packet.dts
+        dts = packet.dts if packet.dts is not None else packet.pts
+        assert pts is not None
+        assert dts is not None
         return Chunk(
             video=video,
             data=bytes(packet),
-            pts=packet.pts if packet.pts is not None else packet.dts,
-            dts=packet.dts if packet.dts is not None else packet.pts,
+            pts=pts,
+            dts=dts,
             duration=packet.duration or 0,
             time_base=packet.time_base,
             keyframe=packet.is_keyframe,

@@ -243,15 +243,16 @@ class Lease:
             conn.execute(delete(instances).where(instances.c.seen_at < now - timedelta(days=1)))
 
 
-def leadership_report(conn: Connection, lease_seconds: float) -> dict[str, Any]:
+def leadership_report(store: Store, lease_seconds: float) -> dict[str, Any]:
     """The lease and the instances seen lately (within three leases), for status."""
-    now = db_now(conn)
-    view = read_lease(conn)
-    rows = conn.execute(
-        select(instances)
-        .where(instances.c.seen_at >= now - timedelta(seconds=3 * lease_seconds))
-        .order_by(instances.c.id)
-    ).all()
+    with store.engine.connect() as conn:
+        now = db_now(conn)
+        view = read_lease(conn)
+        rows = conn.execute(
+            select(instances)
+            .where(instances.c.seen_at >= now - timedelta(seconds=3 * lease_seconds))
+            .order_by(instances.c.id)
+        ).all()
     leader = None
     if view is not None and view.holder is not None and (view.expires_at or now) > now:
         leader = view.to_dict()

@@ -427,9 +427,10 @@ class Store:
                 body=pack(snapshot.to_dict()),
                 shared=shared,
             )
-        ).inserted_primary_key[0]
-        self._prune_bodies(conn, snapshot_id)
-        return int(snapshot_id)
+        ).inserted_primary_key
+        assert snapshot_id is not None
+        self._prune_bodies(conn, snapshot_id[0])
+        return int(snapshot_id[0])
 
     def insert_events(
         self, conn: Connection, snapshot_id: int, items: Sequence[tuple[Event, dict[str, Any]]]
@@ -966,7 +967,7 @@ class Store:
     def snapshot_counts(self) -> tuple[int, int]:
         """(accepted, rejected) snapshots so far."""
         with self.engine.connect() as conn:
-            rows = dict(
+            rows: dict[bool, int] = dict(
                 conn.execute(
                     select(snapshots.c.accepted, func.count()).group_by(snapshots.c.accepted)
                 ).all()

@@ -66,12 +66,15 @@ class PlatformAdapter(HTTPAdapter):
         self.timeout = timeout
         self.rewrite_to = urlsplit(rewrite_to) if rewrite_to else None
 
-    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
-        gate = _send_gate
-        if gate is not None and not gate():
-            raise NotSentNow("this instance's lease is running out: nothing sent")
-        if kwargs.get("timeout") is None:
-            kwargs["timeout"] = self.timeout
+    def send(
+        self,
+        request: requests.PreparedRequest,
+        stream: bool = False,
+        timeout: Any = None,
+        verify: Any = True,
+        cert: Any = None,
+        proxies: dict[str, str] | None = None,
+    ) -> requests.Response:
         if self.rewrite_to is not None and request.url:
             parts = urlsplit(request.url)
             base_path = self.rewrite_to.path.rstrip("/")
@@ -84,7 +87,17 @@ class PlatformAdapter(HTTPAdapter):
                     parts.fragment,
                 )
             )
-        return super().send(request, **kwargs)
+        gate = _send_gate  # the very last check before the request is written
+        if gate is not None and not gate():
+            raise NotSentNow("this instance's lease is running out: nothing sent")
+        return super().send(
+            request,
+            stream=stream,
+            timeout=self.timeout if timeout is None else timeout,
+            verify=verify,
+            cert=cert,
+            proxies=proxies,
+        )
 
 
 def _refuse_redirect(response: requests.Response, *args: Any, **kwargs: Any) -> None:

@@ -192,16 +192,16 @@ class TikTokPublisher(Publisher):
                 raise error from None
             try:
                 body = resp.json()
-                error = body.get("error") or {}
-                code = str(error.get("code", ""))
+                detail = body.get("error") or {}
+                code = str(detail.get("code", ""))
             except (ValueError, AttributeError):
-                body, error, code = {}, {}, ""
+                body, detail, code = {}, {}, ""
             if code == "ok" and resp.status_code == 200:
                 return body.get("data") or {}
             if code in AUTH_CODES and attempt == 1:
                 self.refresh()
                 continue
-            raise self._map(code, str(error.get("message", "")), resp, action)
+            raise self._map(code, str(detail.get("message", "")), resp, action)
         raise AssertionError("unreachable")
 
     def _map(self, code: str, message: str, resp: requests.Response, action: str) -> PublishError:

@@ -420,6 +420,7 @@ class YouTubePublisher(Publisher):
     @classmethod
     def authorize(cls, account: AccountConfig, env: PublisherEnv, prompt: Any) -> dict[str, Any]:
         """Google's installed-app flow: a browser approves access once, a refresh token is kept."""
+        # Only `broadcaster auth` needs the OAuth flow (and its web server): not the daemon.
         from google_auth_oauthlib.flow import InstalledAppFlow
 
         s = Settings.model_validate(account.settings)

@@ -75,7 +75,8 @@ class HealthServer:
     @property
     def address(self) -> str:
         host, port = self.httpd.server_address[:2]
-        return f"http://{host}:{port}"
+        name = host.decode() if isinstance(host, bytes) else host
+        return f"http://{name}:{port}"
 
     def problems(self, report: dict[str, Any]) -> list[str]:
         """Why the daemon is not healthy: its scheduler stopped, no poll lately, and the
