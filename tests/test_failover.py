@@ -320,6 +320,9 @@ def test_an_instance_cut_from_the_database_stops_then_comes_back_as_standby(
         code, body = _healthz(health)
         assert (code, body["role"], body["instance"]) == (200, ACTIVE, "a"), body["problems"]
         assert body["leader"]["holder"] == "a"
+        metrics = health.answer("/metrics")[2].decode()
+        assert "broadcaster_active 1.0" in metrics
+        assert "broadcaster_lease_epoch 1.0" in metrics
 
         proxy.cut()
         a.tick()
@@ -345,6 +348,7 @@ def test_an_instance_cut_from_the_database_stops_then_comes_back_as_standby(
         code, body = _healthz(health)
         assert (code, body["role"], body["status"]) == (200, STANDBY, "ok")
         assert body["leader"]["holder"] == "b"
+        assert "broadcaster_active 0.0" in health.answer("/metrics")[2].decode()
     finally:
         stop.set()
         health.httpd.server_close()

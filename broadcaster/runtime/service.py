@@ -48,7 +48,9 @@ class HealthServer:
         # runtime/leadership.py's Leadership: this instance's role (active or standby).
         self.leadership = leadership
         self.registry = registry_for(
-            StatusCollector(config, store, counters=counters, feed_health=feed_health)
+            StatusCollector(
+                config, store, counters=counters, feed_health=feed_health, leadership=leadership
+            )
         )
         server = self
 
