@@ -11,7 +11,10 @@ import stat
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from broadcaster.domain.posts import HoldKind
+from broadcaster.outbox.schema import SchemaMismatch, upgrade
 from broadcaster.outbox.store import SCHEMA_VERSION, Store
 
 
@@ -76,6 +79,10 @@ def _as_schema_1(path: Path) -> None:
         ALTER TABLE posts DROP COLUMN hold_kind;
         ALTER TABLE posts DROP COLUMN gate_reason;
         DROP TABLE audit;
+        DROP TABLE leadership;
+        DROP TABLE instances;
+        DROP TABLE alembic_version;
+        DROP INDEX ix_posts_updated;
         UPDATE kv SET value = '1' WHERE key = 'schema_version';
         """
     )
@@ -109,6 +116,11 @@ def test_a_schema_1_database_is_upgraded_in_place(tmp_path: Path, demo_files: li
     store.close()
     _as_schema_1(db)
 
+    # Opened as it is, it is refused with the command that migrates it; migrated in place, it
+    # opens with everything kept and the new columns filled.
+    with pytest.raises(SchemaMismatch, match="broadcaster db upgrade"):
+        Store(f"sqlite:///{db}")
+    assert upgrade(f"sqlite:///{db}").before == "0001"
     store = Store(f"sqlite:///{db}")
     try:
         assert store.get_state("schema_version") == SCHEMA_VERSION

@@ -4,6 +4,7 @@ from broadcaster.cli import (  # noqa: F401 - each module adds its commands to `
     accounts,
     alerts,
     console,
+    db,
     emulator,
     feed,
     live,

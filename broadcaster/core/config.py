@@ -194,6 +194,21 @@ class CardsConfig(_Strict):
 
 class DatabaseConfig(_Strict):
     url: str = "sqlite:///broadcaster.db"
+    # Several instances on one PostgreSQL database (docs/operations.md, "Two machines"): the
+    # active one holds a lease this long and renews it every `renew_seconds`; a standby takes
+    # over once it runs out. `instance` names this one (default: host and process id).
+    lease_seconds: float = Field(default=20, ge=2, le=300)
+    renew_seconds: float = Field(default=4, gt=0, le=60)
+    instance: str | None = Field(default=None, min_length=1, max_length=100)
+
+    @model_validator(mode="after")
+    def _renewed_in_time(self) -> DatabaseConfig:
+        if self.renew_seconds * 2 > self.lease_seconds:
+            raise ValueError(
+                f"renew_seconds ({self.renew_seconds:g}) must be at most half of lease_seconds "
+                f"({self.lease_seconds:g}), so that one missed renewal never loses the lease"
+            )
+        return self
 
 
 class OutputConfig(_Strict):

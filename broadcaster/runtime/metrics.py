@@ -52,8 +52,10 @@ class StatusCollector(Collector):
         counters: Mapping[str, float],
         feed_health: FeedHealth | None = None,
         clock: Callable[[], float] = time.time,
+        leadership: Any = None,
     ) -> None:
         self.config = config
+        self.leadership = leadership  # runtime/leadership.py: active or standby
         self.store = store
         self.counters = counters
         self.feed_health = feed_health
@@ -65,6 +67,18 @@ class StatusCollector(Collector):
         yield from feed_metrics(report.get("feed_health"), self.clock())
         yield post_latency(sent_latencies(self.store))
         yield from live_metrics(report.get("live"))
+        if self.leadership is not None:
+            epoch = self.leadership.active_epoch()
+            yield GaugeMetricFamily(
+                "broadcaster_active",
+                "1 on the instance that holds the lease (polls and publishes), 0 on a standby.",
+                value=0 if epoch is None else 1,
+            )
+            yield GaugeMetricFamily(
+                "broadcaster_lease_epoch",
+                "The lease's epoch this instance leads at (0 on a standby).",
+                value=epoch or 0,
+            )
 
 
 def registry_for(collector: Collector) -> CollectorRegistry:

@@ -14,6 +14,7 @@ from broadcaster.core.config import Config
 from broadcaster.delivery.budgets import account_budget
 from broadcaster.domain.posts import ALL_STATES, HoldKind
 from broadcaster.ingest.health import FeedHealth, feed_problems
+from broadcaster.outbox.lease import leadership_report
 from broadcaster.outbox.reports import night_report, sent_latencies
 from broadcaster.outbox.state import State
 from broadcaster.outbox.store import Store
@@ -42,6 +43,8 @@ def collect_status(
     try:
         report = night_report(store)
         latency = sent_latencies(store, since=now - timedelta(hours=1))
+        # Who publishes: the lease's holder and every instance seen lately, with its role.
+        leadership = leadership_report(store, config.database.lease_seconds)
         accepted, rejected = store.snapshot_counts()
         state = State(store)
         if health is None:
@@ -106,4 +109,5 @@ def collect_status(
         "accounts": accounts,
         "latency": latency,
         "live": live,
+        "leadership": leadership,
     }
