@@ -43,6 +43,7 @@ from broadcaster.publishers.http import set_send_gate
 from broadcaster.runtime.configuration import load_config
 from broadcaster.runtime.leadership import ACTIVE, STANDBY, Leadership
 from broadcaster.runtime.service import HealthServer
+from tests.alert_servers import Webhook, webhook_server
 from tests.conftest import Processes, broadcaster_cmd, read_jsonl, wait_for, write_config
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -115,6 +116,7 @@ def test_a_standby_takes_the_lease_only_once_it_has_run_out(db_url: str):
         b = Lease(b_store, "b", seconds=2)
         assert a.tick()
         assert a.epoch == 1
+        assert a.taken_from is None, "a first start takes the lease from nobody"
         assert not b.tick()
         assert b.epoch is None
         assert a.tick()
@@ -122,11 +124,13 @@ def test_a_standby_takes_the_lease_only_once_it_has_run_out(db_url: str):
         time.sleep(2.3)  # a stops renewing (killed, paused, cut off)
         assert b.tick()
         assert b.epoch == 2, "a new holder, a new epoch"
+        assert b.taken_from == ("a", 2), "a takeover, for the operators' alert"
         assert not a.tick()
         assert a.epoch is None, "the old holder finds it gone"
         b.release()
         assert a.tick()
         assert a.epoch == 3, "a released lease is free at once"
+        assert a.taken_from == ("b", 3), "a clean stop's successor took over too"
     finally:
         a_store.close()
         b_store.close()
@@ -408,12 +412,21 @@ def _get(port: int) -> tuple[int, dict[str, Any]] | None:
         return None
 
 
-def _daemon_config(folder: Path, name: str, database: str, feed: Path, port: int) -> Path:
+@pytest.fixture
+def webhook() -> Iterator[Webhook]:
+    """The operators' alerts arrive here (a local webhook receiver)."""
+    with webhook_server() as hook:
+        yield hook
+
+
+def _daemon_config(
+    folder: Path, name: str, database: str, feed: Path, port: int, extra: str = ""
+) -> Path:
     path = write_config(
         folder / f"{name}.toml",
         source=str(feed),
         database=database,
-        extra=f'[service]\nlisten = "127.0.0.1:{port}"\n',
+        extra=f'[service]\nlisten = "127.0.0.1:{port}"\n{extra}',
     )
     body = path.read_text().replace(
         f"url = {json.dumps(database)}",
@@ -425,12 +438,22 @@ def _daemon_config(folder: Path, name: str, database: str, feed: Path, port: int
 
 
 def test_two_daemons_one_active_one_standby_and_a_pause_past_the_lease(
-    tmp_path: Path, postgres_url: str, demo_files: list[Path], processes: Processes, run_cli
+    tmp_path: Path,
+    postgres_url: str,
+    demo_files: list[Path],
+    processes: Processes,
+    run_cli,
+    monkeypatch: pytest.MonkeyPatch,
+    webhook: Webhook,
 ):
     feed = tmp_path / "feed"
     feed.mkdir()
     ports = {"a": _free_port(), "b": _free_port()}
-    configs = {n: _daemon_config(tmp_path, n, postgres_url, feed, p) for n, p in ports.items()}
+    monkeypatch.setenv("ALERT_WEBHOOK_URL", webhook.url)
+    alerts = '[[alerts]]\nname = "ops"\nkind = "webhook"\nurl = "ALERT_WEBHOOK_URL"\n'
+    configs = {
+        n: _daemon_config(tmp_path, n, postgres_url, feed, p, alerts) for n, p in ports.items()
+    }
     logs = {n: (tmp_path / f"{n}.log").open("wb") for n in ports}
 
     def start(name: str) -> subprocess.Popen[Any]:
@@ -474,6 +497,14 @@ def test_two_daemons_one_active_one_standby_and_a_pause_past_the_lease(
     a.send_signal(signal.SIGCONT)  # wakes believing it leads: its lease is gone
     wait_for(lambda: role("a") == STANDBY, timeout=30)
 
+    def takeovers() -> list[dict[str, Any]]:
+        return [body for _, body in webhook.received if body.get("kind") == "standby"]
+
+    wait_for(takeovers, timeout=60)  # b tells the operators, on its first poll as leader
+    (told,) = takeovers()
+    assert told["summary"].startswith("the standby b took over from a (lease epoch ")
+    assert "broadcaster status" in told["resolve"]
+
     def night_done() -> bool:
         got = _get(ports["b"])
         if got is None:
@@ -490,6 +521,7 @@ def test_two_daemons_one_active_one_standby_and_a_pause_past_the_lease(
     keys = Counter(r["idempotency_key"] for r in sent)
     assert sent
     assert max(keys.values()) == 1, "no post twice"
+    assert len(takeovers()) == 1, "one takeover, one alert (a, back as standby, sends none)"
 
 
 def test_a_second_daemon_on_one_sqlite_file_is_refused(

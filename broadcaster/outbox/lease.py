@@ -125,6 +125,9 @@ class Lease:
         self.exclusive = exclusive
         self.monotonic = monotonic
         self.epoch: int | None = None
+        # (the previous holder's name, the new epoch) when this instance last took the lease
+        # from another one (not at a first start, nor a restart on SQLite's one machine).
+        self.taken_from: tuple[str, int] | None = None
         self._deadline = 0.0
         self._lock = threading.Lock()
 
@@ -153,7 +156,10 @@ class Lease:
                 conn.execute(update(leadership).where(leadership.c.name == LEASE).values(**values))
             else:
                 epoch = None
+            before = display_name(row.holder) if epoch is not None and not mine else None
         with self._lock:
+            if before is not None and epoch is not None and not self.exclusive:
+                self.taken_from = (before, epoch)
             if epoch is not None and self.epoch is not None and epoch != self.epoch:
                 # Lost and taken back meanwhile: a new epoch all the same.
                 log.warning("lease: epoch %d replaced by %d", self.epoch, epoch)

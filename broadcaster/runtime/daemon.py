@@ -27,6 +27,7 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.blocking import BlockingScheduler
 
 from broadcaster.alerts.alerter import Alerter
+from broadcaster.alerts.model import standby_took_over
 from broadcaster.core import failpoints
 from broadcaster.core.clock import WallClock
 from broadcaster.core.config import Config, ConfigError
@@ -42,6 +43,7 @@ from broadcaster.outbox.lease import (
     LeaseLost,
     SQLiteInstanceLock,
     default_instance,
+    display_name,
     sqlite_file,
 )
 from broadcaster.outbox.schema import SchemaMismatch
@@ -224,7 +226,13 @@ class Daemon:
         )
 
     def _wake(self) -> None:
-        """Just became active: poll and dispatch now rather than at the next interval."""
+        """Just became active: tell the operators when this was a takeover, and poll and
+        dispatch now rather than at the next interval."""
+        lease = self.leadership.lease
+        taken = lease.taken_from
+        if taken is not None and taken[1] == lease.epoch:
+            name = display_name(lease.holder) or lease.name
+            self.alerter.push(standby_took_over(name, previous=taken[0], epoch=taken[1]))
         now = datetime.now(UTC)
         for job in ("poll", "dispatch"):
             with contextlib.suppress(Exception):  # not scheduled yet, or shutting down
