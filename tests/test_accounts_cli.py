@@ -17,7 +17,7 @@ import pytest
 
 from broadcaster.core.secrets import SecretError, Secrets, TokenStore
 from broadcaster.rehearsal.emulator import EmulatorServer
-from tests.conftest import broadcaster_cmd
+from tests.conftest import broadcaster_cmd, invoke
 
 SECRETS = {
     "FB_PAGE_TOKEN": "fb-page-token-value",
@@ -89,16 +89,7 @@ platform = "x"
 def run(
     *args: str, cwd: Path, stdin: str = "", env: dict | None = None
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*broadcaster_cmd(), *args],
-        cwd=cwd,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "COLUMNS": "200", **(env or SECRETS)},
-        check=False,
-    )
+    return invoke(*args, cwd=cwd, input=stdin, columns=200, env={**(env or SECRETS)})
 
 
 def test_doctor_prints_one_line_per_account(tmp_path):

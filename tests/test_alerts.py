@@ -532,18 +532,18 @@ def test_configuration_refuses_unsafe_destinations(tmp_path, night, alerts, word
     assert words in str(refused.value)
 
 
-def test_alerts_test_command_tries_every_destination(tmp_path, night, secrets, run_cli):
+def test_alerts_test_command_tries_every_destination(tmp_path, night, secrets, cli):
     with smtp_server(tmp_path) as smtp, webhook_server() as hook:
         config = write(tmp_path, night, email_dest(smtp) + WEBHOOK)
         env = {**secrets, "ALERT_WEBHOOK_URL": hook.url}
-        done = run_cli("alerts", "test", "--config", str(tmp_path / "c.toml"), env=env)
+        done = cli("alerts", "test", "--config", str(tmp_path / "c.toml"), env=env)
         assert done.returncode == 0, done.stdout + done.stderr
         assert "sent ops-mail (email)" in done.stdout
         assert "sent ops-hook (webhook)" in done.stdout
         assert "a test alert" in smtp.mailbox.messages[0]["Subject"]
         assert hook.received[0][1]["kind"] == "test"
         hook_down = {**env, "ALERT_WEBHOOK_URL": "http://127.0.0.1:9/down"}
-        failed = run_cli("alerts", "test", "--config", str(tmp_path / "c.toml"), env=hook_down)
+        failed = cli("alerts", "test", "--config", str(tmp_path / "c.toml"), env=hook_down)
         assert failed.returncode == 1
         assert "FAIL ops-hook (webhook): webhook ops-hook: ConnectionError" in failed.stdout
         assert config.alerts[0].name == "ops-mail"

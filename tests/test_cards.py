@@ -95,7 +95,7 @@ def test_youtube_takes_no_card_and_tiktok_requires_one():
     assert capabilities_for("tiktok").requires_media
 
 
-def test_a_rehearsal_attaches_cards_where_platforms_take_media(tmp_path, run_cli):
+def test_a_rehearsal_attaches_cards_where_platforms_take_media(tmp_path, cli):
     cfg = write_config(
         tmp_path / "c.toml",
         source="feed",
@@ -103,7 +103,7 @@ def test_a_rehearsal_attaches_cards_where_platforms_take_media(tmp_path, run_cli
         accounts='[[accounts]]\nname = "tt"\nplatform = "tiktok"\nevents = ["called", "majority"]\n'
         '[[accounts]]\nname = "yt"\nplatform = "youtube"\nevents = ["called"]\n',
     )
-    result = run_cli(
+    result = cli(
         "rehearse", str(DEMO), "--fast", "--config", str(cfg), "--out", str(tmp_path / "o")
     )
     assert result.returncode == 0, result.stderr

@@ -93,11 +93,11 @@ def test_broken_toml_and_missing_file(tmp_path: Path):
         load_config(tmp_path / "absent.toml")
 
 
-def test_cli_exits_2_with_the_key_named(tmp_path: Path, run_cli):
+def test_cli_exits_2_with_the_key_named(tmp_path: Path, cli):
     cfg = write_config(
         tmp_path / "c.toml", source="feed.json", extra="[events]\ntally_every = -1\n"
     )
-    result = run_cli("run", "--config", str(cfg), "--dry-run")
+    result = cli("run", "--config", str(cfg), "--dry-run")
     assert result.returncode == 2
     assert "events.tally_every" in result.stderr
     assert "greater than or equal to 0" in result.stderr

@@ -27,7 +27,7 @@ from broadcaster.domain.posts import HoldKind, PostState
 from broadcaster.outbox.store import Store
 from broadcaster.publishers import publisher_class
 from broadcaster.rehearsal.emulator import EmulatorServer
-from tests.conftest import DEMO, broadcaster_cmd, wait_for
+from tests.conftest import DEMO, broadcaster_cmd, invoke, wait_for
 
 CHROMIUM = Path(os.environ.get("BROADCASTER_CHROMIUM", "/usr/bin/chromium"))
 ARGS = [
@@ -115,14 +115,7 @@ listen = "127.0.0.1:{port}"
             ("vera", "viewer", VIEWER_PASSWORD),
         ):
             command = ["console", "adduser", name, "--role", role, "--password-stdin"]
-            added = subprocess.run(
-                [*broadcaster_cmd(), *command, "--config", str(config)],
-                input=password + "\n",
-                capture_output=True,
-                text=True,
-                timeout=60,
-                check=False,
-            )
+            added = invoke(*command, "--config", str(config), input=password + "\n")
             assert added.returncode == 0, added.stderr
         log = (tmp_path / "daemon.log").open("w")
         proc = subprocess.Popen(

@@ -26,7 +26,7 @@ from broadcaster.console.server import ConsoleServer
 from broadcaster.console.users import Role, UserStore
 from broadcaster.outbox.operations import pause
 from broadcaster.outbox.store import Store
-from tests.conftest import DEMO, broadcaster_cmd, wait_for, write_config
+from tests.conftest import DEMO, broadcaster_cmd, invoke, wait_for, write_config
 from tests.console_support import FAST_HASHER, PASSWORD, demo_night, form_token, make_env
 
 
@@ -146,23 +146,16 @@ def test_run_serves_the_console_beside_the_daemon_and_stops_cleanly(tmp_path: Pa
         source="results.json",
         extra=f'[service]\nlisten = ""\n[console]\nenabled = true\nlisten = "127.0.0.1:{port}"\n',
     )
-    added = subprocess.run(
-        [
-            *broadcaster_cmd(),
-            "console",
-            "adduser",
-            "vera",
-            "--role",
-            "viewer",
-            "--password-stdin",
-            "--config",
-            str(cfg),
-        ],
+    added = invoke(
+        "console",
+        "adduser",
+        "vera",
+        "--role",
+        "viewer",
+        "--password-stdin",
+        "--config",
+        str(cfg),
         input=PASSWORD + "\n",
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
     )
     assert added.returncode == 0, added.stderr
     log = (tmp_path / "daemon.log").open("w")

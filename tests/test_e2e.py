@@ -1,4 +1,6 @@
-"""End to end: the real `broadcaster` command as a subprocess, on real SQLite files."""
+"""End to end on real SQLite files: the commands in this process (`cli`), and the real
+`broadcaster` command as a subprocess where a process is the point (the demo from any folder,
+a rehearsal and the daemon killed and resumed)."""
 
 from __future__ import annotations
 
@@ -11,13 +13,14 @@ import sqlite3
 import subprocess
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import ProgrammingError
 
-from tests.conftest import DEMO, broadcaster_cmd, read_jsonl, wait_for, write_config
+from tests.conftest import DEMO, broadcaster_cmd, invoke, read_jsonl, wait_for, write_config
 
 
 @pytest.fixture(scope="module")
@@ -29,21 +32,8 @@ def test_config(tmp_path_factory) -> Path:
 def reference(tmp_path_factory, test_config) -> list[dict]:
     """The posts of one uninterrupted fast rehearsal of the demo night."""
     out = tmp_path_factory.mktemp("reference")
-    result = subprocess.run(
-        [
-            *broadcaster_cmd(),
-            "rehearse",
-            str(DEMO),
-            "--fast",
-            "--config",
-            str(test_config),
-            "--out",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    result = invoke(
+        "rehearse", str(DEMO), "--fast", "--config", str(test_config), "--out", str(out)
     )
     assert result.returncode == 0, result.stderr
     return read_jsonl(out / "posts.jsonl")
@@ -104,31 +94,27 @@ def test_demo_runs_from_any_folder_and_summarises(tmp_path: Path, run_cli):
 
 
 def test_rehearse_twice_into_the_same_folder_posts_nothing_new(
-    tmp_path: Path, run_cli, reference, test_config
+    tmp_path: Path, cli, reference, test_config
 ):
     out = tmp_path / "r"
-    first = run_cli(
-        "rehearse", str(DEMO), "--fast", "--config", str(test_config), "--out", str(out)
-    )
+    first = cli("rehearse", str(DEMO), "--fast", "--config", str(test_config), "--out", str(out))
     assert first.returncode == 0, first.stderr
     assert signature(read_jsonl(out / "posts.jsonl")) == signature(reference)
-    second = run_cli(
-        "rehearse", str(DEMO), "--fast", "--config", str(test_config), "--out", str(out)
-    )
+    second = cli("rehearse", str(DEMO), "--fast", "--config", str(test_config), "--out", str(out))
     assert second.returncode == 0, second.stderr
     assert "0 new posts" in second.stdout
     assert "15 already processed" in second.stdout
     assert signature(read_jsonl(out / "posts.jsonl")) == signature(reference)
 
 
-def test_rehearse_names_and_skips_rejected_snapshots(tmp_path: Path, run_cli, test_config):
+def test_rehearse_names_and_skips_rejected_snapshots(tmp_path: Path, cli, test_config):
     replay = tmp_path / "night"
     shutil.copytree(DEMO, replay)
     (replay / "05-2131-broken.json").write_text(
         '{"@type": "ElectionResults.ElectionReport", "Status"'
     )
     (replay / "07-2231-empty.json").write_text("")
-    result = run_cli(
+    result = cli(
         "rehearse",
         str(replay),
         "--fast",
@@ -144,9 +130,9 @@ def test_rehearse_names_and_skips_rejected_snapshots(tmp_path: Path, run_cli, te
     assert "2 rejected" in result.stdout
 
 
-def test_rehearse_speed_follows_the_feed_clock(tmp_path: Path, run_cli, reference, test_config):
+def test_rehearse_speed_follows_the_feed_clock(tmp_path: Path, cli, reference, test_config):
     # 15 snapshots 30 minutes apart at 36000x: about 0.05 s between snapshots.
-    result = run_cli(
+    result = cli(
         "rehearse",
         str(DEMO),
         "--speed",
@@ -182,24 +168,21 @@ def test_rehearsal_killed_midway_resumes_without_duplicates_or_losses(
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and len(read_jsonl(out / "posts.jsonl")) < 40:
-        time.sleep(0.02)
+    wait_for(lambda: len(read_jsonl(out / "posts.jsonl")) >= 40, proc=proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=10)
     partial = read_jsonl(out / "posts.jsonl")
     assert 0 < len(partial) < len(reference)
-    resume = [*broadcaster_cmd(), "rehearse", str(DEMO), "--fast", "--config", str(test_config)]
-    result = subprocess.run(
-        [*resume, "--out", str(out)], capture_output=True, text=True, timeout=120, check=False
+    result = invoke(
+        "rehearse", str(DEMO), "--fast", "--config", str(test_config), "--out", str(out)
     )
     assert result.returncode == 0, result.stderr
     assert signature(read_jsonl(out / "posts.jsonl")) == signature(reference), result.stdout
 
 
-def test_preview_prints_the_post(run_cli):
+def test_preview_prints_the_post(cli):
     snap = sorted(DEMO.glob("*.json"))[-1]
-    result = run_cli(
+    result = cli(
         "preview",
         "--snapshot",
         str(snap),
@@ -213,7 +196,7 @@ def test_preview_prints_the_post(run_cli):
     assert result.returncode == 0, result.stderr
     assert "wins D05 Old Quarry" in result.stdout
     assert result.stdout.startswith("[TEST]")
-    missing = run_cli("preview", "--snapshot", str(snap), "--platform", "x", "--contest", "nope")
+    missing = cli("preview", "--snapshot", str(snap), "--platform", "x", "--contest", "nope")
     assert missing.returncode == 1
     assert "no contest 'nope'" in missing.stderr
 
@@ -259,6 +242,11 @@ class Daemon:
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
             start_new_session=True,  # its own group: killed whole if the test fails
         )
+
+    def wait(self, predicate: Callable[[], object], timeout: float = 60) -> None:
+        """`wait_for`, failing at once if the daemon exits, with its log in the message."""
+        self._log.flush()
+        wait_for(predicate, timeout, proc=self.proc, log=self.log_path)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> tuple[int, str]:
         self.proc.send_signal(sig)
@@ -309,7 +297,7 @@ def test_daemon_stops_cleanly_and_resumes_after_sigterm_and_sigkill(tmp_path: Pa
     db = tmp_path / "state.db"
 
     first = start_daemon(cfg, "--dry-run")
-    wait_for(lambda: db_count(db, "select count(*) from snapshots") >= 5)
+    first.wait(lambda: db_count(db, "select count(*) from snapshots") >= 5)
     code, err = first.stop(signal.SIGTERM)
     assert code == 0, err
     lines = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
@@ -319,11 +307,11 @@ def test_daemon_stops_cleanly_and_resumes_after_sigterm_and_sigkill(tmp_path: Pa
     assert lines[-1]["msg"] == "stopped cleanly"
 
     second = start_daemon(cfg, "--dry-run")
-    wait_for(lambda: db_count(db, "select count(*) from snapshots") >= 10)
+    second.wait(lambda: db_count(db, "select count(*) from snapshots") >= 10)
     second.stop(signal.SIGKILL)
 
     third = start_daemon(cfg, "--dry-run")
-    wait_for(lambda: all_sent(db, 16))
+    third.wait(lambda: all_sent(db, 16))
     code, err3 = third.stop(signal.SIGINT)
     assert code == 0, err3
     assert db_count(db, "select count(*) from snapshots where accepted = 0") == 1
@@ -341,13 +329,13 @@ def test_daemon_polls_a_file_rewritten_in_place(tmp_path: Path, reference):
     db = tmp_path / "state.db"
     daemon = start_daemon(cfg, "--dry-run")
     try:
-        wait_for(lambda: db_count(db, "select count(*) from snapshots") >= 1)
+        daemon.wait(lambda: db_count(db, "select count(*) from snapshots") >= 1)
         for i, path in enumerate(files[1:], start=2):
             tmp = feed.with_suffix(".tmp")
             tmp.write_bytes(path.read_bytes())
             tmp.replace(feed)
-            wait_for(lambda i=i: db_count(db, "select count(*) from snapshots") >= i)
-        wait_for(lambda: all_sent(db, len(files)))
+            daemon.wait(lambda i=i: db_count(db, "select count(*) from snapshots") >= i)
+        daemon.wait(lambda: all_sent(db, len(files)))
     finally:
         code, err = daemon.stop()
     assert code == 0, err
@@ -355,20 +343,20 @@ def test_daemon_polls_a_file_rewritten_in_place(tmp_path: Path, reference):
 
 
 def test_daemon_on_postgresql_resumes_after_sigkill(
-    tmp_path: Path, reference, postgres_url: str, run_cli
+    tmp_path: Path, reference, postgres_url: str, cli
 ):
     replay = tmp_path / "feed"
     shutil.copytree(DEMO, replay)
     cfg = write_config(tmp_path / "c.toml", source="feed", database=postgres_url)
     first = start_daemon(cfg, "--dry-run")
-    wait_for(lambda: db_count(postgres_url, "select count(*) from snapshots") >= 6)
+    first.wait(lambda: db_count(postgres_url, "select count(*) from snapshots") >= 6)
     first.stop(signal.SIGKILL)
     # An operator's command against the same database, between the two runs.
-    status = run_cli("status", "--config", str(cfg))
+    status = cli("status", "--config", str(cfg))
     assert status.returncode == 0, status.stderr
     assert "x-test" in status.stdout
     second = start_daemon(cfg, "--dry-run")
-    wait_for(lambda: all_sent(postgres_url, len(list(DEMO.glob("*.json")))))
+    second.wait(lambda: all_sent(postgres_url, len(list(DEMO.glob("*.json")))))
     code, err = second.stop(signal.SIGTERM)
     assert code == 0, err
     assert_same_night(read_jsonl(tmp_path / "posts.jsonl"), postgres_url, reference)

@@ -341,7 +341,9 @@ dry_run = false
 allow_test_posts = true  # the demo night is test data; the emulator is no real account
 events = ["called"]
 quota = [{{posts = 100000, seconds = 86400}}]
-timeout = 0.5
+# Short, so a `timeout` fault costs little, but not so short that a loaded CI machine times out
+# before the request reaches the fault (seen at 0.5 s).
+timeout = 2
 {settings}
 """)
     config = load_config(cfg)

@@ -19,7 +19,7 @@ from broadcaster.publishers import PublisherEnv
 from broadcaster.publishers.dryrun import read_posts
 from broadcaster.runtime.configuration import load_config
 from broadcaster.runtime.cycle import Pipeline
-from tests.conftest import DEMO, broadcaster_cmd, read_jsonl, wait_for, write_config
+from tests.conftest import DEMO, broadcaster_cmd, invoke, read_jsonl, wait_for, write_config
 
 X_ONLY = (
     '[[accounts]]\nname = "x-main"\nplatform = "x"\nevents = ["called"]\n'
@@ -106,14 +106,7 @@ def test_a_broken_edit_keeps_the_last_good_version(tmp_path: Path, demo_files):
 
 
 def status(cfg: Path) -> str:
-    result = subprocess.run(
-        [*broadcaster_cmd(), "status", "--config", str(cfg)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        env={**os.environ, "COLUMNS": "200"},
-    )
+    result = invoke("status", "--config", str(cfg), columns=200)
     assert result.returncode == 0, result.stderr
     return result.stdout
 

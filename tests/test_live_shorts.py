@@ -100,7 +100,7 @@ def test_tiktok_video_post_uploads_in_chunks_then_follows_the_publish_id(tmp_pat
 
 
 @responses.activate
-def test_tiktok_failed_upload_is_retried_later_without_a_checkpoint(tmp_path):
+def test_tiktok_refused_chunk_is_retried_later_without_a_checkpoint(tmp_path):
     video = tmp_path / "short.mp4"
     video.write_bytes(b"\0" * 1000)
     upload = "https://open-upload.tiktokapis.com/video/?upload_id=2"
@@ -109,13 +109,47 @@ def test_tiktok_failed_upload_is_retried_later_without_a_checkpoint(tmp_path):
         f"{API}/v2/post/publish/video/init/",
         json=ok({"publish_id": "v_pub_file~v2.2", "upload_url": upload}),
     )
-    responses.put(upload, status=500)
+    responses.put(upload, status=400)
     publisher = make(tmp_path)
     from broadcaster.publishers import RetryLater
 
     with pytest.raises(RetryLater, match="chunk 1 of 1"):
         publisher.publish_video(post(), str(video))
     assert publisher.env.checkpoint.values == {}
+
+
+@responses.activate
+def test_tiktok_last_chunk_failing_after_the_whole_file_is_in_doubt_and_found_by_publish_id(
+    tmp_path,
+):
+    video = tmp_path / "short.mp4"
+    video.write_bytes(b"\0" * 1000)
+    upload = "https://open-upload.tiktokapis.com/video/?upload_id=3"
+    responses.post(f"{API}/v2/post/publish/creator_info/query/", json=INFO)
+    responses.post(
+        f"{API}/v2/post/publish/video/init/",
+        json=ok({"publish_id": "v_pub_file~v2.3", "upload_url": upload}),
+    )
+    responses.put(upload, status=500)
+    responses.post(
+        f"{API}/v2/post/publish/status/fetch/",
+        json=ok({"status": "PUBLISH_COMPLETE", "publicaly_available_post_id": [7003]}),
+    )
+    publisher = make(tmp_path)
+    from broadcaster.publishers import InDoubt
+
+    sent = post()
+    with pytest.raises(InDoubt, match="after the whole file"):
+        publisher.publish_video(sent, str(video))
+    assert publisher.env.checkpoint.values == {7: "v_pub_file~v2.3"}
+    # The dispatcher looks the post up with the Post it had before the checkpoint existed.
+    assert sent.checkpoint is None
+    assert publisher.find(sent).platform_id == "7003"
+
+
+def test_a_video_between_5_mb_and_one_chunk_goes_whole():
+    # floor(8 MB / 10 MB) would be 0 chunks, which TikTok refuses.
+    assert video_chunks(8 * 1024 * 1024) == (8 * 1024 * 1024, 1)
 
 
 def test_youtube_short_goes_through_the_existing_resumable_upload(tmp_path, final):

@@ -20,12 +20,13 @@ from pathlib import Path
 
 import av
 import pytest
-from PIL import ImageChops
+from PIL import Image, ImageChops
 
 from broadcaster.core.paths import DEMO_SNAPSHOTS
 from broadcaster.live.channel import Channel
 from broadcaster.live.data import ChannelData, replay_steps
 from broadcaster.live.destinations import Destination, StaticTarget
+from broadcaster.live.encoder import Encoder
 from broadcaster.runtime.configuration import load_config
 from tests.conftest import ROOT, broadcaster_cmd, wait_for, write_config
 
@@ -116,6 +117,7 @@ def rtmp(name: str, url: str, queue_seconds: float = 3.0) -> Destination:
     return Destination(name, "rtmp", "landscape", StaticTarget(lambda: url), queue_seconds)
 
 
+@pytest.mark.alone  # real time: frames and keyframes on the clock
 def test_stream_at_720p_reaches_the_ingest_with_picture_sound_and_keyframes(listeners, steps):
     ingest = listeners("main")
     feed = SwitchFeed(steps[8].data)
@@ -262,7 +264,7 @@ def live_state(db: Path) -> dict | None:
     return json.loads(row[0]) if row else None
 
 
-def test_live_dry_run_names_the_empty_feed_in_status_and_stops_on_sigterm(tmp_path, run_cli):
+def test_live_dry_run_names_the_empty_feed_in_status_and_stops_on_sigterm(tmp_path, cli):
     config = live_config(tmp_path, str(tmp_path / "no-snapshots-yet"))
     process = subprocess.Popen(
         [*broadcaster_cmd(), "--log-format", "json", "live", "--config", str(config), "--dry-run"],
@@ -273,7 +275,7 @@ def test_live_dry_run_names_the_empty_feed_in_status_and_stops_on_sigterm(tmp_pa
     )
     try:
         wait_for(lambda: (live_state(tmp_path / "state.db") or {}).get("frames", 0) > 10, 60)
-        status = run_cli("status", "--config", str(config), cwd=tmp_path)
+        status = cli("status", "--config", str(config), cwd=tmp_path)
         assert "live channel: running" in status.stdout
         assert "no snapshot accepted yet (empty feed)" in status.stdout
         assert "dry-run (file): live" in status.stdout
@@ -290,8 +292,8 @@ def test_live_dry_run_names_the_empty_feed_in_status_and_stops_on_sigterm(tmp_pa
         assert written.streams.video[0].codec_context.width == 320
 
 
-def test_rehearse_renders_a_recorded_night_to_mp4_and_hls(tmp_path, run_cli):
-    result = run_cli(
+def test_rehearse_renders_a_recorded_night_to_mp4_and_hls(tmp_path, cli):
+    result = cli(
         "live", "--rehearse", str(DEMO_SNAPSHOTS), "--out", str(tmp_path / "night.mp4"),
         "--speed", "9000", cwd=tmp_path,
     )  # fmt: skip
@@ -303,7 +305,7 @@ def test_rehearse_renders_a_recorded_night_to_mp4_and_hls(tmp_path, run_cli):
         assert night.streams.audio
         assert 7 <= night.duration / 1e6 <= 9  # 7.5 h of feed at 9000x, and 5 s after
     small = live_config(tmp_path, str(DEMO_SNAPSHOTS))  # 320 x 180 at 10 fps: quicker
-    hls = run_cli(
+    hls = cli(
         "live", "--rehearse", str(DEMO_SNAPSHOTS), "--hls", str(tmp_path / "hls"),
         "--speed", "9000", "--config", str(small), cwd=tmp_path,
     )  # fmt: skip
@@ -355,3 +357,19 @@ def test_a_full_queue_drops_to_the_next_keyframe_and_counts_frames():
     sender.put([chunk(True), chunk(False)])
     assert len(sender.queue) == 2
     assert sender.stats.dropped_frames == 4
+
+
+def test_keyframes_stay_on_the_clock_when_frames_are_skipped():
+    """Under load the channel skips frame indexes to catch up with the clock; x264 counts its
+    keyframe interval in frames encoded, so without a forced keyframe the gap in time grows
+    (3.27 s seen under load for a 2 s interval)."""
+    fps = 10
+    encoder = Encoder((64, 36), fps, bitrate=100_000, keyframe_seconds=2.0)
+    picture = Image.new("RGB", (64, 36), (20, 40, 60))
+    # Every other index skipped: 60 frames encoded over 12 s of stream.
+    chunks = [c for i in range(0, 120, 2) for c in encoder.encode(picture, i)]
+    chunks += encoder.flush()
+    keys = sorted(c.pts / fps for c in chunks if c.video and c.keyframe)
+    gaps = [b - a for a, b in itertools.pairwise([0.0, *keys])]
+    assert keys, "no keyframe at all"
+    assert max(gaps) <= 2.0, f"keyframes {keys} are more than 2 s apart"

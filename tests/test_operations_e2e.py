@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import socket
 import sqlite3
 import subprocess
@@ -12,7 +11,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from tests.conftest import DEMO, broadcaster_cmd, read_jsonl, wait_for, write_config
+from tests.conftest import DEMO, broadcaster_cmd, invoke, read_jsonl, wait_for, write_config
 
 
 def free_port() -> int:
@@ -22,14 +21,7 @@ def free_port() -> int:
 
 
 def cli(cfg: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(
-        [*broadcaster_cmd(), *args, "--config", str(cfg)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        env={**os.environ, "COLUMNS": "200"},
-    )
+    result = invoke(*args, "--config", str(cfg), columns=200)
     assert result.returncode == 0, result.stdout + result.stderr
     return result
 

@@ -60,6 +60,16 @@ FIRST = "E,partial,2030-07-28T21:30:00+07:00"
             csv_body(f"{FIRST},c1,C1,s1,Ana,-5"),
             "line 2, column 'votes': expected a non-negative integer",
         ),
+        # Only ASCII digits are counts: "²" passes str.isdigit but int() refuses it, and
+        # another script's digits are named rather than silently read.
+        (
+            csv_body(f"{FIRST},c1,C1,s1,Ana,5²"),
+            "line 2, column 'votes': expected a non-negative integer",
+        ),
+        (
+            csv_body(f"{FIRST},c1,C1,s1,Ana,١٢"),
+            "line 2, column 'votes': expected a non-negative integer",
+        ),
         (
             csv_body(f"{FIRST},c1,C1,s1,Ana,5", ",,,c1,C1,s1,Bo,6"),
             "line 3, column 'selection_id': duplicate 's1'",

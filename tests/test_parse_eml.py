@@ -148,6 +148,7 @@ def test_our_own_510_with_candidates_named_by_identifier():
             "ValidVotes: expected a non-negative whole number, got '-3'",
         ),
         (count_510(party("1", "L", "12a")), "got '12a'"),
+        (count_510(party("1", "L", "1²")), "got '1²'"),  # str.isdigit says yes; int() no
         (count_510(GOOD, created=""), "kr:CreationDateTime (or IssueDate): missing"),
         (count_510(GOOD, created="gisteren"), "kr:CreationDateTime: expected an ISO 8601"),
         (count_510(GOOD).replace(b'Id="510b"', b'Id="230b"'), 'EML Id="230b": only 510'),

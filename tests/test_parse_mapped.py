@@ -182,7 +182,10 @@ def test_a_broken_mapping_stops_the_configuration_not_the_night(tmp_path: Path):
     [
         (lambda t: t.replace("UNDI", "VOTES", 1), "columns.votes = 'UNDI': no such column"),
         (lambda t: t.replace(";10234;", ";10,234;"), "line 2, column 'UNDI' (columns.votes)"),
-        (lambda t: t.replace("Rahman Ali", "Aminah Yusof"), "duplicate selection 'Aminah Yusof'"),
+        (
+            lambda t: t.replace("Rahman Ali", "Aminah Yusof"),
+            "line 3, column 'CALON' (columns.selection_name): duplicate 'Aminah Yusof'",
+        ),
         (lambda t: t.replace(";45;70123", ";45", 1), "line 2: expected 10 fields, found 9"),
         (lambda t: t.replace("2030-07-28T23:10:00+08:00", "soon", 1), "column 'MASA'"),
         (lambda t: t.split("\n", 1)[0] + "\n", "no data rows after the header"),

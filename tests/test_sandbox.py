@@ -36,7 +36,11 @@ ESCAPES = [
     ("{{ contest.name.format.__globals__ }}", f"{UNSAFE} '__globals__' of 'function'"),
     ("{{ contest.__getattr__.__globals__ }}", f"{UNSAFE} '__getattr__' of 'View'"),
     ("{{ (contest|attr('__class__')).__bases__ }}", f"{UNSAFE} '__class__' of 'View'"),
-    ("{{ contest.selections.__class__.__init__.__globals__ }}", UNSAFE),
+    # The list's __class__ is refused as an undefined value; the next step is what raises.
+    (
+        "{{ contest.selections.__class__.__init__.__globals__ }}",
+        f"{UNSAFE} '__init__' of 'StrictUndefined' object is unsafe",
+    ),
     ("{{ cycler.__init__.__globals__.os.system('id') }}", f"{UNSAFE} '__init__' of 'type'"),
     ("{{ namespace.__init__.__globals__ }}", f"{UNSAFE} '__init__' of 'type'"),
     ("{{ self.__init__.__globals__ }}", f"{UNSAFE} '__init__' of 'TemplateReference'"),

@@ -5,11 +5,16 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import shutil
 import sqlite3
 import stat
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from broadcaster.domain.posts import HoldKind
+from broadcaster.outbox.schema import SchemaMismatch, upgrade
 from broadcaster.outbox.store import SCHEMA_VERSION, Store
 
 
@@ -20,27 +25,44 @@ def _open_and_write(url: str) -> None:
     store.close()
 
 
-def open_at_once(url: str, processes: int = 4) -> None:
-    """Several processes open the database at `url` and write the same key, all at once; each
+def _open_each_at_once(urls: list[str], barrier: Any) -> None:
+    # Started once for all the rounds (an interpreter importing SQLAlchemy takes about a second
+    # on a loaded machine); the barrier lines the processes up so that they open each new
+    # database at the same moment. A process that fails breaks the barrier for the others.
+    for url in urls:
+        barrier.wait(timeout=60)
+        _open_and_write(url)
+
+
+def open_at_once(urls: str | list[str], processes: int = 4) -> None:
+    """Several processes open each database of `urls` and write the same key, all at once; each
     must succeed and the last write must stand."""
+    urls = [urls] if isinstance(urls, str) else urls
     ctx = multiprocessing.get_context("spawn")
-    procs = [ctx.Process(target=_open_and_write, args=(url,)) for _ in range(processes)]
+    barrier = ctx.Barrier(processes)
+    procs = [ctx.Process(target=_open_each_at_once, args=(urls, barrier)) for _ in range(processes)]
     for p in procs:
         p.start()
-    for p in procs:
-        p.join(timeout=60)
-    assert [p.exitcode for p in procs] == [0] * processes
-    store = Store(url)
     try:
-        assert store.get_state("paused:x")["again"] is True
-        assert store.get_state("schema_version") == SCHEMA_VERSION
+        for p in procs:
+            p.join(timeout=120)
     finally:
-        store.close()
+        for p in procs:
+            if p.is_alive():
+                p.kill()
+                p.join()
+    assert [p.exitcode for p in procs] == [0] * processes
+    for url in urls:
+        store = Store(url)
+        try:
+            assert store.get_state("paused:x")["again"] is True
+            assert store.get_state("schema_version") == SCHEMA_VERSION
+        finally:
+            store.close()
 
 
 def test_processes_opening_a_new_database_at_once_all_succeed(tmp_path: Path):
-    for round_ in range(6):
-        open_at_once(f"sqlite:///{tmp_path / f'r{round_}.db'}")
+    open_at_once([f"sqlite:///{tmp_path / f'r{round_}.db'}" for round_ in range(6)])
 
 
 def test_a_new_sqlite_database_is_readable_by_its_owner_only(tmp_path: Path):
@@ -57,6 +79,10 @@ def _as_schema_1(path: Path) -> None:
         ALTER TABLE posts DROP COLUMN hold_kind;
         ALTER TABLE posts DROP COLUMN gate_reason;
         DROP TABLE audit;
+        DROP TABLE leadership;
+        DROP TABLE instances;
+        DROP TABLE alembic_version;
+        DROP INDEX ix_posts_updated;
         UPDATE kv SET value = '1' WHERE key = 'schema_version';
         """
     )
@@ -68,8 +94,12 @@ def test_a_schema_1_database_is_upgraded_in_place(tmp_path: Path, demo_files: li
     from broadcaster.rehearsal.replay import rehearse
     from broadcaster.runtime.configuration import load_config
 
+    night = tmp_path / "snapshots"
+    night.mkdir()
+    for path in demo_files[:3]:  # enough for a few posts to hold; the whole night adds nothing
+        shutil.copy(path, night)
     out = tmp_path / "night"
-    rehearse(load_config(None), demo_files[0].parent, out)
+    rehearse(load_config(None), night, out)
     db = out / "state.db"
     store = Store(f"sqlite:///{db}")
     with store.engine.begin() as conn:  # a few holds as schema 1 wrote them
@@ -86,6 +116,11 @@ def test_a_schema_1_database_is_upgraded_in_place(tmp_path: Path, demo_files: li
     store.close()
     _as_schema_1(db)
 
+    # Opened as it is, it is refused with the command that migrates it; migrated in place, it
+    # opens with everything kept and the new columns filled.
+    with pytest.raises(SchemaMismatch, match="broadcaster db upgrade"):
+        Store(f"sqlite:///{db}")
+    assert upgrade(f"sqlite:///{db}").before == "0001"
     store = Store(f"sqlite:///{db}")
     try:
         assert store.get_state("schema_version") == SCHEMA_VERSION

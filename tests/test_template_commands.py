@@ -13,8 +13,8 @@ from tests.conftest import DEMO, write_config
 FINAL = sorted(DEMO.glob("*.json"))[-1]
 
 
-def test_lint_passes_on_the_bundled_templates(run_cli):
-    result = run_cli("templates", "lint")
+def test_lint_passes_on_the_bundled_templates(cli):
+    result = cli("templates", "lint")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "0 problems" in result.stdout
 
@@ -30,31 +30,31 @@ def test_lint_passes_on_the_bundled_templates(run_cli):
         ("{% if true %}" * 120 + "x" + "{% endif %}" * 120, ": template too complex"),
     ],
 )
-def test_lint_reports_path_line_and_message(tmp_path: Path, run_cli, source: str, message: str):
+def test_lint_reports_path_line_and_message(tmp_path: Path, cli, source: str, message: str):
     tpl = tmp_path / "tpl" / "en" / "x"
     tpl.mkdir(parents=True)
     (tpl / "called.j2").write_text(source)
     cfg = write_config(tmp_path / "c.toml", source="f", extra='[templates]\ndir = "tpl"\n')
-    result = run_cli("templates", "lint", "--config", str(cfg))
+    result = cli("templates", "lint", "--config", str(cfg))
     assert result.returncode == 1
     lines = result.stdout.splitlines()
     assert any(line.startswith(str(tpl / "called.j2")) and message in line for line in lines), lines
     assert re.search(r"\b[1-9][\d,]* problems?\b", result.stderr), result.stderr
 
 
-def test_lint_against_an_operators_snapshot(tmp_path: Path, run_cli):
-    result = run_cli("templates", "lint", "--snapshot", str(FINAL))
+def test_lint_against_an_operators_snapshot(tmp_path: Path, cli):
+    result = cli("templates", "lint", "--snapshot", str(FINAL))
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_preview_in_khmer_for_an_account_with_a_card(tmp_path: Path, run_cli):
+def test_preview_in_khmer_for_an_account_with_a_card(tmp_path: Path, cli):
     accounts = (
         '[[accounts]]\nname = "nec-tiktok"\nplatform = "tiktok"\nlanguage = "km"\n'
         "khmer_digits = true\n"
     )
     cfg = write_config(tmp_path / "c.toml", source="f", accounts=accounts)
     image = tmp_path / "card.jpg"
-    result = run_cli(
+    result = cli(
         "preview",
         "--snapshot",
         str(FINAL),
@@ -78,8 +78,8 @@ def test_preview_in_khmer_for_an_account_with_a_card(tmp_path: Path, run_cli):
         assert img.size == (1080, 1080)
 
 
-def test_preview_language_override_and_thread(tmp_path: Path, run_cli):
-    result = run_cli(
+def test_preview_language_override_and_thread(tmp_path: Path, cli):
+    result = cli(
         "preview",
         "--snapshot",
         str(FINAL),
@@ -103,7 +103,7 @@ def test_preview_language_override_and_thread(tmp_path: Path, run_cli):
         source="f",
         extra='[templates]\ndir = "tpl"\n[templates.overflow]\n"x/tally" = "thread"\n',
     )
-    result = run_cli(
+    result = cli(
         "preview",
         "--snapshot",
         str(FINAL),
@@ -119,7 +119,7 @@ def test_preview_language_override_and_thread(tmp_path: Path, run_cli):
     assert " 1/" in result.stdout
 
 
-def test_preview_rejects_an_unknown_account(run_cli):
-    result = run_cli("preview", "--snapshot", str(FINAL), "--account", "nobody")
+def test_preview_rejects_an_unknown_account(cli):
+    result = cli("preview", "--snapshot", str(FINAL), "--account", "nobody")
     assert result.returncode == 2
     assert "no account 'nobody'" in result.stderr

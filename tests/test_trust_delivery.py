@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
 from collections.abc import Iterator
 from dataclasses import replace
@@ -33,7 +34,7 @@ from broadcaster.rehearsal.emulator import Emulator, EmulatorServer
 from broadcaster.runtime.configuration import load_config
 from broadcaster.runtime.cycle import Pipeline
 from broadcaster.runtime.daemon import Daemon
-from tests.conftest import write_config
+from tests.conftest import read_jsonl, write_config
 
 HEADER = (
     "election,status,generated_at,is_test,contest_id,contest_name,contest_type,seats,"
@@ -336,9 +337,7 @@ def test_path4_the_send_time_scan_catches_a_secret_that_got_in_later(tmp_path: P
 # -- path 8: a token echoed by a platform ------------------------------------------------------
 
 
-def test_path8_a_token_echoed_by_the_platform_is_masked_everywhere(
-    tmp_path: Path, run_cli, platform
-):
+def test_path8_a_token_echoed_by_the_platform_is_masked_everywhere(tmp_path: Path, cli, platform):
     """The platform's error quoted the token: it reached the outbox, status, outbox show and
     /healthz. Every stored error and every output masks registered secrets."""
     import responses
@@ -371,13 +370,11 @@ def test_path8_a_token_echoed_by_the_platform_is_masked_everywhere(
         )
     store.close()
     cli_env = {"FB_PAGE_TOKEN": PAGE_TOKEN}
-    shown = run_cli(
-        "outbox", "show", str(failed.id), "--config", str(tmp_path / "c.toml"), env=cli_env
-    )
+    shown = cli("outbox", "show", str(failed.id), "--config", str(tmp_path / "c.toml"), env=cli_env)
     assert shown.returncode == 0, shown.stderr
     assert PAGE_TOKEN not in shown.stdout
     assert "[redacted]" in shown.stdout
-    status = run_cli("status", "--config", str(tmp_path / "c.toml"), env=cli_env, columns=250)
+    status = cli("status", "--config", str(tmp_path / "c.toml"), env=cli_env, columns=250)
     assert status.returncode == 0, status.stderr
     assert "re-authorise: token [redacted] expired" in status.stdout
     assert PAGE_TOKEN not in status.stdout
@@ -439,8 +436,13 @@ def test_path10_operators_are_audited_and_approve_all_spares_gated_posts(tmp_pat
 def test_path11_the_database_and_posts_file_are_private(tmp_path: Path, demo_files: list[Path]):
     from broadcaster.rehearsal.replay import rehearse
 
+    night = tmp_path / "snapshots"
+    night.mkdir()
+    for path in demo_files[:3]:  # the first posts: the whole night would add nothing here
+        shutil.copy(path, night)
     out = tmp_path / "night"
-    rehearse(load_config(None), demo_files[0].parent, out)
+    rehearse(load_config(None), night, out)
+    assert read_jsonl(out / "posts.jsonl")
     for name in ("state.db", "posts.jsonl"):
         assert stat.S_IMODE((out / name).stat().st_mode) == 0o600, name
 

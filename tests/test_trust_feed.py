@@ -24,7 +24,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -429,8 +429,19 @@ def test_path7_a_nul_byte_in_a_name_is_rejected_on_postgresql(tmp_path: Path, po
         night.close()
 
 
+class Running:
+    """A daemon started by `running_daemon`: waiting on it fails at once if it exits, with
+    the end of its log in the message."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], log: Path) -> None:
+        self.proc, self.log = proc, log
+
+    def wait(self, predicate: Callable[[], object], timeout: float = 60) -> None:
+        wait_for(predicate, timeout, proc=self.proc, log=self.log)
+
+
 @contextlib.contextmanager
-def running_daemon(cfg: Path, folder: Path, env: dict[str, str] | None = None) -> Iterator[Any]:
+def running_daemon(cfg: Path, folder: Path, env: dict[str, str] | None = None) -> Iterator[Running]:
     """The real daemon in its own process group, killed with its group whatever happens."""
     log = (folder / "daemon.log").open("w")
     proc = subprocess.Popen(
@@ -442,7 +453,7 @@ def running_daemon(cfg: Path, folder: Path, env: dict[str, str] | None = None) -
         start_new_session=True,
     )
     try:
-        yield proc
+        yield Running(proc, folder / "daemon.log")
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGTERM)
@@ -470,11 +481,11 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def status_of(run_cli, cfg: Path) -> str:
-    return run_cli("status", "--config", str(cfg), columns=200).stdout
+def status_of(cli, cfg: Path) -> str:
+    return cli("status", "--config", str(cfg), columns=200).stdout
 
 
-def test_path7_a_bad_value_is_rejected_and_the_daemon_moves_on_and_says_so(tmp_path: Path, run_cli):
+def test_path7_a_bad_value_is_rejected_and_the_daemon_moves_on_and_says_so(tmp_path: Path, cli):
     feed = tmp_path / "feed.json"
     feed.write_bytes(dumps(two_seats()))
     port = free_port()
@@ -483,26 +494,26 @@ def test_path7_a_bad_value_is_rejected_and_the_daemon_moves_on_and_says_so(tmp_p
         source=str(feed),
         extra=f'[service]\nlisten = "127.0.0.1:{port}"\ndegraded_after_failures = 3\n',
     )
-    with running_daemon(cfg, tmp_path) as proc:
-        wait_for(lambda: healthz(port)[0] == 200 and count(tmp_path, True) == 1)
+    with running_daemon(cfg, tmp_path) as daemon:
+        daemon.wait(lambda: healthz(port)[0] == 200 and count(tmp_path, True) == 1)
         feed.write_bytes(dumps(two_seats(at="21:30", reported=8, votes=10**400)))
-        wait_for(lambda: healthz(port)[0] == 503)
+        daemon.wait(lambda: healthz(port)[0] == 503)
         body = healthz(port)[1]
         assert body["status"] == "degraded"
         problem = " ".join(body["problems"])
         assert "polls failed" in problem
         assert "contests[0].selections[0].votes: a number of 401 digits" in problem
-        assert "contests[0].selections[0].votes" in status_of(run_cli, cfg)
-        assert "degraded" in status_of(run_cli, cfg)
+        assert "contests[0].selections[0].votes" in status_of(cli, cfg)
+        assert "degraded" in status_of(cli, cfg)
 
         feed.write_bytes(dumps(two_seats({"can-b": "Ben\x00"}, at="21:40", reported=8)))
-        wait_for(lambda: count(tmp_path, False) == 2)
-        wait_for(lambda: "U+0000" in " ".join(healthz(port)[1].get("problems", [])))
+        daemon.wait(lambda: count(tmp_path, False) == 2)
+        daemon.wait(lambda: "U+0000" in " ".join(healthz(port)[1].get("problems", [])))
 
         feed.write_bytes(dumps(two_seats(at="22:00", reported=9)))
-        wait_for(lambda: count(tmp_path, True) == 2)
-        wait_for(lambda: healthz(port)[0] == 200)
-        assert proc.poll() is None
+        daemon.wait(lambda: count(tmp_path, True) == 2)
+        daemon.wait(lambda: healthz(port)[0] == 200)
+        assert daemon.proc.poll() is None
         time.sleep(1)  # several more polls: nothing is read again
     assert count(tmp_path, False) == 2
     assert count(tmp_path, True) == 2
@@ -552,7 +563,7 @@ def test_health_counts_good_and_failed_polls_and_minutes_without_a_good_one():
     assert FeedHealth.from_dict(json.loads(json.dumps(health.to_dict()))) == health
 
 
-def test_feed_down_or_stale_degrades_healthz_and_status(tmp_path: Path, run_cli):
+def test_feed_down_or_stale_degrades_healthz_and_status(tmp_path: Path, cli):
     server = Quiet(("127.0.0.1", 0), Scripted)
     server.daemon_threads = True
     server.answers = [(200, dumps(two_seats()))]  # type: ignore[attr-defined]
@@ -569,17 +580,17 @@ def test_feed_down_or_stale_degrades_healthz_and_status(tmp_path: Path, run_cli)
         cfg.read_text().replace("poll_interval = 0.2", "poll_interval = 0.2\nbackoff_max = 0.3")
     )
     try:
-        with running_daemon(cfg, tmp_path):
-            wait_for(lambda: count(tmp_path, True) == 1)
+        with running_daemon(cfg, tmp_path) as daemon:
+            daemon.wait(lambda: count(tmp_path, True) == 1)
             assert healthz(port)[0] == 200
             server.answers = [(503, b"down")]  # type: ignore[attr-defined]
-            wait_for(lambda: healthz(port)[0] == 503)
+            daemon.wait(lambda: healthz(port)[0] == 503)
             body = healthz(port)[1]
             assert any("polls failed (down:" in p and "HTTP 503" in p for p in body["problems"])
-            wait_for(lambda: any("no good poll" in p for p in healthz(port)[1]["problems"]))
-            assert "no good poll for" in status_of(run_cli, cfg)
+            daemon.wait(lambda: any("no good poll" in p for p in healthz(port)[1]["problems"]))
+            assert "no good poll for" in status_of(cli, cfg)
             server.answers = [(200, dumps(two_seats()))]  # type: ignore[attr-defined]
-            wait_for(lambda: healthz(port)[0] == 200)
+            daemon.wait(lambda: healthz(port)[0] == 200)
     finally:
         server.shutdown()
         server.server_close()
@@ -633,7 +644,7 @@ def test_path8_safe_url_masks_userinfo_and_query_secrets():
 
 
 def test_path8_feed_headers_come_from_the_environment_and_no_url_secret_is_shown_or_stored(
-    tmp_path: Path, run_cli, monkeypatch
+    tmp_path: Path, cli, monkeypatch
 ):
     header_secret = "Bearer hdr-secret-4567"
     password, query_token = "pa55word-secret", "tok-secret-123456"
@@ -662,13 +673,13 @@ def test_path8_feed_headers_come_from_the_environment_and_no_url_secret_is_shown
     env = {"FEED_TOKEN": header_secret}
     secrets = (header_secret, "hdr-secret-4567", password, query_token)
     try:
-        with running_daemon(cfg, tmp_path, env=env):
-            wait_for(lambda: count(tmp_path, True) == 1)
+        with running_daemon(cfg, tmp_path, env=env) as daemon:
+            daemon.wait(lambda: count(tmp_path, True) == 1)
             server.answers = [(503, b"down")]  # type: ignore[attr-defined]
-            wait_for(lambda: healthz(port)[0] == 503)
-            shown = [json.dumps(healthz(port)[1]), status_of(run_cli, cfg)]
+            daemon.wait(lambda: healthz(port)[0] == 503)
+            shown = [json.dumps(healthz(port)[1]), status_of(cli, cfg)]
         monkeypatch.setenv("FEED_TOKEN", header_secret)
-        check = run_cli("feed", "check", url, "--config", str(cfg))
+        check = cli("feed", "check", url, "--config", str(cfg))
     finally:
         server.shutdown()
         server.server_close()
@@ -935,11 +946,11 @@ def _config_with(tmp_path: Path, case: str) -> tuple[Path, str]:
         "missing header secret",
     ],
 )
-def test_path12_run_refuses_to_start_naming_the_key(tmp_path: Path, run_cli, case: str):
+def test_path12_run_refuses_to_start_naming_the_key(tmp_path: Path, cli, case: str):
     from broadcaster.runtime.preflight import preflight
 
     cfg, key = _config_with(tmp_path, case)
-    result = run_cli("run", "--config", str(cfg), "--dry-run", cwd=tmp_path, timeout=60)
+    result = cli("run", "--config", str(cfg), "--dry-run", cwd=tmp_path)
     assert result.returncode == 2, result.stderr[-2000:]
     assert "refusing to start" in result.stderr
     assert key in result.stderr
@@ -948,7 +959,7 @@ def test_path12_run_refuses_to_start_naming_the_key(tmp_path: Path, run_cli, cas
     assert [p.key for p in problems] == [key]
 
 
-def test_path12_files_vanishing_while_running_degrade_healthz_and_status(tmp_path: Path, run_cli):
+def test_path12_files_vanishing_while_running_degrade_healthz_and_status(tmp_path: Path, cli):
     from broadcaster.runtime.preflight import runtime_problems
 
     feed = tmp_path / "feed.json"
@@ -961,15 +972,15 @@ def test_path12_files_vanishing_while_running_degrade_healthz_and_status(tmp_pat
         source=str(feed),
         extra=f'[service]\nlisten = "127.0.0.1:{port}"\ndegraded_after_failures = 1000\n',
     )
-    with running_daemon(cfg, tmp_path):
-        wait_for(lambda: count(tmp_path, True) == 1 and healthz(port)[0] == 200)
+    with running_daemon(cfg, tmp_path) as daemon:
+        daemon.wait(lambda: count(tmp_path, True) == 1 and healthz(port)[0] == 200)
         feed.unlink()
-        wait_for(lambda: healthz(port)[0] == 503)
+        daemon.wait(lambda: healthz(port)[0] == 503)
         problems = healthz(port)[1]["problems"]
         assert any(p.startswith("[feed] source: ") and "does not exist" in p for p in problems)
-        assert "[feed] source" in status_of(run_cli, cfg)
+        assert "[feed] source" in status_of(cli, cfg)
         feed.write_bytes(dumps(two_seats(at="21:30", reported=8)))
-        wait_for(lambda: healthz(port)[0] == 200)
+        daemon.wait(lambda: healthz(port)[0] == 200)
     config = load_config(cfg).with_overrides(
         cards=load_config(cfg).cards.model_copy(update={"enabled": True, "logo": str(logo)})
     )

@@ -477,7 +477,7 @@ def test_path5_the_daemon_stays_responsive_while_templates_attack_it(tmp_path: P
 
 
 def test_paths_4_5_templates_lint_reports_each_attack_with_file_and_line(
-    tmp_path: Path, secrets_file: Path, run_cli
+    tmp_path: Path, secrets_file: Path, cli
 ):
     tpl = tmp_path / "tpl" / "en" / "x"
     write(tpl / "called.j2", "Called\n" + POWER)
@@ -490,7 +490,7 @@ def test_paths_4_5_templates_lint_reports_each_attack_with_file_and_line(
         accounts=accounts,
         extra='[templates]\ndir = "tpl"\n[secrets]\nfile = "secrets.toml"\n',
     )
-    result = run_cli("templates", "lint", "--config", str(cfg), timeout=120)
+    result = cli("templates", "lint", "--config", str(cfg))
     assert result.returncode == 1, result.stdout + result.stderr
     assert f"{tpl / 'called.j2'}:2: stopped: power too large" in result.stdout
     assert f"{tpl / 'progress.j2'}:1: {tpl / 's.j2'}: refused: it is a symbolic link" in (

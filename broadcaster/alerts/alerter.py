@@ -122,7 +122,7 @@ class Alerter:
             wanted = [d for d in self.destinations if d.wants(alert.kind)]
             if news:
                 log.warning("ALERT %s: %s", alert.key, alert.summary)
-                targets, have = wanted, ()
+                targets, have = wanted, tuple[str, ...]()
             else:
                 assert record is not None
                 targets = [d for d in wanted if d.name not in record.delivered]

@@ -199,17 +199,17 @@ def feed_quiet(
     if last is not None and last[0].status is ResultsStatus.CERTIFIED:
         return []
     health = FeedHealth.from_dict(state.feed_health())
-    last = "no poll recorded"
+    outcome = "no poll recorded"
     if health is not None and health.last_outcome:
-        last = f"last poll: {health.last_outcome}"
+        outcome = f"last poll: {health.last_outcome}"
         if health.last_error:
-            last += f" ({health.last_error[:200]})"
+            outcome += f" ({health.last_error[:200]})"
     return [
         Alert(
             kind="feed_quiet",
             subject="feed",
             summary=f"no new snapshot for {round(quiet / 60)} min",
-            details=(f"{last}; source {_where(config.feed.source)}",),
+            details=(f"{outcome}; source {_where(config.feed.source)}",),
             resolve=(
                 f"`broadcaster feed check {_where(config.feed.source)}` reads it as the daemon "
                 "does; `broadcaster status` shows the polls"

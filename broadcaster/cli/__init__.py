@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "console",
         "Serve the operator console ([console] in the configuration); or manage its users.",
     ),
+    "db": ("db", "The database's schema (docs/operations.md, 'Upgrading the database')."),
     "demo": (
         "rehearsals",
         "Rehearse the bundled fictional election night (dry run, no accounts, no network).",

@@ -127,7 +127,12 @@ def setup_logs(ctx: click.Context, *, quiet: bool = False, **context: Any) -> No
 
 
 def open_store(config_path: Path | None) -> tuple[Config, Any]:
+    from broadcaster.outbox.schema import SchemaMismatch
     from broadcaster.outbox.store import Store
 
     config = load_config_or_exit(config_path)
-    return config, Store(config.database_url, file_mode=config.output.mode)
+    try:
+        return config, Store(config.database_url, file_mode=config.output.mode)
+    except SchemaMismatch as exc:
+        err.print(f"[bold red]database[/]: {safe(exc)}", highlight=False)
+        raise SystemExit(EXIT_CONFIG) from None

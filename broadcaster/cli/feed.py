@@ -184,9 +184,9 @@ def _print_contest(snap: Snapshot, c: Contest, top: int | None) -> None:
         rows.append((safe(name), safe("  ".join(figures))))
     # Names padded to one column (by terminal cells: Khmer is narrower than its code points).
     width = min(48, max((cell_len(n) for n, _ in rows), default=0))
-    for i, (name, figures) in enumerate(rows, 1):
+    for i, (name, shown) in enumerate(rows, 1):
         pad = " " * max(0, width - cell_len(name))
-        out.print(f"    {i:>3}. {name}{pad}  {figures}", highlight=False, soft_wrap=True)
+        out.print(f"    {i:>3}. {name}{pad}  {shown}", highlight=False, soft_wrap=True)
     if top and len(ranked) > top:
         out.print(f"         ... {count_words(len(ranked) - top, 'more', 'more')} (--all)")
 

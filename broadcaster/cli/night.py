@@ -30,6 +30,7 @@ from broadcaster.core.terminal import safe, visible
 @click.pass_context
 def run(ctx: click.Context, config_path: Path | None, dry_run: bool) -> None:
     """Run the daemon: poll the feed and publish until SIGTERM or SIGINT."""
+    from broadcaster.delivery.videos import wants_videos
     from broadcaster.runtime.daemon import Companion, Daemon
 
     setup_logs(ctx, dry_run=dry_run)
@@ -44,12 +45,18 @@ def run(ctx: click.Context, config_path: Path | None, dry_run: bool) -> None:
         from broadcaster.console.server import ConsoleCompanion
 
         companions.append(ConsoleCompanion(config))
+    shorts = None
+    if wants_videos(config):  # short result videos for some accounts (docs/live.md)
+        from broadcaster.live.shorts import StoreShorts  # PyAV: only when asked for
+
+        shorts = StoreShorts
     try:
-        daemon = Daemon(config, dry_run=dry_run, companions=companions)
+        daemon = Daemon(config, dry_run=dry_run, companions=companions, shorts=shorts)
+        code = daemon.run()  # refuses at once beside another daemon on one SQLite file
     except ConfigError as exc:
         err.print(f"[bold red]refusing to start[/]: {safe(exc, newlines=True)}")
         raise SystemExit(EXIT_CONFIG) from None
-    sys.exit(daemon.run())
+    sys.exit(code)
 
 
 # -- the live results channel (broadcaster/live/, docs/live.md) ------------------------------
@@ -84,10 +91,15 @@ def golive(config_path: Path) -> None:
 @config_option
 def status(config_path: Path | None) -> None:
     """Show the feed, the outbox and any problems, from the database."""
+    from broadcaster.outbox.schema import SchemaMismatch
     from broadcaster.runtime.status import collect_status
 
     config = load_config_or_exit(config_path)
-    report = collect_status(config)
+    try:
+        report = collect_status(config)
+    except SchemaMismatch as exc:
+        err.print(f"[bold red]database[/]: {safe(exc)}", highlight=False)
+        raise SystemExit(EXIT_CONFIG) from None
     _print_status(report)
 
 
@@ -112,6 +124,7 @@ def _print_status(report: dict[str, Any]) -> None:
     for problem in report.get("problems", []):
         # Why /healthz is degraded: the feed failing or stale, a configured file gone.
         out.print(f"[bold red]degraded[/]: {safe(problem)}", highlight=False)
+    _print_leadership(report.get("leadership"))
     accounts = Table(title="Accounts")
     for column in ("account", "platform", "state", "budget left", "next slot", "why"):
         accounts.add_column(column, overflow="fold")
@@ -147,6 +160,27 @@ def _print_status(report: dict[str, Any]) -> None:
         out.print(
             f"  [yellow]implausible[/] {safe(f['snapshot'])} ({f['check']}, {f['action']}): "
             f"{safe(f['message'])}",
+            highlight=False,
+        )
+
+
+def _print_leadership(lead: dict[str, Any] | None) -> None:
+    """Who publishes (the lease's holder, since when) and each daemon instance's role."""
+    if not lead:
+        return
+    leader = lead["leader"]
+    if leader:
+        out.print(
+            f"leader: {safe(leader['holder'])} since {leader['since']} (epoch {leader['epoch']}, "
+            f"lease until {leader['expires_at']})",
+            highlight=False,
+        )
+    elif lead["instances"] or lead["epoch"]:
+        out.print("[bold red]leader: none[/] (no instance holds the lease now)", highlight=False)
+    for item in lead["instances"]:
+        out.print(
+            f"  instance {safe(item['id'])}: {item['role']} since {item['since']} "
+            f"(last seen {item['seen_at']})",
             highlight=False,
         )
 

@@ -23,6 +23,7 @@ from broadcaster.core.config import (
 )
 from broadcaster.core.paths import DEMO_SNAPSHOTS
 from broadcaster.core.terminal import safe
+from broadcaster.delivery.videos import wants_videos
 from broadcaster.domain.events import EventKind
 from broadcaster.outbox.store import ModeMismatch
 from broadcaster.rehearsal.replay import RehearsalReport, rehearse
@@ -57,6 +58,11 @@ def _run_rehearsal(
         transient=False,
     ) as bar:
         task = bar.add_task("snapshots", total=total, note="")
+        shorts = None
+        if wants_videos(config):  # short result videos for some accounts (docs/live.md)
+            from broadcaster.live.shorts import StoreShorts  # PyAV: only when asked for
+
+            shorts = StoreShorts
 
         def step(path: Path, result: CycleResult) -> None:
             if result.outcome == "rejected":
@@ -77,6 +83,7 @@ def _run_rehearsal(
                 on_step=step,
                 emulator=emulator,
                 tail=tail_minutes * 60,
+                shorts=shorts,
             )
         except ModeMismatch as exc:
             err.print(f"[bold red]refusing to rehearse[/]: {safe(exc)}")

@@ -47,7 +47,7 @@ def _account_for(
     elif platform is not None:
         account = next((a for a in config.accounts if a.platform == platform), None)
         if account is None:
-            account = AccountConfig(name=f"{platform}-preview", platform=platform)  # type: ignore[arg-type]
+            account = AccountConfig(name=f"{platform}-preview", platform=platform)
     else:
         err.print("[red]give --platform or --account[/]")
         raise SystemExit(EXIT_CONFIG)

@@ -14,6 +14,7 @@ import secrets
 import shutil
 import tempfile
 from collections.abc import Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -119,7 +120,7 @@ class Console:
         self.limiter = LoginLimiter(c.login_attempts, c.login_attempts_per_address, c.login_window)
         self.pages = page_environment(self.config)
         self.scratch = Path(tempfile.mkdtemp(prefix="broadcaster-console-"))
-        from broadcaster.console.night import Watcher
+        from broadcaster.console.night import Watcher  # night.py imports this module
 
         self.watcher = Watcher(self)
 
@@ -448,6 +449,8 @@ class Guard:
 
 
 def routes() -> list[BaseRoute]:
+    # The pages import this module for `page`, `Ctx` and the roles: imported here, at the
+    # first request's routing, not at this module's import.
     from broadcaster.console import manage, night, posts, templates_page
 
     return [
@@ -466,8 +469,6 @@ def create_app(
     config: Config, store: Store | None = None, *, users: UserStore | None = None
 ) -> Starlette:
     """The console for `config`, on `store` (opened here, and closed at shutdown, when None)."""
-    from contextlib import asynccontextmanager
-
     register_config_secrets(config)
     own = store is None
     store = store or Store(config.database_url)

@@ -219,7 +219,7 @@ def post_card(ctx: Ctx) -> Response:
         return FileResponse(drawn, media_type=_media_type(drawn))
     account = next((a for a in ctx.config.accounts if a.name == row.account), None)
     if account is None:
-        account = AccountConfig(name=row.account, platform=row.platform)  # type: ignore[arg-type]
+        account = AccountConfig(name=row.account, platform=row.platform)
     try:
         path = CardMaker(ctx.config, ctx.store, ctx.console.scratch / "cards").card_for(
             row, account

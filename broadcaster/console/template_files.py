@@ -25,6 +25,7 @@ from typing import Any
 from jinja2 import TemplateError, TemplateSyntaxError
 
 from broadcaster.content.compose import Composer
+from broadcaster.content.lint import demo_snapshots
 from broadcaster.content.render import FALLBACK, RenderError
 from broadcaster.content.samples import SampleError, display_from, sample_vars
 from broadcaster.core.config import LANGUAGES, AccountConfig, Config
@@ -195,7 +196,7 @@ def _draft_account(name: Name, platform: str, draft_dir: Path) -> AccountConfig:
     and the rest of the stack (includes, other kinds) is the configuration's."""
     return AccountConfig(
         name=f"draft-{platform}",
-        platform=platform,  # type: ignore[arg-type]
+        platform=platform,
         language=name.language,  # type: ignore[arg-type]
         templates=str(draft_dir),
     )
@@ -244,7 +245,6 @@ def _relative(text: str, draft_dir: Path) -> str:
 
 @cache
 def fictional_night() -> tuple[Snapshot, Snapshot]:
-    from broadcaster.content.lint import demo_snapshots
 
     night = demo_snapshots()
     return night[len(night) // 2], night[-1]

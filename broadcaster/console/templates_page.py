@@ -30,6 +30,8 @@ def templates_list(ctx: Ctx) -> Response:
     language = ctx.field("lang") or ctx.config.templates.language
     if language not in LANGUAGES:
         language = ctx.config.templates.language
+    target: tf.Folder | None
+    problem: str | None
     try:
         target = tf.save_folder(ctx.config, None)
     except tf.TemplateFileError as exc:
@@ -63,6 +65,8 @@ def template_editor(ctx: Ctx) -> Response:
         source, origin = tf.source_of(ctx.config, name, folder_key)
     except tf.TemplateFileError as exc:
         return ctx.render("refused.html", status=404, message=str(exc))
+    target: tf.Folder | None
+    problem: str | None
     try:
         target = tf.save_folder(ctx.config, origin.key if origin.writable else folder_key)
     except tf.TemplateFileError as exc:
@@ -155,7 +159,7 @@ def template_card(ctx: Ctx) -> Response:
             return PlainTextResponse(str(exc), status_code=404)
         account = AccountConfig(
             name="card",
-            platform=platform,  # type: ignore[arg-type]
+            platform=platform,
             language=lang,  # type: ignore[arg-type]
         )
         out = ctx.console.scratch / f"preview-{abs(hash(key))}.{_ext(spec)}"

@@ -18,10 +18,11 @@ from jinja2 import Template
 
 from broadcaster.content.context import View, summary_context, template_vars
 from broadcaster.content.render import Budget, Forbidden, Locale, Renderer, RenderError
+from broadcaster.content.samples import lint_variables
 from broadcaster.core.config import AccountConfig, Config
 from broadcaster.core.logs import holds_secret, redact
 from broadcaster.domain.events import Event, EventKind
-from broadcaster.domain.limits import Overflow, OverLimit, TextLimit, shorten
+from broadcaster.domain.limits import Overflow, OverLimit, TextLimit, apply_policy, shorten
 from broadcaster.domain.posts import HoldKind, NewPost, PostState
 from broadcaster.planning.planner import idempotency_key
 from broadcaster.publishers import capabilities_for, text_limits
@@ -116,7 +117,6 @@ class Composer:
     def lint(self, renderer: Renderer, template: Template, platform: str, kind: str) -> None:
         """Render a template against sample contexts and check the platform's limit; raise
         RenderError (with file and line) on the first problem."""
-        from broadcaster.content.samples import lint_variables
 
         policy = self.policy(platform, kind)
         text_limit, title_limit = text_limits(platform, self.config.limits)
@@ -260,7 +260,6 @@ class Composer:
         title_limit: TextLimit | None,
         policy: Overflow,
     ) -> list[Composed]:
-        from broadcaster.domain.limits import apply_policy
 
         caps = capabilities_for(platform)
         parts = apply_policy(text, text_limit, policy, threads=caps.threads)

@@ -381,5 +381,5 @@ def _named(cview: View, selection_id: str | None) -> View | None:
         return None
     for s in cview["selections"]:
         if s["id"] == selection_id:
-            return s  # type: ignore[no-any-return]
+            return s
     return None

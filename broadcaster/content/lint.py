@@ -21,11 +21,13 @@ from broadcaster.content.context import shared_vars, snapshot_context, template_
 from broadcaster.content.render import RenderError
 from broadcaster.content.samples import SampleError, display_from, sample_context, sample_event
 from broadcaster.core.config import Config
+from broadcaster.core.paths import DEMO_SNAPSHOTS
 from broadcaster.domain.events import CONTEST_KINDS, Event, EventKind
 from broadcaster.domain.limits import count_x
 from broadcaster.domain.model import Contest, Snapshot
 from broadcaster.domain.tally import compute_tally
 from broadcaster.ingest.differ import DiffState, diff, rules_from
+from broadcaster.ingest.parsers import parse
 
 MAX_CONTESTS = 60  # per snapshot and per choice (first, longest names): variety, not all
 
@@ -38,8 +40,6 @@ class LintReport:
 
 
 def demo_snapshots() -> list[Snapshot]:
-    from broadcaster.core.paths import DEMO_SNAPSHOTS
-    from broadcaster.ingest.parsers import parse
 
     return [parse(p.read_bytes()) for p in sorted(DEMO_SNAPSHOTS.glob("*.json"))]
 

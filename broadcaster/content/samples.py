@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import replace
+from datetime import datetime
 from functools import cache
+from typing import Any
 
 from broadcaster.content.context import (
     Display,
@@ -15,11 +17,13 @@ from broadcaster.content.context import (
     template_vars,
 )
 from broadcaster.core.config import Config
+from broadcaster.core.paths import DEMO_SNAPSHOTS
 from broadcaster.domain.events import CONTEST_KINDS, Event, EventKind
 from broadcaster.domain.model import Contest, ContestKind, ContestState, Progress, Snapshot
 from broadcaster.domain.status import NOT_REPORTING
 from broadcaster.domain.tally import compute_tally
 from broadcaster.ingest.differ import DiffRules, outcome
+from broadcaster.ingest.parsers import parse
 
 # Kinds about a declared contest, and kinds about a contest's count going on.
 CALLED_KINDS = (EventKind.CALLED, EventKind.CORRECTED, EventKind.OFFICIAL)
@@ -76,73 +80,70 @@ def sample_event(
     if kind is EventKind.ANNOUNCEMENT:
         raise SampleError("an announcement is written by an operator: it has no template")
     rules = rules or DiffRules()
-    at = snapshot.generated_at
     if kind in CONTEST_KINDS:
         contest = pick_contest(snapshot, contest_id, kind)
-        ranked = contest.ranked()
-        if kind is EventKind.PROGRESS:
-            reached = [t for t in rules.thresholds if contest.progress.reached(t)]
-            threshold = max(reached) if reached else min(rules.thresholds)
-            return Event(
-                f"contest/{contest.id}/progress/{threshold}",
-                kind,
-                at,
-                contest.id,
-                {"threshold": threshold},
-            )
-        if kind is EventKind.LEADER:
-            if contest.leader is None or len(ranked) < 2:
-                raise SampleError(f"{contest.id} has no clear leader to illustrate a lead change")
-            data = {"leader": ranked[0].id, "previous": ranked[1].id}
-            return Event(
-                f"contest/{contest.id}/leader/{ranked[0].id}/0", kind, at, contest.id, data
-            )
-        if kind is EventKind.CALLED:
-            return Event(
-                f"contest/{contest.id}/called",
-                kind,
-                at,
-                contest.id,
-                {"winners": list(outcome(contest))},
-            )
-        if kind is EventKind.POSTPONED:
-            state = contest.state if contest.state in NOT_REPORTING else ContestState.POSTPONED
-            return Event(
-                f"contest/{contest.id}/{state.value}", kind, at, contest.id, {"state": state.value}
-            )
-        if kind is EventKind.RECOUNT:
-            return Event(f"contest/{contest.id}/recount/sample", kind, at, contest.id, {})
-        if kind in COUNT_KINDS:
-            pair = contest.boundary()
-            if pair is None:
-                raise SampleError(f"{contest.id} has no count to illustrate a {kind}")
-            if kind is EventKind.TIE:
-                data = {"tied": [pair[0].id, pair[1].id]}
-            else:
-                data = {"ahead": pair[0].id, "behind": pair[1].id, "margin": _close(contest)}
-            return Event(f"contest/{contest.id}/{kind.value}/sample", kind, at, contest.id, data)
-        if kind is EventKind.OFFICIAL:
-            # An official declaration whose figures differ a little from the provisional ones.
-            previous = {s.id: s.votes for s in contest.selections}
-            if len(ranked) > 1:
-                previous[ranked[1].id] = ranked[1].votes + max(1, ranked[1].votes // 200)
-            data = {
-                "winners": list(outcome(contest)),
-                "figures_changed": True,
-                "previous_votes": previous,
-            }
-            return Event(f"contest/{contest.id}/official", kind, at, contest.id, data)
-        # A correction example: the runner-up had 1 % more votes before.
-        previous = {s.id: s.votes for s in contest.selections}
-        if len(ranked) > 1:
-            previous[ranked[1].id] = ranked[1].votes + max(1, ranked[1].votes // 100)
+        return _contest_sample(contest, kind, snapshot.generated_at, rules)
+    return _election_sample(snapshot, kind, rules)
+
+
+def _contest_sample(contest: Contest, kind: EventKind, at: datetime, rules: DiffRules) -> Event:
+    ranked = contest.ranked()
+    key = f"contest/{contest.id}"
+    if kind is EventKind.PROGRESS:
+        reached = [t for t in rules.thresholds if contest.progress.reached(t)]
+        threshold = max(reached) if reached else min(rules.thresholds)
+        return Event(f"{key}/progress/{threshold}", kind, at, contest.id, {"threshold": threshold})
+    if kind is EventKind.LEADER:
+        if contest.leader is None or len(ranked) < 2:
+            raise SampleError(f"{contest.id} has no clear leader to illustrate a lead change")
+        data: dict[str, Any] = {"leader": ranked[0].id, "previous": ranked[1].id}
+        return Event(f"{key}/leader/{ranked[0].id}/0", kind, at, contest.id, data)
+    if kind is EventKind.CALLED:
+        return Event(f"{key}/called", kind, at, contest.id, {"winners": list(outcome(contest))})
+    if kind is EventKind.POSTPONED:
+        state = contest.state if contest.state in NOT_REPORTING else ContestState.POSTPONED
+        return Event(f"{key}/{state.value}", kind, at, contest.id, {"state": state.value})
+    if kind is EventKind.RECOUNT:
+        return Event(f"{key}/recount/sample", kind, at, contest.id, {})
+    if kind in COUNT_KINDS:
+        pair = contest.boundary()
+        if pair is None:
+            raise SampleError(f"{contest.id} has no count to illustrate a {kind}")
+        if kind is EventKind.TIE:
+            data = {"tied": [pair[0].id, pair[1].id]}
+        else:
+            data = {"ahead": pair[0].id, "behind": pair[1].id, "margin": _close(contest)}
+        return Event(f"{key}/{kind.value}/sample", kind, at, contest.id, data)
+    return _revised_sample(contest, kind, at)
+
+
+def _revised_sample(contest: Contest, kind: EventKind, at: datetime) -> Event:
+    """An official declaration whose figures differ a little (0.5 %) from the provisional
+    ones, or a correction where the runner-up had 1 % more votes before."""
+    ranked = contest.ranked()
+    previous = {s.id: s.votes for s in contest.selections}
+    share = 200 if kind is EventKind.OFFICIAL else 100
+    if len(ranked) > 1:
+        previous[ranked[1].id] = ranked[1].votes + max(1, ranked[1].votes // share)
+    data: dict[str, Any]
+    if kind is EventKind.OFFICIAL:
         data = {
-            "previous_winners": list(outcome(contest)),
             "winners": list(outcome(contest)),
-            "winner_changed": False,
+            "figures_changed": True,
             "previous_votes": previous,
         }
-        return Event(f"contest/{contest.id}/corrected/sample", kind, at, contest.id, data)
+        return Event(f"contest/{contest.id}/official", kind, at, contest.id, data)
+    data = {
+        "previous_winners": list(outcome(contest)),
+        "winners": list(outcome(contest)),
+        "winner_changed": False,
+        "previous_votes": previous,
+    }
+    return Event(f"contest/{contest.id}/corrected/sample", kind, at, contest.id, data)
+
+
+def _election_sample(snapshot: Snapshot, kind: EventKind, rules: DiffRules) -> Event:
+    at = snapshot.generated_at
     if kind is EventKind.CERTIFIED:
         return Event("election/certified", kind, at)
     if kind is EventKind.SUMMARY:
@@ -152,21 +153,25 @@ def sample_event(
         return Event(f"summary/{merged_kind}/sample", kind, at, None, data)
     tally = compute_tally(snapshot, rules.majority_seats)
     if kind is EventKind.TALLY:
-        final = tally.complete
-        return Event("tally/sample", kind, at, None, {"final": final, "signature": []})
+        return Event("tally/sample", kind, at, None, {"final": tally.complete, "signature": []})
     holders = tally.majority_holders() or list(tally.coalitions[:1] or tally.parties[:1])
     if not holders:
         raise SampleError(
             "no seats have been declared in this snapshot, so there is no majority example"
         )
     h = holders[0]
-    data = {
-        "holder": h.id,
-        "name": h.name,
-        "seats": h.seats,
-        "is_coalition": h.id in snapshot.coalitions,
-    }
-    return Event(f"tally/majority/{h.id}", kind, at, None, data)
+    return Event(
+        f"tally/majority/{h.id}",
+        kind,
+        at,
+        None,
+        {
+            "holder": h.id,
+            "name": h.name,
+            "seats": h.seats,
+            "is_coalition": h.id in snapshot.coalitions,
+        },
+    )
 
 
 def summary_items(snapshot: Snapshot, rules: DiffRules) -> list[Event]:
@@ -251,8 +256,6 @@ def sample_vars(
 @cache
 def _demo_snapshots() -> tuple[Snapshot, Snapshot]:
     """A snapshot from the middle of the bundled night and its last one."""
-    from broadcaster.core.paths import DEMO_SNAPSHOTS
-    from broadcaster.ingest.parsers import parse
 
     files = sorted(DEMO_SNAPSHOTS.glob("*.json"))
     return parse(files[len(files) // 2].read_bytes()), parse(files[-1].read_bytes())

@@ -447,62 +447,86 @@ _CONTAINER_FILTERS = frozenset(
 def _check_filter_call(name: str, bound: inspect.BoundArguments) -> None:
     """Filter-specific checks, made before the filter runs (arguments bound to its
     parameters, so `center(width=...)` and `center(...)` are seen alike)."""
-    a = bound.arguments
-    m = _meter
-    if name == "center":
-        m.width(a.get("width", 80), "width")
-    elif name == "indent":
-        s, width = str(a.get("s", "")), a.get("width", 4)
-        pad = len(width) if isinstance(width, str) else width if isinstance(width, int) else 0
-        m.width(pad, "indent")
-        m.size(len(s) + (s.count("\n") + 1) * max(pad, 0), "the indented text")
-    elif name == "format":
-        values = [*a.get("args", ()), *a.get("kwargs", {}).values()]
-        check_printf(str(a.get("value", "")), values)
-    elif name == "replace":
-        s = a.get("s", "")
-        if isinstance(s, str):
-            m.size(
-                _replaced_length(s, a.get("old"), a.get("new"), a.get("count")),
-                "the replaced text",
-            )
-    elif name == "wordwrap":
-        s, width = str(a.get("s", "")), a.get("width", 79)
-        wrap = a.get("wrapstring") or "\n"
-        if isinstance(width, int) and width > 0 and isinstance(wrap, str):
-            lines = len(s) // width + s.count("\n") + 1
-            m.size(len(s) + lines * len(wrap), "the wrapped text")
-    elif name == "batch":
-        m.width(a.get("linecount", 0), "batch size")
-    elif name == "slice":
-        m.width(a.get("slices", 0), "number of slices")
-    elif name == "tojson":
-        indent = a.get("indent")
-        if isinstance(indent, int | str) and not isinstance(indent, bool):
-            size = indent if isinstance(indent, int) else len(indent)
-            if size > 16:
-                raise RenderLimitError(f"tojson indent {size} is over the limit of 16")
-        _check_text(a.get("value"), "the value written as JSON")
-    elif name == "join":
-        items = list(_counted(a.get("value", ())))
-        attribute = a.get("attribute")
-        if attribute is not None:
-            getter = make_attrgetter(a["eval_ctx"].environment, attribute)
-            items = [getter(i) for i in items]
-            a["attribute"] = None
-        a["value"] = items
-        total = sum(text_weight(i, m.budget.max_chars) for i in items)
-        sep = a.get("d", "")
-        m.size(total + len(str(sep)) * max(len(items) - 1, 0), "the joined text")
-    elif name == "sum":
-        start = a.get("start", 0)
-        if not isinstance(start, _NUMBER):
-            raise SecurityError("sum adds numbers only in templates")
+    check = _FILTER_CHECKS.get(name)
+    if check is not None:
+        check(bound.arguments)
 
 
-_CHECKED_FILTERS = frozenset(
-    {"center", "indent", "format", "replace", "wordwrap", "batch", "slice", "tojson", "join", "sum"}
-)
+def _check_center(a: dict[str, Any]) -> None:
+    _meter.width(a.get("width", 80), "width")
+
+
+def _check_indent(a: dict[str, Any]) -> None:
+    s, width = str(a.get("s", "")), a.get("width", 4)
+    pad = len(width) if isinstance(width, str) else width if isinstance(width, int) else 0
+    _meter.width(pad, "indent")
+    _meter.size(len(s) + (s.count("\n") + 1) * max(pad, 0), "the indented text")
+
+
+def _check_format(a: dict[str, Any]) -> None:
+    values = [*a.get("args", ()), *a.get("kwargs", {}).values()]
+    check_printf(str(a.get("value", "")), values)
+
+
+def _check_replace(a: dict[str, Any]) -> None:
+    s = a.get("s", "")
+    if isinstance(s, str):
+        _meter.size(
+            _replaced_length(s, a.get("old"), a.get("new"), a.get("count")),
+            "the replaced text",
+        )
+
+
+def _check_wordwrap(a: dict[str, Any]) -> None:
+    s, width = str(a.get("s", "")), a.get("width", 79)
+    wrap = a.get("wrapstring") or "\n"
+    if isinstance(width, int) and width > 0 and isinstance(wrap, str):
+        lines = len(s) // width + s.count("\n") + 1
+        _meter.size(len(s) + lines * len(wrap), "the wrapped text")
+
+
+def _check_tojson(a: dict[str, Any]) -> None:
+    indent = a.get("indent")
+    if isinstance(indent, int | str) and not isinstance(indent, bool):
+        size = indent if isinstance(indent, int) else len(indent)
+        if size > 16:
+            raise RenderLimitError(f"tojson indent {size} is over the limit of 16")
+    _check_text(a.get("value"), "the value written as JSON")
+
+
+def _check_join(a: dict[str, Any]) -> None:
+    # The items are read once here (counted) and handed to the filter as a list, so a
+    # generator is not consumed twice and an attribute is not looked up twice.
+    items = list(_counted(a.get("value", ())))
+    attribute = a.get("attribute")
+    if attribute is not None:
+        getter = make_attrgetter(a["eval_ctx"].environment, attribute)
+        items = [getter(i) for i in items]
+        a["attribute"] = None
+    a["value"] = items
+    total = sum(text_weight(i, _meter.budget.max_chars) for i in items)
+    sep = a.get("d", "")
+    _meter.size(total + len(str(sep)) * max(len(items) - 1, 0), "the joined text")
+
+
+def _check_sum(a: dict[str, Any]) -> None:
+    if not isinstance(a.get("start", 0), _NUMBER):
+        raise SecurityError("sum adds numbers only in templates")
+
+
+_FILTER_CHECKS: dict[str, Callable[[dict[str, Any]], None]] = {
+    "center": _check_center,
+    "indent": _check_indent,
+    "format": _check_format,
+    "replace": _check_replace,
+    "wordwrap": _check_wordwrap,
+    "batch": lambda a: _meter.width(a.get("linecount", 0), "batch size"),
+    "slice": lambda a: _meter.width(a.get("slices", 0), "number of slices"),
+    "tojson": _check_tojson,
+    "join": _check_join,
+    "sum": _check_sum,
+}
+_CHECKED_FILTERS = frozenset(_FILTER_CHECKS)
 
 
 def _metered_filter(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
@@ -557,7 +581,7 @@ class MeteredFilters(dict[str, Callable[..., Any]]):
             self._wrapped[name] = cached
         return cached[1]
 
-    def get(self, name: str, default: Any = None) -> Any:  # type: ignore[override]
+    def get(self, name: str, default: Any = None) -> Any:
         if name not in self:
             return default
         return self[name]
@@ -607,7 +631,7 @@ class PostEnvironment(ImmutableSandboxedEnvironment):
     intercepted_binops = frozenset(_BINOPS)
     intercepted_unops = frozenset(_UNOPS)
     code_generator_class = BoundedCodeGenerator
-    concat = staticmethod(bounded_buffer_join)  # type: ignore[assignment]
+    concat = staticmethod(bounded_buffer_join)
 
     def __init__(self, **options: Any) -> None:
         # No constant folding: Jinja would run template expressions while compiling them.
@@ -668,7 +692,7 @@ class PostEnvironment(ImmutableSandboxedEnvironment):
             if as_map:
                 if kwargs or len(args) != 1:
                     raise TypeError("format_map() takes exactly one mapping")
-                args, kwargs = (), args[0]
+                return kind(formatter.vformat(text, (), args[0]))
             return kind(formatter.vformat(text, args, kwargs))
 
         return functools.update_wrapper(bounded_format, value)

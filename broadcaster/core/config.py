@@ -25,7 +25,7 @@ from pydantic import (
     model_validator,
 )
 
-from broadcaster.core.paths import DEFAULT_CONFIG
+from broadcaster.core.paths import DEFAULT_CONFIG, DEFAULT_TEMPLATES
 from broadcaster.domain.events import EventKind
 from broadcaster.domain.quota import Window
 
@@ -197,6 +197,21 @@ class CardsConfig(_Strict):
 
 class DatabaseConfig(_Strict):
     url: str = "sqlite:///broadcaster.db"
+    # Several instances on one PostgreSQL database (docs/operations.md, "Two machines"): the
+    # active one holds a lease this long and renews it every `renew_seconds`; a standby takes
+    # over once it runs out. `instance` names this one (default: host and process id).
+    lease_seconds: float = Field(default=20, ge=2, le=300)
+    renew_seconds: float = Field(default=4, gt=0, le=60)
+    instance: str | None = Field(default=None, min_length=1, max_length=100)
+
+    @model_validator(mode="after")
+    def _renewed_in_time(self) -> DatabaseConfig:
+        if self.renew_seconds * 2 > self.lease_seconds:
+            raise ValueError(
+                f"renew_seconds ({self.renew_seconds:g}) must be at most half of lease_seconds "
+                f"({self.lease_seconds:g}), so that one missed renewal never loses the lease"
+            )
+        return self
 
 
 class OutputConfig(_Strict):
@@ -251,7 +266,7 @@ class GatesConfig(_Strict):
     renamed: GateAction = "hold"  # a contest, candidate, party or coalition changes name
 
     def action(self, check: str) -> GateAction:
-        return getattr(self, check)  # type: ignore[no-any-return]
+        return getattr(self, check)
 
 
 class ServiceConfig(_Strict):
@@ -475,7 +490,7 @@ class AlertingConfig(_Strict):
     console_url: str | None = Field(default=None, pattern=r"^https?://\S+$")
 
     def rule(self, kind: str) -> AlertRule:
-        return getattr(self, kind)  # type: ignore[no-any-return]
+        return getattr(self, kind)
 
 
 class AlertDestinationConfig(_Strict):
@@ -673,7 +688,6 @@ def format_validation_error(exc: ValidationError, source: str, data: dict[str, A
 def template_folder_problems(config: Config) -> list[str]:
     """A template folder must not hold the secrets file or the token store, at any depth: a
     template could include them and publish every secret."""
-    from broadcaster.core.paths import DEFAULT_TEMPLATES
 
     secrets = [
         (config.path(config.secrets.file), "the secrets file (secrets.file)"),

@@ -23,7 +23,7 @@ from broadcaster.core.clock import Clock
 from broadcaster.core.config import AccountConfig, Config
 from broadcaster.core.secrets import SecretError
 from broadcaster.delivery.breaker import Breaker, backoff
-from broadcaster.delivery.budgets import account_windows
+from broadcaster.delivery.budgets import account_windows, video_surcharge
 from broadcaster.delivery.cards import CardMaker
 from broadcaster.delivery.corrections import after_correction
 from broadcaster.delivery.env import publisher_env
@@ -32,6 +32,7 @@ from broadcaster.delivery.merging import merge
 from broadcaster.delivery.outcomes import DispatchStats, Found
 from broadcaster.delivery.queues import Queues
 from broadcaster.delivery.recovery import Recovery
+from broadcaster.delivery.videos import VideoMaker
 from broadcaster.domain.events import EventKind
 from broadcaster.domain.posts import HoldKind, PostState
 from broadcaster.domain.quota import Window
@@ -78,6 +79,7 @@ class Dispatcher:
         cards: CardMaker | None = None,
         composer: Composer | None = None,
         publishers: PublisherFactory = _create,
+        videos: VideoMaker | None = None,
     ) -> None:
         self.config = config
         self.store = store
@@ -90,6 +92,7 @@ class Dispatcher:
         self._make = publishers
         self._publishers: dict[str, Publisher] = {}
         self.cards = cards
+        self.videos = videos  # short videos instead of cards, for the accounts that want them
         self.composer = composer if composer is not None else Composer(config, dry_run=dry_run)
         self.breaker = Breaker(config, self.state, clock, self.accounts, on_pause=self._paused_now)
         self.recovery = Recovery(store, clock, self.breaker, self.publisher)
@@ -212,7 +215,12 @@ class Dispatcher:
             plan = Plan(send=head.id if head else None, reason="naive")
         else:
             plan = queue.plan(
-                budget_state(windows, recent_sends, now, blocked_until=blocked),
+                budget_state(
+                    windows,
+                    [*recent_sends, *self._video_surcharge(account, windows, now)],
+                    now,
+                    blocked_until=blocked,
+                ),
                 windows,
                 now=now,
                 night_ends=self.night_ends(now),
@@ -240,6 +248,14 @@ class Dispatcher:
             head = queue.second()
         if head is not None and head.id in self.queues.want_cards and head.event_id is not None:
             self.cards.prefetch(head.event_id, account)
+
+    def _video_surcharge(
+        self, account: AccountConfig, windows: list[Window], now: datetime
+    ) -> list[datetime]:
+        """What the account's video posts cost beyond one post each (budgets.py); no query
+        for an account that posts no videos."""
+        since = now - timedelta(seconds=max((w.seconds for w in windows), default=86400))
+        return video_surcharge(self.store, account, since)
 
     def _limits(self, account: AccountConfig) -> tuple[list[Window], datetime | None]:
         """The account's quota windows and any wait its platform asked for. Only a call to
@@ -354,6 +370,8 @@ class Dispatcher:
             held = refused.state == PostState.HELD
             return DispatchStats(held=1) if held else DispatchStats(failed=1)
         media = tuple(row.media or ())
+        if not media and self.videos is not None:
+            media = self.videos.media_for(row, account)  # (): the ordinary post, card and all
         if row.wants_card and not media and self.cards is not None:
             made = self._card(row)
             if made is None:

@@ -290,7 +290,7 @@ class Snapshot:
 
 
 def contest_to_list(c: Contest) -> list[Any]:
-    row = [
+    row: list[Any] = [
         c.id,
         c.name,
         c.kind.value,

@@ -96,7 +96,7 @@ class Tally:
             contests_called=d["contests_called"],
             contests_total=d["contests_total"],
             blocs=blocs,
-            not_reporting=tuple(tuple(x) for x in d.get("not_reporting", ())),  # type: ignore[misc]
+            not_reporting=tuple(tuple(x) for x in d.get("not_reporting", ())),
         )
 
 

@@ -287,9 +287,9 @@ def _renamed(previous: Snapshot, new: Snapshot) -> Iterator[Finding]:
         ("coalition", previous.coalitions, new.coalitions),
     ):
         for pid, now in after_map.items():
-            was = before_map.get(pid)
-            if was is not None and was.name != now.name:
-                message = renamed(f"{kind} {pid}", was.name, now.name)
+            renamed_from = before_map.get(pid)
+            if renamed_from is not None and renamed_from.name != now.name:
+                message = renamed(f"{kind} {pid}", renamed_from.name, now.name)
                 yield from _findings_for(new, "renamed", None, pid, message)
 
 

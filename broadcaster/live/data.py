@@ -8,18 +8,18 @@ Both are cheap to ask "anything new?" many times a second.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
-
-from sqlalchemy import func, select
 
 from broadcaster.core.config import Config
 from broadcaster.domain import status
 from broadcaster.domain.model import Contest, ContestKind, Snapshot
 from broadcaster.domain.tally import Tally, compute_tally
-from broadcaster.outbox.store import Store, events, snapshots
+from broadcaster.ingest.parsers import FeedError, reader_for
+from broadcaster.outbox.reports import latest_marks, received_at, recent_calls
+from broadcaster.outbox.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -83,19 +83,9 @@ class StoreFeed:
         self._seen: tuple[int, int] | None = None
         self._data = EMPTY
 
-    def _marks(self) -> tuple[int, int]:
-        with self.store.engine.connect() as conn:
-            snap = conn.execute(
-                select(func.max(snapshots.c.id)).where(snapshots.c.accepted.is_(True))
-            ).scalar()
-            call = conn.execute(
-                select(func.max(events.c.id)).where(events.c.kind == "called")
-            ).scalar()
-        return int(snap or 0), int(call or 0)
-
     def poll(self) -> ChannelData:
         """The current data; the same object while nothing changed."""
-        marks = self._marks()
+        marks = latest_marks(self.store)
         if marks == self._seen:
             return self._data
         last = self.store.last_accepted()
@@ -103,17 +93,9 @@ class StoreFeed:
             self._seen = marks
             return self._data
         snapshot = last[0]
-        with self.store.engine.connect() as conn:
-            accepted = conn.execute(
-                select(snapshots.c.received_at).where(snapshots.c.id == marks[0])
-            ).scalar()
-            rows = conn.execute(
-                select(events.c.contest_id, events.c.at)
-                .where(events.c.kind == "called")
-                .order_by(events.c.at.desc(), events.c.id.desc())
-                .limit(MAX_CALLS * 2)
-            ).all()
-        calls = _unique_calls(Call(r.contest_id, r.at) for r in rows if r.contest_id)
+        accepted = received_at(self.store, marks[0])
+        recent = recent_calls(self.store, MAX_CALLS * 2)
+        calls = unique_calls(Call(r.contest_id, r.at) for r in recent)
         tally = compute_tally(snapshot, self.config.events.majority_seats or None)
         self._seen = marks
         self._data = ChannelData(
@@ -126,10 +108,10 @@ class StoreFeed:
         return self._data
 
 
-def _unique_calls(calls: Sequence[Call] | object) -> tuple[Call, ...]:
+def unique_calls(calls: Iterable[Call]) -> tuple[Call, ...]:
     seen: set[str] = set()
     out: list[Call] = []
-    for call in calls:  # type: ignore[attr-defined]
+    for call in calls:
         if call.contest_id not in seen:
             seen.add(call.contest_id)
             out.append(call)
@@ -149,7 +131,6 @@ def replay_steps(config: Config, files: Sequence[Path]) -> list[ReplayStep]:
     feed-time order, with the calls found by comparing each snapshot with the one before (the
     differ's rule: a contest called now and not before). Unreadable snapshots are skipped and
     logged, as the daemon rejects them."""
-    from broadcaster.ingest.parsers import FeedError, reader_for
 
     read = reader_for(config)
     steps: list[ReplayStep] = []
@@ -165,8 +146,6 @@ def replay_steps(config: Config, files: Sequence[Path]) -> list[ReplayStep]:
             log.warning("replay: %s unreadable: %s", path.name, exc.strerror)
             continue
         if config.feed.is_test and not snapshot.is_test:
-            from dataclasses import replace
-
             snapshot = replace(snapshot, is_test=True)
         if steps and snapshot.generated_at < steps[-1].at:
             log.warning("replay: %s goes back in time; skipped", path.name)
@@ -180,7 +159,7 @@ def replay_steps(config: Config, files: Sequence[Path]) -> list[ReplayStep]:
             version=len(steps) + 1,
             snapshot=snapshot,
             tally=compute_tally(snapshot, config.events.majority_seats or None),
-            calls=_unique_calls(calls),
+            calls=unique_calls(calls),
         )
         steps.append(ReplayStep(snapshot.generated_at, data))
     return steps

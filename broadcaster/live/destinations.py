@@ -8,6 +8,7 @@ RTMP(S) server the same way. `--dry-run` replaces them all with a local file.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,8 +17,10 @@ from typing import Protocol
 from broadcaster.core.clock import Clock
 from broadcaster.core.config import Config, LiveDestinationConfig
 from broadcaster.core.secrets import SecretError, Secrets
+from broadcaster.delivery.dispatcher import publisher_env
 from broadcaster.live.sender import TargetError
 from broadcaster.outbox.store import Store
+from broadcaster.publishers.base import PublishError
 
 
 class Lifecycle(Protocol):
@@ -100,11 +103,10 @@ def build_destinations(
                     name=f"dry-run-{orientation}" if len(orientations) > 1 else "dry-run",
                     kind="file",
                     orientation=orientation,
-                    target=StaticTarget(lambda p=path: str(p)),
+                    target=StaticTarget(functools.partial(str, path)),
                 )
             )
         return out
-    from broadcaster.delivery.dispatcher import publisher_env
 
     env = publisher_env(config, store, clock, config.path(config.output.posts) or Path("x"))
     accounts = {a.name: a for a in config.accounts}
@@ -116,11 +118,15 @@ def build_destinations(
         if dest.kind == "youtube":
             from broadcaster.live.youtube_live import YouTubeLive
 
-            target = _lazy(lambda d=dest: YouTubeLive(config, d, accounts[d.account], env))  # type: ignore[index]
+            target = _lazy(
+                functools.partial(YouTubeLive, config, dest, accounts[dest.account or ""], env)
+            )
         elif dest.kind == "facebook":
             from broadcaster.live.facebook_live import FacebookLive
 
-            target = _lazy(lambda d=dest: FacebookLive(config, d, accounts[d.account], env))  # type: ignore[index]
+            target = _lazy(
+                functools.partial(FacebookLive, config, dest, accounts[dest.account or ""], env)
+            )
         else:
             target = StaticTarget(rtmp_address(dest, env.secrets))
         out.append(
@@ -146,8 +152,6 @@ class _lazy:
 
     def _get(self) -> Lifecycle:
         if self.inner is None:
-            from broadcaster.publishers.base import PublishError
-
             try:
                 self.inner = self.make()
             except (PublishError, SecretError) as exc:

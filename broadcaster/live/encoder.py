@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import av
+from av.video.frame import PictureType
 from PIL import Image
 
 log = logging.getLogger(__name__)
@@ -151,6 +152,11 @@ class Encoder:
         self.video = video
         self.audio = audio_stream
         self.frame_index = -1
+        # x264 counts its keyframe interval in frames encoded; when the channel skips frames
+        # to catch up with the clock, that count stretches in time. A keyframe is forced once
+        # `_key_every` frame indexes (the interval in time) have passed since the last one.
+        self._key_every = max(1, round(fps * keyframe_seconds))
+        self._last_key: int | None = None
         self._last: av.VideoFrame | None = None
         self._audio_pts = 0
         self.video_tb = Fraction(1, fps)
@@ -170,6 +176,10 @@ class Encoder:
         frame = self._last
         frame.pts = index
         frame.time_base = self.video_tb
+        due = self._last_key is None or index - self._last_key >= self._key_every
+        frame.pict_type = PictureType.I if due else PictureType.NONE
+        if due:
+            self._last_key = index
         self.frame_index = index
         chunks = [self._chunk(p, True) for p in self.video.encode(frame)]
         # Audio up to the end of this video frame, in whole AAC frames.
@@ -191,11 +201,16 @@ class Encoder:
 
     @staticmethod
     def _chunk(packet: av.Packet, video: bool) -> Chunk:
+        # An encoder's packet has at least one of the two stamps.
+        pts = packet.pts if packet.pts is not None else packet.dts
+        dts = packet.dts if packet.dts is not None else packet.pts
+        assert pts is not None
+        assert dts is not None
         return Chunk(
             video=video,
             data=bytes(packet),
-            pts=packet.pts if packet.pts is not None else packet.dts,
-            dts=packet.dts if packet.dts is not None else packet.pts,
+            pts=pts,
+            dts=dts,
             duration=packet.duration or 0,
             time_base=packet.time_base,
             keyframe=packet.is_keyframe,

@@ -269,8 +269,8 @@ class Painter:
     def draw(self, layout: Layout, data: ChannelData | None = None) -> Scene:
         img = Image.new("RGB", self.size, layout.background)
         draw = ImageDraw.Draw(img)
-        for box in layout.box:
-            draw.rectangle(self._rect(box.box), fill=box.color)
+        for shape in layout.box:
+            draw.rectangle(self._rect(shape.box), fill=shape.color)
         for text in layout.text:
             self._text(img, text)
         if layout.logo is not None and self.logo is not None:

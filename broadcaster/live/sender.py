@@ -224,7 +224,7 @@ class Sender:
             start_new_session=True,  # a terminal's Ctrl-C reaches the channel, which ends it
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
-        self._child_error: str | None = None
+        self._child_error = None
         assert child.stdin is not None
         child.stdin.write(json.dumps({"target": url, "name": self.name}).encode() + b"\n")
         child.stdin.flush()

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import ColumnElement, func, select, update
 
 from broadcaster.core.logs import holds_secret
 from broadcaster.outbox import audit
@@ -129,7 +129,7 @@ def approve(
     posts a plausibility or feed-text gate holds unless `include_gated`: each of those needs a
     person who has read its finding."""
     if ids is None:
-        every = posts.c.text.is_not(None)
+        every: ColumnElement[bool] = posts.c.text.is_not(None)
         if not include_gated:
             every = every & (posts.c.hold_kind.is_(None) | (posts.c.hold_kind != HoldKind.GATE))
         return _transition(

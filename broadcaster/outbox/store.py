@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import json
 import os
-import time
 import zlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -36,11 +35,9 @@ from sqlalchemy import (
     event,
     func,
     select,
-    text,
     update,
 )
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.types import TypeDecorator
 
 from broadcaster.core.logs import redact
@@ -50,8 +47,10 @@ from broadcaster.domain.posts import HoldKind, NewPost, PostState
 from broadcaster.publishers.base import Post
 
 # 1: the first schema. 2: posts.test_data (the send-time test guard), posts.hold_kind and
-# posts.gate_reason, and the audit table.
-SCHEMA_VERSION = 2
+# posts.gate_reason, and the audit table. 3: the leadership lease and the instances. Each is an
+# Alembic revision (broadcaster/outbox/migrations); this number, kept in kv, also stops an older
+# broadcaster from opening a newer database.
+SCHEMA_VERSION = 3
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -168,6 +167,30 @@ audit = Table(
     Column("action", String(40), nullable=False),
     Column("target", Text, nullable=False),
     Column("detail", Text),
+)
+
+# Who may publish (outbox/lease.py): one row, the lease. Its epoch grows by one at each change
+# of holder and is checked in the transaction of every claim and every "sent" (the fencing).
+leadership = Table(
+    "leadership",
+    metadata,
+    Column("name", String(40), primary_key=True),
+    Column("holder", String(200)),
+    Column("epoch", Integer, nullable=False),
+    Column("acquired_at", UTCDateTime),
+    Column("renewed_at", UTCDateTime),
+    Column("expires_at", UTCDateTime),
+)
+
+# Every instance's last word (role and since when), for `status` and /healthz.
+instances = Table(
+    "instances",
+    metadata,
+    Column("id", String(200), primary_key=True),
+    Column("role", String(16), nullable=False),
+    Column("since", UTCDateTime, nullable=False),
+    Column("seen_at", UTCDateTime, nullable=False),
+    Column("epoch", Integer),
 )
 
 
@@ -291,22 +314,16 @@ class Store:
         self.engine: Engine = create_engine(url, future=True, pool_pre_ping=server)
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
-        _create_tables(self.engine)
-        with self.engine.begin() as conn:
-            conn.execute(
-                _insert_ignore(conn, kv, "key").values(key="schema_version", value=SCHEMA_VERSION)
-            )
-            version = conn.execute(
-                select(kv.c.value).where(kv.c.key == "schema_version").with_for_update()
-            ).scalar()
-            if version == 1:
-                _upgrade_from_1(conn)
-                version = SCHEMA_VERSION
-            if version != SCHEMA_VERSION:
-                raise RuntimeError(
-                    f"database {url} has schema version {version}; this version expects "
-                    f"{SCHEMA_VERSION}"
-                )
+        # Set by the daemon (outbox/lease.py): checks, inside a transaction, that this instance
+        # still holds the lease; raises LeaseLost otherwise. None: not fenced (commands).
+        self.fence: Callable[[Connection, bool], None] | None = None
+        from broadcaster.outbox.schema import prepare  # it reads this module's tables
+
+        try:
+            prepare(self.engine, _where(url))
+        except Exception:
+            self.engine.dispose()
+            raise
 
     def close(self) -> None:
         self.engine.dispose()
@@ -315,6 +332,12 @@ class Store:
     def transaction(self) -> Iterator[Connection]:
         with self.engine.begin() as conn:
             yield conn
+
+    def fenced(self, conn: Connection, *, claiming: bool = False) -> None:
+        """In `conn`'s transaction: raise LeaseLost unless this instance still leads (with
+        time left to call a platform, when `claiming`). Nothing when no fence is set."""
+        if self.fence is not None:
+            self.fence(conn, claiming)
 
     # -- key/value state --
 
@@ -420,9 +443,10 @@ class Store:
                 body=pack(snapshot.to_dict()),
                 shared=shared,
             )
-        ).inserted_primary_key[0]
-        self._prune_bodies(conn, snapshot_id)
-        return int(snapshot_id)
+        ).inserted_primary_key
+        assert snapshot_id is not None
+        self._prune_bodies(conn, snapshot_id[0])
+        return int(snapshot_id[0])
 
     def insert_events(
         self, conn: Connection, snapshot_id: int, items: Sequence[tuple[Event, dict[str, Any]]]
@@ -591,6 +615,7 @@ class Store:
         """Mark a pending post `sending` and commit before any platform call. Returns the attempt
         number, or None when another worker got there first."""
         with self.engine.begin() as conn:
+            self.fenced(conn, claiming=True)
             result = conn.execute(
                 update(posts)
                 .where(posts.c.id == post_id)
@@ -605,6 +630,7 @@ class Store:
 
     def mark_sent(self, post_id: int, platform_id: str, url: str | None, sent_at: datetime) -> None:
         with self.engine.begin() as conn:
+            self.fenced(conn)
             conn.execute(
                 update(posts)
                 .where(posts.c.id == post_id)
@@ -620,6 +646,7 @@ class Store:
 
     def mark_retry(self, post_id: int, error: str, not_before: datetime) -> None:
         with self.engine.begin() as conn:
+            self.fenced(conn)  # an old leader must not reopen a post its successor settled
             conn.execute(
                 update(posts)
                 .where(posts.c.id == post_id)
@@ -633,6 +660,7 @@ class Store:
 
     def mark_failed(self, post_id: int, error: str) -> None:
         with self.engine.begin() as conn:
+            self.fenced(conn)
             conn.execute(
                 update(posts)
                 .where(posts.c.id == post_id)
@@ -1078,7 +1106,7 @@ class Store:
     def snapshot_counts(self) -> tuple[int, int]:
         """(accepted, rejected) snapshots so far."""
         with self.engine.connect() as conn:
-            rows = dict(
+            rows: dict[bool, int] = dict(
                 conn.execute(
                     select(snapshots.c.accepted, func.count()).group_by(snapshots.c.accepted)
                 ).all()
@@ -1186,28 +1214,6 @@ def _event_from_row(row: Any) -> Event:
     )
 
 
-SCHEMA_LOCK = 0x62726F61  # PostgreSQL advisory lock taken while creating tables
-
-
-def _create_tables(engine: Engine) -> None:
-    """Create what is missing. Two processes opening a new database at once (the daemon
-    starting, an operator's `status`) can both find a table missing: on PostgreSQL they take
-    turns under an advisory lock; on SQLite the loser retries."""
-    if engine.dialect.name == "postgresql":
-        with engine.begin() as conn:
-            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK})
-            metadata.create_all(conn)
-        return
-    for attempt in range(5):
-        try:
-            metadata.create_all(engine)
-            return
-        except (OperationalError, ProgrammingError) as exc:
-            if "already exists" not in str(exc) or attempt == 4:
-                raise
-            time.sleep(0.05 * (attempt + 1))
-
-
 def _create_private(url: str, mode: int) -> None:
     """Create a new SQLite file readable by its owner only (its -wal and -shm files take the
     same mode): the outbox holds the night's posts and operators' notes."""
@@ -1222,47 +1228,6 @@ def _create_private(url: str, mode: int) -> None:
     except OSError:
         return  # a missing folder: SQLAlchemy's own error says it better
     os.close(fd)
-
-
-def _upgrade_from_1(conn: Connection) -> None:
-    """Schema 1 to 2 in place: posts.test_data, filled from each post's snapshot (the audit
-    table is new and was created with the others)."""
-    conn.execute(text("ALTER TABLE posts ADD COLUMN test_data BOOLEAN NOT NULL DEFAULT FALSE"))
-    conn.execute(text("ALTER TABLE posts ADD COLUMN hold_kind VARCHAR(16)"))
-    conn.execute(text("ALTER TABLE posts ADD COLUMN gate_reason TEXT"))
-    held = conn.execute(
-        select(posts.c.id, posts.c.hold_reason).where(posts.c.state == PostState.HELD)
-    ).all()
-    for post_id, reason in held:
-        kind, gate = _legacy_hold(reason or "")
-        conn.execute(
-            update(posts).where(posts.c.id == post_id).values(hold_kind=kind, gate_reason=gate)
-        )
-    test_snapshots = [
-        sid
-        for sid, shared in conn.execute(select(snapshots.c.id, snapshots.c.shared))
-        if isinstance(shared, dict) and (shared.get("election") or {}).get("is_test")
-    ]
-    for i in range(0, len(test_snapshots), 500):
-        event_ids = select(events.c.id).where(events.c.snapshot_id.in_(test_snapshots[i : i + 500]))
-        conn.execute(update(posts).where(posts.c.event_id.in_(event_ids)).values(test_data=True))
-    conn.execute(update(kv).where(kv.c.key == "schema_version").values(value=SCHEMA_VERSION))
-
-
-def _legacy_hold(reason: str) -> tuple[HoldKind, str | None]:
-    """A schema-1 hold reason's kind, and the gate's reason riding along on a template hold."""
-    if reason.startswith("template: "):
-        _, sep, gate = reason.rpartition(" | then ")
-        return HoldKind.TEMPLATE, gate if sep else None
-    for prefix, kind in (
-        ("implausible", HoldKind.GATE),
-        ("awaiting approval", HoldKind.APPROVAL),
-        ("in doubt", HoldKind.IN_DOUBT),
-        ("card:", HoldKind.CARD),
-    ):
-        if reason.startswith(prefix):
-            return kind, reason if kind is HoldKind.GATE else None
-    return HoldKind.OPERATOR, None
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

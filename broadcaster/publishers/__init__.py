@@ -26,6 +26,7 @@ from broadcaster.publishers.registry import (
     real_platforms,
     text_limits,
     validate_account_settings,
+    video_options,
 )
 
 __all__ = [
@@ -46,4 +47,5 @@ __all__ = [
     "real_platforms",
     "text_limits",
     "validate_account_settings",
+    "video_options",
 ]

@@ -11,9 +11,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Literal, Protocol
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from broadcaster.core.clock import Clock
 from broadcaster.core.config import AccountConfig
@@ -31,6 +31,16 @@ class CardSpec:
     format: str = "PNG"  # PNG or JPEG
     width: int = 1200
     height: int = 675
+
+
+@dataclass(frozen=True, slots=True)
+class VideoSpec:
+    """A platform's video posts (the short result videos, broadcaster/delivery/videos.py)."""
+
+    # What one video post counts as against the account's quota windows, in ordinary posts:
+    # YouTube's upload costs 1,600 quota units where a chat message costs 20.
+    cost: int
+    text: TextLimit  # the caption's limit on a video post
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +62,26 @@ class Capabilities:
     card: CardSpec | None = None  # None: the platform takes no images
     # Posting limits as sliding windows; an account's `quota` replaces them.
     quota: tuple[Window, ...] = ()
+    video: VideoSpec | None = None  # None: the platform takes no video posts from us
+
+
+# The posts that may carry a short video: a kind of event, or `final_tally` (the tally posted
+# once every seat is declared; `tally` is every periodic tally).
+VideoEvent = Literal["called", "corrected", "majority", "certified", "tally", "final_tally"]
+
+
+def _default_video_events() -> list[VideoEvent]:
+    return ["called", "final_tally"]
+
+
+class VideoOptions(BaseModel):
+    """An account's video posts, for platforms that take them (TikTok, YouTube): with
+    `video = true`, posts of `video_events` carry a short result video instead of a card or a
+    chat message, where the account's budget allows (docs/platforms.md)."""
+
+    video: bool = False
+    video_events: list[VideoEvent] = Field(default_factory=_default_video_events, min_length=1)
+    video_seconds: float = Field(default=12.0, ge=10, le=20)
 
 
 @dataclass(frozen=True, slots=True)

@@ -179,7 +179,8 @@ class FacebookPublisher(Publisher):
 
     def _map(self, exc: facebook.GraphAPIError, action: str, attempt: int = 1) -> PublishError:
         result = exc.result if isinstance(exc.result, dict) else {}
-        error = result.get("error") if isinstance(result.get("error"), dict) else {}
+        found = result.get("error")
+        error: dict[str, Any] = found if isinstance(found, dict) else {}
         code = error.get("code", exc.code)
         subcode = error.get("error_subcode")
         message = str(error.get("message") or exc.message)[:200]

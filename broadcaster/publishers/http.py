@@ -41,6 +41,22 @@ class RedirectRefused(requests.RequestException):
     credentials in it) again, elsewhere. Nothing was acted on at the address called."""
 
 
+class NotSentNow(RetryLater):
+    """The send gate refused the request: nothing was sent."""
+
+
+# Set by the daemon when it shares its database with standbys (runtime/daemon.py): returns
+# whether this process may still send. It is asked as the very last step before a request is
+# written, so a process paused (SIGSTOP, a frozen VM) between claiming a post and calling the
+# platform finds, when it wakes, that its lease has run out, and sends nothing.
+_send_gate: Callable[[], bool] | None = None
+
+
+def set_send_gate(gate: Callable[[], bool] | None) -> None:
+    global _send_gate
+    _send_gate = gate
+
+
 class PlatformAdapter(HTTPAdapter):
     """No automatic retries (a repeated POST could post twice), a default timeout, and an
     optional rewrite of the scheme and host to another base URL."""
@@ -50,9 +66,15 @@ class PlatformAdapter(HTTPAdapter):
         self.timeout = timeout
         self.rewrite_to = urlsplit(rewrite_to) if rewrite_to else None
 
-    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
-        if kwargs.get("timeout") is None:
-            kwargs["timeout"] = self.timeout
+    def send(
+        self,
+        request: requests.PreparedRequest,
+        stream: bool = False,
+        timeout: Any = None,
+        verify: Any = True,
+        cert: Any = None,
+        proxies: dict[str, str] | None = None,
+    ) -> requests.Response:
         if self.rewrite_to is not None and request.url:
             parts = urlsplit(request.url)
             base_path = self.rewrite_to.path.rstrip("/")
@@ -65,7 +87,17 @@ class PlatformAdapter(HTTPAdapter):
                     parts.fragment,
                 )
             )
-        return super().send(request, **kwargs)
+        gate = _send_gate  # the very last check before the request is written
+        if gate is not None and not gate():
+            raise NotSentNow("this instance's lease is running out: nothing sent")
+        return super().send(
+            request,
+            stream=stream,
+            timeout=self.timeout if timeout is None else timeout,
+            verify=verify,
+            cert=cert,
+            proxies=proxies,
+        )
 
 
 def _refuse_redirect(response: requests.Response, *args: Any, **kwargs: Any) -> None:

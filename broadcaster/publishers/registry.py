@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from broadcaster.core.config import AccountConfig
 from broadcaster.domain.limits import TextLimit
-from broadcaster.publishers.base import Capabilities, Publisher, PublisherEnv
+from broadcaster.publishers.base import Capabilities, Publisher, PublisherEnv, VideoOptions
 
 # platform name -> "module:class"
 REGISTRY: dict[str, str] = {
@@ -85,6 +85,8 @@ def validate_account_settings(account: AccountConfig) -> list[tuple[str, str]]:
         return [(key, "unknown key") for key in settings]
     if account.dry_run and not settings:
         return []  # a rehearsal-only account needs no platform details
+    if account.dry_run and issubclass(model, VideoOptions) and set(settings) <= VIDEO_KEYS:
+        model = VideoOptions  # a rehearsal-only account that tries out video posts
     try:
         model.model_validate(settings)
     except ValidationError as exc:
@@ -106,3 +108,16 @@ def create_publisher(account: AccountConfig, env: PublisherEnv, *, dry_run: bool
     """The publisher for an account: the dry-run one whenever `dry_run` or the account says so."""
     platform = DRY_RUN if dry_run or account.dry_run else account.platform
     return publisher_class(platform)(account, env)
+
+
+VIDEO_KEYS = frozenset(VideoOptions.model_fields)
+
+
+def video_options(account: AccountConfig) -> VideoOptions | None:
+    """The account's video posts when it asked for them (`video = true`) and its platform takes
+    them; None otherwise. The settings were validated with the configuration."""
+    if account.platform not in REGISTRY or capabilities_for(account.platform).video is None:
+        return None
+    chosen = {k: v for k, v in account.settings.items() if k in VIDEO_KEYS}
+    options = VideoOptions.model_validate(chosen)
+    return options if options.video else None

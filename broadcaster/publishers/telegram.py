@@ -489,7 +489,7 @@ class TelegramPublisher(Publisher):
                     f"fits a photo's caption ({CAPTION_LIMIT})"
                 )
             method = "editMessageCaption"
-            payload = {"caption": body}
+            payload: dict[str, Any] = {"caption": body}
         else:
             method = "editMessageText"
             payload = {"text": body, "link_preview_options": {"is_disabled": True}}

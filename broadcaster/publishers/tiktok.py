@@ -30,7 +30,7 @@ from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
 import requests
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, ConfigDict, Field
 
 from broadcaster.core.config import AccountConfig
 from broadcaster.domain.limits import TextLimit
@@ -49,6 +49,8 @@ from broadcaster.publishers.base import (
     Reauthorize,
     Rejected,
     RetryLater,
+    VideoOptions,
+    VideoSpec,
 )
 from broadcaster.publishers.http import (
     may_have_acted,
@@ -68,6 +70,8 @@ CAPABILITIES = Capabilities(
     card=CardSpec("JPEG", 1080, 1080),  # TikTok refuses PNG and anything over 1080 px
     # content/init: 6 per minute per token; about 15 posts per creator per day.
     quota=(Window(posts=6, seconds=60), Window(posts=15, seconds=86400)),
+    # video/init: a post like any other against the daily cap; its caption is the title.
+    video=VideoSpec(cost=1, text=TextLimit(2200, "utf16")),
 )
 
 PRIVACY = Literal["PUBLIC_TO_EVERYONE", "MUTUAL_FOLLOW_FRIENDS", "FOLLOWER_OF_CREATOR", "SELF_ONLY"]
@@ -78,7 +82,7 @@ REFRESH_MARGIN = 300.0  # refresh an access token this many seconds before it ex
 CREATOR_INFO_TTL = 300.0
 
 
-class Settings(BaseModel):
+class Settings(VideoOptions):
     model_config = ConfigDict(extra="forbid")
 
     client_key: str  # names of the secrets holding the app's client key and secret
@@ -109,6 +113,9 @@ class TikTokPublisher(Publisher):
         self.session = platform_session(self.settings.timeout)
         self.base = self.settings.api_base.rstrip("/")
         self._info: tuple[float, dict[str, Any]] | None = None
+        # publish_ids recorded by this process: a post left in doubt right after one was
+        # recorded is looked up by it, though the caller's Post predates the checkpoint.
+        self._recorded: dict[int, str] = {}
 
     # -- tokens: refreshed before they expire and once on an auth error --
 
@@ -192,16 +199,16 @@ class TikTokPublisher(Publisher):
                 raise error from None
             try:
                 body = resp.json()
-                error = body.get("error") or {}
-                code = str(error.get("code", ""))
+                detail = body.get("error") or {}
+                code = str(detail.get("code", ""))
             except (ValueError, AttributeError):
-                body, error, code = {}, {}, ""
+                body, detail, code = {}, {}, ""
             if code == "ok" and resp.status_code == 200:
                 return body.get("data") or {}
             if code in AUTH_CODES and attempt == 1:
                 self.refresh()
                 continue
-            raise self._map(code, str(error.get("message", "")), resp, action)
+            raise self._map(code, str(detail.get("message", "")), resp, action)
         raise AssertionError("unreachable")
 
     def _map(self, code: str, message: str, resp: requests.Response, action: str) -> PublishError:
@@ -266,6 +273,9 @@ class TikTokPublisher(Publisher):
             # An earlier attempt was accepted and is still processing: follow it, never
             # start a second post.
             return self._wait(post.checkpoint)
+        videos = [m for m in post.media if m.lower().endswith(".mp4")]
+        if videos:
+            return self.publish_video(post, videos[0])
         if not post.media:
             raise Rejected("tiktok: a photo post needs an image (the result card failed?)")
         info = self.creator_info()
@@ -295,8 +305,12 @@ class TikTokPublisher(Publisher):
         publish_id = data.get("publish_id")
         if not publish_id:
             raise InDoubt("tiktok post: the answer carried no publish_id")
-        self.env.checkpoint(post.outbox_id, str(publish_id))
+        self._checkpoint(post, str(publish_id))
         return self._wait(str(publish_id))
+
+    def _checkpoint(self, post: Post, publish_id: str) -> None:
+        self.env.checkpoint(post.outbox_id, publish_id)
+        self._recorded[post.outbox_id] = publish_id
 
     # -- video posts (the live channel's short result videos, broadcaster/live/shorts.py) --
 
@@ -337,6 +351,23 @@ class TikTokPublisher(Publisher):
         publish_id, upload_url = data.get("publish_id"), data.get("upload_url")
         if not publish_id or not upload_url:
             raise RetryLater("tiktok video post: the answer carried no publish_id or upload_url")
+        self._upload(post, video, str(upload_url), str(publish_id), size, (chunk, count))
+        self._checkpoint(post, str(publish_id))
+        return self._wait(str(publish_id))
+
+    def _upload(
+        self,
+        post: Post,
+        video: str,
+        url: str,
+        publish_id: str,
+        size: int,
+        chunking: tuple[int, int],
+    ) -> None:
+        """PUT the file in chunks. A failure before the last chunk leaves nothing TikTok can
+        publish (RetryLater starts a new upload); once the last chunk may have arrived, the
+        post is in doubt and its publish_id is recorded so that it can be looked up."""
+        chunk, count = chunking
         with open(video, "rb") as fh:
             for index in range(count):
                 first = index * chunk
@@ -348,18 +379,23 @@ class TikTokPublisher(Publisher):
                     "Content-Length": str(len(body)),
                     "Content-Range": f"bytes {first}-{last}/{size}",
                 }
+                final = index == count - 1
+                where = f"tiktok video upload: chunk {index + 1} of {count}"
                 try:
-                    resp = self.session.put(str(upload_url), data=body, headers=headers)
+                    resp = self.session.put(url, data=body, headers=headers)
                 except requests.RequestException as exc:
-                    raise RetryLater(f"tiktok video upload: {type(exc).__name__}") from None
-                expected = 201 if index == count - 1 else 206
-                if resp.status_code not in (expected, 200, 201):
-                    raise RetryLater(
-                        f"tiktok video upload: HTTP {resp.status_code} for chunk {index + 1} "
-                        f"of {count}"
-                    )
-        self.env.checkpoint(post.outbox_id, str(publish_id))
-        return self._wait(str(publish_id))
+                    error = network_error(exc, where)
+                    if final and isinstance(error, InDoubt):
+                        self._checkpoint(post, publish_id)
+                        raise error from None
+                    raise RetryLater(f"{where}: {type(exc).__name__}") from None
+                expected = 201 if final else 206
+                if resp.status_code in (expected, 200, 201):
+                    continue
+                if final and may_have_acted(resp.status_code):
+                    self._checkpoint(post, publish_id)
+                    raise InDoubt(f"{where}: HTTP {resp.status_code} after the whole file")
+                raise RetryLater(f"{where}: HTTP {resp.status_code}")
 
     def _status(self, publish_id: str) -> dict[str, Any]:
         return self._post("/v2/post/publish/status/fetch/", {"publish_id": publish_id}, "status")
@@ -382,23 +418,24 @@ class TikTokPublisher(Publisher):
     def find(self, post: Post) -> PublishedRef | None:
         """Only a post whose publish_id was recorded can be looked up (private posts do not
         list); without one, TikTok cannot tell, so the caller holds the post for an operator."""
-        if not post.checkpoint:
+        checkpoint = post.checkpoint or self._recorded.get(post.outbox_id)
+        if checkpoint is None:
             raise NotImplementedError(
                 "tiktok cannot look up a post without its publish_id (TikTok gave none); look at "
                 f"the account: `broadcaster outbox mark-sent {post.outbox_id}` if the post is "
                 f"there, `broadcaster outbox approve {post.outbox_id}` to send it again"
             )
-        data = self._status(post.checkpoint)
+        data = self._status(checkpoint)
         status = data.get("status")
         if status == "PUBLISH_COMPLETE":
             ids = data.get("publicaly_available_post_id") or []
             return PublishedRef(
-                platform_id=str(ids[0]) if ids else post.checkpoint,
+                platform_id=str(ids[0]) if ids else checkpoint,
                 published_at=self.env.clock.now(),
             )
         if status == "FAILED":
             return None
-        raise NotFoundYet(f"tiktok post {post.checkpoint} is still {status}")
+        raise NotFoundYet(f"tiktok post {checkpoint} is still {status}")
 
     def close(self) -> None:
         self.session.close()
@@ -490,8 +527,9 @@ MAX_CHUNK = 64 * 1024 * 1024
 
 def video_chunks(size: int, preferred: int = 10 * 1024 * 1024) -> tuple[int, int]:
     """(chunk_size, total_chunk_count) for a file of `size` bytes, as video/init wants them:
-    whole below 5 MB, else chunks of `preferred` bytes with the remainder in the last one."""
-    if size <= MIN_CHUNK:
-        return size, 1
+    whole below 5 MB or below one chunk, else chunks of `preferred` bytes with the remainder in
+    the last one (TikTok wants total_chunk_count = floor(video_size / chunk_size))."""
     chunk = max(MIN_CHUNK, min(MAX_CHUNK, preferred))
-    return chunk, max(1, size // chunk)
+    if size <= MIN_CHUNK or size < chunk:
+        return size, 1
+    return chunk, size // chunk

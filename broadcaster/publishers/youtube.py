@@ -31,7 +31,7 @@ import os
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 from zoneinfo import ZoneInfo
 
 import httplib2
@@ -43,7 +43,7 @@ from google.oauth2.credentials import Credentials
 from googleapiclient.discovery import build
 from googleapiclient.errors import HttpError
 from googleapiclient.http import MediaFileUpload
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, ConfigDict, Field
 
 from broadcaster.core.config import AccountConfig
 from broadcaster.domain.limits import TextLimit
@@ -60,6 +60,8 @@ from broadcaster.publishers.base import (
     Reauthorize,
     Rejected,
     RetryLater,
+    VideoOptions,
+    VideoSpec,
 )
 from broadcaster.publishers.http import (
     is_loopback,
@@ -75,15 +77,6 @@ TOKEN_URI = "https://oauth2.googleapis.com/token"  # noqa: S105 - a URL, not a s
 SCOPE = "https://www.googleapis.com/auth/youtube.force-ssl"
 PACIFIC = ZoneInfo("America/Los_Angeles")
 
-CAPABILITIES = Capabilities(
-    can_delete=True,
-    can_find=True,
-    media=("video/mp4",),
-    text=TextLimit(200, "chars"),
-    # 10,000 quota units a day at 20 units a chat message, less a margin for look-ups.
-    quota=(Window(posts=480, seconds=86400),),
-)
-
 # Quota units per call (YouTube Data API v3).
 COST = {
     "liveBroadcasts.list": 1,
@@ -92,6 +85,7 @@ COST = {
     "liveChatMessages.delete": 50,
     "videos.insert": 1600,
     "channels.list": 1,
+    "playlistItems.list": 1,
     # The live results channel's broadcast lifecycle (broadcaster/live/youtube_live.py).
     "liveStreams.list": 1,
     "liveStreams.insert": 50,
@@ -99,12 +93,26 @@ COST = {
     "liveBroadcasts.bind": 50,
     "liveBroadcasts.transition": 50,
 }
+CAPABILITIES = Capabilities(
+    can_delete=True,
+    can_find=True,
+    media=("video/mp4",),
+    text=TextLimit(200, "chars"),
+    # 10,000 quota units a day at 20 units a chat message, less a margin for look-ups.
+    quota=(Window(posts=480, seconds=86400),),
+    # A Short: videos.insert costs 1,600 units, as much as 80 chat messages.
+    video=VideoSpec(
+        cost=COST["videos.insert"] // COST["liveChatMessages.insert"],
+        text=TextLimit(5000, "chars"),  # the video's description
+    ),
+)
+
 CHAT_GONE = {"liveChatEnded", "liveChatNotFound", "liveChatDisabled"}
 QUOTA = {"quotaExceeded", "dailyLimitExceeded"}
 RATE = {"rateLimitExceeded", "userRateLimitExceeded"}
 
 
-class Settings(BaseModel):
+class Settings(VideoOptions):
     model_config = ConfigDict(extra="forbid")
 
     client_id: str  # names of the secrets holding the OAuth client's id and secret
@@ -344,6 +352,7 @@ class YouTubePublisher(Publisher):
         }
         media = MediaFileUpload(path, mimetype="video/mp4", resumable=True)
         request = self.api.videos().insert(part="snippet,status", body=body, media_body=media)
+        request.uri = _upload_scheme(request.uri, self.settings.api_base)
         self._spend("videos.insert")
         response = None
         try:
@@ -368,6 +377,8 @@ class YouTubePublisher(Publisher):
         )
 
     def find(self, post: Post) -> PublishedRef | None:
+        if any(m.lower().endswith(".mp4") for m in post.media):
+            return self._find_short(post)
         request = self.api.liveChatMessages().list(
             liveChatId=self.live_chat_id(), part="snippet,authorDetails", maxResults=2000
         )
@@ -383,6 +394,30 @@ class YouTubePublisher(Publisher):
             )
             if own and text is not None and " ".join(text.split()) == " ".join(post.text.split()):
                 return PublishedRef(platform_id=str(item["id"]), published_at=self.env.clock.now())
+        return None
+
+    def _find_short(self, post: Post) -> PublishedRef | None:
+        """An upload in doubt: looked for among the channel's latest uploads by its
+        description (the post's text), 2 quota units."""
+        request = self.api.channels().list(part="contentDetails", mine=True)
+        result = self._execute("channels.list", request, "look-up")
+        items = result.get("items") or []
+        playlists = (items[0].get("contentDetails") or {}).get("relatedPlaylists") if items else {}
+        uploads = (playlists or {}).get("uploads")
+        if not uploads:
+            raise RetryLater("youtube look-up: the channel named no uploads playlist")
+        request = self.api.playlistItems().list(part="snippet", playlistId=uploads, maxResults=50)
+        result = self._execute("playlistItems.list", request, "look-up")
+        wanted = " ".join(post.text.split())
+        for item in result.get("items", []):
+            snippet = item.get("snippet") or {}
+            video_id = (snippet.get("resourceId") or {}).get("videoId")
+            if video_id and " ".join(str(snippet.get("description", "")).split()) == wanted:
+                return PublishedRef(
+                    platform_id=f"video:{video_id}",
+                    published_at=self.env.clock.now(),
+                    url=f"https://www.youtube.com/shorts/{video_id}",
+                )
         return None
 
     def delete(self, ref: PublishedRef) -> None:
@@ -420,6 +455,7 @@ class YouTubePublisher(Publisher):
     @classmethod
     def authorize(cls, account: AccountConfig, env: PublisherEnv, prompt: Any) -> dict[str, Any]:
         """Google's installed-app flow: a browser approves access once, a refresh token is kept."""
+        # Only `broadcaster auth` needs the OAuth flow (and its web server): not the daemon.
         from google_auth_oauthlib.flow import InstalledAppFlow
 
         s = Settings.model_validate(account.settings)
@@ -456,6 +492,17 @@ class YouTubePublisher(Publisher):
                 "in the Google account and run this again"
             )
         return {"refresh_token": credentials.refresh_token}
+
+
+def _upload_scheme(uri: str, api_base: str) -> str:
+    """The upload address with the API base's scheme: google-api-python-client keeps the
+    discovery document's https for uploads, which the local emulator (plain http, allowed on
+    loopback only) does not speak."""
+    base = urlsplit(api_base)
+    parts = urlsplit(uri)
+    if base.scheme == "http" and parts.netloc == base.netloc:
+        return urlunsplit(parts._replace(scheme="http"))
+    return uri
 
 
 def _reason(exc: HttpError) -> str:

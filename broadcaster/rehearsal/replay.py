@@ -20,13 +20,16 @@ from broadcaster.core.config import AccountConfig, Config, DatabaseConfig, Outpu
 from broadcaster.core.secrets import Secrets, TokenStore, register_config_secrets
 from broadcaster.delivery.cards import CardMaker
 from broadcaster.delivery.dispatcher import Dispatcher, publisher_env
+from broadcaster.delivery.videos import VideoMaker, wants_videos
 from broadcaster.domain.posts import PostState
 from broadcaster.ingest.sources import SourceDown, make_fetched, snapshot_files
 from broadcaster.outbox.state import State
 from broadcaster.outbox.store import DatabaseMode, ModeMismatch, Store, require_mode
 from broadcaster.publishers import PublisherEnv, publisher_class
+from broadcaster.publishers.registry import VIDEO_KEYS
 from broadcaster.rehearsal.emulator import Emulator, EmulatorServer
 from broadcaster.runtime.cycle import CycleResult, Pipeline
+from broadcaster.runtime.daemon import ShortsFactory
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +84,7 @@ def rehearse(
     sleep: Callable[[float], None] = time.sleep,
     emulator: bool = False,
     tail: float = 0.0,
+    shorts: ShortsFactory | None = None,
 ) -> RehearsalReport:
     """Replay `replay` (a folder or one file). `speed=None` means back to back (`--fast`).
 
@@ -110,7 +114,12 @@ def rehearse(
         config, env = point_at_emulator(config, env, server.url, out_dir)
     pipeline = Pipeline(config, store, clock=clock, dry_run=not emulator)
     cards = CardMaker(config, store, out_dir / "cards") if config.cards.enabled else None
-    dispatcher = Dispatcher(config, store, clock=clock, env=env, dry_run=not emulator, cards=cards)
+    videos = None
+    if shorts is not None and wants_videos(config):
+        videos = VideoMaker(config, store, out_dir / "cards", shorts(config, store), clock)
+    dispatcher = Dispatcher(
+        config, store, clock=clock, env=env, dry_run=not emulator, cards=cards, videos=videos
+    )
     report = RehearsalReport(out_dir=out_dir)
     try:
         report.sent += dispatcher.recover().sent
@@ -218,8 +227,10 @@ def point_at_emulator(
             tokens.put(account.name, emu.tokens)
         data = account.model_dump(exclude_none=True)
         data = {k: v for k, v in data.items() if k in AccountConfig.model_fields}
+        # The account's video posts stay as configured (the emulator takes them too).
+        video = {k: v for k, v in account.settings.items() if k in VIDEO_KEYS}
         # The emulator is no real account: test data may go to it.
-        overrides = {**emu.settings, "dry_run": False, "allow_test_posts": True}
+        overrides = {**emu.settings, **video, "dry_run": False, "allow_test_posts": True}
         accounts.append(AccountConfig.model_validate({**data, **overrides}))
     config = config.with_overrides(accounts=accounts)
     env = replace(env, secrets=Secrets(environ=secrets), tokens=tokens)

@@ -44,6 +44,7 @@ from broadcaster.ingest.differ import (
 from broadcaster.ingest.gates import Finding
 from broadcaster.ingest.parsers import FeedError, reader_for
 from broadcaster.ingest.sources import Fetched, Source, SourceDown
+from broadcaster.outbox.lease import LeaseLost
 from broadcaster.outbox.state import State
 from broadcaster.outbox.store import Store
 from broadcaster.planning.planner import plan
@@ -188,6 +189,12 @@ class Pipeline:
         self.composer.preload()
         self._publish_template_problems()
 
+    def resume(self) -> None:
+        """Carry on from the database, as after a restart (an instance taking over from
+        another that accepted snapshots meanwhile)."""
+        self.state = restore_state(self.store, self.rules)
+        self._last_fingerprint = None
+
     @property
     def last_source_name(self) -> str | None:
         last = self.store.last_accepted()
@@ -226,7 +233,7 @@ class Pipeline:
                 return read
             return self.apply(fetched, source, read[0], parse_time=read[1])
         except Exception as exc:
-            if database_outage(exc):
+            if database_outage(exc) or isinstance(exc, LeaseLost):
                 raise
             log.exception(
                 "snapshot %s could not be processed; rejecting it",
@@ -276,6 +283,7 @@ class Pipeline:
             render_time = 0.0
             added = 0
             with self.store.transaction() as conn:
+                self.store.fenced(conn)  # a standby that took over owns the feed from now on
                 snapshot_id = self.store.insert_snapshot(
                     conn,
                     fingerprint=fetched.fingerprint,

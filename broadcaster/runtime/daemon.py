@@ -3,6 +3,11 @@
 A signal lets the step in progress finish (the current snapshot is committed, the current post is
 marked sent) and then stops; everything else is in the database, so a restart resumes exactly
 where this run ended.
+
+Several daemons may run on one PostgreSQL database: the one holding the lease (runtime/
+leadership.py, outbox/lease.py) polls, publishes and alerts; the others stand by with their
+templates and publishers ready, and the first to take the lease over carries on from the
+database exactly as a restart would. On SQLite a second daemon on the same file is refused.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
@@ -22,17 +27,31 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.blocking import BlockingScheduler
 
 from broadcaster.alerts.alerter import Alerter
+from broadcaster.alerts.model import standby_took_over
 from broadcaster.core import failpoints
 from broadcaster.core.clock import WallClock
 from broadcaster.core.config import Config, ConfigError
 from broadcaster.core.secrets import Secrets, register_config_secrets
 from broadcaster.delivery.cards import CardMaker
 from broadcaster.delivery.dispatcher import Dispatcher, publisher_env
+from broadcaster.delivery.videos import ShortSource, VideoMaker, wants_videos
 from broadcaster.ingest.health import FeedHealth
 from broadcaster.ingest.sources import make_source
+from broadcaster.outbox.lease import (
+    InstanceRefused,
+    Lease,
+    LeaseLost,
+    SQLiteInstanceLock,
+    default_instance,
+    display_name,
+    sqlite_file,
+)
+from broadcaster.outbox.schema import SchemaMismatch
 from broadcaster.outbox.state import State
 from broadcaster.outbox.store import DatabaseMode, ModeMismatch, Store, require_mode
+from broadcaster.publishers.http import set_send_gate
 from broadcaster.runtime.cycle import Pipeline, describe_error
+from broadcaster.runtime.leadership import Leadership
 from broadcaster.runtime.preflight import preflight
 from broadcaster.runtime.service import HealthServer
 
@@ -69,14 +88,24 @@ class Companion(Protocol):
     def stop(self) -> None: ...
 
 
+# Makes the short videos' source on the daemon's database (broadcaster/live/shorts.py's
+# StoreShorts): handed in by the command, so the daemon itself loads no video encoder.
+ShortsFactory = Callable[[Config, Store], ShortSource]
+
+
 class Daemon:
     def __init__(
-        self, config: Config, *, dry_run: bool, companions: Sequence[Companion] = ()
+        self,
+        config: Config,
+        *,
+        dry_run: bool,
+        companions: Sequence[Companion] = (),
+        shorts: ShortsFactory | None = None,
     ) -> None:
         self.config = config
         self.dry_run = dry_run
         self.companions = list(companions)
-        secrets = Secrets(config.path(config.secrets.file))
+        secrets = self.secrets = Secrets(config.path(config.secrets.file))
         problems = preflight(config, secrets=secrets)
         if problems:
             raise ConfigError("\n".join(str(p) for p in problems))
@@ -84,12 +113,29 @@ class Daemon:
         # Every secret the configuration can reach, before anything is logged or sent: no log
         # line shows one and no post carrying one goes out.
         register_config_secrets(config)
-        self.store = Store(config.database_url, file_mode=config.output.mode)
+        self.instance_lock: SQLiteInstanceLock | None = None  # taken by run()
+        try:
+            self.store = Store(config.database_url, file_mode=config.output.mode)
+        except SchemaMismatch as exc:
+            raise ConfigError(str(exc)) from None
         try:
             require_mode(self.store, DatabaseMode.REHEARSAL if dry_run else DatabaseMode.LIVE)
         except ModeMismatch as exc:
             self.store.close()
             raise ConfigError(str(exc)) from None
+        database = config.database
+        lease = Lease(
+            self.store,
+            database.instance or default_instance(),
+            seconds=database.lease_seconds,
+        )
+        # From here every claim, outcome and accepted snapshot checks the lease (the fence).
+        self.store.fence = lease.check
+        self.leadership = Leadership(
+            lease, renew_seconds=database.renew_seconds, stop=self.stop, on_active=self._wake
+        )
+        self._ready_epoch: int | None = None
+        self._takeover = threading.Lock()
         self.clock = WallClock()
         posts_path = config.path(config.output.posts) or Path("posts.jsonl")
         env = publisher_env(config, self.store, self.clock, posts_path)
@@ -102,6 +148,10 @@ class Daemon:
         )
         cards_dir = config.path(config.cards.dir) or Path("cards")
         cards = CardMaker(config, self.store, cards_dir) if config.cards.enabled else None
+        videos = None
+        if shorts is not None and wants_videos(config):
+            source = shorts(config, self.store)
+            videos = VideoMaker(config, self.store, cards_dir, source, self.clock)
         self.dispatcher = Dispatcher(
             config,
             self.store,
@@ -110,6 +160,7 @@ class Daemon:
             dry_run=dry_run,
             stop=self.stop,
             cards=cards,
+            videos=videos,
         )
         # Alerts to the operators (broadcaster/alerts): checked once per poll cycle.
         self.alerter = Alerter(config, self.store, clock=self.clock, dry_run=dry_run)
@@ -131,12 +182,71 @@ class Daemon:
 
     # -- jobs: each catches everything, so no feed or platform problem can stop the daemon --
 
+    def _leading(self) -> bool:
+        """Whether this instance may poll and publish now; on becoming active (at start or on
+        taking over from another instance), first carry on from the database as a restart
+        does: the differ's state, the feed's position, posts left in doubt."""
+        epoch = self.leadership.active_epoch()
+        if epoch is None or self.stop.is_set():
+            return False
+        if epoch == self._ready_epoch:
+            return True
+        with self._takeover:
+            if epoch != self._ready_epoch:
+                try:
+                    self._take_over(epoch)
+                except Exception:
+                    log.exception("taking over failed; trying again at the next step")
+                    return False
+        return True
+
+    def _take_over(self, epoch: int) -> None:
+        started = time.monotonic()
+        self.pipeline.resume()
+        self.source = make_source(
+            self.config.feed,
+            self.config.base_dir,
+            resume_after=self.pipeline.last_source_name,
+            secrets=self.secrets,
+        )
+        recovered = self.dispatcher.recover()
+        if recovered.sent or recovered.retried or recovered.held:
+            log.info(
+                "settled posts interrupted by the last stop: %d found sent, %d to resend, %d held",
+                recovered.sent,
+                recovered.retried,
+                recovered.held,
+            )
+        self._ready_epoch = epoch
+        log.info(
+            "took over at epoch %d in %.2f s: resuming after %s",
+            epoch,
+            time.monotonic() - started,
+            self.pipeline.last_source_name or "nothing yet",
+        )
+
+    def _wake(self) -> None:
+        """Just became active: tell the operators when this was a takeover, and poll and
+        dispatch now rather than at the next interval."""
+        lease = self.leadership.lease
+        taken = lease.taken_from
+        if taken is not None and taken[1] == lease.epoch:
+            name = display_name(lease.holder) or lease.name
+            self.alerter.push(standby_took_over(name, previous=taken[0], epoch=taken[1]))
+        now = datetime.now(UTC)
+        for job in ("poll", "dispatch"):
+            with contextlib.suppress(Exception):  # not scheduled yet, or shutting down
+                self.scheduler.modify_job(job, next_run_time=now)
+
     def poll(self) -> None:
-        if self.stop.is_set():
+        if not self._leading():
             return
         self.counters["polls"] += 1
         try:
             result = self.pipeline.poll(self.source)
+        except LeaseLost as exc:
+            log.warning("snapshot not recorded: %s (another instance has taken over)", exc)
+            return
         except Exception as exc:
             self.counters["poll_failures"] += 1
             log.exception("poll cycle failed; the snapshot will be read again next cycle")
@@ -161,15 +271,19 @@ class Daemon:
             log.debug("feed health not stored: %s", exc)
 
     def dispatch(self) -> None:
-        if self.stop.is_set():
+        if not self._leading():
             return
         try:
             self.dispatcher.run_once()
+        except LeaseLost as exc:
+            # Whatever this instance was sending stays `sending`, for the new active instance
+            # to look up (as after a crash); nothing more goes out from here.
+            log.warning("dispatch stopped, LeaseLost: %s", exc)
         except Exception:
             log.exception("dispatch run failed; posts stay in the outbox for the next run")
 
     def alert(self) -> None:
-        if self.stop.is_set():
+        if not self._leading():  # one instance alerts the operators, the one that publishes
             return
         try:
             self.alerter.run_once()
@@ -193,6 +307,17 @@ class Daemon:
         self.scheduler.shutdown(wait=False)
 
     def run(self) -> int:
+        """Run until SIGTERM or SIGINT; raises ConfigError (before anything runs) when another
+        daemon already runs on the same SQLite file."""
+        try:
+            self.instance_lock = _lock_sqlite(self.config.database_url)
+        except ConfigError:
+            self.dispatcher.close()
+            self.alerter.close()
+            self.store.close()
+            raise
+        # Alone on its SQLite file: a lease left by a killed predecessor is taken at once.
+        self.leadership.lease.exclusive = self.instance_lock is not None
         accounts = ", ".join(f"{a.name} ({a.platform})" for a in self.config.accounts)
         if self.dry_run:
             log.warning(
@@ -209,14 +334,14 @@ class Daemon:
         )
         if failpoints.active():
             log.warning("FAILPOINTS ACTIVE (%s): this process will kill itself", failpoints.ENV)
-        recovered = self.dispatcher.recover()
-        if recovered.sent or recovered.retried or recovered.held:
-            log.info(
-                "settled posts interrupted by the last stop: %d found sent, %d to resend, %d held",
-                recovered.sent,
-                recovered.retried,
-                recovered.held,
-            )
+        self._warm()
+        lease = self.leadership.lease
+        # The last check before any request leaves for a platform (publishers/http.py): half
+        # the claiming margin of lease left, by this process's own clock.
+        set_send_gate(lambda: lease.remaining() > lease.margin / 2)
+        # The first answer (active or standby) before any job runs; an active instance settles
+        # interrupted posts in its first job (_take_over), before anything new is sent.
+        self.leadership.start()
         now = datetime.now(UTC)
         self.scheduler.add_job(
             self.poll,
@@ -247,6 +372,7 @@ class Daemon:
                     alive=lambda: self.scheduler.running and not self.stop.is_set(),
                     dry_run=self.dry_run,
                     feed_health=self.feed_health,
+                    leadership=self.leadership,
                 ).start()
             except OSError as exc:
                 log.error("health endpoint not started on %s: %s", self.config.service.listen, exc)
@@ -269,8 +395,37 @@ class Daemon:
                 signal.signal(sig, handler)
             # Wait for the job in progress: it checks `stop` between steps.
             self.executor.shutdown(wait=True)
+            # Nothing is claimed any more: give the lease to a standby now.
+            self.leadership.close()
+            set_send_gate(None)
             self.dispatcher.close()
             self.alerter.close()
             self.store.close()
+            self._release_instance()
         log.info("stopped cleanly")
         return 0
+
+    def _warm(self) -> None:
+        """Make every account's publisher now, so that a standby taking over has them ready."""
+        for account in self.config.accounts:
+            try:
+                self.dispatcher.publisher(account.name)
+            except Exception as exc:  # the dispatcher reports it when it sends
+                log.debug("publisher for %s not ready: %s", account.name, exc)
+
+    def _release_instance(self) -> None:
+        if self.instance_lock is not None:
+            self.instance_lock.release()
+
+
+def _lock_sqlite(url: str) -> SQLiteInstanceLock | None:
+    """One daemon per SQLite file: refuse to start beside another (ConfigError)."""
+    path = sqlite_file(url)
+    if path is None:
+        return None
+    try:
+        return SQLiteInstanceLock(path).acquire()
+    except InstanceRefused as exc:
+        raise ConfigError(str(exc)) from None
+    except OSError:
+        return None  # a folder that does not exist: the database's own error says it better

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from broadcaster.alerts.destinations import AlertNotSent, build
 from broadcaster.content.lint import lint_templates
 from broadcaster.core.clock import WallClock
 from broadcaster.core.config import Config
@@ -180,7 +181,6 @@ def cards(config: Config) -> Iterator[Check]:
 def alerts(config: Config) -> Iterator[Check]:
     """Every alert destination can be reached (nothing is sent: `broadcaster alerts test`
     sends a test alert)."""
-    from broadcaster.alerts.destinations import AlertNotSent, build
 
     posts = config.path(config.output.posts) or Path("posts.jsonl")
     destinations = build(config, WallClock(), posts.parent)

@@ -28,11 +28,11 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
-from sqlalchemy import select
 
 from broadcaster.core.config import Config
 from broadcaster.ingest.health import FeedHealth
-from broadcaster.outbox.store import PostState, Store, posts
+from broadcaster.outbox.reports import sent_latencies
+from broadcaster.outbox.store import Store
 from broadcaster.runtime.live_health import STATES
 from broadcaster.runtime.status import collect_status
 
@@ -52,8 +52,10 @@ class StatusCollector(Collector):
         counters: Mapping[str, float],
         feed_health: FeedHealth | None = None,
         clock: Callable[[], float] = time.time,
+        leadership: Any = None,
     ) -> None:
         self.config = config
+        self.leadership = leadership  # runtime/leadership.py: active or standby
         self.store = store
         self.counters = counters
         self.feed_health = feed_health
@@ -65,6 +67,18 @@ class StatusCollector(Collector):
         yield from feed_metrics(report.get("feed_health"), self.clock())
         yield post_latency(sent_latencies(self.store))
         yield from live_metrics(report.get("live"))
+        if self.leadership is not None:
+            epoch = self.leadership.active_epoch()
+            yield GaugeMetricFamily(
+                "broadcaster_active",
+                "1 on the instance that holds the lease (polls and publishes), 0 on a standby.",
+                value=0 if epoch is None else 1,
+            )
+            yield GaugeMetricFamily(
+                "broadcaster_lease_epoch",
+                "The lease's epoch this instance leads at (0 on a standby).",
+                value=epoch or 0,
+            )
 
 
 def registry_for(collector: Collector) -> CollectorRegistry:
@@ -176,20 +190,6 @@ def feed_metrics(health: dict[str, Any] | None, now: float) -> Iterator[Metric]:
             "When a poll was last good (the feed answered and its snapshot was readable).",
             value=record.last_good,
         )
-
-
-def sent_latencies(store: Store) -> dict[str, list[float]]:
-    """Seconds from each sent post's snapshot (its feed time) to its sending, by platform."""
-    with store.engine.connect() as conn:
-        rows = conn.execute(
-            select(posts.c.platform, posts.c.sent_at, posts.c.feed_time)
-            .where(posts.c.state == PostState.SENT)
-            .where(posts.c.sent_at.is_not(None))
-        ).all()
-    latencies: dict[str, list[float]] = {}
-    for platform, sent_at, feed_time in rows:
-        latencies.setdefault(platform, []).append(max(0.0, (sent_at - feed_time).total_seconds()))
-    return latencies
 
 
 def post_latency(latencies: Mapping[str, list[float]]) -> HistogramMetricFamily:

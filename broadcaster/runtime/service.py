@@ -36,6 +36,7 @@ class HealthServer:
         alive: Callable[[], bool],
         dry_run: bool,
         feed_health: FeedHealth | None = None,
+        leadership: Any = None,
     ) -> None:
         host, _, port = config.service.listen.rpartition(":")
         self.config = config
@@ -44,8 +45,12 @@ class HealthServer:
         self.alive = alive
         self.dry_run = dry_run
         self.feed_health = feed_health
+        # runtime/leadership.py's Leadership: this instance's role (active or standby).
+        self.leadership = leadership
         self.registry = registry_for(
-            StatusCollector(config, store, counters=counters, feed_health=feed_health)
+            StatusCollector(
+                config, store, counters=counters, feed_health=feed_health, leadership=leadership
+            )
         )
         server = self
 
@@ -72,7 +77,8 @@ class HealthServer:
     @property
     def address(self) -> str:
         host, port = self.httpd.server_address[:2]
-        return f"http://{host}:{port}"
+        name = host.decode() if isinstance(host, bytes) else host
+        return f"http://{name}:{port}"
 
     def problems(self, report: dict[str, Any]) -> list[str]:
         """Why the daemon is not healthy: its scheduler stopped, no poll lately, and the
@@ -80,6 +86,8 @@ class HealthServer:
         found = []
         if not self.alive():
             found.append("scheduler: not running")
+        if self.leadership is not None and self.leadership.active_epoch() is None:
+            return found + list(report["problems"])  # a standby does not poll
         last = self.counters.get("last_poll")
         window = 3 * self.config.feed.poll_interval + 30
         if last is None and self.feed_health is not None:
@@ -90,10 +98,19 @@ class HealthServer:
 
     def answer(self, path: str) -> tuple[int, str, bytes]:
         if path == "/healthz":
-            report = collect_status(self.config, self.store, health=self.feed_health)
+            # A standby has not polled: the feed's health is the active instance's, as stored.
+            standby = self.leadership is not None and self.leadership.active_epoch() is None
+            try:
+                health = None if standby else self.feed_health
+                report = collect_status(self.config, self.store, health=health)
+            except Exception as exc:  # the database cannot be reached: say so, degraded
+                return self._unreachable(exc)
             problems = self.problems(report)
             body = {
                 "status": "degraded" if problems else "ok",
+                **self._role(),
+                "leader": report["leadership"]["leader"],
+                "instances": report["leadership"]["instances"],
                 "problems": problems,
                 "scheduler_alive": self.alive(),
                 "dry_run": self.dry_run,
@@ -111,6 +128,31 @@ class HealthServer:
         if path == "/metrics":
             return 200, CONTENT_TYPE_LATEST, generate_latest(self.registry)
         return 404, "text/plain", b"not found\n"
+
+    def _role(self) -> dict[str, Any]:
+        """This instance's role (active or standby), its id and the current leader."""
+        if self.leadership is None:
+            return {}
+        mine = self.leadership.describe()
+        return {
+            "role": mine["role"],
+            "instance": mine["instance"],
+            "role_since": mine["since"],
+            "epoch": mine["epoch"],
+            "lease_left_seconds": mine["lease_left_seconds"],
+        }
+
+    def _unreachable(self, exc: Exception) -> tuple[int, str, bytes]:
+        problem = f"database: unreachable ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})"
+        body = {
+            "status": "degraded",
+            **self._role(),
+            "problems": [problem],
+            "scheduler_alive": self.alive(),
+            "dry_run": self.dry_run,
+        }
+        log.warning("healthz: %s", problem)
+        return 503, "application/json", redact(json.dumps(body, ensure_ascii=False)).encode()
 
     def start(self) -> HealthServer:
         self.thread.start()

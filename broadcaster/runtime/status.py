@@ -10,14 +10,14 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
-
 from broadcaster.core.config import Config
 from broadcaster.delivery.budgets import account_budget
-from broadcaster.domain.posts import ALL_STATES, HoldKind, PostState
+from broadcaster.domain.posts import ALL_STATES, HoldKind
 from broadcaster.ingest.health import FeedHealth, feed_problems
+from broadcaster.outbox.lease import leadership_report
+from broadcaster.outbox.reports import night_report, sent_latencies
 from broadcaster.outbox.state import State
-from broadcaster.outbox.store import Store, events, posts, snapshots
+from broadcaster.outbox.store import Store
 from broadcaster.runtime.live_health import live_report
 from broadcaster.runtime.preflight import runtime_problems
 
@@ -41,36 +41,10 @@ def collect_status(
         return moment.astimezone(tz).isoformat() if moment else None
 
     try:
-        with store.engine.connect() as conn:
-            last = conn.execute(
-                select(snapshots.c.name, snapshots.c.generated_at, snapshots.c.received_at)
-                .where(snapshots.c.accepted.is_(True))
-                .order_by(snapshots.c.id.desc())
-                .limit(1)
-            ).first()
-            rejections = conn.execute(
-                select(snapshots.c.name, snapshots.c.received_at, snapshots.c.error)
-                .where(snapshots.c.accepted.is_(False))
-                .order_by(snapshots.c.id.desc())
-                .limit(5)
-            ).all()
-            outbox_rows = conn.execute(
-                select(posts.c.account, posts.c.platform, posts.c.state, func.count()).group_by(
-                    posts.c.account, posts.c.platform, posts.c.state
-                )
-            ).all()
-            held = conn.execute(
-                select(posts.c.id, posts.c.account, posts.c.hold_reason)
-                .where(posts.c.state == PostState.HELD)
-                .order_by(posts.c.id)
-                .limit(20)
-            ).all()
-            event_count = conn.execute(select(func.count()).select_from(events)).scalar_one()
-            latency_rows = conn.execute(
-                select(posts.c.platform, posts.c.sent_at, posts.c.feed_time)
-                .where(posts.c.state == PostState.SENT)
-                .where(posts.c.sent_at > now - timedelta(hours=1))
-            ).all()
+        report = night_report(store)
+        latency = sent_latencies(store, since=now - timedelta(hours=1))
+        # Who publishes: the lease's holder and every instance seen lately, with its role.
+        leadership = leadership_report(store, config.database.lease_seconds)
         accepted, rejected = store.snapshot_counts()
         state = State(store)
         if health is None:
@@ -99,12 +73,7 @@ def collect_status(
     finally:
         if own:
             store.close()
-    outbox: dict[tuple[str, str], dict[str, int]] = {}
-    for account, platform, state, n in outbox_rows:
-        outbox.setdefault((account, platform), {})[state] = int(n)
-    latency: dict[str, list[float]] = {}
-    for platform, sent_at, feed_time in latency_rows:
-        latency.setdefault(platform, []).append(max(0.0, (sent_at - feed_time).total_seconds()))
+    last = report.last
     problems = [
         str(p)
         for p in (
@@ -126,17 +95,19 @@ def collect_status(
         else None,
         "accepted": accepted,
         "rejected": rejected,
-        "events": int(event_count),
+        "events": report.events,
         "recent_rejections": [
-            {"name": r.name, "at": local(r.received_at), "error": r.error} for r in rejections
+            {"name": r.name, "at": local(r.received_at), "error": r.error}
+            for r in report.rejections
         ],
         "states": list(ALL_STATES),
-        "outbox": outbox,
-        "held": [{"id": h.id, "account": h.account, "reason": h.hold_reason} for h in held],
+        "outbox": report.outbox,
+        "held": [{"id": h.id, "account": h.account, "reason": h.reason} for h in report.held],
         "template_problems": template_problems,
         "implausible": findings,  # recent plausibility findings (the last 10)
         "implausible_held": implausible_held,  # posts held by the gates, awaiting an operator
         "accounts": accounts,
         "latency": latency,
         "live": live,
+        "leadership": leadership,
     }

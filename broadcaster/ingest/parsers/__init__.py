@@ -21,7 +21,7 @@ __all__ = ["FORMATS", "FeedError", "detect", "parse", "reader_for"]
 # name -> "module:function"; imported on first use so an unused format costs nothing.
 FORMATS: dict[str, str] = {
     "nist": "broadcaster.ingest.parsers.nist:parse_nist",
-    "csv": "broadcaster.ingest.parsers.csvfeed:parse_csv",
+    "csv": "broadcaster.ingest.parsers.mapped:parse_simple_csv",  # mappings/simple-csv.toml
     "eml": "broadcaster.ingest.parsers.eml:parse_eml",
     "mapped": "broadcaster.ingest.parsers.mapped:parse_mapped",
 }
@@ -29,7 +29,7 @@ FORMATS: dict[str, str] = {
 
 def _load(fmt: str) -> Callable[..., Snapshot]:
     module, func = FORMATS[fmt].split(":")
-    return getattr(import_module(module), func)  # type: ignore[no-any-return]
+    return getattr(import_module(module), func)
 
 
 def detect(body: bytes) -> str:

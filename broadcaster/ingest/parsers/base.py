@@ -74,6 +74,13 @@ def need_str(value: Any, path: str) -> str:
     return value
 
 
+def is_digits(text: str) -> bool:
+    """ASCII digits only. `str.isdigit` also takes "²" (which int() refuses) and other
+    scripts' digits: a count in an official feed is plain ASCII, and anything else is named
+    as an error rather than read."""
+    return text.isascii() and text.isdigit()
+
+
 def need_count(value: Any, path: str) -> int:
     """A vote or seat count: a non-negative integer (bool and 12.5 are refused)."""
     if isinstance(value, bool) or not isinstance(value, int):

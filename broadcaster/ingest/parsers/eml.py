@@ -38,7 +38,7 @@ from broadcaster.domain.model import (
     Selection,
     Snapshot,
 )
-from broadcaster.ingest.parsers.base import FeedError, decode_text, parse_time
+from broadcaster.ingest.parsers.base import FeedError, decode_text, is_digits, parse_time
 
 NS = "urn:oasis:names:tc:evs:schema:eml"
 KR = "http://www.kiesraad.nl/extensions"
@@ -83,7 +83,7 @@ def _count(el: ET.Element | None, path: str) -> int | None:
     text = _text(el)
     if el is None:
         return None
-    if text is None or not text.isdigit():
+    if text is None or not is_digits(text):
         raise FeedError(f"{path}: expected a non-negative whole number, got {text!r}")
     return int(text)
 

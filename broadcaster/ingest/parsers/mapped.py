@@ -6,15 +6,18 @@ per field (`contests.each` finds the list of contests, the other contest fields 
 each one, `selections.each` inside a contest); for CSV, the column holding each field, one row
 per selection. A mapping is checked when it is loaded (every expression compiled, every field
 known); a snapshot that does not fit it is rejected with the expression or column, where, and
-what was found there.
+what was found there. broadcaster's own simple CSV format is such a mapping, bundled in
+mappings/simple-csv.toml (`parse_simple_csv`).
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
+import functools
 import io
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import Any, Literal
@@ -22,23 +25,35 @@ from typing import Any, Literal
 import jmespath
 import jmespath.exceptions
 import jmespath.visitor
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from broadcaster.domain.model import (
     Coalition,
     Contest,
     ContestKind,
+    ContestState,
     Party,
     Progress,
     ResultsStatus,
     Selection,
     Snapshot,
+    Stage,
 )
 from broadcaster.ingest.parsers.base import (
+    CONTEST_STATUS_WORDS,
     FeedError,
     contest_status,
     decode_text,
     describe,
+    is_digits,
     load_json,
     parse_time,
 )
@@ -123,6 +138,8 @@ class JsonMapping(_Strict):
 
 
 class CsvColumns(_Strict):
+    election: str | None = None  # the election's name (wins over `election_name`)
+    issuer: str | None = None
     contest_id: str
     contest_name: str | None = None
     contest_kind: str | None = None
@@ -135,13 +152,33 @@ class CsvColumns(_Strict):
     selection_name: str
     votes: str
     party: str | None = None
+    party_name: str | None = None
+    # The coalition it stood for in this contest ("" for none here); a party's own coalition
+    # is the first one given for it.
+    coalition: str | None = None
+    coalition_name: str | None = None
     winner: str | None = None
     seats_won: str | None = None
-    coalition: str | None = None
-    contest_status: str | None = None
+    contest_status: str | None = None  # a stage (official...) or a state (postponed...)
     generated_at: str | None = None
     status: str | None = None
     is_test: str | None = None
+
+
+# Read once per snapshot (the first row's value; with rows_agree, the first one given).
+ELECTION_COLUMNS = ("election", "status", "generated_at", "is_test", "issuer")
+# Read once per contest (its first row; with rows_agree, every row must say the same).
+CONTEST_COLUMNS = (
+    "contest_name",
+    "contest_kind",
+    "seats",
+    "reported",
+    "total_units",
+    "electorate",
+    "ballots_cast",
+    "contest_status",
+)
+ALWAYS_REQUIRED = ("contest_id", "selection_name", "votes")
 
 
 class CsvMapping(_Strict):
@@ -150,14 +187,35 @@ class CsvMapping(_Strict):
     election_name: str | None = None
     is_test: bool = False
     columns: CsvColumns
+    # "strict": the header holds only the mapping's columns (any order, any case, each once),
+    # and a column whose field is not required may be left out (read as empty).
+    header: Literal["open", "strict"] = "open"
+    # Election columns repeated on later rows, and contest columns on each row of a contest,
+    # must agree with what was given first (a snapshot is one election, a contest one contest).
+    rows_agree: bool = False
+    # Fields that may not be empty (beside contest_id, selection_name and votes, which never
+    # may): an election field on the first data row, any other field on every row.
+    required: list[str] = Field(default_factory=list)
     winner_values: list[str] = Field(default_factory=lambda: list(TRUE))
+    # When given, a winner value in neither list is an error rather than "not elected".
+    not_winner_values: list[str] | None = None
     status_values: dict[str, ReportStatus] = Field(default_factory=dict)
     contest_status_values: dict[str, ContestStatusWord] = Field(default_factory=dict)
+    # Errors name the mapping key beside the column ("column 'UNDI' (columns.votes)"); a
+    # bundled format's users never see its mapping, so its errors name the column alone.
+    _name_keys: bool = PrivateAttr(default=True)
 
-    @field_validator("winner_values")
+    @field_validator("winner_values", "not_winner_values")
     @classmethod
-    def _lower(cls, value: list[str]) -> list[str]:
-        return [v.strip().lower() for v in value]
+    def _lower(cls, value: list[str] | None) -> list[str] | None:
+        return None if value is None else [v.strip().lower() for v in value]
+
+    @model_validator(mode="after")
+    def _required_are_mapped(self) -> CsvMapping:
+        for name in self.required:
+            if getattr(self.columns, name, None) is None:
+                raise ValueError(f"required: {name!r} is not a field given in [columns]")
+        return self
 
 
 FeedMapping = JsonMapping | CsvMapping
@@ -183,8 +241,8 @@ def load_mapping(path: Path) -> FeedMapping:
         mapping = model.model_validate(raw)
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise MappingError(f"{path}: {where}: {first['msg']}") from None
+        where = "".join(f"{p}: " for p in [".".join(str(p) for p in first["loc"])] if p)
+        raise MappingError(f"{path}: {where}{first['msg']}") from None
     if isinstance(mapping, JsonMapping):
         for section in ("election", "contests", "selections", "parties"):
             fields = getattr(mapping, section)
@@ -251,7 +309,8 @@ def _fast(ast: dict[str, Any]) -> Callable[[Any], Any] | None:
         if len(keys) == 1:
             key = keys[0]
             return lambda doc: doc.get(key) if isinstance(doc, dict) else None
-        return lambda doc: _dig(doc, keys)
+        path = keys
+        return lambda doc: _dig(doc, path)
     if ast["type"] == "comparator" and ast["value"] in ("eq", "ne"):
         left, right = ast["children"]
         keys = _path(left)
@@ -428,7 +487,7 @@ def _coalition(getter: _Getter | None, doc: Any, where: str) -> str | None:
 
 
 def _contest_status(
-    getter: _Getter | None, doc: Any, where: str, values: dict[str, str]
+    getter: _Getter | None, doc: Any, where: str, values: Mapping[str, str]
 ) -> tuple[Any, Any]:
     if getter is None:
         return contest_status(None, where)
@@ -475,7 +534,7 @@ def _count_value(value: Any) -> int | None:
         return value if value >= 0 else None
     if isinstance(value, float) and value.is_integer() and value >= 0:
         return int(value)
-    if isinstance(value, str) and value.strip().isdigit():
+    if isinstance(value, str) and is_digits(value.strip()):
         return int(value.strip())
     return None
 
@@ -523,7 +582,9 @@ def _kind(getter: _Getter | None, doc: Any, where: str) -> ContestKind:
         raise getter.problem(where, value, "candidate, party or measure") from None
 
 
-def _status(getter: _Getter | None, doc: Any, where: str, values: dict[str, str]) -> ResultsStatus:
+def _status(
+    getter: _Getter | None, doc: Any, where: str, values: Mapping[str, str]
+) -> ResultsStatus:
     if getter is None:
         return ResultsStatus.PARTIAL
     value = getter(doc)
@@ -543,156 +604,334 @@ def parse_mapped_json(body: bytes, *, default_tz: tzinfo, mapping: JsonMapping) 
 # -- CSV -------------------------------------------------------------------------------------
 
 
-def parse_mapped_csv(body: bytes, *, default_tz: tzinfo, mapping: CsvMapping) -> Snapshot:
-    text = decode_text(body)
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=mapping.delimiter)
-    try:
-        header = [h.strip() for h in next(reader)]
-    except (StopIteration, csv.Error) as exc:
-        raise FeedError(f"line 1: cannot read the header row ({exc})") from None
-    cols = {k: v for k, v in mapping.columns.model_dump().items() if v is not None}
+def _header_index(header: list[str], cols: dict[str, str], mapping: CsvMapping) -> dict[str, int]:
+    """Field -> position in the header; FeedError (line 1) when the header does not fit."""
     index: dict[str, int] = {}
-    for field, column in cols.items():
-        if column not in header:
-            raise FeedError(
-                f"line 1: mapping columns.{field} = {column!r}: no such column "
-                f"(the header has {', '.join(repr(h) for h in header[:12])})"
-            )
-        index[field] = header.index(column)
+    if mapping.header == "open":
+        for field, column in cols.items():
+            if column not in header:
+                raise FeedError(
+                    f"line 1: mapping columns.{field} = {column!r}: no such column "
+                    f"(the header has {', '.join(repr(h) for h in header[:12])})"
+                )
+            index[field] = header.index(column)
+        return index
+    names = [h.lower() for h in header]
+    known = {column.lower() for column in cols.values()}
+    unknown = [n for n in names if n and n not in known]
+    if unknown:
+        raise FeedError(
+            f"line 1: unknown column {unknown[0]!r}; expected columns among: "
+            f"{', '.join(cols.values())}"
+        )
+    for field in cols:  # the mapping's order: the first missing column is named
+        required = field in ALWAYS_REQUIRED or field in mapping.required
+        if required and field not in ELECTION_COLUMNS and cols[field].lower() not in names:
+            raise FeedError(f"line 1: missing required column {cols[field]!r}")
+    for n, name in enumerate(names):
+        if name in names[:n]:
+            raise FeedError(f"line 1: column {name!r} appears twice")
+    return {f: names.index(c.lower()) for f, c in cols.items() if c.lower() in names}
 
-    def cell(row: list[str], field: str) -> str | None:
-        i = index.get(field)
+
+@dataclasses.dataclass
+class _ContestRows:
+    id: str
+    line: int  # its first row
+    given: dict[str, str]  # its contest columns as that row gives them
+    name: str
+    kind: str
+    seats: int | None
+    progress: Progress
+    electorate: int | None
+    ballots_cast: int | None
+    stage: Stage | None
+    state: ContestState
+    selections: list[Selection] = dataclasses.field(default_factory=list)
+    ids: set[str] = dataclasses.field(default_factory=set)
+
+
+class _CsvReader:
+    """The rows of one CSV snapshot, read through a mapping, into a Snapshot."""
+
+    def __init__(self, mapping: CsvMapping, header: list[str]) -> None:
+        self.mapping = mapping
+        self.cols = {k: v for k, v in mapping.columns.model_dump().items() if v is not None}
+        self.index = _header_index(header, self.cols, mapping)
+        self.required = {*ALWAYS_REQUIRED, *mapping.required}
+        self.first: dict[str, str] = {}  # the election columns
+        self.contests: dict[str, _ContestRows] = {}
+        self.parties: dict[str, Party] = {}
+        self.coalitions: dict[str, str] = {}  # id -> name, in the order first given
+
+    def where(self, field: str) -> str:
+        key = f" (columns.{field})" if self.mapping._name_keys else ""
+        return f"column {self.cols[field]!r}{key}"
+
+    def cell(self, row: list[str], field: str) -> str | None:
+        i = self.index.get(field)
         return row[i].strip() if i is not None else None
 
-    def count(row: list[str], field: str, line: int, required: bool = False) -> int | None:
-        value = cell(row, field)
-        if value is None or (value == "" and not required):
+    def need(self, row: list[str], field: str, line: int) -> str:
+        value = self.cell(row, field)
+        if not value:
+            raise FeedError(f"line {line}, {self.where(field)}: required, but empty")
+        return value
+
+    def text(self, row: list[str], field: str, line: int) -> str | None:
+        return self.need(row, field, line) if field in self.required else self.cell(row, field)
+
+    def count(self, row: list[str], field: str, line: int) -> int | None:
+        value = self.text(row, field, line)
+        if not value:
             return None
-        if not value.isdigit():
+        if not is_digits(value):
             raise FeedError(
-                f"line {line}, column {cols[field]!r} (columns.{field}): expected a "
-                f"non-negative whole number, got {describe(value)}"
+                f"line {line}, {self.where(field)}: expected a non-negative integer, "
+                f"got {describe(value)}"
             )
         return int(value)
 
-    contests: dict[str, dict[str, Any]] = {}
-    parties: dict[str, Party] = {}
-    coalitions: dict[str, Coalition] = {}
-    first: dict[str, str | None] = {}
+    def add(self, row: list[str], line: int) -> None:
+        """One data row: the election's columns, its contest's, and one selection."""
+        self._election(row, line)
+        contest = self._contest(row, line)
+        has_id = "selection_id" in self.required or self.cell(row, "selection_id")
+        id_field = "selection_id" if has_id else "selection_name"  # the name, by default
+        sid = self.need(row, id_field, line)
+        if sid in contest.ids:
+            raise FeedError(
+                f"line {line}, {self.where(id_field)}: duplicate {sid!r} in contest {contest.id!r}"
+            )
+        contest.ids.add(sid)
+        name = self.need(row, "selection_name", line)
+        contest.selections.append(
+            Selection(
+                id=sid,
+                name=name,
+                votes=self.count(row, "votes", line) or 0,
+                party_id=self._party(row, line),
+                winner=self._winner(row, line),
+                seats=self.count(row, "seats_won", line),
+                coalition_id=self._coalition(row),
+            )
+        )
+
+    def _election(self, row: list[str], line: int) -> None:
+        for field in ELECTION_COLUMNS:
+            value = self.cell(row, field)
+            if value is None:
+                continue
+            if field not in self.first:
+                if value or not self.mapping.rows_agree:
+                    self.first[field] = value
+            elif self.mapping.rows_agree and value and value != self.first[field]:
+                raise FeedError(
+                    f"line {line}, {self.where(field)}: {describe(value)} differs from "
+                    f"{describe(self.first[field])} given earlier (one snapshot is one election)"
+                )
+
+    def _contest(self, row: list[str], line: int) -> _ContestRows:
+        cid = self.need(row, "contest_id", line)
+        given = {f: self.cell(row, f) or "" for f in CONTEST_COLUMNS if f in self.index}
+        contest = self.contests.get(cid)
+        if contest is None:
+            stage, state = self._contest_status(row, line)
+            contest = self.contests[cid] = _ContestRows(
+                id=cid,
+                line=line,
+                given=given,
+                name=self.text(row, "contest_name", line) or cid,
+                kind=self.cell(row, "contest_kind") or "candidate",
+                seats=self.count(row, "seats", line),
+                progress=Progress(
+                    self.count(row, "reported", line), self.count(row, "total_units", line)
+                ),
+                electorate=self.count(row, "electorate", line),
+                ballots_cast=self.count(row, "ballots_cast", line),
+                stage=stage,
+                state=state,
+            )
+        elif self.mapping.rows_agree:
+            for f, value in given.items():
+                if value != contest.given[f]:
+                    raise FeedError(
+                        f"line {line}, {self.where(f)}: {describe(value)} differs from "
+                        f"{describe(contest.given[f])} on line {contest.line} for contest {cid!r}"
+                    )
+        return contest
+
+    def _contest_status(self, row: list[str], line: int) -> tuple[Stage | None, ContestState]:
+        text = self.text(row, "contest_status", line) or ""
+        values = self.mapping.contest_status_values
+        try:
+            return contest_status(values.get(text, text), "")
+        except FeedError:
+            known = ", ".join([*values, *CONTEST_STATUS_WORDS])
+            raise FeedError(
+                f"line {line}, {self.where('contest_status')}: expected one of {known}, "
+                f"got {describe(text)}"
+            ) from None
+
+    def _coalition(self, row: list[str]) -> str | None:
+        """The coalition this selection stood for in its contest: an id, "" for none here,
+        None when the feed has no coalition column (then its party's coalition counts)."""
+        coalition = self.cell(row, "coalition")
+        if coalition:
+            self.coalitions.setdefault(coalition, self.cell(row, "coalition_name") or coalition)
+        return coalition
+
+    def _party(self, row: list[str], line: int) -> str | None:
+        party = self.cell(row, "party") or None
+        if party is None:
+            return None
+        name = self.cell(row, "party_name") or party
+        known = self.parties.get(party)
+        if known is not None and known.name != name:
+            raise FeedError(
+                f"line {line}, {self.where('party_name')}: party {party!r} was given as "
+                f"{known.name!r} earlier"
+            )
+        # A party may stand under a coalition's logo in one contest and under its own in
+        # another: each row says which (Selection.coalition_id); the party's own coalition,
+        # for feeds and templates that ask for one, is the first one given for it.
+        own = (known.coalition_id if known else None) or self.cell(row, "coalition") or None
+        self.parties[party] = Party(party, name, None, own)
+        return party
+
+    def _winner(self, row: list[str], line: int) -> bool:
+        value = self.cell(row, "winner")
+        text = (value or "").lower()
+        elected, not_elected = self.mapping.winner_values, self.mapping.not_winner_values
+        if text in elected:
+            return True
+        if not_elected is None or text in not_elected:
+            return False
+        raise FeedError(
+            f"line {line}, {self.where('winner')}: expected "
+            f"{', '.join(v or 'empty' for v in elected)} (elected) or "
+            f"{', '.join(v or 'empty' for v in not_elected)} (not elected), got {describe(value)}"
+        )
+
+    def snapshot(self, default_tz: tzinfo) -> Snapshot:
+        if not self.contests:
+            raise FeedError("no data rows after the header")
+        for field in ELECTION_COLUMNS:
+            if field in self.required and not self.first.get(field):
+                raise FeedError(f"{self.where(field)}: required on the first data row, but empty")
+        contests = tuple(self._finish(rows) for rows in self.contests.values())
+        if "generated_at" in self.index:
+            where = self.where("generated_at")
+            generated_at = parse_time(self.first.get("generated_at"), where, default_tz)
+        else:
+            generated_at = datetime.now(UTC)
+        return Snapshot(
+            election=self.first.get("election") or self.mapping.election_name or "Election",
+            status=self._status(),
+            generated_at=generated_at,
+            contests=contests,
+            is_test=self.mapping.is_test or self._is_test(),
+            issuer=self.first.get("issuer") or None,
+            parties=self.parties,
+            coalitions=self._coalitions(contests),
+        )
+
+    def _coalitions(self, contests: tuple[Contest, ...]) -> dict[str, Coalition]:
+        """Each coalition with the parties that stood for it somewhere, in the order seen."""
+        members: dict[str, dict[str, None]] = {cid: {} for cid in self.coalitions}
+        for contest in contests:
+            for s in contest.selections:
+                if s.coalition_id and s.party_id:
+                    members[s.coalition_id][s.party_id] = None
+        return {
+            cid: Coalition(cid, name, None, tuple(members[cid]))
+            for cid, name in self.coalitions.items()
+        }
+
+    def _finish(self, rows: _ContestRows) -> Contest:
+        try:
+            kind = ContestKind(rows.kind.lower())
+        except ValueError:
+            raise FeedError(
+                f"line {rows.line}, {self.where('contest_kind')}: expected candidate, "
+                f"party or measure, got {describe(rows.kind)}"
+            ) from None
+        selections = rows.selections
+        if kind is ContestKind.PARTY:  # a list without seats given has none (yet)
+            selections = [
+                s if s.seats is not None else dataclasses.replace(s, seats=0) for s in selections
+            ]
+        return Contest(
+            id=rows.id,
+            name=rows.name,
+            kind=kind,
+            selections=tuple(selections),
+            progress=rows.progress,
+            seats=1 if rows.seats is None and kind is ContestKind.CANDIDATE else rows.seats,
+            electorate=rows.electorate,
+            ballots_cast=rows.ballots_cast,
+            stage=rows.stage,
+            state=rows.state,
+        )
+
+    def _status(self) -> ResultsStatus:
+        if "status" not in self.index:
+            return ResultsStatus.PARTIAL
+        text = self.first.get("status") or ""
+        mapped = self.mapping.status_values.get(text, text.lower())
+        if mapped not in STATUSES:
+            known = ", ".join([*self.mapping.status_values, *STATUSES])
+            raise FeedError(
+                f"{self.where('status')}: expected one of {known}, got {describe(text)}"
+            )
+        return STATUSES[mapped]
+
+    def _is_test(self) -> bool:
+        """A test flag that says neither true nor false is refused: never read as live data."""
+        value = self.first.get("is_test") or ""
+        if value.lower() not in TRUE + FALSE:
+            raise FeedError(
+                f"{self.where('is_test')}: expected true or false, got {describe(value)}"
+            )
+        return value.lower() in TRUE
+
+
+def parse_mapped_csv(body: bytes, *, default_tz: tzinfo, mapping: CsvMapping) -> Snapshot:
+    text = decode_text(body)
+    rows = csv.reader(io.StringIO(text, newline=""), delimiter=mapping.delimiter)
     try:
-        for row in reader:
-            line = reader.line_num
+        header = [h.strip() for h in next(rows)]
+    except (StopIteration, csv.Error) as exc:
+        raise FeedError(f"line 1: cannot read the header row ({exc})") from None
+    reader = _CsvReader(mapping, header)
+    try:
+        for row in rows:
+            line = rows.line_num
             if not any(c.strip() for c in row):
                 continue
             if len(row) != len(header):
                 raise FeedError(f"line {line}: expected {len(header)} fields, found {len(row)}")
-            for field in ("generated_at", "status", "is_test"):
-                if field in index and field not in first:
-                    first[field] = cell(row, field)
-            cid = cell(row, "contest_id")
-            if not cid:
-                raise FeedError(f"line {line}, column {cols['contest_id']!r}: empty contest id")
-            entry = contests.setdefault(
-                cid,
-                {
-                    "line": line,
-                    "name": cell(row, "contest_name") or cid,
-                    "kind": cell(row, "contest_kind") or "candidate",
-                    "seats": count(row, "seats", line),
-                    "reported": count(row, "reported", line),
-                    "total": count(row, "total_units", line),
-                    "electorate": count(row, "electorate", line),
-                    "ballots": count(row, "ballots_cast", line),
-                    "status": cell(row, "contest_status") or "",
-                    "selections": [],
-                    "ids": set(),
-                },
-            )
-            name = cell(row, "selection_name")
-            if not name:
-                raise FeedError(f"line {line}, column {cols['selection_name']!r}: empty name")
-            sid = cell(row, "selection_id") or name
-            if sid in entry["ids"]:
-                raise FeedError(f"line {line}: duplicate selection {sid!r} in contest {cid!r}")
-            entry["ids"].add(sid)
-            party = cell(row, "party") or None
-            if party is not None:
-                parties.setdefault(party, Party(party, party))
-            winner = (cell(row, "winner") or "").lower() in mapping.winner_values
-            coalition = cell(row, "coalition")
-            if coalition:
-                coalitions.setdefault(coalition, Coalition(coalition, coalition))
-            entry["selections"].append(
-                Selection(
-                    id=sid,
-                    name=name,
-                    votes=count(row, "votes", line, required=True) or 0,
-                    party_id=party,
-                    winner=winner,
-                    seats=count(row, "seats_won", line),
-                    coalition_id=coalition,
-                )
-            )
+            reader.add(row, line)
     except csv.Error as exc:
-        raise FeedError(f"line {reader.line_num}: malformed CSV ({exc})") from None
-    if not contests:
-        raise FeedError("no data rows after the header")
-    out = []
-    for cid, entry in contests.items():
-        try:
-            kind = ContestKind(entry["kind"].lower())
-        except ValueError:
-            raise FeedError(
-                f"line {entry['line']}, column {cols['contest_kind']!r}: expected candidate, "
-                f"party or measure, got {describe(entry['kind'])}"
-            ) from None
-        seats = entry["seats"]
-        if seats is None and kind is ContestKind.CANDIDATE:
-            seats = 1
-        word = mapping.contest_status_values.get(entry["status"], entry["status"])
-        stage, state = contest_status(
-            word, f"line {entry['line']}, column {cols.get('contest_status')!r}"
-        )
-        out.append(
-            Contest(
-                id=cid,
-                name=entry["name"],
-                kind=kind,
-                selections=tuple(entry["selections"]),
-                progress=Progress(entry["reported"], entry["total"]),
-                seats=seats,
-                electorate=entry["electorate"],
-                ballots_cast=entry["ballots"],
-                stage=stage,
-                state=state,
-            )
-        )
-    generated = first.get("generated_at")
-    if "generated_at" in index:
-        where = f"column {cols['generated_at']!r}"
-        generated_at = parse_time(generated, where, default_tz)
-    else:
-        generated_at = datetime.now(UTC)
-    status_text = first.get("status") or ""
-    status = ResultsStatus.PARTIAL
-    if "status" in index:
-        mapped = mapping.status_values.get(status_text, status_text.lower())
-        if mapped not in STATUSES:
-            raise FeedError(
-                f"column {cols['status']!r}: expected one of "
-                f"{', '.join([*mapping.status_values, *STATUSES])}, got {describe(status_text)}"
-            )
-        status = STATUSES[mapped]
-    is_test = mapping.is_test or (first.get("is_test") or "").lower() in TRUE
-    return Snapshot(
-        election=mapping.election_name or "Election",
-        status=status,
-        generated_at=generated_at,
-        contests=tuple(out),
-        is_test=is_test,
-        parties=parties,
-        coalitions=coalitions,
-    )
+        raise FeedError(f"line {rows.line_num}: malformed CSV ({exc})") from None
+    return reader.snapshot(default_tz)
+
+
+SIMPLE_CSV = Path(__file__).with_name("mappings") / "simple-csv.toml"
+
+
+@functools.cache
+def simple_csv_mapping() -> CsvMapping:
+    """broadcaster's simple CSV format (docs/feed-format.md), as the mapping bundled beside."""
+    mapping = load_mapping(SIMPLE_CSV)
+    assert isinstance(mapping, CsvMapping)
+    mapping._name_keys = False
+    return mapping
+
+
+def parse_simple_csv(body: bytes, *, default_tz: tzinfo) -> Snapshot:
+    """The simple CSV format: one row per selection, read through its bundled mapping."""
+    return parse_mapped_csv(body, default_tz=default_tz, mapping=simple_csv_mapping())
 
 
 def parse_mapped(

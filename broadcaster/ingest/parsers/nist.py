@@ -28,6 +28,7 @@ from broadcaster.ingest.parsers.base import (
     FeedError,
     contest_status,
     describe,
+    is_digits,
     load_json,
     need_count,
     need_list,
@@ -269,7 +270,7 @@ class _Report:
             obj = raw if type(raw) is dict else need_obj(raw, f"{epath}.Candidate[{i}]")
             cid = obj.get("@id")
             if type(cid) is not str or not cid.strip():
-                need_str(cid, f"{epath}.Candidate[{i}].@id")
+                cid = need_str(cid, f"{epath}.Candidate[{i}].@id")
             if cid in out:
                 raise FeedError(f"{epath}.Candidate[{i}].@id: duplicate candidate id {cid!r}")
             party = obj.get("PartyId")
@@ -353,57 +354,16 @@ class _Report:
 
         # Per selection: {unit: (total-type sum or None, other-types sum)}, and seats per unit.
         raw_selections = need_list(obj.get("ContestSelection", []), f"{path}.ContestSelection")
-        per_sel: list[
-            tuple[str, str, str | None, bool, dict[str, list[int]], dict[str, int], str | None]
-        ] = []
+        per_sel: list[_RawSelection] = []
         counted: set[str] = set()
         seen_sel: set[str] = set()
         for si, raw in enumerate(raw_selections):
             spath = f"{path}.ContestSelection[{si}]"
-            sel = raw if type(raw) is dict else need_obj(raw, spath)
-            sid = sel.get("@id")
-            if type(sid) is not str or not sid.strip():
-                need_str(sid, f"{spath}.@id")
-            if sid in seen_sel:
-                raise FeedError(f"{spath}.@id: duplicate selection id {sid!r}")
-            seen_sel.add(sid)
-            ids = sel.get("CandidateIds")
-            if (
-                type(ids) is list
-                and len(ids) == 1
-                and type(ids[0]) is str
-                and (cand := candidates.get(ids[0])) is not None
-                and sel.get("@type") == "ElectionResults.CandidateSelection"
-            ):
-                sname, party_id, winner = cand.name, cand.party_id, cand.winner
-            else:
-                sname, party_id, winner = self._selection_identity(sel, spath, kind, candidates)
-            coalition_id = self._endorsed_coalition(sel, spath)
-            votes: dict[str, list[int]] = {}
-            seats: dict[str, int] = {}
-            units = self.units
-            # The hottest loop of a large feed: check inline, build the field path only on error.
-            for vi, vc in enumerate(need_list(sel.get("VoteCounts", []), f"{spath}.VoteCounts")):
-                if type(vc) is not dict:
-                    need_obj(vc, f"{spath}.VoteCounts[{vi}]")
-                unit = vc.get("GpUnitId")
-                if type(unit) is not str or unit not in units:
-                    self._unit_ref(unit, f"{spath}.VoteCounts[{vi}].GpUnitId")
-                count = vc.get("Count")
-                if type(count) is not int or count < 0:
-                    count = need_count(count, f"{spath}.VoteCounts[{vi}].Count")
-                vtype = vc.get("Type", "total")
-                if vtype == "seats":
-                    seats[unit] = seats.get(unit, 0) + count
-                    continue
-                slot = votes.setdefault(unit, [0, 0, 0])
-                if vtype == "total":
-                    slot[0] += count
-                    slot[2] = 1
-                else:
-                    slot[1] += count
-                counted.add(unit)
-            per_sel.append((sid, sname, party_id, winner, votes, seats, coalition_id))
+            read = self._selection(raw, spath, kind, candidates, counted)
+            if read[0] in seen_sel:
+                raise FeedError(f"{spath}.@id: duplicate selection id {read[0]!r}")
+            seen_sel.add(read[0])
+            per_sel.append(read)
 
         # Only units inside the district count: real exports (Cambridge 2022) list write-ins for
         # every precinct of the city under each district's contest.
@@ -415,31 +375,7 @@ class _Report:
             sum_units: frozenset[str] = frozenset((district,))
         else:
             sum_units = frozenset(u for u in counted if not (self.below(u) & counted))
-
-        selections: list[Selection] = []
-        for sid, sname, party_id, winner, votes, seats, coalition_id in per_sel:
-            if district in votes:
-                units_for_sel: frozenset[str] | tuple[str, ...] = (district,)
-            else:
-                units_for_sel = sum_units
-            total = 0
-            for unit in units_for_sel:
-                slot = votes.get(unit)
-                if slot is not None:
-                    total += slot[0] if slot[2] else slot[1]
-            if district in seats:
-                seat_count: int | None = seats[district]
-            elif seats:
-                seat_count = sum(seats.values())
-            else:
-                seat_count = None
-            if kind is ContestKind.PARTY and seat_count is None:
-                seat_count = 0
-            selections.append(
-                Selection(
-                    sid, sname, total, party_id, winner, seat_count, coalition_id=coalition_id
-                )
-            )
+        selections = [_summed(r, district, sum_units, kind) for r in per_sel]
 
         stage, state = self._contest_status(obj, path)
         progress = self._progress(obj, path, district, counted, status)
@@ -448,15 +384,8 @@ class _Report:
             leaves = len(self.leaves(district)) or 1
             progress = Progress(leaves, leaves)
         seats_to_fill = self._seats(obj, path, kind, selections)
-        if (
-            state is ContestState.NORMAL
-            and kind is ContestKind.CANDIDATE
-            and selections
-            and len(selections) <= (seats_to_fill or 1)
-            and all(s.winner for s in selections)
-            and sum(s.votes for s in selections) == 0
-        ):
-            state = ContestState.UNCONTESTED  # declared at nomination: nobody to vote against
+        if state is ContestState.NORMAL and _uncontested(kind, selections, seats_to_fill):
+            state = ContestState.UNCONTESTED
         self._districts[cid] = self.units[district].name
         if obj.get("VoteVariation") not in (None, "plurality", "n-of-m", "approval"):
             self._ranked.add(cid)
@@ -472,6 +401,58 @@ class _Report:
             stage=stage,
             state=state,
         )
+
+    def _selection(
+        self,
+        raw: Any,
+        spath: str,
+        kind: ContestKind,
+        candidates: dict[str, _Candidate],
+        counted: set[str],
+    ) -> _RawSelection:
+        """One ContestSelection's identity and its counts by unit; adds the units it counts in
+        to `counted`."""
+        sel = raw if type(raw) is dict else need_obj(raw, spath)
+        sid = sel.get("@id")
+        if type(sid) is not str or not sid.strip():
+            sid = need_str(sid, f"{spath}.@id")
+        ids = sel.get("CandidateIds")
+        if (
+            type(ids) is list
+            and len(ids) == 1
+            and type(ids[0]) is str
+            and (cand := candidates.get(ids[0])) is not None
+            and sel.get("@type") == "ElectionResults.CandidateSelection"
+        ):
+            sname, party_id, winner = cand.name, cand.party_id, cand.winner
+        else:
+            sname, party_id, winner = self._selection_identity(sel, spath, kind, candidates)
+        coalition_id = self._endorsed_coalition(sel, spath)
+        votes: dict[str, list[int]] = {}
+        seats: dict[str, int] = {}
+        units = self.units
+        # The hottest loop of a large feed: check inline, build the field path only on error.
+        for vi, vc in enumerate(need_list(sel.get("VoteCounts", []), f"{spath}.VoteCounts")):
+            if type(vc) is not dict:
+                need_obj(vc, f"{spath}.VoteCounts[{vi}]")
+            unit = vc.get("GpUnitId")
+            if type(unit) is not str or unit not in units:
+                self._unit_ref(unit, f"{spath}.VoteCounts[{vi}].GpUnitId")
+            count = vc.get("Count")
+            if type(count) is not int or count < 0:
+                count = need_count(count, f"{spath}.VoteCounts[{vi}].Count")
+            vtype = vc.get("Type", "total")
+            if vtype == "seats":
+                seats[unit] = seats.get(unit, 0) + count
+                continue
+            slot = votes.setdefault(unit, [0, 0, 0])
+            if vtype == "total":
+                slot[0] += count
+                slot[2] = 1
+            else:
+                slot[1] += count
+            counted.add(unit)
+        return (sid, sname, party_id, winner, votes, seats, coalition_id)
 
     def _contest_status(self, obj: dict[str, Any], path: str) -> tuple[Stage | None, ContestState]:
         stage: Stage | None = None
@@ -611,6 +592,43 @@ def _count_completed(obj: dict[str, Any]) -> bool:
 
 
 def _int_text(value: Any) -> Any:
-    if isinstance(value, str) and value.strip().isdigit():
+    if isinstance(value, str) and is_digits(value.strip()):
         return int(value.strip())
     return value
+
+
+# (id, name, party, winner, {unit: [total-type sum, other-types sum, has total]}, {unit: seats},
+# endorsing coalition) of one selection, before its units are chosen.
+_RawSelection = tuple[str, str, str | None, bool, dict[str, list[int]], dict[str, int], str | None]
+
+
+def _summed(
+    raw: _RawSelection, district: str, sum_units: frozenset[str], kind: ContestKind
+) -> Selection:
+    """A selection's votes over the district (when it reports there) or its smallest reported
+    units, and its seats."""
+    sid, sname, party_id, winner, votes, seats, coalition_id = raw
+    units: frozenset[str] | tuple[str, ...] = (district,) if district in votes else sum_units
+    total = 0
+    for unit in units:
+        tallied = votes.get(unit)
+        if tallied is not None:
+            total += tallied[0] if tallied[2] else tallied[1]
+    if district in seats:
+        seat_count: int | None = seats[district]
+    elif seats:
+        seat_count = sum(seats.values())
+    else:
+        seat_count = 0 if kind is ContestKind.PARTY else None
+    return Selection(sid, sname, total, party_id, winner, seat_count, coalition_id=coalition_id)
+
+
+def _uncontested(kind: ContestKind, selections: list[Selection], seats: int | None) -> bool:
+    """Declared at nomination: as many candidates as seats, all winners, no votes cast."""
+    return (
+        kind is ContestKind.CANDIDATE
+        and bool(selections)
+        and len(selections) <= (seats or 1)
+        and all(s.winner for s in selections)
+        and sum(s.votes for s in selections) == 0
+    )

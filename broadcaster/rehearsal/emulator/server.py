@@ -65,6 +65,9 @@ class Exchange(BaseHTTPRequestHandler):
     def do_DELETE(self) -> None:
         self._handle("DELETE")
 
+    def do_PUT(self) -> None:  # uploads: TikTok's video chunks, YouTube's resumable upload
+        self._handle("PUT")
+
     def _handle(self, method: str) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""

@@ -1,7 +1,9 @@
 """YouTube Data API v3 as the adapter and the live channel use it (google-api-python-client),
 and Google's OAuth token endpoint: the active broadcast's live chat (post, list, delete
-messages; the chat can end and a new one start), liveStreams and liveBroadcasts (create, list,
-bind, transition); Google's error list, the daily quota in units (reset at midnight Pacific),
+messages; the chat can end and a new one start), Shorts (videos.insert as a resumable upload:
+the metadata POSTed for an upload address, then the file PUT to it; found again through the
+channel's uploads playlist), liveStreams and liveBroadcasts (create, list, bind, transition);
+Google's error list, the daily quota in units (reset at midnight Pacific),
 and the reasons the adapter meets (authError, quotaExceeded, liveChatEnded, rateLimitExceeded,
 backendError...).
 """
@@ -9,7 +11,7 @@ backendError...).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -47,6 +49,22 @@ CHAT = _Api(
 LIVE = _Api(
     "youtube.api", "youtube.api", "The request cannot be completed: quota exceeded.", "youtube.api"
 )
+
+
+UPLOADS = "UU-emulated"  # the channel's uploads playlist
+VIDEO = _Api(
+    "youtube.video",
+    "global",
+    "The request cannot be completed because you have exceeded your quota.",
+    "youtube.quota",
+)
+
+
+@dataclass
+class _Uploads:
+    """Resumable uploads under way: upload id -> the video's metadata."""
+
+    sessions: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass
@@ -212,6 +230,121 @@ def _delete_message(req: Request) -> None:
     req.send(204, None)
 
 
+# -- Shorts: videos.insert, resumable --
+
+
+def _start_upload(req: Request) -> None:
+    """POST upload/.../videos?uploadType=resumable: the metadata checked, an upload address
+    given (1,600 quota units, charged here)."""
+    if req.query.get("uploadType") != "resumable":
+        _error(req, 400, "badRequest", "The emulator takes resumable uploads only.", "global")
+        return
+    if not _admit(req, 1600, VIDEO):
+        return
+    try:
+        body = req.json()
+        title = str(body["snippet"]["title"])
+        description = str(body["snippet"].get("description", ""))
+        privacy = body.get("status", {}).get("privacyStatus", "public")
+    except (ValueError, KeyError, TypeError, AttributeError):
+        _error(req, 400, "invalidVideoMetadata", "The request metadata is invalid.", VIDEO.domain)
+        return
+    problem = _metadata_problem(req, title, description, privacy)
+    if problem:
+        _error(req, 400, problem[0], problem[1], VIDEO.domain)
+        return
+    upload_id = f"up-{req.emulator.next_id()}"
+    uploads = req.emulator.own("youtube.uploads", _Uploads)
+    with req.emulator.lock:
+        uploads.sessions[upload_id] = {"title": title, "description": description}
+    here = f"http://{req.header('Host')}{req.path}"
+    req.count(200)
+    req.send(200, None, {"Location": f"{here}?uploadType=resumable&upload_id={upload_id}"})
+
+
+def _metadata_problem(
+    req: Request, title: str, description: str, privacy: str
+) -> tuple[str, str] | None:
+    if not title.strip() or len(title) > 100 or "<" in title or ">" in title:
+        return "invalidTitle", "The video's title is empty, too long or has < or >."
+    if len(description.encode()) > 5000 or "<" in description or ">" in description:
+        return "invalidDescription", "The video's description is too long or has < or >."
+    if privacy not in ("public", "private", "unlisted"):
+        return "invalidVideoMetadata", "privacyStatus must be public, private or unlisted."
+    if not req.header("X-Upload-Content-Type").startswith("video/"):
+        return "badRequest", "X-Upload-Content-Type must be a video type."
+    return None
+
+
+def _finish_upload(req: Request) -> None:
+    """PUT the file to its upload address: the posting call, where faults land. The whole
+    file in one request (the adapter's chunk is larger than any short)."""
+    emu = req.emulator
+    uploads = emu.own("youtube.uploads", _Uploads)
+    with emu.lock:
+        meta = uploads.sessions.get(req.query.get("upload_id", ""))
+    if meta is None:
+        _error(req, 404, "notFound", "No such upload.", VIDEO.domain)
+        return
+    fault = req.take_fault()
+    if req.refuse(fault):
+        return
+    size = len(req.body)
+    if req.header("Content-Range") not in ("", f"bytes 0-{size - 1}/{size}"):
+        _error(req, 400, "badRequest", "The emulator takes the whole file in one request.")
+        return
+    if req.body[4:8] != b"ftyp":
+        _error(req, 400, "invalidVideoFile", "The file is not an MP4 video.", VIDEO.domain)
+        return
+    vid = f"vid{emu.next_id()}"
+    with emu.lock:
+        uploads.sessions.pop(req.query.get("upload_id", ""), None)
+    media = [f"short.mp4 ({size} bytes)"]
+    req.record(UPLOADS, vid, meta["description"], media, title=meta["title"])
+    req.accepted(fault)
+    req.count(200)
+    snippet = {**meta, "channelId": "UC-emulated"}
+    req.send(
+        200,
+        {
+            "kind": "youtube#video",
+            "id": vid,
+            "snippet": snippet,
+            "status": {"uploadStatus": "uploaded", "privacyStatus": "public"},
+        },
+    )
+
+
+def _my_channel(req: Request) -> None:
+    """GET channels?mine=true: the channel and its uploads playlist."""
+    details = {"relatedPlaylists": {"uploads": UPLOADS}}
+    item = {"kind": "youtube#channel", "id": "UC-emulated", "contentDetails": details}
+    req.send(200, {"kind": "youtube#channelListResponse", "items": [item]})
+
+
+def _uploads(req: Request) -> None:
+    """GET playlistItems of the uploads playlist: the channel's videos, newest first."""
+    if req.query.get("playlistId") != UPLOADS:
+        _error(req, 404, "playlistNotFound", "Playlist not found.", VIDEO.domain)
+        return
+    videos = [p for p in req.emulator.posts_of(NAME) if p.target == UPLOADS and not p.deleted]
+    items = [
+        {
+            "kind": "youtube#playlistItem",
+            "id": f"pi-{p.id}",
+            "snippet": {
+                "title": p.title,
+                "description": p.text,
+                "playlistId": UPLOADS,
+                "resourceId": {"kind": "youtube#video", "videoId": p.id},
+            },
+        }
+        for p in reversed(videos)
+    ]
+    limit = int(req.query.get("maxResults", "5") or 5)
+    req.send(200, {"kind": "youtube#playlistItemListResponse", "items": items[:limit]})
+
+
 def _no_route(req: Request) -> None:
     _error(req, 404, "notFound", f"no route {req.method} {req.path}", "global")
 
@@ -309,9 +442,13 @@ def _no_live_route(req: Request, state: LiveState) -> None:
 
 PLATFORM = Platform(
     name=NAME,
-    claim=rf"{API}/.*|/token",
+    claim=rf"{API}/.*|/token|/upload{API}/videos",
     routes=(
         Route("POST", r"/token", _token),
+        Route("POST", rf"/upload{API}/videos", _start_upload),
+        Route("PUT", rf"/upload{API}/videos", _chat_call(0, _finish_upload)),
+        Route("GET", rf"{API}/channels", _chat_call(1, _my_channel)),
+        Route("GET", rf"{API}/playlistItems", _chat_call(1, _uploads)),
         Route("GET", rf"{API}/liveStreams", _live_call(1, _list_streams)),
         Route("POST", rf"{API}/liveStreams", _live_call(50, _create_stream)),
         Route(

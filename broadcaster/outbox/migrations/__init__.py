@@ -1,0 +1,1 @@
+"""Alembic's migrations of the outbox's database (broadcaster/outbox/schema.py runs them)."""

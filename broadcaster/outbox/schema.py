@@ -1,0 +1,179 @@
+"""The database's schema: a new database is made at the current revision; an existing one must
+be at it, or is refused with the command that migrates it (Alembic, `broadcaster db upgrade`).
+
+Revisions live in broadcaster/outbox/migrations/versions, inside the package, so that an
+installed wheel can migrate without the source tree. Databases made before Alembic carry their
+schema version in kv only (1 or 2): they are stamped at the matching revision, then upgraded.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Column, MetaData, String, Table, create_engine, inspect, select, text
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import OperationalError, ProgrammingError
+
+from broadcaster.outbox.store import SCHEMA_VERSION, _insert_ignore, _where, kv, metadata
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+# kv's schema_version of a database made before Alembic -> its revision.
+LEGACY = {1: "0001", 2: "0002"}
+SCHEMA_LOCK = 0x62726F61  # PostgreSQL advisory lock: one process creates or migrates at a time
+UPGRADE = "`broadcaster db upgrade --config FILE` (or `--url URL`)"
+
+# Alembic's own bookkeeping table, as Alembic makes it.
+_version_meta = MetaData()
+alembic_version = Table(
+    "alembic_version", _version_meta, Column("version_num", String(32), primary_key=True)
+)
+
+
+class SchemaMismatch(RuntimeError):
+    """The database's schema is not the one this version of broadcaster uses; the message says
+    which command puts it right."""
+
+
+@dataclass(frozen=True, slots=True)
+class Upgrade:
+    before: str | None  # the revision found (None: a new, empty database)
+    after: str
+
+
+def alembic_config(connection: Connection | None = None) -> AlembicConfig:
+    config = AlembicConfig()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection
+    return config
+
+
+def head() -> str:
+    """The revision this version of broadcaster needs."""
+    found = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert found is not None
+    return found
+
+
+def known_revisions() -> list[str]:
+    """Every revision, oldest first."""
+    script = ScriptDirectory.from_config(alembic_config())
+    return [r.revision for r in reversed(list(script.walk_revisions()))]
+
+
+def current_revision(conn: Connection) -> str | None:
+    """The database's revision: Alembic's, else the one its legacy schema version stands for
+    ("schema N" when unknown); None for a new database (or one another process is creating)."""
+    tables = set(inspect(conn).get_table_names())
+    if "alembic_version" in tables:
+        found = conn.execute(select(alembic_version.c.version_num)).scalars().all()
+        if found:
+            return str(found[0])
+    if "kv" in tables:
+        version = conn.execute(select(kv.c.value).where(kv.c.key == "schema_version")).scalar()
+        if version is not None:
+            return LEGACY.get(int(version), f"schema {version}")
+    return None
+
+
+def prepare(engine: Engine, where: str) -> None:
+    """Make a new database at the current revision, or check an existing one is at it (raise
+    SchemaMismatch, naming the command to run, when it is older or newer)."""
+    if engine.dialect.name == "postgresql":
+        with engine.begin() as conn:
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK})
+            _prepare(conn, where)
+        return
+    # SQLite: two processes opening a new file at once can both find a table missing; the
+    # loser of the race retries.
+    for attempt in range(5):
+        try:
+            with engine.begin() as conn:
+                _prepare(conn, where)
+            return
+        except (OperationalError, ProgrammingError) as exc:
+            if "already exists" not in str(exc) or attempt == 4:
+                raise
+            time.sleep(0.05 * (attempt + 1))
+
+
+def _prepare(conn: Connection, where: str) -> None:
+    found = current_revision(conn)
+    wanted = head()
+    if found is None:
+        metadata.create_all(conn)
+        alembic_version.create(conn, checkfirst=True)
+        conn.execute(
+            _insert_ignore(conn, alembic_version, "version_num").values(version_num=wanted)
+        )
+        conn.execute(
+            _insert_ignore(conn, kv, "key").values(key="schema_version", value=SCHEMA_VERSION)
+        )
+        found = current_revision(conn)
+    if found != wanted:
+        raise SchemaMismatch(mismatch(where, found, wanted))
+
+
+def mismatch(where: str, found: str | None, wanted: str) -> str:
+    """What is wrong with a database at `found`, and what to do."""
+    if found in known_revisions():
+        return (
+            f"database {where} has schema revision {found}, older than this version's "
+            f"{wanted}: back it up, then run {UPGRADE} before starting broadcaster"
+        )
+    return (
+        f"database {where} has schema revision {found}, made by a newer version of broadcaster "
+        f"than this one (which knows up to {wanted}): run that newer version (a database is "
+        "never migrated downwards)"
+    )
+
+
+def upgrade(url: str) -> Upgrade:
+    """Migrate the database at `url` to the current revision, in place (a new database is made
+    by running every revision). Raises SchemaMismatch for a database newer than this code."""
+    engine = create_engine(url, future=True)
+    wanted = head()
+    try:
+        with engine.connect() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": SCHEMA_LOCK})
+                conn.commit()
+            try:
+                before = current_revision(conn)
+                conn.commit()
+                if before is not None and before not in known_revisions():
+                    raise SchemaMismatch(mismatch(_where(url), before, wanted))
+                config = alembic_config(conn)
+                if before is not None and not _has_version_table(conn):
+                    command.stamp(config, before)  # a database from before Alembic
+                    conn.commit()
+                command.upgrade(config, "head")
+                conn.commit()
+            finally:
+                if conn.dialect.name == "postgresql":
+                    conn.rollback()
+                    conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": SCHEMA_LOCK})
+                    conn.commit()
+    finally:
+        engine.dispose()
+    return Upgrade(before=before, after=wanted)
+
+
+def revision_at(url: str) -> str | None:
+    """The revision of the database at `url` (None when it is new), without changing it."""
+    engine = create_engine(url, future=True)
+    try:
+        with engine.connect() as conn:
+            return current_revision(conn)
+    finally:
+        engine.dispose()
+
+
+def _has_version_table(conn: Connection) -> bool:
+    context = MigrationContext.configure(conn)
+    return context.get_current_revision() is not None
