@@ -99,7 +99,7 @@ class Dispatcher:
         # Each account's pending posts and recent sends, in memory (queues.py): a step costs
         # what changed and what is due, not the backlog.
         self.queues = Queues(
-            store, list(self.accounts), lambda name: not self.live(self.accounts[name])
+            store, lambda: self.accounts, lambda name: not self.live(self.accounts[name])
         )
         self._newly_paused: set[str] = set()  # paused during this run_once
         self._waiting: dict[str, Waiting | None] = {}  # as last written (only we write it)

@@ -18,7 +18,7 @@ claimed, and the claim itself only takes a pending post.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import datetime
 from typing import Any
 
@@ -45,10 +45,16 @@ def queued_item(row: Any, *, final: bool = False, event_id: int | None = None) -
 
 
 class Queues:
-    """Every configured account's queue. `mode(account)`: the dry_run value of the posts this
-    run may send for it (others are never queued)."""
+    """The queue of every account the dispatcher serves (`accounts()`, asked at each look).
+    `mode(account)`: the dry_run value of the posts this run may send for it (others are
+    never queued)."""
 
-    def __init__(self, store: Store, accounts: list[str], mode: Callable[[str], bool]) -> None:
+    def __init__(
+        self,
+        store: Store,
+        accounts: Callable[[], Collection[str]],
+        mode: Callable[[str], bool],
+    ) -> None:
         self.store = store
         self.accounts = accounts
         self.mode = mode
@@ -72,7 +78,7 @@ class Queues:
         if old is not None and marker[1:] != old[1:]:
             self.outside_change = True
             self._stale = True
-        if self._stale:
+        if self._stale or set(self.accounts()) != set(self.queues):
             self._rebuild(marker[0], now, since)
         elif marker[0] > self._seen_id:
             if self.store.engine.dialect.name != "sqlite":
@@ -84,7 +90,7 @@ class Queues:
             queue.advance(now, since)
 
     def _rebuild(self, newest: int, now: datetime, since: datetime) -> None:
-        self.queues = {name: AccountQueue() for name in self.accounts}
+        self.queues = {name: AccountQueue() for name in self.accounts()}
         self.want_cards = set()
         self._add_new(0, now)
         for name, queue in self.queues.items():
