@@ -8,6 +8,8 @@ import os
 import shutil
 import sqlite3
 import stat
+import threading
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -25,13 +27,21 @@ def _open_and_write(url: str) -> None:
     store.close()
 
 
-def _open_each_at_once(urls: list[str], barrier: Any) -> None:
+def _open_each_at_once(urls: list[str], barrier: Any, errors: Any) -> None:
     # Started once for all the rounds (an interpreter importing SQLAlchemy takes about a second
     # on a loaded machine); the barrier lines the processes up so that they open each new
-    # database at the same moment. A process that fails breaks the barrier for the others.
-    for url in urls:
-        barrier.wait(timeout=60)
-        _open_and_write(url)
+    # database at the same moment. A process that fails breaks the barrier for the others, and
+    # says why first, so the test names the cause rather than the broken barrier.
+    try:
+        for url in urls:
+            barrier.wait(timeout=180)  # a loaded CI machine starts interpreters slowly
+            _open_and_write(url)
+    except threading.BrokenBarrierError:
+        raise
+    except BaseException:
+        errors.put(traceback.format_exc())
+        barrier.abort()
+        raise
 
 
 def open_at_once(urls: str | list[str], processes: int = 4) -> None:
@@ -40,17 +50,25 @@ def open_at_once(urls: str | list[str], processes: int = 4) -> None:
     urls = [urls] if isinstance(urls, str) else urls
     ctx = multiprocessing.get_context("spawn")
     barrier = ctx.Barrier(processes)
-    procs = [ctx.Process(target=_open_each_at_once, args=(urls, barrier)) for _ in range(processes)]
+    errors = ctx.Queue()
+    procs = [
+        ctx.Process(target=_open_each_at_once, args=(urls, barrier, errors))
+        for _ in range(processes)
+    ]
     for p in procs:
         p.start()
     try:
         for p in procs:
-            p.join(timeout=120)
+            p.join(timeout=240)
     finally:
         for p in procs:
             if p.is_alive():
                 p.kill()
                 p.join()
+    failed = []
+    while not errors.empty():
+        failed.append(errors.get(timeout=5))
+    assert not failed, "a process failed to open the database:\n" + "\n".join(failed)
     assert [p.exitcode for p in procs] == [0] * processes
     for url in urls:
         store = Store(url)

@@ -8,7 +8,6 @@ schema version in kv only (1 or 2): they are stamped at the matching revision, t
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +17,6 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Column, MetaData, String, Table, create_engine, inspect, select, text
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from broadcaster.outbox.store import SCHEMA_VERSION, _insert_ignore, _where, kv, metadata
 
@@ -89,17 +87,19 @@ def prepare(engine: Engine, where: str) -> None:
             conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK})
             _prepare(conn, where)
         return
-    # SQLite: two processes opening a new file at once can both find a table missing; the
-    # loser of the race retries.
-    for attempt in range(5):
+    # SQLite: the write lock is taken before anything is read (BEGIN IMMEDIATE waits for it,
+    # up to the busy timeout), so two processes opening a new file at once never see each
+    # other's tables half made. Python's sqlite3 would otherwise commit each CREATE TABLE on its
+    # own and read outside any transaction: one process then found a table without its row and
+    # read the newest schema version as "made by a newer broadcaster".
+    with engine.connect() as conn:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
         try:
-            with engine.begin() as conn:
-                _prepare(conn, where)
-            return
-        except (OperationalError, ProgrammingError) as exc:
-            if "already exists" not in str(exc) or attempt == 4:
-                raise
-            time.sleep(0.05 * (attempt + 1))
+            _prepare(conn, where)
+        except BaseException:
+            conn.rollback()
+            raise
+        conn.commit()
 
 
 def _prepare(conn: Connection, where: str) -> None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
+import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -1234,8 +1236,19 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
     # First, so that the statements below (and everything after) wait for a busy database.
     cur.execute("PRAGMA busy_timeout=30000")
-    # WAL lets the CLI read and act on the outbox while the daemon writes.
-    cur.execute("PRAGMA journal_mode=WAL")
+    # WAL lets the CLI read and act on the outbox while the daemon writes. A database stays in
+    # WAL once switched; the switch itself needs the file to itself and answers "locked" at once
+    # (the busy timeout does not apply) while another process opens a new database beside it.
+    if cur.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                cur.execute("PRAGMA journal_mode=WAL")
+                break
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
     cur.execute("PRAGMA synchronous=FULL")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
