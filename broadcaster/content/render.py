@@ -126,7 +126,8 @@ class _Formats:
             self.patterns[decimals] = pattern
         return pattern
 
-    def _apply(self, decimals: int, kind: type, value: float | int) -> str:
+    def _apply(self, decimals: int, is_float: bool, value: float | int) -> str:
+        # `is_float` keeps 1 and 1.0 (equal, so one cache key otherwise) apart.
         return self.pattern_for(decimals).apply(value, self.babel)
 
     def decimal(self, value: float | int, decimals: int) -> str:
@@ -134,7 +135,7 @@ class _Formats:
             hash(value)
         except TypeError:  # an unhashable value: let Babel say what it makes of it
             return self.pattern_for(decimals).apply(value, self.babel)
-        return self.formatted(decimals, type(value), value)
+        return self.formatted(decimals, isinstance(value, float), value)
 
     def _time(self, value: datetime, pattern: str) -> str:
         return self.loc.digits(
@@ -149,13 +150,13 @@ class _Formats:
     def time(self, value: datetime, pattern: str | None) -> str:
         pattern = pattern or self.loc.time_format
         if isinstance(value, datetime) and isinstance(pattern, str):
-            return self.time_of(value, pattern)  # type: ignore[no-any-return]
+            return self.time_of(value, pattern)
         return self._time(value, pattern)  # not a time: Babel's own error
 
     def date(self, value: datetime, pattern: str | None) -> str:
         pattern = pattern or self.loc.date_format
         if isinstance(value, datetime) and isinstance(pattern, str):
-            return self.date_of(value, pattern)  # type: ignore[no-any-return]
+            return self.date_of(value, pattern)
         return self._date(value, pattern)
 
 

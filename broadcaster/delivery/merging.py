@@ -61,14 +61,14 @@ def merge(
     if summary is None:
         return None
     newest = store.post_row(newest_post)
-    post_id = store.add_summary(
+    summary_id = store.add_summary(
         event=summary.event,
         context=summary.context,
         snapshot_id=newest.snapshot_id,
         post=summary.post,
         merged=summary.included,
     )
-    if post_id is None:
+    if summary_id is None:
         return None
     log.info(
         "merged %d %s posts for %s into one summary",
@@ -77,4 +77,4 @@ def merge(
         account.name,
         extra={"account": account.name},
     )
-    return Merged(post_id, list(summary.included))
+    return Merged(summary_id, list(summary.included))
