@@ -17,7 +17,15 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, text
 
 from broadcaster.domain.posts import HoldKind
-from broadcaster.outbox.schema import SchemaMismatch, alembic_config, head, upgrade
+from broadcaster.outbox.schema import (
+    HEAD,
+    REVISIONS,
+    SchemaMismatch,
+    alembic_config,
+    alembic_revisions,
+    head,
+    upgrade,
+)
 from broadcaster.outbox.store import SCHEMA_VERSION, Store
 from tests.conftest import write_config
 
@@ -27,6 +35,13 @@ def empty_db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'state.db'}"
     return str(request.getfixturevalue("postgres_url"))
+
+
+def test_the_revisions_written_in_the_code_are_alembic_s():
+    """Opening a database checks its revision against REVISIONS without importing Alembic; a
+    new migration must be added there too, or this fails."""
+    assert list(REVISIONS) == alembic_revisions()
+    assert HEAD == alembic_revisions()[-1] == head()
 
 
 def test_the_revisions_make_exactly_the_schema_the_code_makes(empty_db: str):
