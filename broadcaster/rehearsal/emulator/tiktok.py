@@ -165,20 +165,31 @@ def _status(req: Request, token: str, payload: Any) -> None:
     _answer(req, 200, status)
 
 
-def _init(req: Request, token: str, payload: Any) -> None:
-    """POST content/init: the posting call, where faults land."""
+def _admit(req: Request, token: str) -> tuple[bool, Any]:
+    """What every posting call meets first: a fault, an expired token, the per-minute init
+    limit and the daily post cap (photo and video posts share them). (False, _) once answered;
+    else (True, the fault still to act on after the post is recorded, if any)."""
     emu = req.emulator
     fault = req.take_fault()
     if fault is not None and fault.kind == "token_expired":
         emu.expire_token(token)
         _answer(req, 401, None, "access_token_invalid", NOT_AUTHORIZED)
-        return
+        return False, fault
     if req.refuse(fault) or _limited(req, f"tt-init:{token}", emu.limits.tiktok_init_per_min):
-        return
+        return False, fault
     if not emu.allow("tt-day", emu.limits.tiktok_daily, 86400)[0]:
         emu.refuse(NAME)
         message = "The user has reached the daily post cap."
         _answer(req, 403, None, "spam_risk_too_many_posts", message)
+        return False, fault
+    return True, fault
+
+
+def _init(req: Request, token: str, payload: Any) -> None:
+    """POST content/init: the posting call, where faults land."""
+    emu = req.emulator
+    admitted, fault = _admit(req, token)
+    if not admitted:
         return
     info = payload.get("post_info") or {}
     src = payload.get("source_info") or {}
@@ -227,17 +238,8 @@ def _video_init(req: Request, token: str, payload: Any) -> None:
     """POST video/init with FILE_UPLOAD: opens an upload; the post is made by the last chunk.
     Shares the per-minute init limit and the daily cap with photo posts."""
     emu = req.emulator
-    fault = req.take_fault()
-    if fault is not None and fault.kind == "token_expired":
-        emu.expire_token(token)
-        _answer(req, 401, None, "access_token_invalid", NOT_AUTHORIZED)
-        return
-    if req.refuse(fault) or _limited(req, f"tt-init:{token}", emu.limits.tiktok_init_per_min):
-        return
-    if not emu.allow("tt-day", emu.limits.tiktok_daily, 86400)[0]:
-        emu.refuse(NAME)
-        message = "The user has reached the daily post cap."
-        _answer(req, 403, None, "spam_risk_too_many_posts", message)
+    admitted, fault = _admit(req, token)
+    if not admitted:
         return
     info = payload.get("post_info") or {}
     src = payload.get("source_info") or {}
