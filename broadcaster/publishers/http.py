@@ -22,6 +22,7 @@ What "never twice" rests on, audited against the libraries' source:
 
 from __future__ import annotations
 
+import importlib
 import ipaddress
 import time
 from collections.abc import Callable, Mapping
@@ -217,3 +218,19 @@ def require_https(url: str) -> str:
         f"must be an https:// address (got {where}): tokens and secrets would travel in clear; "
         "plain http is allowed only on loopback (127.0.0.0/8, ::1, localhost)"
     )
+
+
+class LazyModule:
+    """A module imported at the first use of one of its attributes. The platforms' client
+    libraries (google-api-python-client and google-auth, tweepy) cost a quarter of a second to
+    import: every command that reads the configuration would pay it, though only the adapters
+    at work use them."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._module: Any = None
+
+    def __getattr__(self, attr: str) -> Any:
+        if self._module is None:
+            self._module = importlib.import_module(self._name)
+        return getattr(self._module, attr)

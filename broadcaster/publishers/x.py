@@ -17,10 +17,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import requests
-import tweepy
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from broadcaster.core.config import AccountConfig
@@ -41,12 +40,18 @@ from broadcaster.publishers.base import (
     RetryLater,
 )
 from broadcaster.publishers.http import (
+    LazyModule,
     may_have_acted,
     network_error,
     platform_session,
     require_https,
     retry_after,
 )
+
+if TYPE_CHECKING:
+    import tweepy
+else:
+    tweepy = LazyModule("tweepy")  # loaded when the adapter first uses it (LazyModule says why)
 
 API = "https://api.x.com"
 TWEEPY_HOST = "https://api.twitter.com"

@@ -30,19 +30,11 @@ import json
 import os
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import urlsplit, urlunsplit
 from zoneinfo import ZoneInfo
 
-import httplib2
 import requests
-from google.auth.exceptions import RefreshError, TransportError
-from google.auth.transport.requests import AuthorizedSession
-from google.auth.transport.requests import Request as AuthRequest
-from google.oauth2.credentials import Credentials
-from googleapiclient.discovery import build
-from googleapiclient.errors import HttpError
-from googleapiclient.http import MediaFileUpload
 from pydantic import AfterValidator, ConfigDict, Field
 
 from broadcaster.core.config import AccountConfig
@@ -64,6 +56,7 @@ from broadcaster.publishers.base import (
     VideoSpec,
 )
 from broadcaster.publishers.http import (
+    LazyModule,
     is_loopback,
     may_have_acted,
     network_error,
@@ -71,6 +64,23 @@ from broadcaster.publishers.http import (
     require_https,
     retry_after,
 )
+
+if TYPE_CHECKING:
+    import google.auth.exceptions as auth_errors
+    import google.auth.transport.requests as google_requests
+    import google.oauth2.credentials as google_credentials
+    import googleapiclient.discovery as discovery
+    import googleapiclient.errors as api_errors
+    import googleapiclient.http as api_http
+    import httplib2
+else:  # loaded when an adapter first uses them (LazyModule says why)
+    auth_errors = LazyModule("google.auth.exceptions")
+    google_requests = LazyModule("google.auth.transport.requests")
+    google_credentials = LazyModule("google.oauth2.credentials")
+    discovery = LazyModule("googleapiclient.discovery")
+    api_errors = LazyModule("googleapiclient.errors")
+    api_http = LazyModule("googleapiclient.http")
+    httplib2 = LazyModule("httplib2")
 
 API = "https://www.googleapis.com"
 TOKEN_URI = "https://oauth2.googleapis.com/token"  # noqa: S105 - a URL, not a secret
@@ -202,7 +212,7 @@ class YouTubePublisher(Publisher):
                 f"{account.name}: no YouTube refresh token: run `broadcaster auth youtube "
                 f"--account {account.name}`"
             )
-        self.credentials = Credentials(
+        self.credentials = google_credentials.Credentials(
             token=None,
             refresh_token=refresh,
             token_uri=s.token_endpoint,
@@ -211,11 +221,11 @@ class YouTubePublisher(Publisher):
             scopes=[SCOPE],
         )
         # The token refresh goes through the same kind of session (a timeout, no retries).
-        authed = AuthorizedSession(
-            self.credentials, auth_request=AuthRequest(platform_session(s.timeout))
+        authed = google_requests.AuthorizedSession(
+            self.credentials, auth_request=google_requests.Request(platform_session(s.timeout))
         )
         self.http = SessionHttp(platform_session(s.timeout, session=authed), s.timeout)
-        self.api = build(
+        self.api = discovery.build(
             "youtube",
             "v3",
             http=self.http,
@@ -260,14 +270,14 @@ class YouTubePublisher(Publisher):
         self._spend(method)
         try:
             return request.execute(num_retries=0)
-        except HttpError as exc:
+        except api_errors.HttpError as exc:
             raise self._map(exc, action) from None
-        except RefreshError as exc:
+        except auth_errors.RefreshError as exc:
             raise Reauthorize(
                 f"youtube {action}: token refresh failed ({_first_line(exc)}); run "
                 f"`broadcaster auth youtube --account {self.account.name}`"
             ) from None
-        except TransportError as exc:
+        except auth_errors.TransportError as exc:
             # The token refresh did not get through: nothing was posted.
             raise RetryLater(f"youtube {action}: token refresh: {type(exc).__name__}") from None
         except requests.RequestException as exc:
@@ -279,7 +289,7 @@ class YouTubePublisher(Publisher):
             return RetryLater(str(error))  # a read or a look-up created nothing
         return error
 
-    def _map(self, exc: HttpError, action: str) -> PublishError:
+    def _map(self, exc: api_errors.HttpError, action: str) -> PublishError:
         status = int(exc.resp.status) if exc.resp is not None else 0
         reason = _reason(exc)
         where = f"youtube {action}: HTTP {status} {reason}".rstrip()
@@ -350,7 +360,7 @@ class YouTubePublisher(Publisher):
             "snippet": {"title": (post.title or post.text)[:100], "description": post.text},
             "status": {"privacyStatus": "public", "selfDeclaredMadeForKids": False},
         }
-        media = MediaFileUpload(path, mimetype="video/mp4", resumable=True)
+        media = api_http.MediaFileUpload(path, mimetype="video/mp4", resumable=True)
         request = self.api.videos().insert(part="snippet,status", body=body, media_body=media)
         request.uri = _upload_scheme(request.uri, self.settings.api_base)
         self._spend("videos.insert")
@@ -358,14 +368,14 @@ class YouTubePublisher(Publisher):
         try:
             while response is None:
                 _, response = request.next_chunk(num_retries=0)
-        except HttpError as exc:
+        except api_errors.HttpError as exc:
             raise self._map(exc, "post") from None
-        except RefreshError as exc:
+        except auth_errors.RefreshError as exc:
             raise Reauthorize(
                 f"youtube upload: token refresh failed ({_first_line(exc)}); run "
                 f"`broadcaster auth youtube --account {self.account.name}`"
             ) from None
-        except TransportError as exc:
+        except auth_errors.TransportError as exc:
             raise RetryLater(f"youtube upload: token refresh: {type(exc).__name__}") from None
         except requests.RequestException as exc:
             raise self._network(exc, "post") from None
@@ -505,7 +515,7 @@ def _upload_scheme(uri: str, api_base: str) -> str:
     return uri
 
 
-def _reason(exc: HttpError) -> str:
+def _reason(exc: api_errors.HttpError) -> str:
     try:
         body = json.loads(exc.content)
         errors = body.get("error", {}).get("errors") or []
