@@ -32,32 +32,34 @@ import argparse
 import contextlib
 import json
 import os
-import pwd
 import random
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections import Counter
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import create_engine, text
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Engine
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench_crash import PLATFORMS, SEAT, daemon_cmd
 from bench_crash import write_config as write_crash_config
 
 from broadcaster.rehearsal.emulator import Emulator, EmulatorServer, Limits
 from broadcaster.rehearsal.fictional import Burst, NightPlan, write_night
+from tests.local_servers import (
+    PostgresUnavailable,
+    fresh_database,
+    throwaway_postgres,
+)
 
 
 class Stuck(RuntimeError):
@@ -65,61 +67,6 @@ class Stuck(RuntimeError):
 
 
 # -- PostgreSQL ---------------------------------------------------------------------------------
-
-
-def _binary(name: str) -> str | None:
-    found = shutil.which(name)
-    if found:
-        return found
-    for folder in sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True):
-        if (folder / name).is_file():
-            return str(folder / name)
-    return None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextlib.contextmanager
-def throwaway_postgres() -> Iterator[str]:
-    """A PostgreSQL server of our own (initdb, pg_ctl) on 127.0.0.1, removed afterwards."""
-    initdb, pg_ctl = _binary("initdb"), _binary("pg_ctl")
-    if not (initdb and pg_ctl):
-        raise SystemExit("PostgreSQL binaries (initdb, pg_ctl) not found: give --postgres URL")
-    base = Path(tempfile.mkdtemp(prefix="broadcaster-failover-pg-"))
-    as_user: list[str] = []
-    if os.geteuid() == 0:  # PostgreSQL refuses to run as root
-        pwd.getpwnam("postgres")
-        shutil.chown(base, "postgres")
-        as_user = ["runuser", "-u", "postgres", "--"]
-    data, port = base / "data", _free_port()
-    quiet: dict[str, Any] = {"capture_output": True, "text": True, "timeout": 120, "check": True}
-    subprocess.run([*as_user, initdb, "-D", str(data), "--auth=trust", "-U", "postgres"], **quiet)
-    options = f"-F -p {port} -c listen_addresses=127.0.0.1 -k {base}"
-    ctl = [*as_user, pg_ctl, "-D", str(data), "-o", options, "-l", str(base / "log"), "-w"]
-    subprocess.run([*ctl, "start"], **quiet)
-    try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
-    finally:
-        subprocess.run([*as_user, pg_ctl, "-D", str(data), "-m", "immediate", "stop"], **quiet)
-        shutil.rmtree(base, ignore_errors=True)
-
-
-@contextlib.contextmanager
-def fresh_database(server: str) -> Iterator[str]:
-    name = f"broadcaster_failover_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(server, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(server).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 # -- the instances ------------------------------------------------------------------------------
@@ -415,7 +362,7 @@ def run(
     (work / "night").mkdir()
     server = EmulatorServer(emulator=make_emulator(seed)).start()
     takeovers: list[float] = []
-    with fresh_database(postgres) as url:
+    with fresh_database(postgres, "broadcaster_failover") as url:
         engine = create_engine(url, pool_pre_ping=True)
         configs, secrets = write_configs(work, server.url, url, instances, lease, renew)
         env = {**os.environ, **secrets}
@@ -494,7 +441,12 @@ def main() -> None:
     # A SIGTERM (a test giving up) ends the run through its `finally`: every daemon dies too.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(3))
     with contextlib.ExitStack() as stack:
-        server = args.postgres or stack.enter_context(throwaway_postgres())
+        try:
+            server = args.postgres or stack.enter_context(
+                throwaway_postgres("broadcaster-failover-pg-")
+            )
+        except PostgresUnavailable as exc:
+            raise SystemExit(f"{exc}: give --postgres URL") from None
         try:
             result = run(
                 args.seats,

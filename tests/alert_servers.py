@@ -4,7 +4,6 @@ CA, login required over TLS) and a webhook receiver; each started and torn down 
 from __future__ import annotations
 
 import json
-import socket
 import ssl
 import threading
 from collections.abc import Iterator
@@ -20,14 +19,10 @@ import trustme
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
+from tests.local_servers import free_port
+
 SMTP_USER = "alerts@example.org"
 SMTP_PASSWORD = "smtp-password-value-123"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

@@ -8,21 +8,20 @@ import fcntl
 import json
 import logging
 import os
-import pwd
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 import traceback
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.local_servers import PostgresUnavailable, fresh_database, throwaway_postgres
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_FEEDS = Path(os.environ.get("BROADCASTER_SHARED_FEEDS", ROOT.parent / "shared" / "feeds"))
@@ -389,22 +388,6 @@ def _turnstile(folder: Path, *, exclusive: bool) -> Iterator[None]:
 POSTGRES_ENV = "BROADCASTER_TEST_POSTGRES"  # a server's URL to use instead of starting one
 
 
-def _postgres_binary(name: str) -> str | None:
-    found = shutil.which(name)
-    if found:
-        return found
-    for folder in sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True):
-        if (folder / name).is_file():
-            return str(folder / name)
-    return None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[str]:
     """A throwaway PostgreSQL server for the session (initdb and pg_ctl, on 127.0.0.1), or the
@@ -413,49 +396,16 @@ def postgres_server() -> Iterator[str]:
     if url := os.environ.get(POSTGRES_ENV):
         yield url
         return
-    initdb, pg_ctl = _postgres_binary("initdb"), _postgres_binary("pg_ctl")
-    if not (initdb and pg_ctl):
-        pytest.skip("PostgreSQL server (initdb, pg_ctl) not installed")
-    as_user: list[str] = []
-    base = Path(tempfile.mkdtemp(prefix="broadcaster-pg-"))
-    if os.geteuid() == 0:  # PostgreSQL refuses to run as root
+    with contextlib.ExitStack() as stack:
         try:
-            pwd.getpwnam("postgres")
-        except KeyError:
-            pytest.skip("running as root and there is no postgres user to run PostgreSQL")
-        shutil.chown(base, "postgres")
-        as_user = ["runuser", "-u", "postgres", "--"]
-    data, port = base / "data", _free_port()
-    quiet = {"capture_output": True, "text": True, "timeout": 120}
-    made = subprocess.run(
-        [*as_user, initdb, "-D", str(data), "--auth=trust", "-U", "postgres", "-E", "UTF8"],
-        **quiet,
-    )
-    assert made.returncode == 0, made.stderr
-    options = f"-F -p {port} -c listen_addresses=127.0.0.1 -k {base}"
-    start = [*as_user, pg_ctl, "-D", str(data), "-o", options, "-l", str(base / "log"), "-w"]
-    started = subprocess.run([*start, "start"], **quiet)
-    assert started.returncode == 0, started.stderr + (base / "log").read_text()
-    try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
-    finally:
-        subprocess.run([*as_user, pg_ctl, "-D", str(data), "-m", "immediate", "stop"], **quiet)
-        shutil.rmtree(base, ignore_errors=True)
+            url = stack.enter_context(throwaway_postgres())
+        except PostgresUnavailable as exc:
+            pytest.skip(str(exc))
+        yield url
 
 
 @pytest.fixture
 def postgres_url(postgres_server: str) -> Iterator[str]:
     """A new, empty database on the test server, dropped afterwards."""
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-
-    name = f"broadcaster_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(postgres_server, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(postgres_server).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with fresh_database(postgres_server) as url:
+        yield url

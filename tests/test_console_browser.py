@@ -14,7 +14,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -28,6 +27,7 @@ from broadcaster.outbox.store import Store
 from broadcaster.publishers import publisher_class
 from broadcaster.rehearsal.emulator import EmulatorServer
 from tests.conftest import DEMO, broadcaster_cmd, invoke, wait_for
+from tests.local_servers import free_port
 
 CHROMIUM = Path(os.environ.get("BROADCASTER_CHROMIUM", "/usr/bin/chromium"))
 ARGS = [
@@ -44,12 +44,6 @@ VIEWER_PASSWORD = "the viewer's long password"
 pytestmark = pytest.mark.skipif(
     not CHROMIUM.exists(), reason=f"{CHROMIUM} not installed (apt-get install chromium)"
 )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def toml_value(value: Any) -> str:

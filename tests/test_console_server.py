@@ -8,7 +8,6 @@ import json
 import os
 import re
 import signal
-import socket
 import stat
 import subprocess
 import threading
@@ -28,12 +27,7 @@ from broadcaster.outbox.operations import pause
 from broadcaster.outbox.store import Store
 from tests.conftest import DEMO, broadcaster_cmd, invoke, wait_for, write_config
 from tests.console_support import FAST_HASHER, PASSWORD, demo_night, form_token, make_env
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.local_servers import free_port
 
 
 @pytest.fixture(scope="module")

@@ -45,6 +45,7 @@ from broadcaster.runtime.leadership import ACTIVE, STANDBY, Leadership
 from broadcaster.runtime.service import HealthServer
 from tests.alert_servers import Webhook, webhook_server
 from tests.conftest import Processes, broadcaster_cmd, read_jsonl, wait_for, write_config
+from tests.local_servers import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -396,12 +397,6 @@ def test_a_closed_send_gate_sends_nothing_to_any_platform(tmp_path: Path, closed
 # -- real daemons ---------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _get(port: int) -> tuple[int, dict[str, Any]] | None:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as r:
@@ -448,7 +443,7 @@ def test_two_daemons_one_active_one_standby_and_a_pause_past_the_lease(
 ):
     feed = tmp_path / "feed"
     feed.mkdir()
-    ports = {"a": _free_port(), "b": _free_port()}
+    ports = {"a": free_port(), "b": free_port()}
     monkeypatch.setenv("ALERT_WEBHOOK_URL", webhook.url)
     alerts = '[[alerts]]\nname = "ops"\nkind = "webhook"\nurl = "ALERT_WEBHOOK_URL"\n'
     configs = {
@@ -530,7 +525,7 @@ def test_a_second_daemon_on_one_sqlite_file_is_refused(
     feed = tmp_path / "feed"
     feed.mkdir()
     (feed / demo_files[0].name).write_bytes(demo_files[0].read_bytes())
-    port = _free_port()
+    port = free_port()
     config = write_config(
         tmp_path / "c.toml", source=str(feed), extra=f'[service]\nlisten = "127.0.0.1:{port}"\n'
     )

@@ -29,14 +29,9 @@ from broadcaster.live.destinations import Destination, StaticTarget
 from broadcaster.live.encoder import Encoder
 from broadcaster.runtime.configuration import load_config
 from tests.conftest import ROOT, broadcaster_cmd, wait_for, write_config
+from tests.local_servers import free_port
 
 LISTENER = ROOT / "tests" / "live_listener.py"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import sqlite3
 import subprocess
 import time
@@ -12,12 +11,7 @@ import urllib.request
 from pathlib import Path
 
 from tests.conftest import DEMO, broadcaster_cmd, invoke, read_jsonl, wait_for, write_config
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.local_servers import free_port
 
 
 def cli(cfg: Path, *args: str) -> subprocess.CompletedProcess[str]:

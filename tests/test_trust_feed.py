@@ -51,6 +51,7 @@ from tests.conftest import (
     wait_for,
     write_config,
 )
+from tests.local_servers import free_port
 from tests.nist_builder import (
     candidate,
     candidate_contest,
@@ -473,12 +474,6 @@ def healthz(port: int) -> tuple[int, dict[str, Any]]:
         return exc.code, json.loads(exc.read())
     except (urllib.error.URLError, ConnectionError):
         return 0, {}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def status_of(cli, cfg: Path) -> str:

@@ -16,7 +16,6 @@ import os
 import resource
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import time
@@ -43,6 +42,7 @@ from broadcaster.publishers.dryrun import read_posts
 from broadcaster.runtime.configuration import load_config
 from broadcaster.runtime.cycle import Pipeline
 from tests.conftest import DEMO, broadcaster_cmd, wait_for, write_config
+from tests.local_servers import free_port
 
 SECRET = "xsec-7f3a9c21e8b4d605"
 SECRETS_TOML = f'X_API_SECRET = "{SECRET}"\nFB_APP_SECRET = "fbsec-0c1d2e3f4a5b6c7d"\n'
@@ -381,12 +381,6 @@ def test_path5_a_template_that_cannot_even_load_is_broken_not_a_crash(
     assert {r.event_kind for r in held} == {"called", "progress"}
     assert not night.texts()
     night.store.close()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextlib.contextmanager
