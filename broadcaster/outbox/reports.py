@@ -13,7 +13,7 @@ from datetime import datetime
 from sqlalchemy import Text, cast, func, select
 
 from broadcaster.domain.posts import PostState
-from broadcaster.outbox.store import Store, events, posts, snapshots
+from broadcaster.outbox.store import Store, events, latest_accepted, posts, snapshots
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,10 +56,7 @@ def night_report(store: Store, *, rejections: int = 5, held: int = 20) -> NightR
     and state, the first `held` held posts and the number of events, read in one connection."""
     with store.engine.connect() as conn:
         last = conn.execute(
-            select(snapshots.c.name, snapshots.c.generated_at, snapshots.c.received_at)
-            .where(snapshots.c.accepted.is_(True))
-            .order_by(snapshots.c.id.desc())
-            .limit(1)
+            latest_accepted(snapshots.c.name, snapshots.c.generated_at, snapshots.c.received_at)
         ).first()
         rejected = conn.execute(
             select(snapshots.c.name, snapshots.c.received_at, snapshots.c.error)

@@ -380,12 +380,7 @@ class Store:
     def last_accepted(self) -> tuple[Snapshot, str] | None:
         """The latest accepted snapshot and its source name, for resuming after a restart."""
         with self.engine.connect() as conn:
-            row = conn.execute(
-                select(snapshots.c.body, snapshots.c.name)
-                .where(snapshots.c.accepted.is_(True))
-                .order_by(snapshots.c.id.desc())
-                .limit(1)
-            ).first()
+            row = conn.execute(latest_accepted(snapshots.c.body, snapshots.c.name)).first()
         if row is None or row.body is None:
             return None
         return Snapshot.from_dict(unpack(row.body)), row.name
@@ -1149,12 +1144,7 @@ class Store:
     def last_snapshot_ref(self) -> tuple[int, datetime] | None:
         """The newest accepted snapshot's id and feed time, or None before the first."""
         with self.engine.connect() as conn:
-            row = conn.execute(
-                select(snapshots.c.id, snapshots.c.generated_at)
-                .where(snapshots.c.accepted.is_(True))
-                .order_by(snapshots.c.id.desc())
-                .limit(1)
-            ).first()
+            row = conn.execute(latest_accepted(snapshots.c.id, snapshots.c.generated_at)).first()
         return None if row is None else (int(row.id), row.generated_at)
 
     def planned_dry_run(self, account: str) -> bool | None:
@@ -1199,6 +1189,16 @@ def _by_id_still(state: str) -> Any:
     list, a range) and checks the state after: compared plainly, SQLite walks every post in
     that state through the state index, which at a backlog of thousands costs far more."""
     return func.coalesce(posts.c.state, "") == state
+
+
+def latest_accepted(*columns: Any) -> Any:
+    """SELECT `columns` of the newest accepted snapshot (no row before the first)."""
+    return (
+        select(*columns)
+        .where(snapshots.c.accepted.is_(True))
+        .order_by(snapshots.c.id.desc())
+        .limit(1)
+    )
 
 
 def _insert_ignore(conn: Connection, table: Table, key: str) -> Any:
