@@ -264,14 +264,21 @@ def test_a_queue_admits_posts_when_due_and_forgets_old_sends() -> None:
 # -- the same night, the same posts --
 
 
-def test_the_ge15_sized_night_sends_the_same_posts_as_before(tmp_path: Path) -> None:
+@pytest.mark.parametrize("render_ahead", [500, 0], ids=["rendered-at-ingest", "deferred"])
+def test_the_ge15_sized_night_sends_the_same_posts_as_before(
+    tmp_path: Path, render_ahead: int
+) -> None:
     """The posts the 40-seat version of the GE15-sized night sent before the dispatcher kept
-    its queues in memory (tests/fixtures/ge15_40_sent.json), by idempotency key and text."""
+    its queues in memory (tests/fixtures/ge15_40_sent.json), by idempotency key and text; the
+    same when every snapshot is a burst whose posts are rendered only when sent."""
     logging.disable(logging.WARNING)
     try:
         write_ge15(tmp_path / "night", ge15_plan(40))
         config = load_config(None)
-        config = config.with_overrides(cards=config.cards.model_copy(update={"enabled": False}))
+        config = config.with_overrides(
+            cards=config.cards.model_copy(update={"enabled": False}),
+            templates=config.templates.model_copy(update={"render_ahead": render_ahead}),
+        )
         rehearse(config, tmp_path / "night", tmp_path / "out", speed=None, tail=3600)
     finally:
         logging.disable(logging.NOTSET)

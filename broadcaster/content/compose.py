@@ -147,8 +147,11 @@ class Composer:
         key: str,
         *,
         quiet: bool = False,
+        memo: dict[Any, Any] | None = None,
     ) -> list[NewPost]:
-        """The outbox rows for one event on one account: one, a thread, or one held row."""
+        """The outbox rows for one event on one account: one, a thread, or one held row.
+        Callers that compose one event for several accounts from the same `variables` may
+        pass a `memo` (see Renderer.render) so a template shared by accounts runs once."""
         variables = {
             **variables,
             "account": View(
@@ -159,23 +162,13 @@ class Composer:
         }
         dry = self.dry_run or account.dry_run
         card = self.wants_card(account)
-        if variables["election"]["is_test"] and not dry and not account.allow_test_posts:
-            # Test data never reaches a real account unless the account says it may.
-            return [
-                NewPost(
-                    key,
-                    event.key,
-                    account.name,
-                    account.platform,
-                    None,
-                    (),
-                    dry,
-                    PostState.CANCELLED,
-                    "test data: never posted to a real account (allow_test_posts is off)",
-                )
-            ]
+        cancelled = self._test_data_refused(
+            event, account, key, is_test=variables["election"]["is_test"]
+        )
+        if cancelled is not None:
+            return [cancelled]
         try:
-            parts = self.compose_text(event, account, variables)
+            parts = self.compose_text(event, account, variables, memo=memo)
         except RenderError as exc:
             if not quiet:
                 log.error("post held, %s: %s", account.name, exc, extra={"account": account.name})
@@ -236,12 +229,67 @@ class Composer:
             parent = part_key
         return rows
 
+    def _test_data_refused(
+        self, event: Event, account: AccountConfig, key: str, *, is_test: bool
+    ) -> NewPost | None:
+        """The cancelled row for test data bound for a real account, else None: test data
+        never reaches a real account unless the account says it may."""
+        dry = self.dry_run or account.dry_run
+        if not is_test or dry or account.allow_test_posts:
+            return None
+        return NewPost(
+            key,
+            event.key,
+            account.name,
+            account.platform,
+            None,
+            (),
+            dry,
+            PostState.CANCELLED,
+            "test data: never posted to a real account (allow_test_posts is off)",
+        )
+
+    def deferred(
+        self, event: Event, account: AccountConfig, key: str, *, is_test: bool
+    ) -> NewPost | None:
+        """The row for a post whose text is rendered when it is about to be sent (a pending
+        row without text), or None where it must be rendered now: an account whose posts wait
+        for approval (an operator approves text), or a template already known broken (its
+        posts are held at once, as they always were). Test data bound for a real account is
+        cancelled here as in `compose`."""
+        cancelled = self._test_data_refused(event, account, key, is_test=is_test)
+        if cancelled is not None:
+            return cancelled
+        if account.require_approval:
+            return None
+        if (account.platform, event.kind.value) in self.renderer(account).problems:
+            return None
+        return NewPost(
+            key,
+            event.key,
+            account.name,
+            account.platform,
+            None,
+            (),
+            self.dry_run or account.dry_run,
+            PostState.PENDING,
+            None,
+            wants_card=self.wants_card(account),
+        )
+
     def compose_text(
-        self, event: Event, account: AccountConfig, variables: dict[str, Any]
+        self,
+        event: Event,
+        account: AccountConfig,
+        variables: dict[str, Any],
+        *,
+        memo: dict[Any, Any] | None = None,
     ) -> list[Composed]:
         """Rendered, marked and fitted text; RenderError for any problem (with file:line)."""
         renderer = self.renderer(account)
-        text = renderer.render(account.platform, event.kind.value, variables)
+        text = renderer.render(
+            account.platform, event.kind.value, variables, memo=memo, memo_key=event.key
+        )
         if variables["election"]["is_test"] and not text.startswith(TEST_MARKER):
             text = f"{TEST_MARKER} {text}"
         text_limit, title_limit = text_limits(account.platform, self.config.limits)

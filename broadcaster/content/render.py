@@ -35,12 +35,14 @@ from babel import Locale as BabelLocale
 from babel.dates import format_date, format_time
 from babel.numbers import NumberPattern, parse_pattern
 from jinja2 import (
+    Environment,
     StrictUndefined,
     Template,
     TemplateError,
     TemplatesNotFound,
     TemplateSyntaxError,
     UndefinedError,
+    meta,
 )
 from jinja2.sandbox import SecurityError
 from jinja2.utils import Cycler, Joiner, Namespace
@@ -261,6 +263,36 @@ class _Loaded:
     source: str  # the file it came from
     identity: Identity  # that file, as it was when read
     generation: _Generation  # what its includes resolve against
+    # Whether its text can depend on the account it is rendered for: when not, one render of
+    # an event serves every account that uses this template (Renderer.render's memo).
+    reads_account: bool = True
+
+
+def reads_variable(env: Environment, name: str, variable: str) -> bool:
+    """Whether template `name`, or any template it includes, imports or extends, looks up
+    `variable` in its context. True whenever that cannot be told for certain: a template
+    named at render time, or one that cannot be read or parsed."""
+    seen: set[str] = set()
+    todo = [name]
+    try:
+        while todo:
+            current = todo.pop()
+            if current in seen:
+                continue
+            seen.add(current)
+            if env.loader is None:
+                return True
+            source, _, _ = env.loader.get_source(env, current)
+            ast = env.parse(source, current)
+            if variable in meta.find_undeclared_variables(ast):
+                return True
+            for ref in meta.find_referenced_templates(ast):
+                if ref is None:
+                    return True
+                todo.append(ref)
+    except Exception:  # unreadable here means unknown, and unknown means "it may"
+        return True
+    return False
 
 
 LintFn = Callable[["Renderer", Template, str, str], None]
@@ -361,7 +393,8 @@ class Renderer:
             return False
         source = template.filename or names[0]
         identity = generation.loader.identity(template.name or "")
-        self._good[key] = _Loaded(template, source, identity, generation)
+        reads_account = reads_variable(generation.env, template.name or names[0], "account")
+        self._good[key] = _Loaded(template, source, identity, generation, reads_account)
         was_broken = self.problems.pop(key, None) is not None
         if was_broken or (previous and (previous.source, previous.identity) != (source, identity)):
             log.info("template %s reloaded", source)
@@ -399,8 +432,20 @@ class Renderer:
 
     # -- rendering --
 
-    def render(self, platform: str, kind: str, variables: dict[str, Any]) -> str:
-        """The tidied post text; RenderError (with path:line) on any template problem."""
+    def render(
+        self,
+        platform: str,
+        kind: str,
+        variables: dict[str, Any],
+        *,
+        memo: dict[Any, str | RenderError] | None = None,
+        memo_key: str | None = None,
+    ) -> str:
+        """The tidied post text; RenderError (with path:line) on any template problem.
+
+        With a `memo` (the caller's, kept while `variables` for `memo_key` stay the same), a
+        template that does not read `account` is rendered once per `memo_key`: the other
+        accounts using it get the same text, or the same error."""
         key = (platform, kind)
         loaded = self._good.get(key)
         if loaded is None:
@@ -411,7 +456,19 @@ class Renderer:
                 raise self.problems.get(key) or RenderError(
                     self.template_names(platform, kind)[0], "no template"
                 )
-        return self.render_template(loaded.template, variables)
+        if memo is None or memo_key is None or loaded.reads_account:
+            return self.render_template(loaded.template, variables)
+        slot = (loaded.template, memo_key)
+        done = memo.get(slot)
+        if done is None:
+            try:
+                done = self.render_template(loaded.template, variables)
+            except RenderError as exc:
+                done = exc
+            memo[slot] = done
+        if isinstance(done, RenderError):
+            raise RenderError(done.where, done.message)
+        return done
 
     def render_template(self, template: Template, variables: dict[str, Any]) -> str:
         budget = self.budget

@@ -149,6 +149,10 @@ class TemplatesConfig(_Strict):
     # fail (never post it; the default), shorten (at a word boundary, with "…"), or thread.
     overflow: dict[str, Literal["fail", "shorten", "thread"]] = Field(default_factory=dict)
     render_seconds: float = Field(default=1.0, gt=0, le=30)  # a render taking longer is stopped
+    # A snapshot with more new events than this (a burst: a national local election's count
+    # coming in at once) stores its posts unrendered; each is rendered when it is about to be
+    # sent, so the many that newer results replace are never rendered at all.
+    render_ahead: int = Field(default=500, ge=0)
 
     @field_validator("overflow")
     @classmethod

@@ -26,6 +26,7 @@ from broadcaster.delivery.breaker import Breaker, backoff
 from broadcaster.delivery.budgets import account_windows, video_surcharge
 from broadcaster.delivery.cards import CardMaker
 from broadcaster.delivery.corrections import after_correction
+from broadcaster.delivery.deferred import DeferredRendering
 from broadcaster.delivery.env import publisher_env
 from broadcaster.delivery.guards import refusal
 from broadcaster.delivery.merging import merge
@@ -94,6 +95,7 @@ class Dispatcher:
         self.cards = cards
         self.videos = videos  # short videos instead of cards, for the accounts that want them
         self.composer = composer if composer is not None else Composer(config, dry_run=dry_run)
+        self.deferred = DeferredRendering(config, store, self.composer)
         self.breaker = Breaker(config, self.state, clock, self.accounts, on_pause=self._paused_now)
         self.recovery = Recovery(store, clock, self.breaker, self.publisher)
         # Each account's pending posts and recent sends, in memory (queues.py): a step costs
@@ -296,6 +298,12 @@ class Dispatcher:
             queue.discard(post_id)
             self.queues.invalidate()
             return DispatchStats()
+        if row.text is None:  # stored unrendered in a burst: its text is made now
+            row, held = self.deferred.render(row, account)
+            if row is None:
+                queue.discard(post_id)
+                self.queues.invalidate()
+                return DispatchStats(held=1 if held else 0)
         try:
             return self._dispatch(row)
         finally:

@@ -38,7 +38,8 @@ class HoldKind(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class NewPost:
-    """A rendered post about to enter the outbox."""
+    """A post about to enter the outbox. `text` is None for a row held before it could be
+    rendered, a cancelled one, or a pending one whose text is rendered when it is sent."""
 
     idempotency_key: str
     event_key: str

@@ -673,11 +673,21 @@ class Store:
     def replace_held(self, post_id: int, rows: Sequence[NewPost]) -> None:
         """Swap a held post for its re-rendered version (the first row takes its place; further
         thread parts are added)."""
+        self._replace_unrendered(post_id, rows, deferred=False)
+
+    def fill_deferred(self, post_id: int, rows: Sequence[NewPost]) -> bool:
+        """Swap a pending post stored unrendered for its rendered version, as replace_held
+        does; False when it is no longer a pending post without text."""
+        return self._replace_unrendered(post_id, rows, deferred=True)
+
+    def _replace_unrendered(self, post_id: int, rows: Sequence[NewPost], *, deferred: bool) -> bool:
         first, *rest = rows
         with self.engine.begin() as conn:
             row = conn.execute(select(posts).where(posts.c.id == post_id)).one()
-            if row.state != PostState.HELD:
-                return  # an operator acted on it meanwhile
+            if deferred and (row.state != PostState.PENDING or row.text is not None):
+                return False  # sent, superseded or rendered meanwhile
+            if not deferred and row.state != PostState.HELD:
+                return False  # an operator acted on it meanwhile
             conn.execute(
                 update(posts)
                 .where(posts.c.id == post_id)
@@ -703,6 +713,7 @@ class Store:
                     {event.key: event},
                     test_data=row.test_data,
                 )
+        return True
 
     def set_checkpoint(self, post_id: int, value: str) -> None:
         """Record an interim platform id at once, in its own transaction."""

@@ -282,6 +282,7 @@ class Pipeline:
             views = shared_vars(shared, self.config.election.timezone, self.display)
             render_time = 0.0
             added = 0
+            ahead = self.config.templates.render_ahead
             with self.store.transaction() as conn:
                 self.store.fenced(conn)  # a standby that took over owns the feed from now on
                 snapshot_id = self.store.insert_snapshot(
@@ -302,7 +303,9 @@ class Pipeline:
                     chunk = fresh[i : i + CHUNK]
                     captured = [(e, event_context(e, snapshot)) for e in chunk]
                     r0 = time.perf_counter()
-                    new_posts = self._render_all(captured, views)
+                    new_posts = self._render_all(
+                        captured, views, defer=len(fresh) > ahead, gated=held
+                    )
                     if held:
                         new_posts = [_gated(p, held.get(p.event_key)) for p in new_posts]
                     render_time += time.perf_counter() - r0
@@ -409,13 +412,30 @@ class Pipeline:
     # -- rendering --
 
     def _render_all(
-        self, captured: list[tuple[Event, dict[str, Any]]], views: dict[str, Any]
+        self,
+        captured: list[tuple[Event, dict[str, Any]]],
+        views: dict[str, Any],
+        *,
+        defer: bool = False,
+        gated: dict[str, str] | None = None,
     ) -> list[NewPost]:
+        """The rows for every account's post of these events. With `defer` (a burst), rows
+        are stored unrendered where that is safe (Composer.deferred); posts the gates hold
+        are rendered now, since an operator approves their text."""
         contexts = dict((e.key, ctx) for e, ctx in captured)
         per_event: dict[str, dict[str, Any]] = {}
+        memo: dict[Any, Any] = {}  # one render per event and template, whatever the accounts
         out: list[NewPost] = []
+        is_test = bool(views["election"]["is_test"])
         for intent in plan((e for e, _ in captured), self.config.accounts):
             event = intent.event
+            if defer and not (gated and event.key in gated):
+                row = self.composer.deferred(
+                    event, intent.account, intent.idempotency_key, is_test=is_test
+                )
+                if row is not None:
+                    out.append(row)
+                    continue
             variables = per_event.get(event.key)
             if variables is None:
                 variables = template_vars(
@@ -423,7 +443,9 @@ class Pipeline:
                 )
                 per_event[event.key] = variables
             out.extend(
-                self.composer.compose(event, intent.account, variables, intent.idempotency_key)
+                self.composer.compose(
+                    event, intent.account, variables, intent.idempotency_key, memo=memo
+                )
             )
         return out
 

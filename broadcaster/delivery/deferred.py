@@ -1,0 +1,54 @@
+"""Posts stored unrendered (a burst larger than `[templates] render_ahead`) get their text just
+before they are sent: rendered from the event's stored context and its snapshot's, as the
+pipeline would have rendered them at ingest, so the text is the same. Rendering can still hold
+a post (a template problem, a secret in the text) or split it into a thread, as at ingest."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from broadcaster.content.compose import Composer
+from broadcaster.content.context import shared_vars, template_vars
+from broadcaster.content.samples import display_from
+from broadcaster.core.config import AccountConfig, Config
+from broadcaster.domain.posts import PostState
+from broadcaster.outbox.store import Store
+
+log = logging.getLogger(__name__)
+
+
+class DeferredRendering:
+    def __init__(self, config: Config, store: Store, composer: Composer) -> None:
+        self.config = config
+        self.store = store
+        self.composer = composer
+        self.display = display_from(config)
+        # The last snapshot's variables: a burst's posts mostly come from one snapshot.
+        self._views: tuple[int, dict[str, Any]] | None = None
+
+    def render(self, row: Any, account: AccountConfig) -> tuple[Any | None, bool]:
+        """(the post read again with its text, ready to send; or None) and whether rendering
+        held it. None without a hold means it changed meanwhile (sent, superseded, acted on)."""
+        stored = self.store.event_with_context(row.event_id)
+        tz = self.config.election.timezone
+        snapshot_id = getattr(row, "snapshot_id", None)
+        if self._views is not None and snapshot_id is not None and self._views[0] == snapshot_id:
+            views = self._views[1]
+        else:
+            views = shared_vars(stored.shared, tz, self.display)
+            if snapshot_id is not None:
+                self._views = (snapshot_id, views)
+        variables = template_vars(stored.event, stored.context, views, timezone=tz)
+        rows = self.composer.compose(stored.event, account, variables, row.idempotency_key)
+        if not self.store.fill_deferred(row.id, rows):
+            return None, False
+        if rows[0].state != PostState.PENDING:
+            log.error(
+                "post %d held when rendered to be sent: %s",
+                row.id,
+                rows[0].hold_reason,
+                extra={"account": account.name},
+            )
+            return None, True
+        return self.store.post_row(row.id), False
