@@ -984,3 +984,31 @@ def test_path12_files_vanishing_while_running_degrade_healthz_and_status(tmp_pat
     if os.access(logo, os.R_OK):  # root reads anything: take the file away instead
         logo.unlink()
     assert [p.key for p in runtime_problems(config)] == ["[cards] logo"]
+
+
+def test_path6_markup_is_found_again_in_every_snapshot_though_each_name_is_searched_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Names repeat between snapshots, so the gate remembers its answers for the last two
+    snapshots (issue 13): a hostile name is still reported in each snapshot that has it, a
+    changed name is searched afresh, and an unchanged one is not searched again."""
+    searched: list[str] = []
+    original = gates.markup_in
+
+    def counted(value: str) -> str | None:
+        searched.append(value)
+        return original(value)
+
+    monkeypatch.setattr(gates, "markup_in", counted)
+    hostile = {"can-a": "Ana evil.com"}
+    first = parse(dumps(two_seats(hostile)))
+    second = parse(dumps(two_seats(hostile, at="21:30", reported=6)))
+    third = parse(dumps(two_seats({"can-a": "Ana Rahman"}, at="22:00", reported=7)))
+    for snap in (first, second):
+        found = [f for f in gates.check(None, snap) if f.check == "feed_markup"]
+        assert [f.contest_id for f in found] == ["c1"]
+        assert "evil.com" in found[0].message
+    assert searched.count("Ana evil.com") == 1
+    searched.clear()
+    assert [f for f in gates.check(None, third) if f.check == "feed_markup"] == []
+    assert searched == ["Ana Rahman"]
