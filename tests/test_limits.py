@@ -43,6 +43,24 @@ def test_x_counts_khmer_double_urls_as_23_and_normalises():
     assert count_x("“quotes”") == 8  # U+2018-U+201F weigh 1
 
 
+def test_x_weight_without_twitter_text_equals_twitter_texts() -> None:
+    """The direct count (text with no possible URL or emoji) weighs exactly as twitter-text,
+    at the edges of every range X weighs 1 and in the scripts the feeds use."""
+    import random
+
+    from twitter_text import parse_tweet
+
+    edges = [0x10FF, 0x1100, 0x1FFF, 0x2000, 0x200D, 0x200E, 0x200F, 0x2010, 0x201F, 0x2020]
+    edges += [0x2031, 0x2032, 0x2037, 0x2038, 0x2069, 0x0E01, 0x1780, 0x0627, 0x00E9, 0x0915]
+    rng = random.Random(13)
+    samples = ["", "plain ascii", KHMER, "Dato' Sri Haji Mohd. Ali bin Abu", "Ngô Thị Hồng"]
+    for _ in range(300):
+        samples.append("".join(chr(rng.choice(edges)) if rng.random() < 0.5 else rng.choice("ab ,")
+                               for _ in range(rng.randint(1, 40))))  # fmt: skip
+    for text in samples:
+        assert count_x(text) == parse_tweet(text).weightedLength, repr(text)
+
+
 def test_tiktok_counts_utf16_units_and_others_count_characters():
     assert count_utf16("abc") == 3
     assert count_utf16("👍") == 2  # outside the BMP: a surrogate pair

@@ -38,11 +38,9 @@ _MAYBE_URL = re.compile(r"[^\W_]\.[^\W\d_]")
 _MAYBE_EMOJI = re.compile("[\u00a9\u00ae\u203c\u2049\u2070-\U0010ffff]")
 
 
-def _x_weight(code: int) -> int:
-    # X's weights (twitter-text v3): these ranges count 1, everything else 2.
-    if code <= 4351 or 8192 <= code <= 8205 or 8208 <= code <= 8223 or 8242 <= code <= 8247:
-        return 1
-    return 2
+# X's weights (twitter-text v3): code points up to U+10FF and three ranges of punctuation
+# count 1, everything else 2. A text's weight is its length plus one per heavy character.
+_X_HEAVY = re.compile("[^\u0000-\u10ff\u2000-\u200d\u2010-\u201f\u2032-\u2037]")
 
 
 def count_x(text: str) -> int:
@@ -56,7 +54,9 @@ def count_x(text: str) -> int:
         from twitter_text import parse_tweet
 
         return int(parse_tweet(text).weightedLength)
-    return sum(_x_weight(ord(ch)) for ch in normal)
+    if normal.isascii():
+        return len(normal)
+    return len(normal) + len(_X_HEAVY.findall(normal))
 
 
 COUNTERS: dict[str, Callable[[str], int]] = {
