@@ -76,6 +76,20 @@ def clean_text(value: str, path: str) -> tuple[str, list[str]]:
     return unicodedata.normalize("NFC", value).strip(), removed
 
 
+def _plain(value: str) -> bool:
+    """A name `clean_text` would return unchanged, with nothing to report."""
+    return (
+        value.isprintable()
+        and (value.isascii() or unicodedata.is_normalized("NFC", value))
+        and value.strip() == value
+        and value != ""
+    )
+
+
+def _plain_id(value: Any) -> bool:
+    return not isinstance(value, str) or value.isprintable()
+
+
 class _Cleaner:
     def __init__(self, max_count: int) -> None:
         self.max_count = max_count
@@ -137,7 +151,32 @@ class _Cleaner:
         name = self.text(m.name, f"{path}.name", cid, None)
         return m if name == m.name else replace(m, name=name)
 
+    def _plain_contest(self, c: Contest) -> bool:
+        """Whether the contest needs no change and has nothing wrong: the common case, told
+        without building a field path for each value (those are for the errors)."""
+        most = self.max_count
+        counts = (c.seats, c.electorate, c.ballots_cast, c.progress.reported, c.progress.total)
+        if any(n is not None and n > most for n in counts):
+            return False
+        if not (_plain(c.name) and _plain_id(c.id)):
+            return False
+        for s in c.selections:
+            if not (_plain(s.name) and _plain_id(s.id) and _plain_id(s.party_id)):
+                return False
+            if not _plain_id(s.coalition_id):
+                return False
+            if (s.votes is not None and s.votes > most) or (s.seats is not None and s.seats > most):
+                return False
+            for m in s.members or ():
+                if not (_plain(m.name) and _plain_id(m.id)):
+                    return False
+                if m.votes is not None and m.votes > most:
+                    return False
+        return True
+
     def contest(self, c: Contest, path: str) -> Contest:
+        if self._plain_contest(c):
+            return c
         self.ident(c.id, f"{path}.id")
         cid = c.id
         self.count(c.seats, f"{path}.seats")
