@@ -316,3 +316,54 @@ def test_a_queue_keeps_its_order_through_many_claims_and_retries() -> None:
         assert list(queue.in_order(kind)) == [i.id for i in due]
         assert queue.oldest_id(kind) == min((i.id for i in due), default=None)
         assert queue.newest(kind) == (due[-1].id if due else None)
+
+
+def test_a_merge_makes_each_posts_view_once_and_the_same_summary(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A merge tries 8, 16, 32... posts and then searches below the first that does not fit;
+    each post's view is made once for all those tries (they were made again for every try,
+    most of a 20,000-seat night's dispatch), and the summary is the one made without that."""
+    from broadcaster.content import context
+    from broadcaster.content.compose import compose_summary
+    from broadcaster.content.context import shared_vars
+    from broadcaster.content.samples import display_from
+    from broadcaster.delivery.merging import merge
+
+    accounts = '\n[[accounts]]\nname = "tt"\nplatform = "tiktok"\ndry_run = true\n'
+    config = load_config(write_config(tmp_path / "c.toml", source="feed.json", accounts=accounts))
+    store = Store(config.database_url)
+    at = datetime(2030, 7, 28, 20, tzinfo=UTC)
+    plan = NightPlan(seats=300, hours=1.0, bursts=())
+    body = json.dumps(document([(s, 1.0, True) for s in seats(plan)], at, plan.title)).encode()
+    pipeline = Pipeline(config, store, clock=FeedClock(at), dry_run=True)
+    assert pipeline.ingest(make_fetched(body, "night.json"), "test").outcome == "accepted"
+    called = [
+        r for r in store.posts_in_state(PostState.PENDING) if r.event_kind == EventKind.CALLED
+    ]
+    ids = [r.id for r in called]
+    event_of = {r.id: r.event_id for r in called}
+    account = config.accounts[0]
+    made: list[str] = []
+    original = context.contest_view
+
+    def counted(contest: Any, *args: Any, **kwargs: Any) -> Any:
+        made.append(contest.id)
+        return original(contest, *args, **kwargs)
+
+    monkeypatch.setattr(context, "contest_view", counted)
+    merged = merge(store, pipeline.composer, account, ids, event_of.__getitem__)
+    assert merged is not None
+    assert 16 < len(merged.included) < len(ids)  # several tries, and a search below one
+    assert len(made) == len(set(made))  # each post's view once
+    monkeypatch.setattr(context, "contest_view", original)
+
+    stored = store.events_with_context_many([event_of[i] for i in merged.included])
+    items = [(i, stored[event_of[i]].event, stored[event_of[i]].context) for i in merged.included]
+    newest = store.events_with_context_many([event_of[ids[-1]]])[event_of[ids[-1]]]
+    views = shared_vars(newest.shared, config.election.timezone, display_from(config))
+    alone = compose_summary(pipeline.composer, account, items, views)
+    assert alone is not None
+    summary = store.post_row(merged.post_id)
+    assert summary.text == alone.post.text
+    store.close()

@@ -356,17 +356,20 @@ def compose_summary(
     account: AccountConfig,
     items: list[tuple[int, Event, dict[str, Any]]],
     shared: dict[str, Any],
+    item_views: dict[str, Any] | None = None,
 ) -> Summary | None:
     """A summary post for as many of `items` (post id, event, stored context; oldest first) as
     fit the platform's limit. None when fewer than two fit or the template fails: the posts
-    then go out one by one."""
+    then go out one by one. `item_views`: the items' views made by an earlier call with the
+    same `shared` (each item's view is made once for all the attempts)."""
     tz = composer.config.election.timezone
+    made: dict[str, Any] = {} if item_views is None else item_views
 
     def attempt(n: int) -> Summary | None:
         chosen = items[:n]
         event = summary_event([e for _, e, _ in chosen])
         context = summary_context([(e, ctx) for _, e, ctx in chosen])
-        variables = template_vars(event, context, shared, timezone=tz)
+        variables = template_vars(event, context, shared, timezone=tz, item_views=made)
         key = idempotency_key(event.key, account.platform, account.name)
         rows = composer.compose(event, account, variables, key, quiet=True)
         if len(rows) != 1 or rows[0].text is None:

@@ -262,8 +262,11 @@ def template_vars(
     *,
     timezone: str,
     account: dict[str, Any] | None = None,
+    item_views: dict[str, View] | None = None,
 ) -> dict[str, Any]:
-    """The variables a template is rendered with (documented in docs/templates.md)."""
+    """The variables a template is rendered with (documented in docs/templates.md).
+    `item_views`: a summary's items already made with this same `shared`, by event key (a
+    merge tries several summaries of the same posts), filled in as items are made."""
     tz = ZoneInfo(timezone)
     parties = captured["parties"]
     coalitions = captured["coalitions"]
@@ -324,7 +327,7 @@ def template_vars(
         "account": View(account or {}),
     }
     if event.kind is EventKind.SUMMARY:
-        variables["summary"] = summary_view(event, captured, shared, timezone)
+        variables["summary"] = summary_view(event, captured, shared, timezone, item_views)
     return variables
 
 
@@ -349,10 +352,18 @@ def summary_context(items: list[tuple[Event, dict[str, Any]]]) -> dict[str, Any]
 
 
 def summary_view(
-    event: Event, captured: dict[str, Any], shared: dict[str, Any], timezone: str
+    event: Event,
+    captured: dict[str, Any],
+    shared: dict[str, Any],
+    timezone: str,
+    item_views: dict[str, View] | None = None,
 ) -> View:
     items = []
     for item in captured.get("items", []):
+        known = item_views.get(item["key"]) if item_views is not None else None
+        if known is not None:
+            items.append(known)
+            continue
         merged = Event(
             key=item["key"],
             kind=EventKind(item["kind"]),
@@ -361,7 +372,10 @@ def summary_view(
             data=item["data"],
         )
         inner = template_vars(merged, item["context"], shared, timezone=timezone)
-        items.append(View(event=inner["event"], contest=inner["contest"]))
+        made = View(event=inner["event"], contest=inner["contest"])
+        if item_views is not None:
+            item_views[item["key"]] = made
+        items.append(made)
     return View(kind=event.data.get("kind", ""), count=len(items), items=items)
 
 

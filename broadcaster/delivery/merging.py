@@ -49,12 +49,13 @@ def merge(
     shared = store.events_with_context_many([newest_event])[newest_event].shared
     views = shared_vars(shared, config.election.timezone, display_from(config))
     n = min(FIRST_TRY, len(ids))
+    made: dict[str, Any] = {}  # the items' views, made once for every summary tried
     while True:
         wanted = [(post_id, event_of(post_id)) for post_id in ids[len(loaded) : n]]
         stored = store.events_with_context_many([event_id for _, event_id in wanted])
         for post_id, event_id in wanted:
             loaded.append((post_id, stored[event_id].event, stored[event_id].context))
-        summary = compose_summary(composer, account, loaded, views)
+        summary = compose_summary(composer, account, loaded, views, made)
         if summary is None or len(summary.included) < n or n == len(ids):
             break
         n = min(2 * n, len(ids))
