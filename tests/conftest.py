@@ -344,6 +344,17 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
 # -- Workers sharing the machine ---------------------------------------------------------------
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _consoles_made_first() -> None:
+    """The command line's rich consoles (cli/app.py makes each at its first use) made before
+    any test gives a command its own $COLUMNS: a console made then keeps that width for good,
+    and the next test's output would depend on which test ran first."""
+    from broadcaster.cli import app
+
+    for name in ("out", "err"):
+        getattr(app, name)
+
+
 @pytest.fixture(autouse=True)
 def _alone_when_marked(request: pytest.FixtureRequest, tmp_path_factory: Any) -> Iterator[None]:
     """Under pytest-xdist, a test marked `alone` (real-time encoding, timed to the frame) runs

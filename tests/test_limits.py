@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from twitter_text import parse_tweet
 from broadcaster.core.clock import FeedClock
 from broadcaster.delivery.dispatcher import Dispatcher
 from broadcaster.domain.limits import (
+    _MAYBE_EMOJI,
     ELLIPSIS,
     Overflow,
     OverLimit,
@@ -33,6 +35,14 @@ from broadcaster.runtime.cycle import Pipeline
 from tests.conftest import write_config
 
 KHMER = "ជាប់ឆ្នោត"  # 9 code points
+
+
+def test_the_emoji_prefilter_matches_exactly_what_can_start_an_emoji():
+    # © ®, ‼ ⁉ and every code point from U+2070 up, and nothing else: any character it missed
+    # would be counted without twitter-text, wrongly if it were an emoji.
+    everything = "".join(map(chr, range(sys.maxunicode + 1)))
+    found = {m.start() for m in _MAYBE_EMOJI.finditer(everything)}
+    assert found == {0xA9, 0xAE, 0x203C, 0x2049, *range(0x2070, sys.maxunicode + 1)}
 
 
 def test_x_counts_khmer_double_urls_as_23_and_normalises():

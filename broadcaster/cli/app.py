@@ -7,29 +7,44 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
-
-from broadcaster.core.terminal import safe
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from broadcaster.core.config import Config
+
+    out: Console  # every command's report
+    err: Console  # errors, on standard error
 
 EXIT_CONFIG = 2
 
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+
+def __getattr__(name: str) -> Console:
+    """`out` and `err`, each made when a command first asks for it: rich is a third of the
+    start of `broadcaster --help`, which click prints alone."""
+    if name not in ("out", "err"):
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    made: Console | None = globals().get(name)
+    if made is None:
+        from rich.console import Console
+
+        made = Console(stderr=name == "err", highlight=False)
+        globals()[name] = made  # once: later look-ups find it without this function
+    return made
 
 
 def load_config_or_exit(config_path: Path | None) -> Config:
     # Imported here, as everything heavy in this module: `broadcaster --help` loads only click.
     from broadcaster.core.config import ConfigError
     from broadcaster.core.secrets import register_config_secrets
+    from broadcaster.core.terminal import safe
     from broadcaster.runtime.configuration import load_config
 
     try:
         config = load_config(config_path)
     except ConfigError as exc:
-        err.print(f"[bold red]configuration error[/]\n{safe(exc, newlines=True)}", highlight=False)
+        message = f"[bold red]configuration error[/]\n{safe(exc, newlines=True)}"
+        __getattr__("err").print(message, highlight=False)
         raise SystemExit(EXIT_CONFIG) from None
     # Before anything is printed: a platform's error stored in the outbox may echo a token.
     register_config_secrets(config)
@@ -127,6 +142,7 @@ def setup_logs(ctx: click.Context, *, quiet: bool = False, **context: Any) -> No
 
 
 def open_store(config_path: Path | None) -> tuple[Config, Any]:
+    from broadcaster.core.terminal import safe
     from broadcaster.outbox.schema import SchemaMismatch
     from broadcaster.outbox.store import Store
 
@@ -134,5 +150,5 @@ def open_store(config_path: Path | None) -> tuple[Config, Any]:
     try:
         return config, Store(config.database_url, file_mode=config.output.mode)
     except SchemaMismatch as exc:
-        err.print(f"[bold red]database[/]: {safe(exc)}", highlight=False)
+        __getattr__("err").print(f"[bold red]database[/]: {safe(exc)}", highlight=False)
         raise SystemExit(EXIT_CONFIG) from None

@@ -23,8 +23,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import filelock
-
 from broadcaster.core.logs import register_secret
 
 if TYPE_CHECKING:
@@ -139,6 +137,8 @@ class TokenStore:
 
     @contextlib.contextmanager
     def _file_lock(self) -> Iterator[None]:
+        import filelock  # only when tokens are written; every command reads the store
+
         lock = filelock.FileLock(self.lock_path, timeout=self.lock_timeout, mode=0o600)
         try:
             lock.acquire()

@@ -19,8 +19,9 @@ from broadcaster.domain.model import Contest, Snapshot
 from broadcaster.domain.status import contest_stage, election_stage
 from broadcaster.domain.tally import compute_tally
 from broadcaster.ingest import gates
+from broadcaster.ingest.locations import is_url
 from broadcaster.ingest.parsers import FeedError, reader_for
-from broadcaster.ingest.sources import HttpSource, SourceDown, is_url, safe_url
+from broadcaster.ingest.sources import HttpSource, SourceDown, safe_url
 
 
 @dataclass

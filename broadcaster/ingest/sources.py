@@ -40,10 +40,10 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from broadcaster.core.config import FeedConfig
 from broadcaster.core.logs import register_secret
 from broadcaster.core.secrets import Secrets
+from broadcaster.ingest.locations import SNAPSHOT_SUFFIXES, is_url
 
 log = logging.getLogger(__name__)
 
-SNAPSHOT_SUFFIXES = (".json", ".csv", ".xml")
 MAX_REDIRECTS = 5
 
 
@@ -183,10 +183,6 @@ SECRET_QUERY_WORDS = (
     "session",
 )
 MASK = "***"
-
-
-def is_url(value: str) -> bool:
-    return value.startswith(("http://", "https://"))
 
 
 def safe_url(url: str) -> str:

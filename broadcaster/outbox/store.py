@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     JSON,
@@ -44,9 +44,11 @@ from sqlalchemy.types import TypeDecorator
 
 from broadcaster.core.logs import redact
 from broadcaster.domain.events import Event, EventKind
-from broadcaster.domain.model import Snapshot
 from broadcaster.domain.posts import HoldKind, NewPost, PostState
 from broadcaster.publishers.base import Post
+
+if TYPE_CHECKING:
+    from broadcaster.domain.model import Snapshot
 
 # 1: the first schema. 2: posts.test_data (the send-time test guard), posts.hold_kind and
 # posts.gate_reason, and the audit table. 3: the leadership lease and the instances. Each is an
@@ -383,6 +385,10 @@ class Store:
             row = conn.execute(latest_accepted(snapshots.c.body, snapshots.c.name)).first()
         if row is None or row.body is None:
             return None
+        # Imported here: the snapshot's dataclasses cost every command that opens the database
+        # about 15 ms to define, and only resuming reads a snapshot back.
+        from broadcaster.domain.model import Snapshot
+
         return Snapshot.from_dict(unpack(row.body)), row.name
 
     def record_rejected(

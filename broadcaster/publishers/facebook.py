@@ -19,10 +19,8 @@ import json
 import logging
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import facebook
-import requests
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from broadcaster.core.config import AccountConfig
@@ -43,12 +41,20 @@ from broadcaster.publishers.base import (
     RetryLater,
 )
 from broadcaster.publishers.http import (
+    LazyModule,
     may_have_acted,
     network_error,
     platform_session,
     require_https,
     retry_after,
 )
+
+if TYPE_CHECKING:
+    import facebook
+    import requests
+else:  # loaded when the adapter first uses them (LazyModule says why)
+    facebook = LazyModule("facebook")
+    requests = LazyModule("requests")
 
 log = logging.getLogger(__name__)
 

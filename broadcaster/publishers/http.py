@@ -7,13 +7,13 @@ has a timeout, never follows a redirect, can send a client library's fixed host 
 (URLs can carry tokens).
 
 What "never twice" rests on, audited against the libraries' source:
-- urllib3 is given `Retry(total=0, ...)`: a connection dropped or reset after the request was
-  written raises at once (requests' own default, `Retry(0, read=False)`, would too; ours also
-  covers connect and status retries). A pooled connection found dead *before* writing is replaced
-  before anything is sent, which is safe.
+- urllib3 is given `Retry(total=0, ...)` (adapter.py): a connection dropped or reset after the
+  request was written raises at once (requests' own default, `Retry(0, read=False)`, would too;
+  ours also covers connect and status retries). A pooled connection found dead *before* writing
+  is replaced before anything is sent, which is safe.
 - requests follows 307/308 redirects by sending the same POST body again, to wherever the
   Location says (Facebook's token travels in that body). No platform API redirects a call, so a
-  redirect answer is refused here (`RedirectRefused`): nothing is re-sent, nothing leaks.
+  redirect answer is refused (`RedirectRefused`, adapter.py): nothing is re-sent, nothing leaks.
 - facebook-sdk and tweepy call `session.request` once per call and have no retry of their own
   (tweepy's only loop is `wait_on_rate_limit`, which stays off); the TikTok adapter is plain
   requests. httplib2, which google-api-python-client uses by default, does re-send a POST by
@@ -27,19 +27,33 @@ import ipaddress
 import time
 from collections.abc import Callable, Mapping
 from email.utils import parsedate_to_datetime
-from typing import Any
-from urllib.parse import urlsplit, urlunsplit
-
-import requests
-from requests.adapters import HTTPAdapter
-from urllib3.util.retry import Retry
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from broadcaster.publishers.base import InDoubt, PublishError, RetryLater
 
 
-class RedirectRefused(requests.RequestException):
-    """The platform answered with a redirect; following it would send the request (and the
-    credentials in it) again, elsewhere. Nothing was acted on at the address called."""
+class LazyModule:
+    """A module imported at the first use of one of its attributes. The platforms' client
+    libraries (google-api-python-client and google-auth, tweepy, facebook-sdk) and requests
+    cost a third of a second to import: every command that reads the configuration imports
+    each configured platform's module (for its settings model) and would pay it, though only
+    the adapters at work use them."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._module: Any = None
+
+    def __getattr__(self, attr: str) -> Any:
+        if self._module is None:
+            self._module = importlib.import_module(self._name)
+        return getattr(self._module, attr)
+
+
+if TYPE_CHECKING:
+    import requests
+else:
+    requests = LazyModule("requests")
 
 
 class NotSentNow(RetryLater):
@@ -58,53 +72,10 @@ def set_send_gate(gate: Callable[[], bool] | None) -> None:
     _send_gate = gate
 
 
-class PlatformAdapter(HTTPAdapter):
-    """No automatic retries (a repeated POST could post twice), a default timeout, and an
-    optional rewrite of the scheme and host to another base URL."""
-
-    def __init__(self, timeout: float, rewrite_to: str | None = None) -> None:
-        super().__init__(max_retries=Retry(total=0, connect=0, read=0, redirect=0, status=0))
-        self.timeout = timeout
-        self.rewrite_to = urlsplit(rewrite_to) if rewrite_to else None
-
-    def send(
-        self,
-        request: requests.PreparedRequest,
-        stream: bool = False,
-        timeout: Any = None,
-        verify: Any = True,
-        cert: Any = None,
-        proxies: dict[str, str] | None = None,
-    ) -> requests.Response:
-        if self.rewrite_to is not None and request.url:
-            parts = urlsplit(request.url)
-            base_path = self.rewrite_to.path.rstrip("/")
-            request.url = urlunsplit(
-                (
-                    self.rewrite_to.scheme,
-                    self.rewrite_to.netloc,
-                    base_path + parts.path,
-                    parts.query,
-                    parts.fragment,
-                )
-            )
-        gate = _send_gate  # the very last check before the request is written
-        if gate is not None and not gate():
-            raise NotSentNow("this instance's lease is running out: nothing sent")
-        return super().send(
-            request,
-            stream=stream,
-            timeout=self.timeout if timeout is None else timeout,
-            verify=verify,
-            cert=cert,
-            proxies=proxies,
-        )
-
-
-def _refuse_redirect(response: requests.Response, *args: Any, **kwargs: Any) -> None:
-    if response.is_redirect:
-        response.close()
-        raise RedirectRefused(f"HTTP {response.status_code} redirect refused")
+def send_allowed() -> bool:
+    """Whether the send gate, when one is set, lets a request be written now."""
+    gate = _send_gate
+    return gate is None or gate()
 
 
 def platform_session(
@@ -117,6 +88,8 @@ def platform_session(
 ) -> requests.Session:
     """A session for one platform (or `session`, set up the same way): requests to `hosts` go
     to `base` when it is another host; no retries, a timeout, redirects refused."""
+    from broadcaster.publishers.adapter import PlatformAdapter, refuse_redirect
+
     session = session if session is not None else requests.Session()
     plain = PlatformAdapter(timeout)
     session.mount("https://", plain)
@@ -126,7 +99,7 @@ def platform_session(
         for host in hosts:
             if urlsplit(host).netloc != target.netloc or urlsplit(host).scheme != target.scheme:
                 session.mount(host, PlatformAdapter(timeout, rewrite_to=base))
-    session.hooks["response"].append(_refuse_redirect)
+    session.hooks["response"].append(refuse_redirect)
     if on_response is not None:
         session.hooks["response"].append(lambda r, *a, **k: on_response(r))
     return session
@@ -136,6 +109,8 @@ def network_error(exc: requests.RequestException, action: str) -> PublishError:
     """A network failure as the taxonomy sees it: before anything was sent it is safe to retry;
     after (a read timeout, a dropped or reset connection) the platform may have acted, so it is
     in doubt. The message names the kind of failure only, never the URL."""
+    from broadcaster.publishers.adapter import RedirectRefused
+
     kind = type(exc).__name__
     if isinstance(exc, RedirectRefused):
         return RetryLater(
@@ -218,19 +193,3 @@ def require_https(url: str) -> str:
         f"must be an https:// address (got {where}): tokens and secrets would travel in clear; "
         "plain http is allowed only on loopback (127.0.0.0/8, ::1, localhost)"
     )
-
-
-class LazyModule:
-    """A module imported at the first use of one of its attributes. The platforms' client
-    libraries (google-api-python-client and google-auth, tweepy) cost a quarter of a second to
-    import: every command that reads the configuration would pay it, though only the adapters
-    at work use them."""
-
-    def __init__(self, name: str) -> None:
-        self._name = name
-        self._module: Any = None
-
-    def __getattr__(self, attr: str) -> Any:
-        if self._module is None:
-            self._module = importlib.import_module(self._name)
-        return getattr(self._module, attr)

@@ -53,9 +53,8 @@ import re
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import requests
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from broadcaster.core.config import AccountConfig
@@ -77,12 +76,18 @@ from broadcaster.publishers.base import (
     RetryLater,
 )
 from broadcaster.publishers.http import (
+    LazyModule,
     may_have_acted,
     network_error,
     platform_session,
     require_https,
     retry_after,
 )
+
+if TYPE_CHECKING:
+    import requests
+else:  # loaded when the adapter first uses them (LazyModule says why)
+    requests = LazyModule("requests")
 
 API = "https://api.telegram.org"
 CAPTION_LIMIT = 1024  # UTF-16 units, after entity parsing

@@ -26,10 +26,9 @@ from __future__ import annotations
 import shutil
 import time
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import quote
 
-import requests
 from pydantic import AfterValidator, ConfigDict, Field
 
 from broadcaster.core.config import AccountConfig
@@ -53,12 +52,18 @@ from broadcaster.publishers.base import (
     VideoSpec,
 )
 from broadcaster.publishers.http import (
+    LazyModule,
     may_have_acted,
     network_error,
     platform_session,
     require_https,
     retry_after,
 )
+
+if TYPE_CHECKING:
+    import requests
+else:  # loaded when the adapter first uses them (LazyModule says why)
+    requests = LazyModule("requests")
 
 API = "https://open.tiktokapis.com"
 

@@ -19,7 +19,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
-import requests
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from broadcaster.core.config import AccountConfig
@@ -49,9 +48,11 @@ from broadcaster.publishers.http import (
 )
 
 if TYPE_CHECKING:
+    import requests
     import tweepy
-else:
-    tweepy = LazyModule("tweepy")  # loaded when the adapter first uses it (LazyModule says why)
+else:  # loaded when the adapter first uses them (LazyModule says why)
+    requests = LazyModule("requests")
+    tweepy = LazyModule("tweepy")
 
 API = "https://api.x.com"
 TWEEPY_HOST = "https://api.twitter.com"

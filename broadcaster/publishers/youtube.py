@@ -34,7 +34,6 @@ from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import urlsplit, urlunsplit
 from zoneinfo import ZoneInfo
 
-import requests
 from pydantic import AfterValidator, ConfigDict, Field
 
 from broadcaster.core.config import AccountConfig
@@ -73,6 +72,7 @@ if TYPE_CHECKING:
     import googleapiclient.errors as api_errors
     import googleapiclient.http as api_http
     import httplib2
+    import requests
 else:  # loaded when an adapter first uses them (LazyModule says why)
     auth_errors = LazyModule("google.auth.exceptions")
     google_requests = LazyModule("google.auth.transport.requests")
@@ -81,6 +81,7 @@ else:  # loaded when an adapter first uses them (LazyModule says why)
     api_errors = LazyModule("googleapiclient.errors")
     api_http = LazyModule("googleapiclient.http")
     httplib2 = LazyModule("httplib2")
+    requests = LazyModule("requests")
 
 API = "https://www.googleapis.com"
 TOKEN_URI = "https://oauth2.googleapis.com/token"  # noqa: S105 - a URL, not a secret

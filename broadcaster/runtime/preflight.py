@@ -13,7 +13,7 @@ from pathlib import Path
 
 from broadcaster.core.config import Config, Problem
 from broadcaster.core.secrets import SecretError, Secrets
-from broadcaster.ingest.sources import SNAPSHOT_SUFFIXES, is_url
+from broadcaster.ingest.locations import SNAPSHOT_SUFFIXES, is_url
 
 
 def preflight(config: Config, *, secrets: Secrets | None = None) -> list[Problem]:
