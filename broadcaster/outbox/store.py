@@ -7,6 +7,7 @@ post idempotency keys is enforced by the database itself, so nothing can be post
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sqlite3
@@ -33,6 +34,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    bindparam,
     create_engine,
     event,
     func,
@@ -363,11 +365,12 @@ class Store:
     def get_state(self, key: str, default: Any = None, conn: Connection | None = None) -> Any:
         """A state key's value: in `conn`'s transaction when given (a second connection there
         would not see its writes), else in a connection of its own."""
+        statement = _statements().get_state
         if conn is not None:
-            value = conn.execute(select(kv.c.value).where(kv.c.key == key)).scalar()
+            value = conn.execute(statement, {"key": key}).scalar()
         else:
             with self.engine.connect() as own:
-                value = own.execute(select(kv.c.value).where(kv.c.key == key)).scalar()
+                value = own.execute(statement, {"key": key}).scalar()
         return default if value is None else value
 
     # -- snapshots --
@@ -619,17 +622,11 @@ class Store:
         number, or None when another worker got there first."""
         with self.engine.begin() as conn:
             self.fenced(conn, claiming=True)
-            result = conn.execute(
-                update(posts)
-                .where(posts.c.id == post_id)
-                .where(posts.c.state == PostState.PENDING)
-                .values(state=PostState.SENDING, attempts=posts.c.attempts + 1, updated_at=now)
-            )
+            statements = _statements()
+            result = conn.execute(statements.claim, {"post_id": post_id, "now": now})
             if result.rowcount != 1:
                 return None
-            return int(
-                conn.execute(select(posts.c.attempts).where(posts.c.id == post_id)).scalar_one()
-            )
+            return int(conn.execute(statements.attempts, {"post_id": post_id}).scalar_one())
 
     def mark_sent(self, post_id: int, platform_id: str, url: str | None, sent_at: datetime) -> None:
         with self.engine.begin() as conn:
@@ -853,16 +850,7 @@ class Store:
         the dispatcher that posts were added, or that someone else (an operator, the console)
         changed the outbox, since it last looked."""
         with self.engine.connect() as conn:
-            row = conn.execute(
-                select(
-                    select(func.max(posts.c.id)).scalar_subquery(),
-                    select(func.max(audit.c.id)).scalar_subquery(),
-                    select(func.count())
-                    .select_from(posts)
-                    .where(posts.c.state == PostState.HELD)
-                    .scalar_subquery(),
-                )
-            ).one()
+            row = conn.execute(_statements().outbox_marker).one()
         return int(row[0] or 0), int(row[1] or 0), int(row[2] or 0)
 
     def queued_posts(self, after_id: int = 0) -> list[Any]:
@@ -910,21 +898,7 @@ class Store:
         """What became of a post the dispatcher just handled: its state, when it went or may
         go, and what the planner needs to count it."""
         with self.engine.connect() as conn:
-            return conn.execute(
-                select(
-                    posts.c.id,
-                    posts.c.state,
-                    posts.c.not_before,
-                    posts.c.sent_at,
-                    posts.c.thread_parent,
-                    posts.c.event_id,
-                    posts.c.event_key,
-                    posts.c.event_kind,
-                    posts.c.contest_id,
-                    posts.c.feed_time,
-                    posts.c.priority,
-                ).where(posts.c.id == post_id)
-            ).first()
+            return conn.execute(_statements().post_outcome, {"post_id": post_id}).first()
 
     def events_with_context_many(self, event_ids: Sequence[int]) -> dict[int, StoredEvent]:
         """`event_with_context` for many events in a few statements (a summary's merge)."""
@@ -1015,11 +989,7 @@ class Store:
 
     def post_row(self, post_id: int) -> Any:
         with self.engine.connect() as conn:
-            return conn.execute(
-                select(posts, events.c.snapshot_id)
-                .join(events, events.c.id == posts.c.event_id)
-                .where(posts.c.id == post_id)
-            ).first()
+            return conn.execute(_statements().post_row, {"post_id": post_id}).first()
 
     def earlier_post(self, account: str, contest_id: str | None, *, before_id: int) -> Any:
         """The latest sent call or correction of a contest on an account, before a post."""
@@ -1199,6 +1169,60 @@ def _upsert_base(conn: Connection, table: Table) -> Any:
     from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
     return sqlite_insert(table)
+
+
+@dataclass(frozen=True, slots=True)
+class _Statements:
+    """The statements the dispatcher runs at every step, built once: building a statement
+    costs SQLAlchemy more than SQLite takes to run it."""
+
+    get_state: Any
+    outbox_marker: Any
+    post_outcome: Any
+    post_row: Any
+    claim: Any
+    attempts: Any
+
+
+@functools.cache
+def _statements() -> _Statements:
+    post_id: Any = bindparam("post_id", type_=Integer)
+    return _Statements(
+        get_state=select(kv.c.value).where(kv.c.key == bindparam("key")),
+        outbox_marker=select(
+            select(func.max(posts.c.id)).scalar_subquery(),
+            select(func.max(audit.c.id)).scalar_subquery(),
+            select(func.count())
+            .select_from(posts)
+            .where(posts.c.state == PostState.HELD)
+            .scalar_subquery(),
+        ),
+        post_outcome=select(
+            posts.c.id,
+            posts.c.state,
+            posts.c.not_before,
+            posts.c.sent_at,
+            posts.c.thread_parent,
+            posts.c.event_id,
+            posts.c.event_key,
+            posts.c.event_kind,
+            posts.c.contest_id,
+            posts.c.feed_time,
+            posts.c.priority,
+        ).where(posts.c.id == post_id),
+        post_row=select(posts, events.c.snapshot_id)
+        .join(events, events.c.id == posts.c.event_id)
+        .where(posts.c.id == post_id),
+        claim=update(posts)
+        .where(posts.c.id == post_id)
+        .where(posts.c.state == PostState.PENDING)
+        .values(
+            state=PostState.SENDING,
+            attempts=posts.c.attempts + 1,
+            updated_at=bindparam("now", type_=posts.c.updated_at.type),
+        ),
+        attempts=select(posts.c.attempts).where(posts.c.id == post_id),
+    )
 
 
 def _by_id_still(state: str) -> Any:
