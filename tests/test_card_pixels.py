@@ -1,7 +1,7 @@
 """Result cards stay the same pictures while their drawing is made cheaper.
 
 The hashes below are of the decoded pixels of cards drawn by the code before text, widths and
-logos were cached (commit afd0925). Each card is drawn
+logos were cached and PNGs written without Pillow's encoder (commit afd0925). Each card is drawn
 with every cache empty, then again with the caches warm from all the others, so a cache keyed
 too loosely (a mask reused for another size, font or offset; a width for another string) changes
 a hash. Regenerate the hashes only for a deliberate change of design (and bump CARD_DESIGN).
@@ -10,6 +10,7 @@ a hash. Regenerate the hashes only for a deliberate change of design (and bump C
 from __future__ import annotations
 
 import hashlib
+import io
 import math
 import os
 from pathlib import Path
@@ -29,6 +30,7 @@ from broadcaster.content.cards.draw import (
     render_card,
     runs,
 )
+from broadcaster.content.cards.png import png_bytes, save_png
 from broadcaster.content.render import Locale
 from broadcaster.content.samples import sample_vars
 from broadcaster.domain.events import EventKind
@@ -146,6 +148,29 @@ def test_masks_are_kept_within_their_budget(monkeypatch):
     assert 0 < masks._used <= 10_000
     masks.clear()
     assert masks._used == 0
+
+
+def test_png_writer_is_lossless(tmp_path):
+    img = Image.new("RGB", (333, 77), "#FFFFFF")
+    ImageDraw.Draw(img).text((5, 5), "Seat tally 45.3%", fill="#1F4E79")
+    for x in range(0, 333, 7):  # every byte value somewhere, including row starts and ends
+        img.putpixel((x, 40), (x % 256, (x * 7) % 256, (x * 13) % 256))
+    img.putpixel((332, 76), (1, 2, 3))
+    data = png_bytes(img)
+    with Image.open(io.BytesIO(data)) as back:
+        back.verify()
+    with Image.open(io.BytesIO(data)) as back:
+        assert back.format == "PNG"
+        assert back.mode == "RGB"
+        assert back.size == (333, 77)
+        assert back.tobytes() == img.tobytes()
+    # Other modes go through Pillow's encoder.
+    save_png(img.convert("RGBA"), tmp_path / "rgba.png")
+    with Image.open(tmp_path / "rgba.png") as back:
+        assert back.mode == "RGBA"
+        assert back.convert("RGB").tobytes() == img.tobytes()
+    with pytest.raises(ValueError, match="RGB"):
+        png_bytes(img.convert("L"))
 
 
 def test_a_changed_logo_file_is_read_again(tmp_path, snapshots):

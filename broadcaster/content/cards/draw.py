@@ -24,6 +24,7 @@ from typing import Any
 from fontTools.ttLib import TTFont
 from PIL import Image, ImageDraw, ImageFont
 
+from broadcaster.content.cards.png import save_png
 from broadcaster.content.plurals import ELLIPSIS, plural_form, shorten_words
 from broadcaster.content.render import Locale, make_filters
 from broadcaster.core.config import CardsConfig
@@ -367,7 +368,7 @@ def render_card(
     if spec.format.upper() == "JPEG":
         card.img.save(out, "JPEG", quality=90, optimize=True)
     else:
-        card.img.save(out, "PNG", compress_level=3)
+        save_png(card.img, out)
     return out
 
 
