@@ -11,15 +11,20 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import threading
 import unicodedata
+from collections import OrderedDict
+from collections.abc import Hashable
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
 from fontTools.ttLib import TTFont
 from PIL import Image, ImageDraw, ImageFont
 
+from broadcaster.content.cards.png import save_png
 from broadcaster.content.plurals import ELLIPSIS, plural_form, shorten_words
 from broadcaster.content.render import Locale, make_filters
 from broadcaster.core.config import CardsConfig
@@ -130,7 +135,16 @@ def missing_glyphs(text: str, bold: bool = False) -> set[str]:
 def runs(text: str, size: int, bold: bool = False) -> list[tuple[str, ImageFont.FreeTypeFont]]:
     """Split text into runs, each with the first bundled font that covers all of it."""
     paths = BOLD if bold else REGULAR
-    covered = [_coverage(p) for p in paths]
+    return [(t, _font(paths[i], size)) for t, i in _runs(text, bold)]
+
+
+# Cards measure the same strings over and over (fit and wrap search by width, every card has
+# the same labels, names recur across a night's cards), and shaping a string with raqm costs
+# far more than a look-up: splits and widths are kept per process, bounded.
+@lru_cache(maxsize=8192)
+def _runs(text: str, bold: bool) -> tuple[tuple[str, int], ...]:
+    """`runs` as (text, index of its font in REGULAR/BOLD); the split does not depend on size."""
+    covered = [_coverage(p) for p in (BOLD if bold else REGULAR)]
     out: list[tuple[str, int]] = []
     for ch in text:
         if out and _inherits(ch):
@@ -141,11 +155,18 @@ def runs(text: str, size: int, bold: bool = False) -> list[tuple[str, ImageFont.
             out[-1] = (out[-1][0] + ch, idx)
         else:
             out.append((ch, idx))
-    return [(t, _font(paths[i], size)) for t, i in out]
+    return tuple(out)
 
 
+@lru_cache(maxsize=16384)
+def _length(path: Path, size: int, text: str) -> float:
+    return _font(path, size).getlength(text)
+
+
+@lru_cache(maxsize=8192)
 def text_width(text: str, size: int, bold: bool = False) -> float:
-    return sum(font.getlength(t) for t, font in runs(text, size, bold))
+    paths = BOLD if bold else REGULAR
+    return sum(_length(paths[i], size, t) for t, i in _runs(text, bold))
 
 
 def fit(text: str, size: int, width: float, bold: bool = False) -> str:
@@ -220,10 +241,82 @@ def draw_text(
     width = text_width(text, size, bold)
     if anchor_right:
         x -= width
-    for part, font in runs(text, size, bold):
-        draw.text((x, y), part, font=font, fill=fill)
-        x += font.getlength(part)
+    paths = BOLD if bold else REGULAR
+    for part, i in _runs(text, bold):
+        _draw_run(draw, (x, y), part, paths[i], size, fill)
+        x += _length(paths[i], size, part)
     return width
+
+
+def _draw_run(
+    draw: ImageDraw.ImageDraw, xy: tuple[float, float], text: str, path: Path, size: int, fill: str
+) -> None:
+    """`draw.text(xy, text, font=_font(path, size), fill=fill)`, with the rasterised text kept
+    for the next card that writes the same string at the same sub-pixel offset."""
+    if "\n" in text:  # draw.text lays such text out on several lines: leave it to it
+        draw.text(xy, text, font=_font(path, size), fill=fill)
+        return
+    # What ImageDraw.text does for one line: the glyphs are rasterised at the fractional part
+    # of xy, then the mask is blended in with the ink at the integer part plus the mask's offset.
+    fx, x = math.modf(xy[0])
+    fy, y = math.modf(xy[1])
+    key = (path, size, text, draw.fontmode, fx, fy)
+    found = _MASKS.get(key)
+    if found is None:
+        core, offset = _font(path, size).getmask2(text, draw.fontmode, start=(fx, fy))
+        # Pillow's own way to make an Image of the mask it hands back (there is no public one).
+        found = (Image.Image()._new(core), offset)
+        _MASKS.put(key, found, core.size[0] * core.size[1])
+    mask, (dx, dy) = found
+    draw.bitmap((int(x) + dx, int(y) + dy), mask, fill=fill)
+
+
+class _Masks:
+    """A least-recently-used map of rasterised text, bounded by its pixels (bytes, in mode L);
+    shared by threads (the live channel draws text too)."""
+
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+        self._used = 0
+        self._items: OrderedDict[Hashable, tuple[tuple[Image.Image, tuple[int, int]], int]] = (
+            OrderedDict()
+        )
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable) -> tuple[Image.Image, tuple[int, int]] | None:
+        with self._lock:
+            item = self._items.get(key)
+            if item is None:
+                return None
+            self._items.move_to_end(key)
+            return item[0]
+
+    def put(self, key: Hashable, value: tuple[Image.Image, tuple[int, int]], cost: int) -> None:
+        with self._lock:
+            if key in self._items or cost > self.budget:
+                return
+            self._items[key] = (value, cost)
+            self._used += cost
+            while self._used > self.budget:
+                _, (_, dropped) = self._items.popitem(last=False)
+                self._used -= dropped
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+            self._used = 0
+
+
+_MASKS = _Masks(16 * 1024 * 1024)
+
+
+def clear_caches() -> None:
+    """Forget every string's split, width and mask and every logo (tests, benchmarks)."""
+    _runs.cache_clear()
+    _length.cache_clear()
+    text_width.cache_clear()
+    _cached_logo.cache_clear()
+    _MASKS.clear()
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,22 +368,41 @@ def render_card(
     if spec.format.upper() == "JPEG":
         card.img.save(out, "JPEG", quality=90, optimize=True)
     else:
-        card.img.save(out, "PNG", compress_level=3)
+        save_png(card.img, out)
     return out
 
 
 def _paste_logo(img: Image.Image, logo: Path | None, band: int, width: int, pad: int) -> int:
     if logo is None:
         return 0
+    mark = _logo_mark(logo, band - 24)
+    img.paste(mark, (width - pad - mark.width, (band - mark.height) // 2), mark)
+    return mark.width + pad
+
+
+def _logo_mark(logo: Path, side: int) -> Image.Image:
+    """The logo scaled to fit the header band; decoded and scaled once per version of the file
+    (its modification time and size) and band, not per card. Never modify the result."""
+    try:
+        stat = logo.stat()
+    except OSError:
+        return _load_logo(logo, side)  # raises the CardError that says why
+    return _cached_logo(logo, (stat.st_mtime_ns, stat.st_size), side)
+
+
+@lru_cache(maxsize=8)
+def _cached_logo(logo: Path, _version: tuple[int, int], side: int) -> Image.Image:
+    return _load_logo(logo, side)
+
+
+def _load_logo(logo: Path, side: int) -> Image.Image:
     try:
         with Image.open(logo) as src:
             mark = src.convert("RGBA")
     except OSError as exc:
         raise CardError(f"cannot read the card logo {logo}: {exc}") from None
-    side = band - 24
     mark.thumbnail((side * 3, side))
-    img.paste(mark, (width - pad - mark.width, (band - mark.height) // 2), mark)
-    return mark.width + pad
+    return mark
 
 
 @dataclass(slots=True)
