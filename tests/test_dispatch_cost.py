@@ -367,3 +367,59 @@ def test_a_merge_makes_each_posts_view_once_and_the_same_summary(
     summary = store.post_row(merged.post_id)
     assert summary.text == alone.post.text
     store.close()
+
+
+@pytest.mark.parametrize("limit", [700, 1500, 2600, 4000])
+def test_a_summary_holds_the_most_posts_that_fit(
+    tmp_path: Path, limit: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The search for how many posts fit a summary (interpolating on the texts' lengths, with
+    halving as a fallback) finds the same number as trying every count, in fewer tries."""
+    from broadcaster.content.compose import Composer, compose_summary
+    from broadcaster.content.context import shared_vars
+    from broadcaster.content.samples import display_from
+
+    accounts = '\n[[accounts]]\nname = "tt"\nplatform = "tiktok"\ndry_run = true\n'
+    config = load_config(
+        write_config(
+            tmp_path / "c.toml",
+            source="feed.json",
+            accounts=accounts,
+            extra=f"[limits]\ntiktok = {limit}\n",
+        )
+    )
+    store = Store(config.database_url)
+    at = datetime(2030, 7, 28, 20, tzinfo=UTC)
+    plan = NightPlan(seats=120, hours=1.0, bursts=())
+    body = json.dumps(document([(s, 1.0, True) for s in seats(plan)], at, plan.title)).encode()
+    pipeline = Pipeline(config, store, clock=FeedClock(at), dry_run=True)
+    assert pipeline.ingest(make_fetched(body, "night.json"), "test").outcome == "accepted"
+    called = [
+        r for r in store.posts_in_state(PostState.PENDING) if r.event_kind == EventKind.CALLED
+    ]
+    stored = store.events_with_context_many([r.event_id for r in called])
+    items = [(r.id, stored[r.event_id].event, stored[r.event_id].context) for r in called]
+    views = shared_vars(stored[called[-1].event_id].shared, "UTC", display_from(config))
+    account = config.accounts[0]
+    composer = Composer(config, dry_run=True)
+
+    def fits(n: int) -> bool:
+        found = compose_summary(composer, account, items[:n], views)
+        return found is not None and len(found.included) == n
+
+    most = max((n for n in range(2, len(items) + 1) if fits(n)), default=None)
+    tries: list[int] = []
+    original = Composer.compose
+
+    def counted(self: Composer, event: Any, *args: Any, **kwargs: Any) -> Any:
+        tries.append(len(event.data["merged"]))
+        return original(self, event, *args, **kwargs)
+
+    monkeypatch.setattr(Composer, "compose", counted)
+    found = compose_summary(composer, account, items, views)
+    store.close()
+    assert most is not None
+    assert 2 < most < len(items)
+    assert found is not None
+    assert len(found.included) == most
+    assert len(tries) <= 5, tries  # halving alone takes 7 or 8 here

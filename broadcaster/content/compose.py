@@ -364,21 +364,63 @@ def compose_summary(
     same `shared` (each item's view is made once for all the attempts)."""
     tz = composer.config.election.timezone
     made: dict[str, Any] = {} if item_views is None else item_views
+    text_limit, _ = text_limits(account.platform, composer.config.limits)
+    renderer = composer.renderer(account)
+    memo: dict[Any, Any] = {}  # the measuring render serves the composing one
 
-    def attempt(n: int) -> Summary | None:
+    def attempt(n: int) -> tuple[Summary | None, int | None]:
+        """The summary of the first `n` items, or None; and its text's length where it could
+        be measured (a hint for the search, never what decides)."""
         chosen = items[:n]
         event = summary_event([e for _, e, _ in chosen])
         context = summary_context([(e, ctx) for _, e, ctx in chosen])
         variables = template_vars(event, context, shared, timezone=tz, item_views=made)
+        variables = {
+            **variables,
+            "account": View(
+                name=account.name,
+                platform=account.platform,
+                language=composer.config.language_of(account),
+            ),
+        }
+        try:
+            text = renderer.render(
+                account.platform, event.kind.value, variables, memo=memo, memo_key=event.key
+            )
+            length: int | None = text_limit.count(text)
+        except RenderError:
+            length = None
         key = idempotency_key(event.key, account.platform, account.name)
-        rows = composer.compose(event, account, variables, key, quiet=True)
+        rows = composer.compose(event, account, variables, key, quiet=True, memo=memo)
         if len(rows) != 1 or rows[0].text is None:
-            return None  # too long (or a template problem): try fewer
-        return Summary(event, context, rows[0], [i for i, _, _ in chosen])
+            return None, length  # too long (or a template problem): try fewer
+        return Summary(event, context, rows[0], [i for i, _, _ in chosen]), length
 
-    best = attempt(len(items))
+    best, length = attempt(len(items))
     if best is not None:
         return best
+    # The most that fit lies in [2, len - 1]: found by interpolating on the texts' lengths
+    # (about proportional to the items), which needs two or three tries where halving the
+    # range needed up to ten; halving takes over where lengths say nothing.
+    lo, hi = 1, len(items)  # `lo` fits (1: nothing tried yet), `hi` does not
+    lo_length, hi_length = 0, length
+    interpolate = True
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if interpolate and hi_length is not None and hi_length > lo_length:
+            guess = lo + int((text_limit.limit - lo_length) * (hi - lo) / (hi_length - lo_length))
+            mid = min(max(guess, lo + 1), hi - 1)
+        mid = max(mid, 2)
+        width = hi - lo
+        found, measured = attempt(mid)
+        if found is not None:
+            best, lo, lo_length = found, mid, measured if measured is not None else lo_length
+        else:
+            hi, hi_length = mid, measured
+        # A guess that did not halve the range is followed by a halving: never slower than
+        # halving alone by more than one try in two.
+        interpolate = not interpolate or (hi - lo) * 2 <= width
+    return best
     lo, hi = 2, len(items) - 1
     while lo <= hi:
         mid = (lo + hi) // 2
