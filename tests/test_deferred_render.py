@@ -190,3 +190,25 @@ def test_a_post_too_long_for_one_part_becomes_a_thread_when_sent(
         assert keys.index(key) < keys.index(f"{key}#2")
     seconds = [p for p in sent if p["idempotency_key"].endswith("#2")]
     assert all("end." in p["text"] and p["reply_to"] for p in seconds)
+
+
+def test_a_post_an_operator_holds_before_it_is_rendered_is_released_and_rendered(
+    tmp_path: Path, demo_files: list[Path]
+) -> None:
+    from broadcaster.outbox import operations
+
+    night = Night(tmp_path, _account("x-main", "x"))
+    night.feed(demo_files[:8])
+    pending = night.rows(PostState.PENDING)
+    assert pending
+    assert all(row.text is None for row in pending)
+    first, *rest = (row.id for row in pending)
+    assert operations.hold(night.store, None, actor="tester")
+    assert operations.approve(night.store, [first], actor="tester")
+    assert len(operations.approve(night.store, None, actor="tester")) == len(rest)
+    night.dispatcher.invalidate()
+    night.dispatcher.drain()
+    sent = night.sent()
+    assert sent
+    assert all(post["text"].startswith("[TEST] ") for post in sent)
+    assert not night.rows(PostState.HELD)

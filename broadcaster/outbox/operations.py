@@ -128,8 +128,11 @@ def approve(
     released by fixing the template, not by approval. `ids` None (approve --all) leaves the
     posts a plausibility or feed-text gate holds unless `include_gated`: each of those needs a
     person who has read its finding."""
+    # A post an operator held before it was rendered (a burst's, rendered when it is sent)
+    # is released like any other; one held for its template has no text to approve.
+    operator_held = posts.c.hold_kind == HoldKind.OPERATOR
     if ids is None:
-        every: ColumnElement[bool] = posts.c.text.is_not(None)
+        every: ColumnElement[bool] = posts.c.text.is_not(None) | operator_held
         if not include_gated:
             every = every & (posts.c.hold_kind.is_(None) | (posts.c.hold_kind != HoldKind.GATE))
         return _transition(
@@ -148,6 +151,7 @@ def approve(
             select(posts.c.id, posts.c.hold_reason)
             .where(posts.c.id.in_(list(ids)))
             .where(posts.c.text.is_(None))
+            .where(posts.c.hold_kind.is_(None) | ~operator_held)
         ).first()
     if untexted is not None:
         raise OperatorError(
