@@ -153,3 +153,41 @@ def test_a_schema_1_database_is_upgraded_in_place(tmp_path: Path, demo_files: li
         assert flags == {1}
     finally:
         store.close()
+
+
+def test_a_rehearsals_database_syncs_at_checkpoints_and_a_nights_at_every_commit(
+    tmp_path: Path,
+) -> None:
+    """A rehearsal's throwaway database skips the fsync of every commit (issue 13: a sixth of
+    a rehearsal's time on a disk); the night's keeps it."""
+    night = Store(f"sqlite:///{tmp_path / 'night.db'}")
+    practice = Store(f"sqlite:///{tmp_path / 'practice.db'}", durable=False)
+    try:
+        with night.engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
+        with practice.engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+    finally:
+        night.close()
+        practice.close()
+
+
+def test_rehearse_opens_its_database_as_practice(
+    tmp_path: Path, demo_files: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from broadcaster.rehearsal import replay
+    from broadcaster.runtime.configuration import load_config
+
+    opened: list[bool] = []
+    original = replay.Store
+
+    def recording(url: str, **kwargs: Any) -> Store:
+        opened.append(kwargs.get("durable", True))
+        return original(url, **kwargs)
+
+    config = load_config(None)
+    config = config.with_overrides(cards=config.cards.model_copy(update={"enabled": False}))
+    monkeypatch.setattr(replay, "Store", recording)
+    replay.rehearse(config, demo_files[0], tmp_path / "out", speed=None)
+    assert opened == [False]

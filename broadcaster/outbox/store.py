@@ -309,7 +309,12 @@ def _now() -> datetime:
 class Store:
     """All database access goes through here."""
 
-    def __init__(self, url: str, *, keep_bodies: int = 3, file_mode: int = 0o600) -> None:
+    def __init__(
+        self, url: str, *, keep_bodies: int = 3, file_mode: int = 0o600, durable: bool = True
+    ) -> None:
+        """`durable=False` (a rehearsal's throwaway database): SQLite syncs the disk at its
+        checkpoints, not at every commit. A crash of the process still loses nothing; only a
+        crash of the machine may lose the last commits, which a rehearsal can simply replay."""
         self.url = url
         self.keep_bodies = keep_bodies
         server = not url.startswith("sqlite")
@@ -319,7 +324,9 @@ class Store:
         # twelve-hour night: each connection is checked as it leaves the pool.
         self.engine: Engine = create_engine(url, future=True, pool_pre_ping=server)
         if self.engine.dialect.name == "sqlite":
-            event.listen(self.engine, "connect", _sqlite_pragmas)
+            event.listen(
+                self.engine, "connect", _sqlite_pragmas if durable else _sqlite_pragmas_practice
+            )
         # Set by the daemon (outbox/lease.py): checks, inside a transaction, that this instance
         # still holds the lease; raises LeaseLost otherwise. None: not fenced (commands).
         self.fence: Callable[[Connection, bool], None] | None = None
@@ -1273,7 +1280,7 @@ def _create_private(url: str, mode: int) -> None:
     os.close(fd)
 
 
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any, synchronous: str = "FULL") -> None:
     cur = dbapi_conn.cursor()
     # First, so that the statements below (and everything after) wait for a busy database.
     cur.execute("PRAGMA busy_timeout=30000")
@@ -1290,6 +1297,10 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
                 if "locked" not in str(exc) or time.monotonic() > deadline:
                     raise
                 time.sleep(0.05)
-    cur.execute("PRAGMA synchronous=FULL")
+    cur.execute(f"PRAGMA synchronous={synchronous}")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
+
+
+def _sqlite_pragmas_practice(dbapi_conn: Any, record: Any) -> None:
+    _sqlite_pragmas(dbapi_conn, record, synchronous="NORMAL")

@@ -97,7 +97,8 @@ def rehearse(
     out_dir.mkdir(parents=True, exist_ok=True)
     config = rehearsal_config(config, out_dir)
     register_config_secrets(config)  # a dry run's posts.jsonl never holds one either
-    store = Store(config.database_url, file_mode=config.output.mode)
+    # Practice: a machine crash during a rehearsal costs a replay, not a post.
+    store = Store(config.database_url, file_mode=config.output.mode, durable=False)
     try:
         require_mode(store, DatabaseMode.REHEARSAL)
     except ModeMismatch:
