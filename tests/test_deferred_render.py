@@ -212,3 +212,25 @@ def test_a_post_an_operator_holds_before_it_is_rendered_is_released_and_rendered
     assert sent
     assert all(post["text"].startswith("[TEST] ") for post in sent)
     assert not night.rows(PostState.HELD)
+
+
+def test_templates_are_checked_before_a_deferred_post_uses_them(
+    tmp_path: Path, demo_files: list[Path]
+) -> None:
+    """The dispatcher renders a burst's posts with templates it loads and checks as the
+    pipeline does: one that fails its check on the sample contests (here, any party-list
+    contest) is not used for the contests it happens to work for."""
+    night = Night(tmp_path, _account("x-main", "x", 'events = ["called"]\n'))
+    night.feed(demo_files[:11])
+    assert night.rows(PostState.PENDING)
+    write_template(
+        tmp_path / "tpl",
+        "x",
+        "called",
+        "Override {{ contest.name }}{% if contest.kind == 'party' %}{{ nope }}{% endif %}",
+    )
+    night.dispatcher.drain()
+    assert not [p for p in night.sent() if "Override" in p["text"]]
+    held = night.rows(PostState.HELD)
+    assert held
+    assert all(r.hold_kind == HoldKind.TEMPLATE for r in held)

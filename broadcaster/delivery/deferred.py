@@ -26,10 +26,16 @@ class DeferredRendering:
         self.display = display_from(config)
         # The last snapshot's variables: a burst's posts mostly come from one snapshot.
         self._views: tuple[int, dict[str, Any]] | None = None
+        self._checked = False
 
     def render(self, row: Any, account: AccountConfig) -> tuple[Any | None, bool]:
         """(the post read again with its text, ready to send; or None) and whether rendering
         held it. None without a hold means it changed meanwhile (sent, superseded, acted on)."""
+        if not self._checked:
+            # Load and check every template as the pipeline did at its start, rather than
+            # one by one unchecked: a template that fails its check is not used here either.
+            self.composer.preload()
+            self._checked = True
         stored = self.store.event_with_context(row.event_id)
         tz = self.config.election.timezone
         snapshot_id = getattr(row, "snapshot_id", None)
