@@ -80,7 +80,8 @@ def test_a_burst_is_stored_unrendered_and_only_what_is_sent_is_rendered(
     original = Renderer.render_template
 
     def counted(self: Renderer, template: Any, variables: dict[str, Any]) -> str:
-        renders.append(template.name)
+        if variables["account"]["name"] != "lint":  # the templates' checks render samples
+            renders.append(template.name)
         return original(self, template, variables)
 
     night = Night(tmp_path, _account("x-main", "x"))

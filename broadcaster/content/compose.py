@@ -173,14 +173,10 @@ class Composer:
             if not quiet:
                 log.error("post held, %s: %s", account.name, exc, extra={"account": account.name})
             return [
-                NewPost(
+                self._untexted(
+                    event,
+                    account,
                     key,
-                    event.key,
-                    account.name,
-                    account.platform,
-                    None,
-                    (),
-                    dry,
                     PostState.HELD,
                     f"{TEMPLATE_REASON}{exc}",
                     wants_card=card,
@@ -234,9 +230,27 @@ class Composer:
     ) -> NewPost | None:
         """The cancelled row for test data bound for a real account, else None: test data
         never reaches a real account unless the account says it may."""
-        dry = self.dry_run or account.dry_run
-        if not is_test or dry or account.allow_test_posts:
+        if not is_test or self.dry_run or account.dry_run or account.allow_test_posts:
             return None
+        return self._untexted(
+            event,
+            account,
+            key,
+            PostState.CANCELLED,
+            "test data: never posted to a real account (allow_test_posts is off)",
+        )
+
+    def _untexted(
+        self,
+        event: Event,
+        account: AccountConfig,
+        key: str,
+        state: str,
+        reason: str | None,
+        **extra: Any,
+    ) -> NewPost:
+        """A row without text yet: cancelled, held before it could be rendered, or pending
+        and rendered when it is sent."""
         return NewPost(
             key,
             event.key,
@@ -244,9 +258,10 @@ class Composer:
             account.platform,
             None,
             (),
-            dry,
-            PostState.CANCELLED,
-            "test data: never posted to a real account (allow_test_posts is off)",
+            self.dry_run or account.dry_run,
+            state,
+            reason,
+            **extra,
         )
 
     def deferred(
@@ -264,17 +279,8 @@ class Composer:
             return None
         if (account.platform, event.kind.value) in self.renderer(account).problems:
             return None
-        return NewPost(
-            key,
-            event.key,
-            account.name,
-            account.platform,
-            None,
-            (),
-            self.dry_run or account.dry_run,
-            PostState.PENDING,
-            None,
-            wants_card=self.wants_card(account),
+        return self._untexted(
+            event, account, key, PostState.PENDING, None, wants_card=self.wants_card(account)
         )
 
     def compose_text(
