@@ -264,13 +264,21 @@ def test_a_queue_admits_posts_when_due_and_forgets_old_sends() -> None:
 # -- the same night, the same posts --
 
 
-@pytest.mark.parametrize("render_ahead", [500, 0], ids=["rendered-at-ingest", "deferred"])
+@pytest.mark.parametrize(
+    ("render_ahead", "slice_"),
+    [(500, 5000), (0, 5000), (500, 7)],
+    ids=["rendered-at-ingest", "deferred", "read-in-slices"],
+)
 def test_the_ge15_sized_night_sends_the_same_posts_as_before(
-    tmp_path: Path, render_ahead: int
+    tmp_path: Path, render_ahead: int, slice_: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The posts the 40-seat version of the GE15-sized night sent before the dispatcher kept
     its queues in memory (tests/fixtures/ge15_40_sent.json), by idempotency key and text; the
-    same when every snapshot is a burst whose posts are rendered only when sent."""
+    same when every snapshot is a burst whose posts are rendered only when sent, and when the
+    dispatcher reads new posts a few at a time (planning nothing until all are in)."""
+    from broadcaster.delivery import queues
+
+    monkeypatch.setattr(queues, "SLICE", slice_)
     logging.disable(logging.WARNING)
     try:
         write_ge15(tmp_path / "night", ge15_plan(40))
@@ -423,3 +431,51 @@ def test_a_summary_holds_the_most_posts_that_fit(
     assert found is not None
     assert len(found.included) == most
     assert len(tries) <= 5, tries  # halving alone takes 7 or 8 here
+
+
+def test_a_burst_is_read_in_slices_and_nothing_is_planned_until_all_are_in(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a burst, each step reads at most a slice of the new posts and plans nothing
+    (the longest step no longer reads the whole burst); once all are in, it plans as before."""
+    from broadcaster.delivery import queues
+
+    config = load_config(write_config(tmp_path / "c.toml", source="feed.json", accounts=X_ONLY))
+    store = Store(config.database_url)
+    at = datetime(2030, 7, 28, 20, tzinfo=UTC)
+    clock = FeedClock(at)
+    plan = NightPlan(seats=300, hours=1.0, bursts=())
+    pipeline = Pipeline(config, store, clock=clock, dry_run=True)
+    env = PublisherEnv(clock=clock, posts_path=tmp_path / "posts.jsonl", timezone="Asia/Bangkok")
+    dispatcher = Dispatcher(config, store, clock=clock, env=env, dry_run=True)
+    account = dispatcher.accounts["x-test"]
+
+    def ingest(fraction: float, called: bool, minutes: int) -> int:
+        when = at + timedelta(minutes=minutes)
+        doc = document([(s, fraction, called) for s in seats(plan)], when, plan.title)
+        result = pipeline.ingest(make_fetched(json.dumps(doc).encode(), f"{minutes}.json"), "t")
+        assert result.outcome == "accepted"
+        return result.posts
+
+    try:
+        ingest(0.5, False, 0)
+        dispatcher._step(account)  # the queue is built from the database at the first step
+        monkeypatch.setattr(queues, "SLICE", 40)
+        newest_before = store.outbox_marker()[0]
+        assert ingest(1.0, True, 30) > 200
+        burst = [r.id for r in store.queued_posts(newest_before)]  # what the queue takes
+        absorbed: list[int] = []
+        while True:
+            stats = dispatcher._step(account)
+            assert stats is not None
+            if not stats.absorbed:
+                break
+            assert stats.sent == 0  # nothing planned from half a burst
+            absorbed.append(stats.absorbed)
+        assert absorbed == [40] * (len(burst) // 40)  # the last, partial slice: then planned
+        queue = dispatcher.queues.queues["x-test"]
+        pending = {r.id for r in store.posts_in_state(PostState.PENDING)}
+        assert all(i in queue.due for i in burst if i in pending)  # every one is in
+    finally:
+        dispatcher.close()
+        store.close()

@@ -207,6 +207,8 @@ class Dispatcher:
         windows, blocked = self._limits(account)
         span = max([86400, *(w.seconds for w in windows)])
         self._catch_up(now, now - timedelta(seconds=span))
+        if self.queues.behind:  # a burst is still being read in: plan nothing from half of it
+            return DispatchStats(absorbed=self.queues.absorbed)
         queue = self.queues.queues[account.name]
         if not queue.due:
             return None

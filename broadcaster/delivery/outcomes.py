@@ -16,17 +16,20 @@ class DispatchStats:
     retried: int = 0
     failed: int = 0
     held: int = 0
+    absorbed: int = 0  # new posts read into the queues while catching up with a burst
 
     def add(self, other: DispatchStats) -> None:
         self.sent += other.sent
         self.retried += other.retried
         self.failed += other.failed
         self.held += other.held
+        self.absorbed += other.absorbed
 
     @property
     def progressed(self) -> bool:
-        """Something was settled: a later step may find more to do."""
-        return bool(self.sent + self.failed + self.held)
+        """Something was settled, or a burst's posts read in: a later step may find more to
+        do."""
+        return bool(self.sent + self.failed + self.held + self.absorbed)
 
 
 class Found(StrEnum):

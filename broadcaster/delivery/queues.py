@@ -12,6 +12,10 @@ takeover), then kept up to date from:
 - anything else (an operator's command or the console, which are audited; a post released
   after a template fix, which leaves the held count) makes them be built again.
 
+New posts are taken in slices of at most `SLICE` per look: after a burst of tens of thousands,
+each dispatch step reads one slice and plans nothing (`behind`) until all are in, so no step
+waits for the whole burst and nothing is planned from half of it.
+
 The database stays the truth: a post is read again, and must still be pending, before it is
 claimed, and the claim itself only takes a pending post.
 """
@@ -28,6 +32,8 @@ from broadcaster.ingest.differ import FINAL_TALLY
 from broadcaster.outbox.store import Store
 from broadcaster.planning.planner import Item
 from broadcaster.planning.queue import AccountQueue
+
+SLICE = 5000  # new posts read per look
 
 
 def queued_item(row: Any, *, final: bool = False, event_id: int | None = None) -> Item:
@@ -65,6 +71,8 @@ class Queues:
         self.rebuilds = 0  # how many times they were built (tests and benchmarks read it)
         self.want_cards: set[int] = set()  # queued posts that want a card (drawn ahead)
         self.outside_change = False  # set when someone else changed the outbox (pauses too)
+        self.behind = False  # new posts remain to be read: plan nothing yet
+        self.absorbed = 0  # new posts read at the last look
 
     def invalidate(self) -> None:
         """Build the queues again from the database at the next look."""
@@ -78,14 +86,16 @@ class Queues:
         if old is not None and marker[1:] != old[1:]:
             self.outside_change = True
             self._stale = True
+        self.behind, self.absorbed = False, 0
         if self._stale or set(self.accounts()) != set(self.queues):
             self._rebuild(marker[0], now, since)
         elif marker[0] > self._seen_id:
             if self.store.engine.dialect.name != "sqlite":
                 self._rebuild(marker[0], now, since)
             else:
-                self._add_new(self._seen_id, now)
-                self._seen_id = marker[0]
+                last = self._add_new(self._seen_id, now, limit=SLICE)
+                self.behind = last is not None
+                self._seen_id = last if last is not None else marker[0]
         for queue in self.queues.values():
             queue.advance(now, since)
 
@@ -93,6 +103,7 @@ class Queues:
         self.queues = {name: AccountQueue() for name in self.accounts()}
         self.want_cards = set()
         self._add_new(0, now)
+        self.absorbed = 0
         for name, queue in self.queues.items():
             for row in self.store.sent_since(name, since):
                 if row.sent_at is not None:
@@ -101,8 +112,12 @@ class Queues:
         self._stale = False
         self.rebuilds += 1
 
-    def _add_new(self, after_id: int, now: datetime) -> None:
-        for row in self.store.queued_posts(after_id):
+    def _add_new(self, after_id: int, now: datetime, limit: int | None = None) -> int | None:
+        """Queue the pending posts above `after_id` (the first `limit`); the last id read when
+        that limit was reached (more may follow), else None."""
+        rows = self.store.queued_posts(after_id, limit)
+        self.absorbed = len(rows)
+        for row in rows:
             queue = self.queues.get(row.account)
             if queue is not None and bool(row.dry_run) == self.mode(row.account):
                 queue.add(
@@ -110,6 +125,7 @@ class Queues:
                 )
                 if row.wants_card:
                     self.want_cards.add(row.id)
+        return rows[-1].id if limit is not None and len(rows) == limit else None
 
     def settle(self, account: str, post_id: int, now: datetime, final: bool = False) -> None:
         """Read back what became of a post the dispatcher handled, and queue it accordingly

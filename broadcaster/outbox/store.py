@@ -860,11 +860,11 @@ class Store:
             row = conn.execute(_statements().outbox_marker).one()
         return int(row[0] or 0), int(row[1] or 0), int(row[2] or 0)
 
-    def queued_posts(self, after_id: int = 0) -> list[Any]:
+    def queued_posts(self, after_id: int = 0, limit: int | None = None) -> list[Any]:
         """Pending posts with an id above `after_id`, thread continuations excluded, with what
         the planner needs (no text, no event data) and `final`: a final tally. With an
         `after_id`, the posts above it are read by id (the few added since the dispatcher last
-        looked), not the whole backlog through the state index."""
+        looked), not the whole backlog through the state index. `limit`: the first so many."""
         columns = (
             posts.c.id,
             posts.c.account,
@@ -880,13 +880,14 @@ class Store:
         )
         with self.engine.connect() as conn:
             pending = posts.c.state == PostState.PENDING
-            rows = conn.execute(
+            query = (
                 select(*columns)
                 .where(_by_id_still(PostState.PENDING) if after_id else pending)
                 .where(posts.c.thread_parent.is_(None))
                 .where(posts.c.id > after_id)
                 .order_by(posts.c.id)
-            ).all()
+            )
+            rows = conn.execute(query if limit is None else query.limit(limit)).all()
             tallies = sorted({r.event_id for r in rows if r.event_kind == EventKind.TALLY.value})
             finals: set[int] = set()
             for i in range(0, len(tallies), 500):
