@@ -568,3 +568,62 @@ def test_failover_bench_short_version_posts_nothing_twice(postgres_server: str):
     assert figures["missing"] == 0
     assert figures["takeover_max"] < 3 + 0.5 + 3  # a lease, a renewal, and slack
     assert set(figures["exit_codes"].values()) == {0}
+
+
+def test_an_instance_frozen_mid_ingest_does_not_hold_up_the_takeover(
+    postgres_url: str, tmp_path: Path, demo_files: list[Path]
+) -> None:
+    """The ingest's fence is checked last in its transaction: an instance frozen half-way
+    through a snapshot (a paused VM, SIGSTOP) holds no lock on the lease row, so a standby
+    takes over once the lease runs out; the frozen ingest, when it wakes, is rolled back."""
+    from broadcaster.core.clock import FeedClock
+    from broadcaster.ingest.sources import make_fetched
+    from broadcaster.runtime.cycle import Pipeline
+
+    config = load_config(write_config(tmp_path / "c.toml", source="f", database=postgres_url))
+    a_store, b_store = Store(postgres_url), Store(postgres_url)
+    try:
+        a = Lease(a_store, "a", seconds=1, margin=0)
+        b = Lease(b_store, "b", seconds=1)
+        assert a.tick()
+        a_store.fence = a.check
+        pipeline = Pipeline(config, a_store, clock=FeedClock(), dry_run=True)
+        frozen, wake = threading.Event(), threading.Event()
+        insert_events = a_store.insert_events
+
+        def freezing(*args: Any, **kwargs: Any) -> Any:
+            ids = insert_events(*args, **kwargs)
+            frozen.set()
+            wake.wait(30)  # frozen mid-transaction, the events written, the posts not yet
+            return ids
+
+        a_store.insert_events = freezing  # type: ignore[method-assign]
+        outcome: list[BaseException | str] = []
+
+        def ingest() -> None:
+            body = demo_files[3].read_bytes()
+            try:
+                outcome.append(pipeline.ingest(make_fetched(body, demo_files[3].name), "t").outcome)
+            except BaseException as exc:  # the outcome is what is checked
+                outcome.append(exc)
+
+        thread = threading.Thread(target=ingest)
+        thread.start()
+        assert frozen.wait(30)
+        time.sleep(1.2)  # the lease runs out while `a` is frozen
+        took: list[bool] = []
+        taker = threading.Thread(target=lambda: took.append(b.tick()))
+        taker.start()
+        taker.join(10)
+        frozen_still = thread.is_alive()
+        wake.set()
+        thread.join(30)
+        assert frozen_still
+        assert took == [True], "the takeover waited for the frozen instance"
+        assert len(outcome) == 1
+        assert isinstance(outcome[0], LeaseLost)
+        with b_store.engine.connect() as conn:
+            assert conn.execute(select(snapshots.c.id)).first() is None  # rolled back
+    finally:
+        a_store.close()
+        b_store.close()

@@ -284,7 +284,6 @@ class Pipeline:
             added = 0
             ahead = self.config.templates.render_ahead
             with self.store.transaction() as conn:
-                self.store.fenced(conn)  # a standby that took over owns the feed from now on
                 snapshot_id = self.store.insert_snapshot(
                     conn,
                     fingerprint=fetched.fingerprint,
@@ -317,6 +316,11 @@ class Pipeline:
                         {e.key: e for e in chunk},
                         test_data=snapshot.is_test,
                     )
+                # A standby that took over owns the feed from now on: all of this is rolled
+                # back. Checked last, so the lease row is locked (FOR SHARE) only while this
+                # commits: an instance frozen mid-ingest (a paused VM, SIGSTOP) must not hold
+                # the lock its successor's takeover waits for.
+                self.store.fenced(conn)
             self.state = new_state
             self._last_fingerprint = fetched.fingerprint
             self.night.start_night(self.clock.now())
