@@ -191,3 +191,31 @@ def test_rehearse_opens_its_database_as_practice(
     monkeypatch.setattr(replay, "Store", recording)
     replay.rehearse(config, demo_files[0], tmp_path / "out", speed=None)
     assert opened == [False]
+
+
+def test_every_accounts_pause_and_wait_are_read_in_one_statement(tmp_path: Path) -> None:
+    """The dispatcher asks for every account's pause and platform wait at each turn (issue
+    13: a third of a rehearsal's statements); one statement answers what per-key reads do."""
+    from datetime import UTC, datetime
+
+    from sqlalchemy import event
+
+    from broadcaster.outbox.state import PauseRecord, State
+
+    store = Store(f"sqlite:///{tmp_path / 'state.db'}")
+    state = State(store)
+    at = datetime(2030, 7, 28, 20, tzinfo=UTC)
+    state.set_pause("a", PauseRecord("paused by hand", at=at, until=None, by="op"))
+    state.block("b", at)
+    state.set_pause("c", PauseRecord("cooling down", at=at, until=at, by="broadcaster"))
+    state.block("c", at)
+    statements: list[str] = []
+    event.listen(store.engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+    both = state.pauses_and_blocks(["a", "b", "c", "d"])
+    assert len(statements) == 1
+    for name in "abcd":
+        assert both[name] == (state.pause(name), state.blocked_until(name))
+    assert both["d"] == (None, None)
+    assert both["a"][0] is not None
+    assert both["a"][0].reason == "paused by hand"
+    store.close()

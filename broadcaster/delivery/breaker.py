@@ -51,8 +51,7 @@ class Breaker:
         """Paused accounts and why; a breaker pause whose cool-down has passed is lifted."""
         out = {}
         now = self.clock.now()
-        for name in self.accounts:
-            record = self.state.pause(name)
+        for name, (record, _) in self.state.pauses_and_blocks(self.accounts).items():
             if record is None:
                 continue
             if record.until is not None and record.until <= now:

@@ -327,15 +327,14 @@ class Dispatcher:
         its clock there; None when nothing is waiting for time to pass."""
         now = self.clock.now()
         moments = [self.store.next_not_before(now)]
-        for name in self.accounts:
+        for name, (pause, blocked) in self.state.pauses_and_blocks(self.accounts).items():
             if name not in self._waiting:
                 self._waiting[name] = self.state.waiting(name)
             waiting = self._waiting[name]
-            pause = self.state.pause(name)
             moments += [
                 waiting.until if waiting else None,
                 pause.until if pause else None,
-                self.state.blocked_until(name),
+                blocked,
             ]
         later = [m for m in moments if m is not None and m > now]
         return min(later) if later else None

@@ -13,6 +13,7 @@ its own namespaced keys (a quota day count, a live broadcast's ids).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -102,6 +103,20 @@ class State:
     def pause(self, account: str) -> PauseRecord | None:
         data = self._get(PAUSED + account)
         return PauseRecord.from_dict(data) if isinstance(data, dict) else None
+
+    def pauses_and_blocks(
+        self, accounts: Iterable[str]
+    ) -> dict[str, tuple[PauseRecord | None, datetime | None]]:
+        """Each account's pause and platform wait (`pause`, `blocked_until`), read in one
+        statement: the dispatcher asks for every account's at each turn."""
+        names = list(accounts)
+        found = self.store.get_states([k + n for n in names for k in (PAUSED, BLOCKED)])
+        out: dict[str, tuple[PauseRecord | None, datetime | None]] = {}
+        for name in names:
+            data = found.get(PAUSED + name)
+            record = PauseRecord.from_dict(data) if isinstance(data, dict) else None
+            out[name] = (record, _time(found.get(BLOCKED + name)))
+        return out
 
     def set_pause(self, account: str, record: PauseRecord, conn: Connection | None = None) -> None:
         self._put(PAUSED + account, record.to_dict(), conn)

@@ -380,6 +380,14 @@ class Store:
                 value = own.execute(statement, {"key": key}).scalar()
         return default if value is None else value
 
+    def get_states(self, keys: Sequence[str]) -> dict[str, Any]:
+        """The values of several state keys in one statement (missing keys are left out)."""
+        if not keys:
+            return {}
+        with self.engine.connect() as conn:
+            rows = conn.execute(_statements().get_states, {"keys": list(keys)}).all()
+        return {key: value for key, value in rows if value is not None}
+
     # -- snapshots --
 
     def fingerprint_known(self, fingerprint: str) -> bool:
@@ -1185,6 +1193,7 @@ class _Statements:
     costs SQLAlchemy more than SQLite takes to run it."""
 
     get_state: Any
+    get_states: Any
     outbox_marker: Any
     post_outcome: Any
     post_row: Any
@@ -1197,6 +1206,9 @@ def _statements() -> _Statements:
     post_id: Any = bindparam("post_id", type_=Integer)
     return _Statements(
         get_state=select(kv.c.value).where(kv.c.key == bindparam("key")),
+        get_states=select(kv.c.key, kv.c.value).where(
+            kv.c.key.in_(bindparam("keys", expanding=True))
+        ),
         outbox_marker=select(
             select(func.max(posts.c.id)).scalar_subquery(),
             select(func.max(audit.c.id)).scalar_subquery(),
