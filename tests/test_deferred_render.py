@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 
-from broadcaster.content.render import Renderer
 from broadcaster.core.clock import FeedClock
 from broadcaster.delivery.dispatcher import Dispatcher
 from broadcaster.domain.posts import HoldKind, PostState
@@ -24,6 +23,7 @@ from broadcaster.publishers.dryrun import read_posts
 from broadcaster.runtime.configuration import load_config
 from broadcaster.runtime.cycle import Pipeline
 from tests.conftest import write_config
+from tests.renders import count_renders
 
 
 def _account(name: str, platform: str, extra: str = "") -> str:
@@ -76,16 +76,8 @@ def write_template(folder: Path, platform: str, kind: str, text: str) -> Path:
 def test_a_burst_is_stored_unrendered_and_only_what_is_sent_is_rendered(
     tmp_path: Path, demo_files: list[Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    renders: list[str] = []
-    original = Renderer.render_template
-
-    def counted(self: Renderer, template: Any, variables: dict[str, Any]) -> str:
-        if variables["account"]["name"] != "lint":  # the templates' checks render samples
-            renders.append(template.name)
-        return original(self, template, variables)
-
     night = Night(tmp_path, _account("x-main", "x"))
-    monkeypatch.setattr(Renderer, "render_template", counted)
+    renders = count_renders(monkeypatch)
     night.feed(demo_files[:8])
     pending = night.rows(PostState.PENDING)
     assert pending

@@ -326,6 +326,24 @@ def test_a_queue_keeps_its_order_through_many_claims_and_retries() -> None:
         assert queue.newest(kind) == (due[-1].id if due else None)
 
 
+def _called_on_tiktok(
+    tmp_path: Path, contests: int, extra: str = ""
+) -> tuple[Any, Store, Pipeline, list[Any]]:
+    """`contests` seats all called in one snapshot for one TikTok account: its configuration,
+    store, pipeline and the pending calls' rows."""
+    accounts = '\n[[accounts]]\nname = "tt"\nplatform = "tiktok"\ndry_run = true\n'
+    path = write_config(tmp_path / "c.toml", source="feed.json", accounts=accounts, extra=extra)
+    config = load_config(path)
+    store = Store(config.database_url)
+    at = datetime(2030, 7, 28, 20, tzinfo=UTC)
+    plan = NightPlan(seats=contests, hours=1.0, bursts=())
+    body = json.dumps(document([(s, 1.0, True) for s in seats(plan)], at, plan.title)).encode()
+    pipeline = Pipeline(config, store, clock=FeedClock(at), dry_run=True)
+    assert pipeline.ingest(make_fetched(body, "night.json"), "test").outcome == "accepted"
+    pending = store.posts_in_state(PostState.PENDING)
+    return config, store, pipeline, [r for r in pending if r.event_kind == EventKind.CALLED]
+
+
 def test_a_merge_makes_each_posts_view_once_and_the_same_summary(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -338,17 +356,7 @@ def test_a_merge_makes_each_posts_view_once_and_the_same_summary(
     from broadcaster.content.samples import display_from
     from broadcaster.delivery.merging import merge
 
-    accounts = '\n[[accounts]]\nname = "tt"\nplatform = "tiktok"\ndry_run = true\n'
-    config = load_config(write_config(tmp_path / "c.toml", source="feed.json", accounts=accounts))
-    store = Store(config.database_url)
-    at = datetime(2030, 7, 28, 20, tzinfo=UTC)
-    plan = NightPlan(seats=300, hours=1.0, bursts=())
-    body = json.dumps(document([(s, 1.0, True) for s in seats(plan)], at, plan.title)).encode()
-    pipeline = Pipeline(config, store, clock=FeedClock(at), dry_run=True)
-    assert pipeline.ingest(make_fetched(body, "night.json"), "test").outcome == "accepted"
-    called = [
-        r for r in store.posts_in_state(PostState.PENDING) if r.event_kind == EventKind.CALLED
-    ]
+    config, store, pipeline, called = _called_on_tiktok(tmp_path, 300)
     ids = [r.id for r in called]
     event_of = {r.id: r.event_id for r in called}
     account = config.accounts[0]
@@ -387,24 +395,9 @@ def test_a_summary_holds_the_most_posts_that_fit(
     from broadcaster.content.context import shared_vars
     from broadcaster.content.samples import display_from
 
-    accounts = '\n[[accounts]]\nname = "tt"\nplatform = "tiktok"\ndry_run = true\n'
-    config = load_config(
-        write_config(
-            tmp_path / "c.toml",
-            source="feed.json",
-            accounts=accounts,
-            extra=f"[limits]\ntiktok = {limit}\n",
-        )
+    config, store, _pipeline, called = _called_on_tiktok(
+        tmp_path, 120, extra=f"[limits]\ntiktok = {limit}\n"
     )
-    store = Store(config.database_url)
-    at = datetime(2030, 7, 28, 20, tzinfo=UTC)
-    plan = NightPlan(seats=120, hours=1.0, bursts=())
-    body = json.dumps(document([(s, 1.0, True) for s in seats(plan)], at, plan.title)).encode()
-    pipeline = Pipeline(config, store, clock=FeedClock(at), dry_run=True)
-    assert pipeline.ingest(make_fetched(body, "night.json"), "test").outcome == "accepted"
-    called = [
-        r for r in store.posts_in_state(PostState.PENDING) if r.event_kind == EventKind.CALLED
-    ]
     stored = store.events_with_context_many([r.event_id for r in called])
     items = [(r.id, stored[r.event_id].event, stored[r.event_id].context) for r in called]
     views = shared_vars(stored[called[-1].event_id].shared, "UTC", display_from(config))

@@ -19,6 +19,7 @@ from broadcaster.outbox.store import Store
 from broadcaster.runtime.configuration import load_config
 from broadcaster.runtime.cycle import Pipeline
 from tests.conftest import write_config
+from tests.renders import count_renders
 
 # Facebook and TikTok both use the default folder's templates; X its own.
 ACCOUNTS = "".join(
@@ -65,23 +66,11 @@ def _renderer(folder: Path, text: str) -> Renderer:
     return Renderer([folder])
 
 
-def _count_renders(renderer: Renderer, monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    calls: list[str] = []
-    original = renderer.render_template
-
-    def counted(template: Any, variables: dict[str, Any]) -> str:
-        calls.append(template.name)
-        return original(template, variables)
-
-    monkeypatch.setattr(renderer, "render_template", counted)
-    return calls
-
-
 def test_a_memo_renders_an_account_free_template_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     renderer = _renderer(tmp_path, "{{ contest.name }} won")
-    calls = _count_renders(renderer, monkeypatch)
+    calls = count_renders(monkeypatch, renderer)
     memo: dict[Any, Any] = {}
     texts = {
         renderer.render(
@@ -102,7 +91,7 @@ def test_a_template_that_reads_the_account_is_rendered_for_each(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     renderer = _renderer(tmp_path, "{{ contest.name }} for {{ account.name }}")
-    calls = _count_renders(renderer, monkeypatch)
+    calls = count_renders(monkeypatch, renderer)
     memo: dict[Any, Any] = {}
     texts = [
         renderer.render(
@@ -153,14 +142,7 @@ def _night(
 def test_the_pipeline_shares_renders_between_accounts_and_keeps_the_texts(
     tmp_path: Path, demo_files: list[Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    renders: list[str] = []
-    original = Renderer.render_template
-
-    def counted(self: Renderer, template: Any, variables: dict[str, Any]) -> str:
-        renders.append(template.name)
-        return original(self, template, variables)
-
-    monkeypatch.setattr(Renderer, "render_template", counted)
+    renders = count_renders(monkeypatch)
     rows = _night(tmp_path, demo_files, "Called: {{ contest.name }}", renders)
     by_account: dict[str, dict[str, str]] = {}
     for row in rows:
