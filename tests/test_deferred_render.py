@@ -227,3 +227,50 @@ def test_templates_are_checked_before_a_deferred_post_uses_them(
     held = night.rows(PostState.HELD)
     assert held
     assert all(r.hold_kind == HoldKind.TEMPLATE for r in held)
+
+
+def test_an_operators_hold_while_a_post_is_being_rendered_is_never_overwritten(
+    tmp_path: Path, demo_files: list[Path]
+) -> None:
+    """The operator holds everything at the very moment the dispatcher writes a burst's post's
+    text (after it read the post as pending): the write must not put the post back to
+    pending, and nothing held goes out."""
+    from sqlalchemy import event
+
+    from broadcaster.outbox import operations
+
+    night = Night(tmp_path, _account("x-main", "x"))
+    night.feed(demo_files[:8])
+    assert night.rows(PostState.PENDING)
+    held: list[Any] = []
+
+    def hold_first(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        # Just before the first text is written, on another connection: the operator's hold.
+        if not held and statement.startswith("UPDATE posts SET state=?, text=?"):
+            held.extend(operations.hold(night.store, None, actor="tester"))
+
+    event.listen(night.store.engine, "before_cursor_execute", hold_first)
+    night.dispatcher.drain()
+    assert held
+    assert night.sent() == []
+    rows = night.rows(PostState.HELD)
+    assert len(rows) == len(held)
+    assert all(r.hold_kind == HoldKind.OPERATOR and r.text is None for r in rows)
+
+
+def test_the_console_offers_to_approve_a_held_burst_post_and_edit_says_why_it_cannot(
+    tmp_path: Path, demo_files: list[Path]
+) -> None:
+    from broadcaster.console.posts import PostView
+    from broadcaster.outbox import operations
+
+    night = Night(tmp_path, _account("x-main", "x"))
+    night.feed(demo_files[:8])
+    (first, *_) = night.rows(PostState.PENDING)
+    operations.hold(night.store, [first.id], actor="tester")
+    row = night.store.post_row(first.id)
+    assert row.text is None
+    view = PostView(row, count=None, limit=280, unit="weighted characters", card=False, drawn=False)
+    assert view.approvable
+    with pytest.raises(operations.OperatorError, match="written just before it is sent"):
+        operations.edit_text(night.store, first.id, "new text", actor="tester")

@@ -50,6 +50,8 @@ from broadcaster.domain.posts import HoldKind, NewPost, PostState
 from broadcaster.publishers.base import Post
 
 if TYPE_CHECKING:
+    from sqlalchemy.sql.elements import ColumnElement
+
     from broadcaster.domain.model import Snapshot
 
 # 1: the first schema. 2: posts.test_data (the send-time test guard), posts.hold_kind and
@@ -700,15 +702,20 @@ class Store:
 
     def _replace_unrendered(self, post_id: int, rows: Sequence[NewPost], *, deferred: bool) -> bool:
         first, *rest = rows
+        # The state the row must still be in, checked by the update itself: an operator's hold
+        # (or a claim) between a read and the write must never be overwritten.
+        still: ColumnElement[bool]
+        if deferred:
+            still = (posts.c.state == PostState.PENDING) & posts.c.text.is_(None)
+        else:
+            still = posts.c.state == PostState.HELD
         with self.engine.begin() as conn:
-            row = conn.execute(select(posts).where(posts.c.id == post_id)).one()
-            if deferred and (row.state != PostState.PENDING or row.text is not None):
-                return False  # sent, superseded or rendered meanwhile
-            if not deferred and row.state != PostState.HELD:
-                return False  # an operator acted on it meanwhile
-            conn.execute(
+            if deferred:
+                self.fenced(conn)  # the dispatcher's write: only under the lease
+            result = conn.execute(
                 update(posts)
                 .where(posts.c.id == post_id)
+                .where(still)
                 .values(
                     state=first.state,
                     text=first.text,
@@ -720,7 +727,12 @@ class Store:
                     updated_at=_now(),
                 )
             )
+            if result.rowcount != 1:
+                return False  # acted on meanwhile: held, sent, superseded, rendered
             if rest:
+                row = conn.execute(
+                    select(posts.c.event_id, posts.c.test_data).where(posts.c.id == post_id)
+                ).one()
                 event = _event_from_row(
                     conn.execute(select(events).where(events.c.id == row.event_id)).one()
                 )
