@@ -79,9 +79,11 @@ class PostView:
     @property
     def approvable(self) -> bool:
         row = self.row
+        # A burst's post an operator held before it was rendered has no text yet, and is
+        # released like any other (its text is written when it is sent).
         return (
             row.state == PostState.HELD
-            and row.text is not None
+            and (row.text is not None or row.hold_kind == HoldKind.OPERATOR)
             and row.hold_kind not in (HoldKind.TEMPLATE, *NEVER_APPROVED)
         )
 

@@ -329,9 +329,14 @@ def edit_text(
             raise OperatorError(f"no post #{post_id}")
         if row.state != PostState.HELD:
             raise OperatorError(f"post #{post_id} is {row.state}; only held posts can be edited")
-        if row.text is None or row.hold_kind == HoldKind.TEMPLATE:
+        if row.hold_kind == HoldKind.TEMPLATE:
             raise OperatorError(
                 f"post #{post_id} has no text yet: fix its template, and it is rendered again"
+            )
+        if row.text is None:
+            raise OperatorError(
+                f"post #{post_id} is a post of a burst, written just before it is sent: approve "
+                "it to send it as its template writes it, or cancel it"
             )
         changed = conn.execute(
             update(posts)
