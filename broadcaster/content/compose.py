@@ -152,14 +152,7 @@ class Composer:
         """The outbox rows for one event on one account: one, a thread, or one held row.
         Callers that compose one event for several accounts from the same `variables` may
         pass a `memo` (see Renderer.render) so a template shared by accounts runs once."""
-        variables = {
-            **variables,
-            "account": View(
-                name=account.name,
-                platform=account.platform,
-                language=self.config.language_of(account),
-            ),
-        }
+        variables = {**variables, "account": self.account_view(account)}
         dry = self.dry_run or account.dry_run
         card = self.wants_card(account)
         cancelled = self._test_data_refused(
@@ -224,6 +217,14 @@ class Composer:
             )
             parent = part_key
         return rows
+
+    def account_view(self, account: AccountConfig) -> View:
+        """The `account` variable templates see."""
+        return View(
+            name=account.name,
+            platform=account.platform,
+            language=self.config.language_of(account),
+        )
 
     def _test_data_refused(
         self, event: Event, account: AccountConfig, key: str, *, is_test: bool
@@ -381,14 +382,7 @@ def compose_summary(
         event = summary_event([e for _, e, _ in chosen])
         context = summary_context([(e, ctx) for _, e, ctx in chosen])
         variables = template_vars(event, context, shared, timezone=tz, item_views=made)
-        variables = {
-            **variables,
-            "account": View(
-                name=account.name,
-                platform=account.platform,
-                language=composer.config.language_of(account),
-            ),
-        }
+        variables = {**variables, "account": composer.account_view(account)}
         try:
             text = renderer.render(
                 account.platform, event.kind.value, variables, memo=memo, memo_key=event.key
@@ -426,13 +420,4 @@ def compose_summary(
         # A guess that did not halve the range is followed by a halving: never slower than
         # halving alone by more than one try in two.
         interpolate = not interpolate or (hi - lo) * 2 <= width
-    return best
-    lo, hi = 2, len(items) - 1
-    while lo <= hi:
-        mid = (lo + hi) // 2
-        found = attempt(mid)
-        if found is not None:
-            best, lo = found, mid + 1
-        else:
-            hi = mid - 1
     return best
