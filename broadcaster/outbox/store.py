@@ -326,8 +326,11 @@ class Store:
         # twelve-hour night: each connection is checked as it leaves the pool.
         self.engine: Engine = create_engine(url, future=True, pool_pre_ping=server)
         if self.engine.dialect.name == "sqlite":
+            synchronous = "FULL" if durable else "NORMAL"
             event.listen(
-                self.engine, "connect", _sqlite_pragmas if durable else _sqlite_pragmas_practice
+                self.engine,
+                "connect",
+                functools.partial(_sqlite_pragmas, synchronous=synchronous),
             )
         # Set by the daemon (outbox/lease.py): checks, inside a transaction, that this instance
         # still holds the lease; raises LeaseLost otherwise. None: not fenced (commands).
@@ -889,12 +892,7 @@ class Store:
             posts.c.id,
             posts.c.account,
             posts.c.dry_run,
-            posts.c.event_id,
-            posts.c.event_key,
-            posts.c.event_kind,
-            posts.c.contest_id,
-            posts.c.feed_time,
-            posts.c.priority,
+            *_planned(),
             posts.c.not_before,
             posts.c.wants_card,
         )
@@ -920,7 +918,7 @@ class Store:
                     )
                     if isinstance(data, dict) and data.get("final")
                 )
-        return [_Queued(*r, final=r.event_id in finals) for r in rows]
+        return [_Queued(**r._mapping, final=r.event_id in finals) for r in rows]
 
     def post_outcome(self, post_id: int) -> Any:
         """What became of a post the dispatcher just handled: its state, when it went or may
@@ -1199,6 +1197,12 @@ def _upsert_base(conn: Connection, table: Table) -> Any:
     return sqlite_insert(table)
 
 
+def _planned() -> tuple[Any, ...]:
+    """A post's columns the planner needs (delivery/queues.py's `queued_item` reads them)."""
+    c = posts.c
+    return (c.event_id, c.event_key, c.event_kind, c.contest_id, c.feed_time, c.priority)
+
+
 @dataclass(frozen=True, slots=True)
 class _Statements:
     """The statements the dispatcher runs at every step, built once: building a statement
@@ -1235,12 +1239,7 @@ def _statements() -> _Statements:
             posts.c.not_before,
             posts.c.sent_at,
             posts.c.thread_parent,
-            posts.c.event_id,
-            posts.c.event_key,
-            posts.c.event_kind,
-            posts.c.contest_id,
-            posts.c.feed_time,
-            posts.c.priority,
+            *_planned(),
         ).where(posts.c.id == post_id),
         post_row=select(posts, events.c.snapshot_id)
         .join(events, events.c.id == posts.c.event_id)
@@ -1305,7 +1304,7 @@ def _create_private(url: str, mode: int) -> None:
     os.close(fd)
 
 
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any, synchronous: str = "FULL") -> None:
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any, *, synchronous: str) -> None:
     cur = dbapi_conn.cursor()
     # First, so that the statements below (and everything after) wait for a busy database.
     cur.execute("PRAGMA busy_timeout=30000")
@@ -1325,7 +1324,3 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any, synchronous: str = "FULL") ->
     cur.execute(f"PRAGMA synchronous={synchronous}")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
-
-
-def _sqlite_pragmas_practice(dbapi_conn: Any, record: Any) -> None:
-    _sqlite_pragmas(dbapi_conn, record, synchronous="NORMAL")
