@@ -42,11 +42,11 @@ from jinja2 import (
     TemplatesNotFound,
     TemplateSyntaxError,
     UndefinedError,
-    meta,
 )
 from jinja2.sandbox import SecurityError
 from jinja2.utils import Cycler, Joiner, Namespace
 
+from broadcaster.content.compiled import COMPILED, template_facts
 from broadcaster.content.plurals import PLURAL_FORMS, plural_text, shorten_words, x_weight
 from broadcaster.content.sandbox import (
     Budget,
@@ -246,6 +246,7 @@ class _Generation:
             lstrip_blocks=True,
             keep_trailing_newline=False,
             auto_reload=False,
+            bytecode_cache=COMPILED,  # each file compiled once, whatever the environments
         )
         self.env.filters.update(renderer.filters)
         # Only harmless helpers: the default globals include lipsum (large output on demand).
@@ -283,10 +284,10 @@ def reads_variable(env: Environment, name: str, variable: str) -> bool:
             if env.loader is None:
                 return True
             source, _, _ = env.loader.get_source(env, current)
-            ast = env.parse(source, current)
-            if variable in meta.find_undeclared_variables(ast):
+            facts = template_facts(env, source, current)
+            if variable in facts.undeclared:
                 return True
-            for ref in meta.find_referenced_templates(ast):
+            for ref in facts.referenced:
                 if ref is None:
                     return True
                 todo.append(ref)
