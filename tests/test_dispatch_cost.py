@@ -20,6 +20,7 @@ from broadcaster.domain.events import PRIORITY, EventKind
 from broadcaster.domain.posts import HoldKind, PostState
 from broadcaster.domain.quota import Window
 from broadcaster.ingest.sources import make_fetched
+from broadcaster.outbox.state import State
 from broadcaster.outbox.store import Store, posts
 from broadcaster.planning.budget import budget_state
 from broadcaster.planning.planner import Item, plan_account
@@ -354,7 +355,7 @@ def test_a_merge_makes_each_posts_view_once_and_the_same_summary(
     from broadcaster.content.compose import compose_summary
     from broadcaster.content.context import shared_vars
     from broadcaster.content.samples import display_from
-    from broadcaster.delivery.merging import merge
+    from broadcaster.delivery.merging import StoredEvents, merge
 
     config, store, pipeline, called = _called_on_tiktok(tmp_path, 300)
     ids = [r.id for r in called]
@@ -368,7 +369,9 @@ def test_a_merge_makes_each_posts_view_once_and_the_same_summary(
         return original(contest, *args, **kwargs)
 
     monkeypatch.setattr(context, "contest_view", counted)
-    merged = merge(store, pipeline.composer, account, ids, event_of.__getitem__)
+    merged = merge(
+        store, StoredEvents(store), pipeline.composer, account, ids, event_of.__getitem__
+    )
     assert merged is not None
     assert 16 < len(merged.included) < len(ids)  # several tries, and a search below one
     assert len(made) == len(set(made))  # each post's view once
@@ -472,3 +475,67 @@ def test_a_burst_is_read_in_slices_and_nothing_is_planned_until_all_are_in(
     finally:
         dispatcher.close()
         store.close()
+
+
+def test_an_accounts_limits_are_read_again_only_after_they_were_written(tmp_path: Path) -> None:
+    dispatcher, store, _ = _night(tmp_path, 30)
+    account = dispatcher.accounts["x-test"]
+    reads: list[str] = []  # the keys read
+
+    def kv_read(_conn: object, _cursor: object, statement: str, params: Any, *_: object) -> None:
+        if statement.lstrip().upper().startswith("SELECT") and "FROM kv" in statement:
+            reads.extend(str(p) for p in params)
+
+    event.listen(store.engine, "before_cursor_execute", kv_read)
+    try:
+        assert dispatcher._step(account) is not None  # reads the limits once, then sends
+        reads.clear()
+        for _ in range(3):
+            assert dispatcher._step(account) is not None  # sends that wrote no limit
+        assert not [key for key in reads if key.endswith("x-test")]
+        # What an adapter or the breaker records after a call: a wait the platform asked for.
+        until = dispatcher.clock.now() + timedelta(hours=1)
+        State(store).block("x-test", until)
+        reads.clear()
+        sent_before = len(store.posts_in_state(PostState.SENT))
+        assert dispatcher._step(account) is None  # the wait is seen at once: nothing goes
+        assert sorted(key for key in reads if "blocked" in key or "learned" in key) == [
+            "blocked:x-test",
+            "learned_quota:x-test",
+        ]
+        assert len(store.posts_in_state(PostState.SENT)) == sent_before
+        waiting = State(store).waiting("x-test")
+        assert waiting is not None
+        assert waiting.until == until
+    finally:
+        dispatcher.close()
+        store.close()
+
+
+def test_merges_read_each_event_once_for_every_account(tmp_path: Path) -> None:
+    """Every account merges much the same posts in turn: the events they hold are read from
+    the database once, and a bounded number kept, least recently used first out."""
+    from broadcaster.delivery.merging import StoredEvents
+
+    _config, store, _pipeline, called = _called_on_tiktok(tmp_path, 40)
+    event_ids = [r.event_id for r in called]
+    read: list[int] = []
+    original = store.events_with_context_many
+
+    def counted(ids: Any) -> Any:
+        read.extend(ids)
+        return original(ids)
+
+    store.events_with_context_many = counted  # type: ignore[method-assign]
+    events = StoredEvents(store, kept=30)
+    first = events.get(event_ids[:20])
+    assert events.get(event_ids[:20]) == first  # a second account's merge: nothing read
+    assert read == event_ids[:20]
+    assert first == original(event_ids[:20])  # what the database holds
+    read.clear()
+    events.get(event_ids[15:40])  # 20 more: the 10 least recently used make room
+    assert read == event_ids[20:40]
+    read.clear()
+    events.get(event_ids[:10] + event_ids[30:40])
+    assert read == event_ids[:10]
+    store.close()

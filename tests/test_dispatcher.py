@@ -99,11 +99,17 @@ def test_interrupted_posts_are_found_or_resent_never_duplicated(setup):
     assert len(keys) == len(set(keys))
 
 
-def test_claim_is_exclusive(setup):
+@pytest.mark.parametrize("returning", [True, False], ids=["one-statement", "sqlite-before-3.35"])
+def test_claim_is_exclusive(setup, monkeypatch: pytest.MonkeyPatch, returning: bool):
     _, store, clock, _ = setup
+    # The claim reads the attempt number back in the same UPDATE where the database can
+    # (PostgreSQL, SQLite 3.35+), in a second statement where it cannot: the same answers.
+    monkeypatch.setattr(store.engine.dialect, "update_returning", returning)
     row = store.due_posts(clock.now(), 1)[0]
     assert store.claim(row.id, clock.now()) == 1
     assert store.claim(row.id, clock.now()) is None
+    store.mark_retry(row.id, "timed out", clock.now())
+    assert store.claim(row.id, clock.now()) == 2
 
 
 def test_torn_last_line_is_cut(tmp_path: Path):

@@ -29,7 +29,7 @@ from broadcaster.delivery.corrections import after_correction
 from broadcaster.delivery.deferred import DeferredRendering
 from broadcaster.delivery.env import publisher_env
 from broadcaster.delivery.guards import refusal
-from broadcaster.delivery.merging import merge
+from broadcaster.delivery.merging import StoredEvents, merge
 from broadcaster.delivery.outcomes import DispatchStats, Found
 from broadcaster.delivery.queues import Queues
 from broadcaster.delivery.recovery import Recovery
@@ -103,10 +103,12 @@ class Dispatcher:
         self.queues = Queues(
             store, lambda: self.accounts, lambda name: not self.live(self.accounts[name])
         )
+        self.merged_events = StoredEvents(store)  # what merges read, for every account
         self._newly_paused: set[str] = set()  # paused during this run_once
         self._waiting: dict[str, Waiting | None] = {}  # as last written (only we write it)
         self._night_start: datetime | None = None
-        self._known_limits: dict[str, tuple[list[Window], datetime | None]] = {}
+        # account -> (its limits' version when read, (quota windows, platform wait))
+        self._known_limits: dict[str, tuple[int, tuple[list[Window], datetime | None]]] = {}
 
     # -- publishers and modes --
 
@@ -263,13 +265,15 @@ class Dispatcher:
 
     def _limits(self, account: AccountConfig) -> tuple[list[Window], datetime | None]:
         """The account's quota windows and any wait its platform asked for. Only a call to
-        the platform changes them (an adapter records what it learns, the breaker a wait), so
-        they are read again only after one."""
+        the platform changes them (an adapter records what it learns, the breaker a wait),
+        which writes the state: they are read again only after a write, not after every send."""
+        writes = self.state.limits_version(account.name)
         known = self._known_limits.get(account.name)
-        if known is None:
-            known = (account_windows(self.state, account), self.state.blocked_until(account.name))
+        if known is None or known[0] != writes:
+            limits = (account_windows(self.state, account), self.state.blocked_until(account.name))
+            known = (writes, limits)
             self._known_limits[account.name] = known
-        return known
+        return known[1]
 
     def _catch_up(self, now: datetime, since: datetime) -> None:
         """Bring the queues up to date; an operator's change may have paused an account."""
@@ -282,7 +286,12 @@ class Dispatcher:
     def _merge(self, account: AccountConfig, ids: Sequence[int]) -> DispatchStats:
         queue = self.queues.queues[account.name]
         merged = merge(
-            self.store, self.composer, account, ids, lambda i: queue.due[i].event_id or 0
+            self.store,
+            self.merged_events,
+            self.composer,
+            account,
+            ids,
+            lambda i: queue.due[i].event_id or 0,
         )
         if merged is None:
             return self._dispatch_queued(account, ids[0])  # merging failed: send the oldest alone
@@ -309,7 +318,6 @@ class Dispatcher:
         try:
             return self._dispatch(row)
         finally:
-            self._known_limits.pop(account.name, None)
             self.queues.settle(account.name, post_id, self.clock.now(), final)
 
     def _set_waiting(self, account: str, waiting: Waiting) -> None:
@@ -358,7 +366,6 @@ class Dispatcher:
                 stats.failed += 1
             elif parent.state == PostState.SENT:
                 stats.add(self._dispatch(row, reply_to=parent.platform_post_id))
-                self._known_limits.pop(row.account, None)
                 self.queues.settle(row.account, row.id, self.clock.now())
         return stats
 

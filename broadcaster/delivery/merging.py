@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -11,11 +12,41 @@ from broadcaster.content.compose import Composer, Summary, compose_summary
 from broadcaster.content.context import shared_vars
 from broadcaster.content.samples import display_from
 from broadcaster.core.config import AccountConfig
-from broadcaster.outbox.store import Store
+from broadcaster.outbox.store import Store, StoredEvent
 
 log = logging.getLogger(__name__)
 
 FIRST_TRY = 8  # posts tried in a summary first; then twice as many, while they all fit
+EVENTS_KEPT = 4096  # stored events kept for the next merges (a few MB at most)
+
+
+class StoredEvents:
+    """The events merges read, kept least recently used first out. A stored event never
+    changes, and every account merges much the same events in turn: each is read once for all
+    of them. What it hands out is shared: read it, never change it."""
+
+    def __init__(self, store: Store, kept: int = EVENTS_KEPT) -> None:
+        self.store = store
+        self.kept = kept
+        self._events: OrderedDict[int, StoredEvent] = OrderedDict()
+
+    def get(self, event_ids: Sequence[int]) -> dict[int, StoredEvent]:
+        out: dict[int, StoredEvent] = {}
+        missing = []
+        for event_id in event_ids:
+            found = self._events.get(event_id)
+            if found is None:
+                missing.append(event_id)
+            else:
+                self._events.move_to_end(event_id)
+                out[event_id] = found
+        if missing:
+            read = self.store.events_with_context_many(missing)
+            out.update(read)
+            self._events.update(read)
+            while len(self._events) > self.kept:
+                self._events.popitem(last=False)
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +57,7 @@ class Merged:
 
 def merge(
     store: Store,
+    events: StoredEvents,
     composer: Composer,
     account: AccountConfig,
     ids: Sequence[int],
@@ -46,13 +78,13 @@ def merge(
     # The summary speaks as of the newest post's snapshot, whichever posts it ends up holding.
     newest_post = ids[-1]
     newest_event = event_of(newest_post)
-    shared = store.events_with_context_many([newest_event])[newest_event].shared
+    shared = events.get([newest_event])[newest_event].shared
     views = shared_vars(shared, config.election.timezone, display_from(config))
     n = min(FIRST_TRY, len(ids))
     made: dict[str, Any] = {}  # the items' views, made once for every summary tried
     while True:
         wanted = [(post_id, event_of(post_id)) for post_id in ids[len(loaded) : n]]
-        stored = store.events_with_context_many([event_id for _, event_id in wanted])
+        stored = events.get([event_id for _, event_id in wanted])
         for post_id, event_id in wanted:
             loaded.append((post_id, stored[event_id].event, stored[event_id].context))
         summary = compose_summary(composer, account, loaded, views, made)

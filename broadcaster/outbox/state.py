@@ -148,6 +148,11 @@ class State:
         if waiting != self.waiting(account):
             self._put(WAITING + account, {"reason": waiting.reason, "until": _iso(waiting.until)})
 
+    def limits_version(self, account: str) -> int:
+        """Moves whenever this process writes the account's platform wait or learned quota:
+        what `blocked_until` and `learned_quota` answered before stays true until it does."""
+        return self.store.kv_writes([BLOCKED + account, LEARNED + account])
+
     def blocked_until(self, account: str) -> datetime | None:
         return _time(self._get(BLOCKED + account))
 

@@ -7,6 +7,7 @@ post idempotency keys is enforced by the database itself, so nothing can be post
 
 from __future__ import annotations
 
+import collections
 import functools
 import json
 import os
@@ -335,6 +336,10 @@ class Store:
         # Set by the daemon (outbox/lease.py): checks, inside a transaction, that this instance
         # still holds the lease; raises LeaseLost otherwise. None: not fenced (commands).
         self.fence: Callable[[Connection, bool], None] | None = None
+        # Key/value writes made through this store, by key: what this process cached from the
+        # state (the dispatcher's quota windows and platform waits) is stale once its keys were
+        # written. Writes by other processes are an operator's, seen through the audit log.
+        self._kv_writes: collections.Counter[str] = collections.Counter()
         from broadcaster.outbox.schema import prepare  # it reads this module's tables
 
         try:
@@ -360,11 +365,16 @@ class Store:
     # -- key/value state --
 
     def _kv_put(self, conn: Connection, key: str, value: Any) -> None:
+        self._kv_writes[key] += 1
         value = _redacted(value)
         # One statement (an upsert), so the daemon and an operator's command writing the same
         # key at once cannot both find it missing and both insert it.
         statement = _upsert_base(conn, kv).values(key=key, value=value)
         conn.execute(statement.on_conflict_do_update(index_elements=["key"], set_={"value": value}))
+
+    def kv_writes(self, keys: Iterable[str]) -> int:
+        """How many times this store has written any of `keys` (a version to cache against)."""
+        return sum(self._kv_writes[key] for key in keys)
 
     def put_state(self, key: str, value: Any, conn: Connection | None = None) -> None:
         """Set a state key: in its own transaction, or in `conn`'s."""
@@ -643,25 +653,26 @@ class Store:
         with self.engine.begin() as conn:
             self.fenced(conn, claiming=True)
             statements = _statements()
-            result = conn.execute(statements.claim, {"post_id": post_id, "now": now})
-            if result.rowcount != 1:
+            params = {"post_id": post_id, "now": now}
+            if conn.dialect.update_returning:  # PostgreSQL, SQLite 3.35 and newer
+                row = conn.execute(statements.claim_returning, params).first()
+                return None if row is None else int(row.attempts)
+            if conn.execute(statements.claim, params).rowcount != 1:
                 return None
-            return int(conn.execute(statements.attempts, {"post_id": post_id}).scalar_one())
+            return int(conn.execute(statements.attempts, params).scalar_one())
 
     def mark_sent(self, post_id: int, platform_id: str, url: str | None, sent_at: datetime) -> None:
         with self.engine.begin() as conn:
             self.fenced(conn)
             conn.execute(
-                update(posts)
-                .where(posts.c.id == post_id)
-                .values(
-                    state=PostState.SENT,
-                    platform_post_id=platform_id,
-                    platform_url=url,
-                    sent_at=sent_at,
-                    updated_at=_now(),
-                    last_error=None,
-                )
+                _statements().mark_sent,
+                {
+                    "post_id": post_id,
+                    "platform_id": platform_id,
+                    "url": url,
+                    "sent_at": sent_at,
+                    "now": _now(),
+                },
             )
 
     def mark_retry(self, post_id: int, error: str, not_before: datetime) -> None:
@@ -1214,12 +1225,24 @@ class _Statements:
     post_outcome: Any
     post_row: Any
     claim: Any
+    claim_returning: Any  # the claim and the attempt number in one statement
     attempts: Any
+    mark_sent: Any
 
 
 @functools.cache
 def _statements() -> _Statements:
     post_id: Any = bindparam("post_id", type_=Integer)
+    claim = (
+        update(posts)
+        .where(posts.c.id == post_id)
+        .where(posts.c.state == PostState.PENDING)
+        .values(
+            state=PostState.SENDING,
+            attempts=posts.c.attempts + 1,
+            updated_at=bindparam("now", type_=posts.c.updated_at.type),
+        )
+    )
     return _Statements(
         get_state=select(kv.c.value).where(kv.c.key == bindparam("key")),
         get_states=select(kv.c.key, kv.c.value).where(
@@ -1244,15 +1267,19 @@ def _statements() -> _Statements:
         post_row=select(posts, events.c.snapshot_id)
         .join(events, events.c.id == posts.c.event_id)
         .where(posts.c.id == post_id),
-        claim=update(posts)
-        .where(posts.c.id == post_id)
-        .where(posts.c.state == PostState.PENDING)
-        .values(
-            state=PostState.SENDING,
-            attempts=posts.c.attempts + 1,
-            updated_at=bindparam("now", type_=posts.c.updated_at.type),
-        ),
+        claim=claim,
+        claim_returning=claim.returning(posts.c.attempts),
         attempts=select(posts.c.attempts).where(posts.c.id == post_id),
+        mark_sent=update(posts)
+        .where(posts.c.id == post_id)
+        .values(
+            state=PostState.SENT,
+            platform_post_id=bindparam("platform_id", type_=posts.c.platform_post_id.type),
+            platform_url=bindparam("url", type_=posts.c.platform_url.type),
+            sent_at=bindparam("sent_at", type_=posts.c.sent_at.type),
+            updated_at=bindparam("now", type_=posts.c.updated_at.type),
+            last_error=None,
+        ),
     )
 
 
