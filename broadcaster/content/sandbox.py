@@ -24,6 +24,7 @@ import re
 import threading
 import time
 import types
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Set, ValuesView
 from dataclasses import dataclass
 from typing import Any
@@ -529,13 +530,55 @@ _FILTER_CHECKS: dict[str, Callable[[dict[str, Any]], None]] = {
 _CHECKED_FILTERS = frozenset(_FILTER_CHECKS)
 
 
+@dataclass(frozen=True, slots=True)
+class Positional:
+    """How a filter's positional arguments bind: `names` are the parameters they fill, in order
+    (up to any `*args`); at least `required` must be given, and nothing else is required."""
+
+    names: tuple[str, ...]
+    required: int
+    only: bool  # no keyword-only parameter lacks a default
+
+
+def positional_names(signature: inspect.Signature) -> Positional:
+    """The positional parameters of `signature` (see Positional)."""
+    names: list[str] = []
+    required = 0
+    params = list(signature.parameters.values())
+    for parameter in params:
+        if parameter.kind not in (parameter.POSITIONAL_ONLY, parameter.POSITIONAL_OR_KEYWORD):
+            break
+        names.append(parameter.name)
+        if parameter.default is parameter.empty:
+            required = len(names)
+    only = all(p.default is not p.empty for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY)
+    return Positional(tuple(names), required, only)
+
+
+def bind(
+    signature: inspect.Signature,
+    positional: Positional,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> inspect.BoundArguments:
+    """`signature.bind(*args, **kwargs)`; for positional arguments alone that fill named
+    parameters (the common call), made directly: the same result at a tenth of the cost, and
+    a filter runs for every item of a summary."""
+    if not kwargs and positional.only and positional.required <= len(args) <= len(positional.names):
+        arguments = OrderedDict(zip(positional.names, args, strict=False))
+        return inspect.BoundArguments(signature, arguments)
+    return signature.bind(*args, **kwargs)
+
+
 def _metered_filter(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
     """`func` with a time check first, the checks above, and its result measured."""
     passes = 1 if hasattr(func, "jinja_pass_arg") else 0
     signature: inspect.Signature | None = None
     prefix = 0  # leading arguments Jinja passes that the signature does not list
+    positional = Positional((), 0, only=False)
     if name in _CHECKED_FILTERS:
         signature = inspect.signature(func)
+        positional = positional_names(signature)
         # Jinja's async variants add the evaluation context in front of a function whose
         # signature (the one inspect finds) does not have it.
         if passes and not hasattr(inspect.unwrap(func), "jinja_pass_arg"):
@@ -555,7 +598,7 @@ def _metered_filter(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
                 if type(value) not in _PLAIN:
                     _check_text(value, of_value)
         if signature is not None:
-            bound = signature.bind(*args[prefix:], **kwargs)
+            bound = bind(signature, positional, args[prefix:], kwargs)
             _check_filter_call(name, bound)
             args, kwargs = (*args[:prefix], *bound.args), bound.kwargs
         result = func(*args, **kwargs)
