@@ -429,6 +429,58 @@ def test_a_summary_holds_the_most_posts_that_fit(
     assert len(tries) <= 5, tries  # halving alone takes 7 or 8 here
 
 
+@pytest.mark.parametrize("limit", [1500, 4000, 9000])
+def test_a_merge_jumps_to_about_the_size_that_fits(
+    tmp_path: Path, limit: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A merge tries 8 posts, then 16, then (from how much each post added) a little more than
+    should fit, and searches below that: the same summary as doubling all the way up, with
+    fewer posts rendered on the way, and one more post would not have fit."""
+    from broadcaster.content.compose import Composer
+    from broadcaster.delivery import merging
+
+    tried: list[int] = []
+    original = Composer.compose
+
+    def counted(self: Composer, event: Any, *args: Any, **kwargs: Any) -> Any:
+        tried.append(len(event.data["merged"]))
+        return original(self, event, *args, **kwargs)
+
+    def merged_and_tried(folder: Path) -> tuple[list[int], list[int]]:
+        folder.mkdir()
+        config, store, pipeline, called = _called_on_tiktok(
+            folder, 300, extra=f"[limits]\ntiktok = {limit}\n"
+        )
+        ids = [r.id for r in called]
+        event_of = {r.id: r.event_id for r in called}
+        tried.clear()
+        merged = merging.merge(
+            store,
+            merging.StoredEvents(store),
+            pipeline.composer,
+            config.accounts[0],
+            ids,
+            event_of.__getitem__,
+        )
+        store.close()
+        assert merged is not None
+        assert merged.included == ids[: len(merged.included)]
+        return merged.included, list(tried)
+
+    monkeypatch.setattr(Composer, "compose", counted)
+    included, jumping = merged_and_tried(tmp_path / "jump")
+    monkeypatch.setattr(
+        merging, "_next_try", lambda _before, now, _limit, total: min(2 * len(now.included), total)
+    )
+    doubled, doubling = merged_and_tried(tmp_path / "double")
+    assert included == doubled  # the same summary
+    assert 16 < len(included) < 300
+    assert len(included) + 1 in jumping  # one more did not fit
+    assert jumping[:2] == [8, 16]
+    assert sum(jumping) < sum(doubling), (jumping, doubling)
+    assert len(jumping) < len(doubling)
+
+
 def test_a_burst_is_read_in_slices_and_nothing_is_planned_until_all_are_in(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -9,11 +9,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from broadcaster.content.compose import Composer, Summary, compose_summary
-from broadcaster.publishers import text_limits
 from broadcaster.content.context import shared_vars
 from broadcaster.content.samples import display_from
 from broadcaster.core.config import AccountConfig
 from broadcaster.outbox.store import Store, StoredEvent
+from broadcaster.publishers import text_limits
 
 log = logging.getLogger(__name__)
 
