@@ -48,6 +48,7 @@ from sqlalchemy.types import TypeDecorator
 from broadcaster.core.logs import redact
 from broadcaster.domain.events import Event, EventKind
 from broadcaster.domain.posts import HoldKind, NewPost, PostState
+from broadcaster.outbox.bulk import insert_many
 from broadcaster.publishers.base import Post
 
 if TYPE_CHECKING:
@@ -504,7 +505,7 @@ class Store:
             }
             for ev, ctx in items
         ]
-        conn.execute(_insert_ignore(conn, events, "key"), rows)
+        insert_many(conn, _insert_ignore(conn, events, "key"), events, rows)
         keys = [ev.key for ev, _ in items]
         ids: dict[str, int] = {}
         for i in range(0, len(keys), 500):
@@ -559,10 +560,7 @@ class Store:
                     "test_data": test_data,
                 }
             )
-        result = conn.execute(_insert_ignore(conn, posts, "idempotency_key"), rows)
-        return (
-            result.rowcount if result.rowcount is not None and result.rowcount >= 0 else len(rows)
-        )
+        return insert_many(conn, _insert_ignore(conn, posts, "idempotency_key"), posts, rows)
 
     def _prune_bodies(self, conn: Connection, newest_id: int) -> None:
         # Old normalised bodies are only needed to resume; keep a few for inspection.
