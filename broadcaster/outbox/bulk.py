@@ -12,6 +12,7 @@ Other databases take SQLAlchemy's own path.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import Table
@@ -33,20 +34,30 @@ def insert_many(
         # Not SQLite's "?" placeholders, or columns filled from defaults: SQLAlchemy's path.
         result = conn.execute(statement, list(rows))
     else:
-        convert = [_converter(table, name, dialect) for name in order]
-        pairs = list(zip(convert, order, strict=True))
-        params = [tuple(c(row[name]) for c, name in pairs) for row in rows]
+        take = itemgetter(*order)
+        converted = [
+            (i, func)
+            for i, func in enumerate(_converter(table, name, dialect) for name in order)
+            if func is not None
+        ]
+        params: list[Any] = []
+        for row in rows:
+            values = list(take(row)) if len(order) > 1 else [take(row)]
+            for i, func in converted:
+                values[i] = func(values[i])
+            params.append(tuple(values))
         result = conn.exec_driver_sql(compiled.string, params)
     count = result.rowcount
     return count if count is not None and count >= 0 else len(rows)
 
 
-def _converter(table: Table, name: str, dialect: Any) -> Callable[[Any], Any]:
-    """The column's value converter as SQLAlchemy applies it, remembering what it made of each
-    hashable value (lists and dicts, JSON, are converted each time)."""
+def _converter(table: Table, name: str, dialect: Any) -> Callable[[Any], Any] | None:
+    """The column's value converter as SQLAlchemy applies it (None: values go as they are),
+    remembering what it made of each hashable value (a tuple too, so a post's media list given
+    as a tuple is written once per distinct list; dicts are converted each time)."""
     func = table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
     if func is None:
-        return _same
+        return None
     memo: dict[Any, Any] = {}
 
     def convert(value: Any) -> Any:
@@ -60,7 +71,3 @@ def _converter(table: Table, name: str, dialect: Any) -> Callable[[Any], Any]:
             return func(value)
 
     return convert
-
-
-def _same(value: Any) -> Any:
-    return value

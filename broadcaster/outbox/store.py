@@ -545,7 +545,7 @@ class Store:
                     "state": p.state,
                     "priority": ev.priority,
                     "text": p.text,
-                    "media": list(p.media),
+                    "media": tuple(p.media),  # JSON as a list; a tuple is converted once
                     "attempts": 0,
                     "hold_reason": p.hold_reason,
                     "hold_kind": p.hold_kind,
