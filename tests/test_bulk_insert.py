@@ -13,10 +13,19 @@ from sqlalchemy import event
 
 from broadcaster.domain.events import Event, EventKind
 from broadcaster.domain.posts import HoldKind, NewPost, PostState
+from broadcaster.outbox import bulk
 from broadcaster.outbox.bulk import insert_many
 from broadcaster.outbox.store import Store, _insert_ignore, posts, snapshots
 
 AT = datetime(2030, 7, 28, 20, 15, 30, 123456, tzinfo=UTC)
+
+
+@pytest.fixture(autouse=True)
+def _always_bulk(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests write a few rows: take the driver path however few they are."""
+    monkeypatch.setattr(bulk, "FEW", 0)
+
+
 BANGKOK = timezone(timedelta(hours=7))
 
 
@@ -175,4 +184,32 @@ def test_columns_the_rows_leave_out_take_sqlalchemys_path(tmp_path: Path) -> Non
     stored = store.post_by_key("k")
     assert stored.attempts == 0  # from the column's default
     assert stored.wants_card is False
+    store.close()
+
+
+def test_a_few_rows_take_sqlalchemys_cached_statement(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Compiling the INSERT costs more than SQLAlchemy's cached one for a handful of rows (a
+    summary, an announcement): below `FEW` rows the driver path is not taken."""
+    from sqlalchemy.engine import Connection
+
+    monkeypatch.setattr(bulk, "FEW", 64)
+    driver: list[str] = []
+    original = Connection.exec_driver_sql
+
+    def counted(self: Connection, statement: str, *args: Any, **kwargs: Any) -> Any:
+        driver.append(statement)
+        return original(self, statement, *args, **kwargs)
+
+    monkeypatch.setattr(Connection, "exec_driver_sql", counted)
+    store = Store(f"sqlite:///{tmp_path / 's.db'}")
+    evs = _events()
+    with store.transaction() as conn:
+        ids = store.insert_events(conn, _snapshot(conn), evs)
+        added = store.insert_posts(
+            conn, _posts(evs), ids, {e.key: e for e, _ in evs}, test_data=False
+        )
+    assert added == len(_posts(evs)) - 1
+    assert not [s for s in driver if s.startswith("INSERT")]
     store.close()

@@ -141,3 +141,24 @@ def test_renderers_in_different_languages_still_render_their_own(
     khmer = Renderer([folder], locale=Locale(language="km", khmer_digits=True))
     assert english.render("x", "called", {"votes": 12345}) == "Won 12,345"
     assert khmer.render("x", "called", {"votes": 12345}).startswith("ឈ្នះ ១២")
+
+
+def test_loading_a_template_parses_each_file_once(
+    tmp_path: Path, compiles: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Compiling a template and finding what it reads (and what it includes) share one parse
+    of each file: loading them parsed every file twice."""
+    folder = _folder(tmp_path, "{% include 'en/x/part.j2' %} {{ contest.name }}")
+    (folder / "en" / "x" / "part.j2").write_text("Called:", encoding="utf-8")
+    parsed: list[str | None] = []
+    original = Environment._parse
+
+    def counted(self: Environment, source: str, name: str | None, filename: str | None) -> Any:
+        parsed.append(name)
+        return original(self, source, name, filename)
+
+    monkeypatch.setattr(Environment, "_parse", counted)
+    renderer = Renderer([folder])
+    renderer.preload("x", ["called"])
+    assert renderer.render("x", "called", VARS) == "Called: Batu Sapi"
+    assert sorted(map(str, parsed)) == ["en/x/called.j2", "en/x/part.j2"]

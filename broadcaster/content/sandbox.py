@@ -666,6 +666,9 @@ class BoundedCodeGenerator(CodeGenerator):
         super().visit_EvalContextModifier(node, frame)
 
 
+PARSED_KEPT = 8
+
+
 class PostEnvironment(ImmutableSandboxedEnvironment):
     """The immutable sandbox, bounded as this module describes, with a fast path for our own
     read-only variables: a key of a `View` is data, never code, so `contest.name` is answered
@@ -680,6 +683,20 @@ class PostEnvironment(ImmutableSandboxedEnvironment):
         # No constant folding: Jinja would run template expressions while compiling them.
         super().__init__(optimized=False, finalize=bounded_output, **options)
         self.filters = MeteredFilters(self.filters)
+        # The last few texts parsed: loading a template parses it to compile it, and at once
+        # again to see which variables it reads (render.reads_variable). Never changed once
+        # made (compiling and reading only walk it).
+        self._parsed: OrderedDict[tuple[str, str | None], nodes.Template] = OrderedDict()
+
+    def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
+        key = (source, name)
+        found = self._parsed.get(key)
+        if found is None:
+            found = super()._parse(source, name, filename)
+            self._parsed[key] = found
+            if len(self._parsed) > PARSED_KEPT:
+                self._parsed.popitem(last=False)
+        return found
 
     def getattr(self, obj: Any, attribute: str) -> Any:
         if type(obj) is View and attribute in obj:

@@ -97,7 +97,8 @@ def merge(
     # The summary speaks as of the newest post's snapshot, whichever posts it ends up holding.
     newest_post = ids[-1]
     newest_event = event_of(newest_post)
-    shared = events.get([newest_event])[newest_event].shared
+    newest = events.get([newest_event])[newest_event]
+    shared = newest.shared
     views = shared_vars(shared, config.election.timezone, display_from(config))
     n = min(FIRST_TRY, len(ids))
     made: dict[str, Any] = {}  # the items' views, made once for every summary tried
@@ -115,7 +116,6 @@ def merge(
         fitted = summary
     if summary is None:
         return None
-    newest = store.post_row(newest_post)
     summary_id = store.add_summary(
         event=summary.event,
         context=summary.context,

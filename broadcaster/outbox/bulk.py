@@ -18,6 +18,8 @@ from typing import Any
 from sqlalchemy import Table
 from sqlalchemy.engine import Connection
 
+FEW = 64  # rows below which SQLAlchemy's own path is taken
+
 
 def insert_many(
     conn: Connection, statement: Any, table: Table, rows: Sequence[dict[str, Any]]
@@ -26,6 +28,11 @@ def insert_many(
     `rows` (dicts with the same keys: every column the INSERT fills); the rows it added."""
     if not rows:
         return 0
+    if len(rows) < FEW:  # SQLAlchemy's cached statement costs less than compiling one here
+        result = conn.execute(statement, list(rows))
+        return (
+            result.rowcount if result.rowcount is not None and result.rowcount >= 0 else len(rows)
+        )
     names = list(rows[0])
     dialect = conn.dialect
     compiled = statement.compile(dialect=dialect, column_keys=names)

@@ -258,6 +258,7 @@ class StoredEvent:
     event: Event
     context: dict[str, Any]  # the event's own (contest)
     shared: dict[str, Any]  # its snapshot's (election, tally)
+    snapshot_id: int = 0  # the snapshot that revealed it
 
 
 @dataclass(frozen=True, slots=True)
@@ -616,7 +617,7 @@ class Store:
             shared = conn.execute(
                 select(snapshots.c.shared).where(snapshots.c.id == row.snapshot_id)
             ).scalar_one()
-        return StoredEvent(row.id, _event_from_row(row), row.context, shared)
+        return StoredEvent(row.id, _event_from_row(row), row.context, shared, row.snapshot_id)
 
     def event_key_exists(self, key: str) -> bool:
         return bool(self.existing_event_keys([key]))
@@ -954,7 +955,11 @@ class Store:
                     )
                 for row in rows:
                     out[row.id] = StoredEvent(
-                        row.id, _event_from_row(row), row.context, shared[row.snapshot_id]
+                        row.id,
+                        _event_from_row(row),
+                        row.context,
+                        shared[row.snapshot_id],
+                        row.snapshot_id,
                     )
         return out
 
