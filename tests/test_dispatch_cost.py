@@ -591,3 +591,53 @@ def test_merges_read_each_event_once_for_every_account(tmp_path: Path) -> None:
     events.get(event_ids[:10] + event_ids[30:40])
     assert read == event_ids[:10]
     store.close()
+
+
+def test_a_large_nights_heap_is_settled_after_each_snapshot(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a large snapshot is applied, one full collection runs and what survives is frozen,
+    so no full pass over the night's state lands in a dispatch step later; garbage in cycles
+    from before is collected at the next snapshot."""
+    import gc
+    import weakref
+
+    from broadcaster.runtime import cycle
+
+    monkeypatch.setattr(cycle, "LARGE_NIGHT", 30)
+    config = load_config(write_config(tmp_path / "c.toml", source="feed.json", accounts=X_ONLY))
+    store = Store(config.database_url)
+    at = datetime(2030, 7, 28, 20, tzinfo=UTC)
+    pipeline = Pipeline(config, store, clock=FeedClock(at), dry_run=True)
+
+    class Node:
+        pass
+
+    def ingest(count: float, name: str) -> None:
+        plan = NightPlan(seats=30, hours=1.0, bursts=())
+        doc = document([(s, count, False) for s in seats(plan)], at, plan.title)
+        fetched = make_fetched(json.dumps(doc).encode(), name)
+        assert pipeline.ingest(fetched, "test").outcome == "accepted"
+
+    try:
+        gc.unfreeze()
+        cyclic = Node()
+        cyclic.me = cyclic  # type: ignore[attr-defined]
+        gone = weakref.ref(cyclic)
+        ingest(0.2, "a.json")
+        assert gc.get_freeze_count() > 0  # the night's state is frozen
+        del cyclic  # garbage now, but frozen: only a collection after an unfreeze finds it
+        gc.collect()
+        assert gone() is not None
+        ingest(0.5, "b.json")
+        assert gone() is None  # collected at the next snapshot
+        assert gc.get_freeze_count() > 0
+        small = Pipeline(config, store, clock=FeedClock(at), dry_run=True)
+        monkeypatch.setattr(cycle, "LARGE_NIGHT", 31)  # a smaller night is left alone
+        gc.unfreeze()
+        pipeline = small
+        ingest(0.8, "c.json")
+        assert gc.get_freeze_count() == 0
+    finally:
+        gc.unfreeze()
+        store.close()

@@ -52,6 +52,7 @@ from broadcaster.planning.planner import plan
 log = logging.getLogger(__name__)
 
 CHUNK = 2000  # events rendered and written per step of a large cycle
+LARGE_NIGHT = 1000  # contests from which the heap is settled after each snapshot (settle_heap)
 LOGGED_FINDINGS = 20  # implausibilities logged one by one per snapshot; the rest are counted
 
 
@@ -66,6 +67,18 @@ def gc_paused() -> Iterator[None]:
     finally:
         if was_enabled:
             gc.enable()
+
+
+def settle_heap() -> None:
+    """One full collection, then freeze what survives (`gc.freeze`), so the collector's later
+    passes look only at what is newer. Without it, on a large night a full pass over everything
+    alive (the snapshots, the dispatcher's queues) came whenever enough had piled up, often in
+    the middle of a dispatch step: at 20,000 seats, 35 passes of up to 0.57 s each. Run after a
+    snapshot is applied, where the cycle is long anyway. What was frozen is unfrozen and
+    collected again the next time, so garbage held in reference cycles waits one snapshot."""
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
 
 
 @dataclass
@@ -325,6 +338,8 @@ class Pipeline:
             self._last_fingerprint = fetched.fingerprint
             self.night.start_night(self.clock.now())
             t4 = time.perf_counter()
+        if len(snapshot.contests) >= LARGE_NIGHT:
+            settle_heap()
         log.info(
             "accepted snapshot %s (generated %s, %s): %d new events, %d posts queued",
             fetched.name,
