@@ -17,7 +17,7 @@ from broadcaster.publishers import text_limits
 
 log = logging.getLogger(__name__)
 
-FIRST_TRY = 8  # posts tried in a summary first; then twice as many, while they all fit
+FIRST_TRY = 8  # posts tried in a summary first; then 16, then as many as should fit
 EVENTS_KEPT = 4096  # stored events kept for the next merges (a few MB at most)
 
 
@@ -86,9 +86,10 @@ def merge(
     into one summary post, as many as fit; None when fewer than two fit, the template fails
     or a post was taken meanwhile.
 
-    How many fit is found by trying 8, 16, 32... of the oldest until some do not fit (then
-    `compose_summary` searches below that), so a merge costs what the summary holds, not the
-    whole backlog: only the events it may include are read, a few hundred per statement."""
+    How many fit is found by trying 8 and 16 of the oldest, then a little more than their
+    lengths say should fit (`_next_try`; doubling where they say nothing) until some do not fit
+    (then `compose_summary` searches below that), so a merge costs what the summary holds, not
+    the whole backlog: only the events it may include are read, a few hundred per statement."""
     if not ids:
         return None
     config = composer.config

@@ -367,7 +367,6 @@ class Store:
     # -- key/value state --
 
     def _kv_put(self, conn: Connection, key: str, value: Any) -> None:
-        self._kv_writes[key] += 1
         value = _redacted(value)
         # One statement (an upsert), so the daemon and an operator's command writing the same
         # key at once cannot both find it missing and both insert it.
@@ -382,9 +381,12 @@ class Store:
         """Set a state key: in its own transaction, or in `conn`'s."""
         if conn is not None:
             self._kv_put(conn, key, value)
+            self._kv_writes[key] += 1
             return
         with self.engine.begin() as own:
             self._kv_put(own, key, value)
+        # Counted once committed: whoever sees the new count reads the new value.
+        self._kv_writes[key] += 1
 
     def get_state(self, key: str, default: Any = None, conn: Connection | None = None) -> Any:
         """A state key's value: in `conn`'s transaction when given (a second connection there
