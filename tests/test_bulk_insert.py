@@ -213,3 +213,26 @@ def test_a_few_rows_take_sqlalchemys_cached_statement(
     assert added == len(_posts(evs)) - 1
     assert not [s for s in driver if s.startswith("INSERT")]
     store.close()
+
+
+def test_equal_times_in_other_zones_or_folds_are_each_converted(tmp_path: Path) -> None:
+    """The converter remembers what it made of a value; times that compare equal but differ
+    in zone or fold (the repeated hour when the clocks go back) are converted each on its own."""
+    from zoneinfo import ZoneInfo
+
+    from sqlalchemy import Column, MetaData, Table
+
+    from broadcaster.outbox.store import UTCDateTime
+
+    table = Table("t", MetaData(), Column("at", UTCDateTime))
+    store = Store(f"sqlite:///{tmp_path / 's.db'}")
+    with store.engine.connect() as conn:
+        convert = bulk._converter(table, "at", conn.dialect)
+    store.close()
+    assert convert is not None
+    london = ZoneInfo("Europe/London")
+    first = datetime(2030, 10, 27, 1, 30, tzinfo=london)  # the first 01:30 (BST)
+    second = first.replace(fold=1)  # the second 01:30 (GMT), an hour later
+    assert convert(first) != convert(second)
+    assert convert(second) == "2030-10-27 01:30:00.000000"
+    assert convert(first) == "2030-10-27 00:30:00.000000"

@@ -162,3 +162,25 @@ def test_loading_a_template_parses_each_file_once(
     renderer.preload("x", ["called"])
     assert renderer.render("x", "called", VARS) == "Called: Batu Sapi"
     assert sorted(map(str, parsed)) == ["en/x/called.j2", "en/x/part.j2"]
+
+
+def test_filters_passed_different_first_arguments_do_not_share(compiles: list[str]) -> None:
+    """Jinja fixes in the compiled code whether a filter is passed the context first: a filter
+    of the same name that takes the context in one environment and not in another must not
+    share code (it would be handed the template's variables as its value)."""
+    from jinja2 import pass_context
+
+    source = {"t": "{{ 'x' | mark }}"}
+
+    @pass_context
+    def with_context(_context: Any, value: str) -> str:
+        return value + "!"
+
+    first = PostEnvironment(loader=DictLoader(source), bytecode_cache=compiled.COMPILED)
+    first.filters["mark"] = with_context
+    second = PostEnvironment(loader=DictLoader(source), bytecode_cache=compiled.COMPILED)
+    second.filters["mark"] = lambda value: value + "?"
+    assert settings_of(first) != settings_of(second)
+    assert first.get_template("t").render() == "x!"
+    assert second.get_template("t").render() == "x?"
+    assert compiles == ["t", "t"]

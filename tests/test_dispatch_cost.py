@@ -429,58 +429,6 @@ def test_a_summary_holds_the_most_posts_that_fit(
     assert len(tries) <= 5, tries  # halving alone takes 7 or 8 here
 
 
-@pytest.mark.parametrize("limit", [1500, 4000, 9000])
-def test_a_merge_jumps_to_about_the_size_that_fits(
-    tmp_path: Path, limit: int, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A merge tries 8 posts, then 16, then (from how much each post added) a little more than
-    should fit, and searches below that: the same summary as doubling all the way up, with
-    fewer posts rendered on the way, and one more post would not have fit."""
-    from broadcaster.content.compose import Composer
-    from broadcaster.delivery import merging
-
-    tried: list[int] = []
-    original = Composer.compose
-
-    def counted(self: Composer, event: Any, *args: Any, **kwargs: Any) -> Any:
-        tried.append(len(event.data["merged"]))
-        return original(self, event, *args, **kwargs)
-
-    def merged_and_tried(folder: Path) -> tuple[list[int], list[int]]:
-        folder.mkdir()
-        config, store, pipeline, called = _called_on_tiktok(
-            folder, 300, extra=f"[limits]\ntiktok = {limit}\n"
-        )
-        ids = [r.id for r in called]
-        event_of = {r.id: r.event_id for r in called}
-        tried.clear()
-        merged = merging.merge(
-            store,
-            merging.StoredEvents(store),
-            pipeline.composer,
-            config.accounts[0],
-            ids,
-            event_of.__getitem__,
-        )
-        store.close()
-        assert merged is not None
-        assert merged.included == ids[: len(merged.included)]
-        return merged.included, list(tried)
-
-    monkeypatch.setattr(Composer, "compose", counted)
-    included, jumping = merged_and_tried(tmp_path / "jump")
-    monkeypatch.setattr(
-        merging, "_next_try", lambda _before, now, _limit, total: min(2 * len(now.included), total)
-    )
-    doubled, doubling = merged_and_tried(tmp_path / "double")
-    assert included == doubled  # the same summary
-    assert 16 < len(included) < 300
-    assert len(included) + 1 in jumping  # one more did not fit
-    assert jumping[:2] == [8, 16]
-    assert sum(jumping) < sum(doubling), (jumping, doubling)
-    assert len(jumping) < len(doubling)
-
-
 def test_a_burst_is_read_in_slices_and_nothing_is_planned_until_all_are_in(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -529,32 +477,33 @@ def test_a_burst_is_read_in_slices_and_nothing_is_planned_until_all_are_in(
         store.close()
 
 
-def test_an_accounts_limits_are_read_again_only_after_they_were_written(tmp_path: Path) -> None:
+def test_an_accounts_limits_are_read_again_in_one_statement_after_each_send(
+    tmp_path: Path,
+) -> None:
+    """After each call to the platform the account's learned quota and platform wait are read
+    again, both in one statement; a wait written by another process (`accounts doctor` calls
+    the platform too) is honoured at the next step, and nothing is sent while it lasts."""
     dispatcher, store, _ = _night(tmp_path, 30)
     account = dispatcher.accounts["x-test"]
-    reads: list[str] = []  # the keys read
+    reads: list[list[str]] = []  # the keys of each statement that read the limits
 
     def kv_read(_conn: object, _cursor: object, statement: str, params: Any, *_: object) -> None:
-        if statement.lstrip().upper().startswith("SELECT") and "FROM kv" in statement:
-            reads.extend(str(p) for p in params)
+        keys = [str(p) for p in params] if statement.lstrip().upper().startswith("SELECT") else []
+        if "FROM kv" in statement and any("blocked" in k or "learned" in k for k in keys):
+            reads.append(sorted(keys))
 
     event.listen(store.engine, "before_cursor_execute", kv_read)
     try:
-        assert dispatcher._step(account) is not None  # reads the limits once, then sends
+        assert dispatcher._step(account) is not None
         reads.clear()
-        for _ in range(3):
-            assert dispatcher._step(account) is not None  # sends that wrote no limit
-        assert not [key for key in reads if key.endswith("x-test")]
-        # What an adapter or the breaker records after a call: a wait the platform asked for.
+        assert dispatcher._step(account) is not None  # a send: the limits read once, together
+        assert reads == [["blocked:x-test", "learned_quota:x-test"]]
+        other = Store(store.url)  # another process's store on the same database
         until = dispatcher.clock.now() + timedelta(hours=1)
-        State(store).block("x-test", until)
-        reads.clear()
+        State(other).block("x-test", until)
+        other.close()
         sent_before = len(store.posts_in_state(PostState.SENT))
-        assert dispatcher._step(account) is None  # the wait is seen at once: nothing goes
-        assert sorted(key for key in reads if "blocked" in key or "learned" in key) == [
-            "blocked:x-test",
-            "learned_quota:x-test",
-        ]
+        assert dispatcher._step(account) is None  # read again after the last send: it waits
         assert len(store.posts_in_state(PostState.SENT)) == sent_before
         waiting = State(store).waiting("x-test")
         assert waiting is not None

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Hashable
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
 from types import CodeType
+from typing import Any
 
 from jinja2 import Environment, meta
 from jinja2.bccache import Bucket, BytecodeCache
@@ -25,7 +26,9 @@ MAX_ENTRIES = 1024  # distinct (settings, template, version) kept; edits add one
 def settings_of(env: Environment) -> Hashable:
     """What compiling depends on besides the source: the environment's class (it brings the
     code generator), its syntax, and the filter and test names (an unknown one is a compile
-    error). Environments alike in these compile any source to the same code."""
+    error) with what each is passed first (the context, the evaluation context or the
+    environment: fixed in the compiled code). Environments alike in these compile any source
+    to the same code."""
     return (
         type(env),
         env.block_start_string,
@@ -43,9 +46,18 @@ def settings_of(env: Environment) -> Hashable:
         env.optimized,
         env.autoescape if isinstance(env.autoescape, bool) else id(env.autoescape),
         env.finalize,
-        frozenset(env.filters),
-        frozenset(env.tests),
+        _with_pass_arg(env.filters),
+        _with_pass_arg(env.tests),
         tuple(sorted(env.extensions)),
+    )
+
+
+def _with_pass_arg(functions: Mapping[str, Any]) -> frozenset[tuple[str, str | None]]:
+    """Each name with the first argument Jinja passes its function, if any (`pass_context`
+    and the like mark it on the function; the sandbox's wrapping keeps the mark)."""
+    return frozenset(
+        (name, str(getattr(func, "jinja_pass_arg", None) or "") or None)
+        for name, func in functions.items()
     )
 
 

@@ -344,7 +344,6 @@ class Summary:
     context: dict[str, Any]
     post: NewPost
     included: list[int]  # the merged posts it replaces
-    length: int | None = None  # its text's length as the platform counts it, where measured
 
 
 def summary_event(items: list[Event]) -> Event:
@@ -365,13 +364,11 @@ def compose_summary(
     items: list[tuple[int, Event, dict[str, Any]]],
     shared: dict[str, Any],
     item_views: dict[str, Any] | None = None,
-    fits: Summary | None = None,
 ) -> Summary | None:
     """A summary post for as many of `items` (post id, event, stored context; oldest first) as
     fit the platform's limit. None when fewer than two fit or the template fails: the posts
     then go out one by one. `item_views`: the items' views made by an earlier call with the
-    same `shared` (each item's view is made once for all the attempts). `fits`: that earlier
-    call's summary of fewer of the same items, known to fit (the search starts above it)."""
+    same `shared` (each item's view is made once for all the attempts)."""
     tz = composer.config.election.timezone
     made: dict[str, Any] = {} if item_views is None else item_views
     text_limit, _ = text_limits(account.platform, composer.config.limits)
@@ -397,7 +394,7 @@ def compose_summary(
         rows = composer.compose(event, account, variables, key, quiet=True, memo=memo)
         if len(rows) != 1 or rows[0].text is None:
             return None, length  # too long (or a template problem): try fewer
-        return Summary(event, context, rows[0], [i for i, _, _ in chosen], length), length
+        return Summary(event, context, rows[0], [i for i, _, _ in chosen]), length
 
     best, length = attempt(len(items))
     if best is not None:
@@ -407,22 +404,12 @@ def compose_summary(
     # range needed up to ten; halving takes over where lengths say nothing.
     lo, hi = 1, len(items)  # `lo` fits (1: nothing tried yet), `hi` does not
     lo_length, hi_length = 0, length
-    if fits is not None and fits.length is not None and 1 < len(fits.included) < hi:
-        best, lo, lo_length = fits, len(fits.included), fits.length
     interpolate = True
-    edge = False  # the last try was a guess next to a bound
     while hi - lo > 1:
         mid = (lo + hi) // 2
-        guess = None
-        if hi_length is not None and hi_length > lo_length:
+        if interpolate and hi_length is not None and hi_length > lo_length:
             guess = lo + int((text_limit.limit - lo_length) * (hi - lo) / (hi_length - lo_length))
-            guess = min(max(guess, lo + 1), hi - 1)
-        # A guess next to a bound ends the search in one try when the lengths are right (the
-        # usual last step), so it is taken even when a halving is due, but not twice running.
-        at_edge = guess is not None and guess in (lo + 1, hi - 1) and not edge
-        if guess is not None and (interpolate or at_edge):
-            mid = guess
-        edge = at_edge and mid == guess
+            mid = min(max(guess, lo + 1), hi - 1)
         mid = max(mid, 2)
         width = hi - lo
         found, measured = attempt(mid)
@@ -431,6 +418,6 @@ def compose_summary(
         else:
             hi, hi_length = mid, measured
         # A guess that did not halve the range is followed by a halving: never slower than
-        # halving alone by more than one try in two (an edge guess aside).
+        # halving alone by more than one try in two.
         interpolate = not interpolate or (hi - lo) * 2 <= width
     return best

@@ -19,10 +19,15 @@ from broadcaster.publishers import capabilities_for, video_options
 
 def account_windows(state: State, account: AccountConfig) -> list[Window]:
     """The account's quota: configured, else its platform's, tightened by what it reported."""
+    return windows_with(account, state.learned_quota(account.name))
+
+
+def windows_with(account: AccountConfig, learned: Window | None) -> list[Window]:
+    """`account_windows` with what the platform reported (`State.learned_quota`) in hand."""
     configured = account.quota
     if configured is None:
         configured = list(capabilities_for(account.platform).quota)
-    return effective_windows(configured, state.learned_quota(account.name))
+    return effective_windows(configured, learned)
 
 
 def account_budget(

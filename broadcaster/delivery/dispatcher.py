@@ -23,7 +23,7 @@ from broadcaster.core.clock import Clock
 from broadcaster.core.config import AccountConfig, Config
 from broadcaster.core.secrets import SecretError
 from broadcaster.delivery.breaker import Breaker, backoff
-from broadcaster.delivery.budgets import account_windows, video_surcharge
+from broadcaster.delivery.budgets import video_surcharge, windows_with
 from broadcaster.delivery.cards import CardMaker
 from broadcaster.delivery.corrections import after_correction
 from broadcaster.delivery.deferred import DeferredRendering
@@ -107,8 +107,7 @@ class Dispatcher:
         self._newly_paused: set[str] = set()  # paused during this run_once
         self._waiting: dict[str, Waiting | None] = {}  # as last written (only we write it)
         self._night_start: datetime | None = None
-        # account -> (its limits' version when read, (quota windows, platform wait))
-        self._known_limits: dict[str, tuple[int, tuple[list[Window], datetime | None]]] = {}
+        self._known_limits: dict[str, tuple[list[Window], datetime | None]] = {}
 
     # -- publishers and modes --
 
@@ -265,15 +264,15 @@ class Dispatcher:
 
     def _limits(self, account: AccountConfig) -> tuple[list[Window], datetime | None]:
         """The account's quota windows and any wait its platform asked for. Only a call to
-        the platform changes them (an adapter records what it learns, the breaker a wait),
-        which writes the state: they are read again only after a write, not after every send."""
-        writes = self.state.limits_version(account.name)
+        the platform changes them (an adapter records what it learns, the breaker a wait; or
+        another process's call, `accounts doctor`'s), so they are read again, in one
+        statement, only after one of ours."""
         known = self._known_limits.get(account.name)
-        if known is None or known[0] != writes:
-            limits = (account_windows(self.state, account), self.state.blocked_until(account.name))
-            known = (writes, limits)
+        if known is None:
+            learned, blocked = self.state.limits(account.name)
+            known = (windows_with(account, learned), blocked)
             self._known_limits[account.name] = known
-        return known[1]
+        return known
 
     def _catch_up(self, now: datetime, since: datetime) -> None:
         """Bring the queues up to date; an operator's change may have paused an account."""
@@ -318,6 +317,7 @@ class Dispatcher:
         try:
             return self._dispatch(row)
         finally:
+            self._known_limits.pop(account.name, None)
             self.queues.settle(account.name, post_id, self.clock.now(), final)
 
     def _set_waiting(self, account: str, waiting: Waiting) -> None:
@@ -366,6 +366,7 @@ class Dispatcher:
                 stats.failed += 1
             elif parent.state == PostState.SENT:
                 stats.add(self._dispatch(row, reply_to=parent.platform_post_id))
+                self._known_limits.pop(row.account, None)
                 self.queues.settle(row.account, row.id, self.clock.now())
         return stats
 

@@ -68,7 +68,9 @@ def _converter(table: Table, name: str, dialect: Any) -> Callable[[Any], Any] | 
     memo: dict[Any, Any] = {}
 
     def convert(value: Any) -> Any:
-        key = (type(value), value)  # True and 1 are equal keys, but not the same JSON
+        # True and 1 are equal keys but not the same JSON; two times equal but in another zone,
+        # or the same clock time either side of a change (fold), may not convert alike.
+        key = (type(value), value, getattr(value, "tzinfo", None), getattr(value, "fold", None))
         try:
             return memo[key]
         except KeyError:

@@ -86,6 +86,12 @@ def _time(value: Any) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
 
+def _window(data: Any) -> Window | None:
+    if not isinstance(data, dict):
+        return None
+    return Window(posts=int(data["posts"]), seconds=int(data["seconds"]))
+
+
 class State:
     """Typed access to the key-value state of one database."""
 
@@ -148,10 +154,11 @@ class State:
         if waiting != self.waiting(account):
             self._put(WAITING + account, {"reason": waiting.reason, "until": _iso(waiting.until)})
 
-    def limits_version(self, account: str) -> int:
-        """Moves whenever this process writes the account's platform wait or learned quota:
-        what `blocked_until` and `learned_quota` answered before stays true until it does."""
-        return self.store.kv_writes([BLOCKED + account, LEARNED + account])
+    def limits(self, account: str) -> tuple[Window | None, datetime | None]:
+        """`learned_quota` and `blocked_until` in one statement: the dispatcher reads both
+        again after every call to the platform."""
+        found = self.store.get_states([LEARNED + account, BLOCKED + account])
+        return _window(found.get(LEARNED + account)), _time(found.get(BLOCKED + account))
 
     def blocked_until(self, account: str) -> datetime | None:
         return _time(self._get(BLOCKED + account))
@@ -165,10 +172,7 @@ class State:
     # -- what platforms reveal --
 
     def learned_quota(self, account: str) -> Window | None:
-        data = self._get(LEARNED + account)
-        if not isinstance(data, dict):
-            return None
-        return Window(posts=int(data["posts"]), seconds=int(data["seconds"]))
+        return _window(self._get(LEARNED + account))
 
     def learn_quota(self, account: str, window: Window) -> None:
         """The platform's own cap for the account (X's daily cap by tier)."""

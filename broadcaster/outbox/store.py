@@ -7,7 +7,6 @@ post idempotency keys is enforced by the database itself, so nothing can be post
 
 from __future__ import annotations
 
-import collections
 import functools
 import json
 import os
@@ -338,10 +337,6 @@ class Store:
         # Set by the daemon (outbox/lease.py): checks, inside a transaction, that this instance
         # still holds the lease; raises LeaseLost otherwise. None: not fenced (commands).
         self.fence: Callable[[Connection, bool], None] | None = None
-        # Key/value writes made through this store, by key: what this process cached from the
-        # state (the dispatcher's quota windows and platform waits) is stale once its keys were
-        # written. Writes by other processes are an operator's, seen through the audit log.
-        self._kv_writes: collections.Counter[str] = collections.Counter()
         from broadcaster.outbox.schema import prepare  # it reads this module's tables
 
         try:
@@ -373,20 +368,13 @@ class Store:
         statement = _upsert_base(conn, kv).values(key=key, value=value)
         conn.execute(statement.on_conflict_do_update(index_elements=["key"], set_={"value": value}))
 
-    def kv_writes(self, keys: Iterable[str]) -> int:
-        """How many times this store has written any of `keys` (a version to cache against)."""
-        return sum(self._kv_writes[key] for key in keys)
-
     def put_state(self, key: str, value: Any, conn: Connection | None = None) -> None:
         """Set a state key: in its own transaction, or in `conn`'s."""
         if conn is not None:
             self._kv_put(conn, key, value)
-            self._kv_writes[key] += 1
             return
         with self.engine.begin() as own:
             self._kv_put(own, key, value)
-        # Counted once committed: whoever sees the new count reads the new value.
-        self._kv_writes[key] += 1
 
     def get_state(self, key: str, default: Any = None, conn: Connection | None = None) -> Any:
         """A state key's value: in `conn`'s transaction when given (a second connection there
