@@ -70,9 +70,8 @@ def merge(
     How many fit is found by trying 8, 16, 32... of the oldest until some do not fit (then
     `compose_summary` searches below that), so a merge costs what the summary holds, not the
     whole backlog: only the events it may include are read, a few hundred per statement.
-    (Jumping to the size the lengths predict rendered a third fewer posts, but found another
-    size for a template whose text shrinks as it grows, e.g. "N seats called" above some count;
-    the sizes tried are kept as they were, so every template merges as it did.)"""
+    (Not a jump to the size the lengths predict: for a template whose text shrinks as it grows,
+    "N seats called" above some count, that finds another size than this does.)"""
     if not ids:
         return None
     config = composer.config

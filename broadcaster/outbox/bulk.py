@@ -28,17 +28,15 @@ def insert_many(
     `rows` (dicts with the same keys: every column the INSERT fills); the rows it added."""
     if not rows:
         return 0
-    if len(rows) < FEW:  # SQLAlchemy's cached statement costs less than compiling one here
-        result = conn.execute(statement, list(rows))
-        return (
-            result.rowcount if result.rowcount is not None and result.rowcount >= 0 else len(rows)
-        )
     names = list(rows[0])
     dialect = conn.dialect
-    compiled = statement.compile(dialect=dialect, column_keys=names)
-    order = compiled.positiontup
-    if dialect.name != "sqlite" or order is None or sorted(order) != sorted(names):
-        # Not SQLite's "?" placeholders, or columns filled from defaults: SQLAlchemy's path.
+    compiled = order = None
+    # A handful of rows costs less through SQLAlchemy's cached statement than compiling here.
+    if len(rows) >= FEW and dialect.name == "sqlite":
+        compiled = statement.compile(dialect=dialect, column_keys=names)
+        order = compiled.positiontup
+    if compiled is None or order is None or sorted(order) != sorted(names):
+        # Few rows, not SQLite's "?" placeholders, or columns filled from defaults.
         result = conn.execute(statement, list(rows))
     else:
         take = itemgetter(*order)

@@ -257,7 +257,7 @@ class StoredEvent:
     event: Event
     context: dict[str, Any]  # the event's own (contest)
     shared: dict[str, Any]  # its snapshot's (election, tally)
-    snapshot_id: int = 0  # the snapshot that revealed it
+    snapshot_id: int  # the snapshot that revealed it
 
 
 @dataclass(frozen=True, slots=True)
