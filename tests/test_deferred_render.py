@@ -163,6 +163,36 @@ def test_a_template_that_fails_when_sent_holds_the_post_until_it_is_fixed(
     assert all(t.startswith("[TEST] Fixed: ") for t in texts)
 
 
+def test_a_stored_event_its_templates_cannot_read_holds_that_post_and_the_rest_go_out(
+    tmp_path: Path, demo_files: list[Path]
+) -> None:
+    # Not a template error: the event's stored context lacks what every template is rendered
+    # from (as one written by another version might). Before, the exception left every
+    # dispatch step at this same post, so nothing after it went out, on any account.
+    night = Night(
+        tmp_path,
+        _account("x-main", "x", 'events = ["called"]\n')
+        + _account("fb-main", "facebook", 'events = ["called"]\n'),
+    )
+    night.feed(demo_files[:11])
+    pending = night.rows(PostState.PENDING)
+    first = min(pending, key=lambda r: r.id)
+    broken = first.event_id
+    with night.store.engine.begin() as conn:
+        conn.exec_driver_sql("UPDATE events SET context = '{}' WHERE id = ?", (broken,))
+
+    night.dispatcher.drain()  # does not raise
+
+    held = night.rows(PostState.HELD)
+    assert {r.event_id for r in held} == {broken}
+    assert {r.account for r in held} == {"x-main", "fb-main"}
+    assert all(r.hold_kind == HoldKind.TEMPLATE for r in held)
+    assert all("stored event" in r.hold_reason and "KeyError" in r.hold_reason for r in held)
+    sent = night.sent()
+    expected = {(r.account, r.idempotency_key) for r in pending if r.event_id != broken}
+    assert {(p["account"], p["idempotency_key"]) for p in sent} == expected
+
+
 def test_a_post_too_long_for_one_part_becomes_a_thread_when_sent(
     tmp_path: Path, demo_files: list[Path]
 ) -> None:

@@ -12,7 +12,7 @@ from broadcaster.content.compose import Composer
 from broadcaster.content.context import shared_vars, template_vars
 from broadcaster.content.samples import display_from
 from broadcaster.core.config import AccountConfig, Config
-from broadcaster.domain.posts import PostState
+from broadcaster.domain.posts import HoldKind, NewPost, PostState
 from broadcaster.outbox.store import Store
 
 log = logging.getLogger(__name__)
@@ -36,17 +36,18 @@ class DeferredRendering:
             # one by one unchecked: a template that fails its check is not used here either.
             self.composer.preload()
             self._checked = True
-        stored = self.store.event_with_context(row.event_id)
-        tz = self.config.election.timezone
-        snapshot_id = getattr(row, "snapshot_id", None)
-        if self._views is not None and snapshot_id is not None and self._views[0] == snapshot_id:
-            views = self._views[1]
-        else:
-            views = shared_vars(stored.shared, tz, self.display)
-            if snapshot_id is not None:
-                self._views = (snapshot_id, views)
-        variables = template_vars(stored.event, stored.context, views, timezone=tz)
-        rows = self.composer.compose(stored.event, account, variables, row.idempotency_key)
+        try:
+            rows = self._compose(row, account)
+        except Exception as exc:
+            # Template errors hold the post inside compose. Anything else (a stored event its
+            # templates cannot read, say one written by another version) would otherwise
+            # stop every dispatch step at this same post: hold it, named, and go on.
+            reason = (
+                f"its text could not be made from its stored event: {type(exc).__name__}: {exc}"
+            )
+            self.store.refuse(row.id, PostState.HELD, HoldKind.TEMPLATE, reason)
+            log.error("post %d held: %s", row.id, reason, extra={"account": account.name})
+            return None, True
         if not self.store.fill_deferred(row.id, rows):
             return None, False
         if rows[0].state != PostState.PENDING:
@@ -58,3 +59,16 @@ class DeferredRendering:
             )
             return None, True
         return self.store.post_row(row.id), False
+
+    def _compose(self, row: Any, account: AccountConfig) -> list[NewPost]:
+        stored = self.store.event_with_context(row.event_id)
+        tz = self.config.election.timezone
+        snapshot_id = getattr(row, "snapshot_id", None)
+        if self._views is not None and snapshot_id is not None and self._views[0] == snapshot_id:
+            views = self._views[1]
+        else:
+            views = shared_vars(stored.shared, tz, self.display)
+            if snapshot_id is not None:
+                self._views = (snapshot_id, views)
+        variables = template_vars(stored.event, stored.context, views, timezone=tz)
+        return self.composer.compose(stored.event, account, variables, row.idempotency_key)
