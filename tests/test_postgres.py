@@ -4,25 +4,38 @@ does, and several processes can open and write a new database at once."""
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+import pytest
 from sqlalchemy import create_engine, func, select, text
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 
 from broadcaster.core.clock import FeedClock
 from broadcaster.delivery.dispatcher import Dispatcher, publisher_env
-from broadcaster.domain.posts import PostState
+from broadcaster.domain.events import Event, EventKind
+from broadcaster.domain.posts import NewPost, PostState
 from broadcaster.ingest.sources import make_fetched
+from broadcaster.outbox import store as store_module
 from broadcaster.outbox.store import Store, events, posts
 from broadcaster.runtime.configuration import load_config
 from broadcaster.runtime.cycle import Pipeline
 from tests.conftest import read_jsonl, write_config
+from tests.test_bulk_insert import _snapshot
 from tests.test_store import open_at_once
 
 
-def night(folder: Path, database: str, files: list[Path]) -> tuple[list[dict], int]:
+def night(
+    folder: Path, database: str, files: list[Path], rebuilds: list[int] | None = None
+) -> tuple[list[dict], int]:
     """The demo night through a real pipeline and dispatcher on `database`; returns what the
-    dry-run publishers posted (all of it, since the first night in `folder`) and the events."""
+    dry-run publishers posted (all of it, since the first night in `folder`) and the events.
+    `rebuilds` gets how many times the dispatcher built its queues from the database."""
     folder.mkdir(parents=True, exist_ok=True)
     config = load_config(write_config(folder / "c.toml", source="f", database=database))
     store = Store(config.database_url)
@@ -44,6 +57,8 @@ def night(folder: Path, database: str, files: list[Path]) -> tuple[list[dict], i
                 .where(posts.c.state.not_in([PostState.SENT, PostState.SUPERSEDED]))
             ).scalar_one()
         assert unsent == 0
+        if rebuilds is not None:
+            rebuilds.append(dispatcher.queues.rebuilds)
     finally:
         store.close()
     return read_jsonl(folder / "posts.jsonl"), int(n_events)
@@ -56,8 +71,14 @@ def what(records: list[dict]) -> Counter:
 def test_a_night_on_postgresql_posts_exactly_what_it_posts_on_sqlite(
     tmp_path: Path, postgres_url: str, demo_files: list[Path]
 ):
-    on_sqlite, sqlite_events = night(tmp_path / "sqlite", "sqlite:///state.db", demo_files)
-    on_postgres, postgres_events = night(tmp_path / "pg", postgres_url, demo_files)
+    rebuilds: list[int] = []
+    on_sqlite, sqlite_events = night(
+        tmp_path / "sqlite", "sqlite:///state.db", demo_files, rebuilds
+    )
+    on_postgres, postgres_events = night(tmp_path / "pg", postgres_url, demo_files, rebuilds)
+    # New posts reach the dispatcher's queues as they do on SQLite, read by id, not by
+    # building the queues again from the whole backlog (posts become visible in id order).
+    assert rebuilds[1] == rebuilds[0], rebuilds
     assert on_postgres
     engine = create_engine(postgres_url)
     try:
@@ -95,5 +116,111 @@ def test_connections_dropped_by_the_server_are_replaced(postgres_url: str):
         assert dropped >= 1
         store.put_state("k", 2)
         assert store.get_state("k") == 2
+    finally:
+        store.close()
+
+
+def _event_and_post(n: int) -> tuple[Event, NewPost]:
+    at = datetime(2030, 7, 28, 20, n, tzinfo=UTC)
+    ev = Event(key=f"called/c{n}", kind=EventKind.CALLED, at=at, contest_id=f"c{n}", data={})
+    post = NewPost(
+        idempotency_key=f"{ev.key}/x/x-test",
+        event_key=ev.key,
+        account="x-test",
+        platform="x",
+        text=f"[TEST] c{n}",
+        media=(),
+        dry_run=True,
+        state=PostState.PENDING,
+    )
+    return ev, post
+
+
+def _add(store: Store, conn: Connection, snapshot_id: int, n: int) -> int:
+    """Add one event and its post in `conn`'s transaction; the post's id."""
+    ev, post = _event_and_post(n)
+    ids = store.insert_events(conn, snapshot_id, [(ev, {})])
+    assert store.insert_posts(conn, [post], ids, {ev.key: ev}, test_data=True) == 1
+    found = conn.execute(select(posts.c.id).where(posts.c.idempotency_key == post.idempotency_key))
+    return int(found.scalar_one())
+
+
+def _in_thread(work: Callable[[], Any]) -> tuple[threading.Thread, list[Any]]:
+    out: list[Any] = []
+
+    def run() -> None:
+        try:
+            out.append(work())
+        except Exception as exc:  # handed to the test
+            out.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, out
+
+
+def test_posts_become_visible_in_id_order_on_postgresql(postgres_url: str) -> None:
+    # Ids are handed out at insert, commits come later: without the lock, a later
+    # transaction's post (a higher id) could be seen first, and a dispatcher reading "the
+    # posts above the last id seen" would never queue the earlier one.
+    store = Store(postgres_url)
+    try:
+        with store.transaction() as conn:
+            snapshot_id = _snapshot(conn)
+        first = store.engine.connect()
+        trans = first.begin()
+        try:
+            first_id = _add(store, first, snapshot_id, 1)
+
+            def second() -> int:
+                with store.transaction() as conn:
+                    conn.execute(text("SET LOCAL lock_timeout = '30s'"))  # never hangs the run
+                    return _add(store, conn, snapshot_id, 2)
+
+            thread, out = _in_thread(second)
+            thread.join(1.0)
+            assert thread.is_alive(), "a second writer of posts waits for the first to end"
+            assert store.outbox_marker()[0] < first_id  # nothing of either is visible yet
+            trans.commit()
+        finally:
+            first.close()
+        thread.join(30)
+        assert not thread.is_alive()
+        (second_id,) = out
+        assert isinstance(second_id, int)
+        assert second_id > first_id
+    finally:
+        store.close()
+
+
+def test_a_writer_of_posts_that_stops_answering_is_ended_by_the_server(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A frozen process (a paused VM, SIGSTOP) holding the lock must not stop every other
+    # writer of posts, its successor's included, for as long as its connection lives.
+    monkeypatch.setattr(store_module, "IDLE_IN_TRANSACTION", "1s")
+    store = Store(postgres_url)
+    try:
+        with store.transaction() as conn:
+            snapshot_id = _snapshot(conn)
+        frozen = store.engine.connect()
+        trans = frozen.begin()
+        _add(store, frozen, snapshot_id, 1)  # holds the lock, then says nothing
+
+        def successor() -> int:
+            with store.transaction() as conn:
+                conn.execute(text("SET LOCAL lock_timeout = '30s'"))
+                return _add(store, conn, snapshot_id, 2)
+
+        thread, out = _in_thread(successor)
+        thread.join(30)
+        assert not thread.is_alive()
+        assert isinstance(out[0], int), out
+        with pytest.raises(DBAPIError):
+            trans.commit()  # the server ended that transaction: nothing of it is kept
+        frozen.close()
+        with store.engine.connect() as conn:
+            keys = conn.execute(select(posts.c.idempotency_key)).scalars().all()
+        assert keys == ["called/c2/x/x-test"]
     finally:
         store.close()

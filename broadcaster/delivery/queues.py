@@ -5,8 +5,9 @@ They are built from the database at start (and whenever `invalidate` is called, 
 takeover), then kept up to date from:
 - the posts added since the last look (the pipeline's, an announcement's, a summary): one
   statement returns the newest post id, the newest audit entry and the number of held posts,
-  and only posts above the last id seen are read. On PostgreSQL, whose ids are not handed out
-  in commit order, new posts make the queues be built again instead;
+  and only posts above the last id seen are read. That is safe because posts become visible
+  in id order: SQLite has one writer at a time, and on PostgreSQL every transaction that adds
+  posts holds one lock until it ends (`store.POST_IDS_LOCK`);
 - what the dispatcher itself does to a post (superseded, claimed, sent, retried, held): each
   post handled is read back once by its id;
 - anything else (an operator's command or the console, which are audited; a post released
@@ -90,12 +91,9 @@ class Queues:
         if self._stale or set(self.accounts()) != set(self.queues):
             self._rebuild(marker[0], now, since)
         elif marker[0] > self._seen_id:
-            if self.store.engine.dialect.name != "sqlite":
-                self._rebuild(marker[0], now, since)
-            else:
-                last = self._add_new(self._seen_id, now, limit=SLICE)
-                self.behind = last is not None
-                self._seen_id = last if last is not None else marker[0]
+            last = self._add_new(self._seen_id, now, limit=SLICE)
+            self.behind = last is not None
+            self._seen_id = last if last is not None else marker[0]
         for queue in self.queues.values():
             queue.advance(now, since)
 

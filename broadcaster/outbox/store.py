@@ -39,6 +39,7 @@ from sqlalchemy import (
     event,
     func,
     select,
+    text,
     update,
 )
 from sqlalchemy.engine import Connection, Engine
@@ -496,6 +497,7 @@ class Store:
             }
             for ev, ctx in items
         ]
+        _posts_in_id_order(conn)  # its posts follow, in the same transaction
         insert_many(conn, _insert_ignore(conn, events, "key"), events, rows)
         keys = [ev.key for ev, _ in items]
         ids: dict[str, int] = {}
@@ -520,6 +522,7 @@ class Store:
         `test_data`: they come from a test snapshot (checked again before each send)."""
         if not new_posts:
             return 0
+        _posts_in_id_order(conn)
         now = _now()
         rows = []
         for p in new_posts:
@@ -713,6 +716,8 @@ class Store:
         else:
             still = posts.c.state == PostState.HELD
         with self.engine.begin() as conn:
+            if rest:
+                _posts_in_id_order(conn)  # before the row's lock: the order all writers take
             if deferred:
                 self.fenced(conn)  # the dispatcher's write: only under the lease
             result = conn.execute(
@@ -967,6 +972,7 @@ class Store:
         now = _now()
         try:
             with self.engine.begin() as conn:
+                _posts_in_id_order(conn)
                 conn.execute(
                     _insert_ignore(conn, events, "key"),
                     [
@@ -1291,6 +1297,30 @@ def latest_accepted(*columns: Any) -> Any:
         .order_by(snapshots.c.id.desc())
         .limit(1)
     )
+
+
+# PostgreSQL hands out ids when rows are inserted, not when they commit, so without this a post
+# could become visible after others with higher ids, and a reader of "the posts above the last
+# id I saw" (the dispatcher's queues) would miss it. Every transaction that adds posts takes
+# this lock first and keeps it until it ends: posts then become visible in id order.
+POST_IDS_LOCK = 0x706F7374
+# A transaction holding that lock whose process stops answering (frozen, paused) is ended by
+# the server after this long without a statement, so a successor never waits on it for good.
+# Nothing we do between two statements of such a transaction takes nearly as long.
+IDLE_IN_TRANSACTION = "60s"
+
+
+def _posts_in_id_order(conn: Connection) -> None:
+    """On PostgreSQL, before a transaction adds posts (see POST_IDS_LOCK); nothing on SQLite,
+    whose writers are one at a time anyway."""
+    if conn.dialect.name != "postgresql":
+        return
+    held = conn.info.get("post_ids_lock")
+    if held is not None and held is conn.get_transaction():
+        return  # taken already in this transaction
+    conn.execute(text(f"SET LOCAL idle_in_transaction_session_timeout = '{IDLE_IN_TRANSACTION}'"))
+    conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": POST_IDS_LOCK})
+    conn.info["post_ids_lock"] = conn.get_transaction()
 
 
 def _insert_ignore(conn: Connection, table: Table, key: str) -> Any:
