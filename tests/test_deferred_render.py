@@ -193,6 +193,31 @@ def test_a_stored_event_its_templates_cannot_read_holds_that_post_and_the_rest_g
     assert {(p["account"], p["idempotency_key"]) for p in sent} == expected
 
 
+def test_a_template_fix_releases_the_other_held_posts_past_one_whose_event_is_unreadable(
+    tmp_path: Path, demo_files: list[Path]
+) -> None:
+    write_template(tmp_path / "tpl", "x", "called", "{{ contest.name }}")
+    night = Night(tmp_path, _account("x-main", "x", 'events = ["called"]\n'))
+    night.feed(demo_files[:11])
+    pending = night.rows(PostState.PENDING)
+    broken = min(pending, key=lambda r: r.id).event_id
+    with night.store.engine.begin() as conn:
+        conn.exec_driver_sql("UPDATE events SET context = '{}' WHERE id = ?", (broken,))
+    write_template(tmp_path / "tpl", "x", "called", "{{ contest.name }} {{ contest.nope }}")
+    night.pipeline.composer.refresh()
+    night.dispatcher.composer.refresh()
+    night.dispatcher.drain()
+    held = night.rows(PostState.HELD)
+    assert len(held) == len(pending)  # every post: one unreadable, the rest the template's
+
+    write_template(tmp_path / "tpl", "x", "called", "Fixed: {{ contest.name }}")
+    # The unreadable one comes first; it stays held, and does not stop the others' release.
+    assert night.pipeline.maintain_templates() == len(pending) - 1
+    night.dispatcher.drain()
+    assert [r.event_id for r in night.rows(PostState.HELD)] == [broken]
+    assert len(night.sent()) == len(pending) - 1
+
+
 def test_a_post_too_long_for_one_part_becomes_a_thread_when_sent(
     tmp_path: Path, demo_files: list[Path]
 ) -> None:

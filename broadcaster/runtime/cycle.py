@@ -489,14 +489,26 @@ class Pipeline:
             account = accounts.get(row.account)
             if account is None or "#" in row.idempotency_key:
                 continue
-            stored = self.store.event_with_context(row.event_id)
-            views = shared_cache.get(id(stored.shared))
-            if views is None:
-                views = shared_vars(stored.shared, self.config.election.timezone, self.display)
-            variables = template_vars(
-                stored.event, stored.context, views, timezone=self.config.election.timezone
-            )
-            rows = self.composer.compose(stored.event, account, variables, row.idempotency_key)
+            try:
+                stored = self.store.event_with_context(row.event_id)
+                views = shared_cache.get(id(stored.shared))
+                if views is None:
+                    views = shared_vars(stored.shared, self.config.election.timezone, self.display)
+                variables = template_vars(
+                    stored.event, stored.context, views, timezone=self.config.election.timezone
+                )
+                rows = self.composer.compose(stored.event, account, variables, row.idempotency_key)
+            except Exception as exc:
+                # Not a template's error (those hold the post inside compose): a stored event
+                # its templates cannot read. It stays held; the others are still released.
+                log.error(
+                    "post %d stays held: its text could not be made from its stored event: %s: %s",
+                    row.id,
+                    type(exc).__name__,
+                    exc,
+                    extra={"account": row.account},
+                )
+                continue
             rows = [_gated(r, row.gate_reason) for r in rows]
             self.store.replace_held(row.id, rows)
             if rows[0].state == PostState.PENDING:
