@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy.exc import OperationalError
 
 from broadcaster.core.clock import FeedClock
 from broadcaster.delivery.dispatcher import Dispatcher
@@ -191,6 +192,25 @@ def test_a_stored_event_its_templates_cannot_read_holds_that_post_and_the_rest_g
     sent = night.sent()
     expected = {(r.account, r.idempotency_key) for r in pending if r.event_id != broken}
     assert {(p["account"], p["idempotency_key"]) for p in sent} == expected
+
+
+def test_a_database_fault_while_rendering_at_send_holds_nothing(
+    tmp_path: Path, demo_files: list[Path]
+) -> None:
+    # The database, not the post: the step fails as before and the post is tried again, never
+    # held for good on a fault that passes.
+    night = Night(tmp_path, _account("x-main", "x", 'events = ["called"]\n'))
+    night.feed(demo_files[:11])
+    pending = night.rows(PostState.PENDING)
+    with night.store.engine.begin() as conn:
+        conn.exec_driver_sql("ALTER TABLE snapshots RENAME TO snapshots_away")
+    with pytest.raises(OperationalError):
+        night.dispatcher.drain()
+    with night.store.engine.begin() as conn:
+        conn.exec_driver_sql("ALTER TABLE snapshots_away RENAME TO snapshots")
+    assert not night.rows(PostState.HELD)
+    night.dispatcher.drain()
+    assert len(night.sent()) == len(pending)
 
 
 def test_a_template_fix_releases_the_other_held_posts_past_one_whose_event_is_unreadable(

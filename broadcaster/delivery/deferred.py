@@ -8,6 +8,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from broadcaster.content.compose import Composer
 from broadcaster.content.context import shared_vars, template_vars
 from broadcaster.content.samples import display_from
@@ -38,6 +40,8 @@ class DeferredRendering:
             self._checked = True
         try:
             rows = self._compose(row, account)
+        except SQLAlchemyError:
+            raise  # the database, not the post: the next step tries it again
         except Exception as exc:
             # Template errors hold the post inside compose. Anything else (a stored event its
             # templates cannot read, say one written by another version) would otherwise

@@ -498,6 +498,8 @@ class Pipeline:
                     stored.event, stored.context, views, timezone=self.config.election.timezone
                 )
                 rows = self.composer.compose(stored.event, account, variables, row.idempotency_key)
+            except sa_exc.SQLAlchemyError:
+                raise  # the database, not the post: the next cycle tries again
             except Exception as exc:
                 # Not a template's error (those hold the post inside compose): a stored event
                 # its templates cannot read. It stays held; the others are still released.
