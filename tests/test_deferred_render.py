@@ -149,10 +149,14 @@ def test_a_template_that_fails_when_sent_holds_the_post_until_it_is_fixed(
     write_template(tmp_path / "tpl", "x", "called", "{{ contest.name }} {{ contest.nope }}")
     night.pipeline.composer.refresh()
     night.dispatcher.composer.refresh()
+    rebuilds = night.dispatcher.queues.rebuilds
     night.dispatcher.drain()
     assert not night.sent()
     held = night.rows(PostState.HELD)
-    assert held
+    assert len(held) > 1
+    # Holds of its own never make the dispatcher read its whole queue again: at 20,000 seats
+    # one read per held post would take hours.
+    assert night.dispatcher.queues.rebuilds <= max(rebuilds, 1)
     assert all(r.hold_kind == HoldKind.TEMPLATE for r in held)
     assert all(str(path) in r.hold_reason for r in held)
 

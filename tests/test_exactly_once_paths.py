@@ -271,3 +271,5 @@ def test_a_card_that_cannot_be_drawn(night, tmp_path: Path):
     assert not tiktok.published, "no TikTok post without its picture"
     assert x.published, "X posts went out"
     assert all(p.media == () for p in x.published), "without the card that failed"
+    assert len(held) > 1
+    assert d.queues.rebuilds == 1, "its own holds never make it read its queues again"

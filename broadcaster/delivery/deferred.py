@@ -30,9 +30,10 @@ class DeferredRendering:
         self._views: tuple[int, dict[str, Any]] | None = None
         self._checked = False
 
-    def render(self, row: Any, account: AccountConfig) -> tuple[Any | None, bool]:
-        """(the post read again with its text, ready to send; or None) and whether rendering
-        held it. None without a hold means it changed meanwhile (sent, superseded, acted on)."""
+    def render(self, row: Any, account: AccountConfig) -> tuple[Any | None, int]:
+        """(the post read again with its text, ready to send; or None) and how many posts
+        rendering held (it, and any thread parts it made). None without a hold means it
+        changed meanwhile (sent, superseded, acted on) or was cancelled."""
         if not self._checked:
             # Load and check every template as the pipeline did at its start, rather than
             # one by one unchecked: a template that fails its check is not used here either.
@@ -51,9 +52,9 @@ class DeferredRendering:
             )
             self.store.refuse(row.id, PostState.HELD, HoldKind.TEMPLATE, reason)
             log.error("post %d held: %s", row.id, reason, extra={"account": account.name})
-            return None, True
+            return None, 1
         if not self.store.fill_deferred(row.id, rows):
-            return None, False
+            return None, 0
         if rows[0].state != PostState.PENDING:
             log.error(
                 "post %d held when rendered to be sent: %s",
@@ -61,8 +62,8 @@ class DeferredRendering:
                 rows[0].hold_reason,
                 extra={"account": account.name},
             )
-            return None, True
-        return self.store.post_row(row.id), False
+            return None, sum(1 for r in rows if r.state == PostState.HELD)
+        return self.store.post_row(row.id), 0
 
     def _compose(self, row: Any, account: AccountConfig) -> list[NewPost]:
         stored = self.store.event_with_context(row.event_id)

@@ -312,7 +312,10 @@ class Dispatcher:
             row, held = self.deferred.render(row, account)
             if row is None:
                 queue.discard(post_id)
-                self.queues.invalidate()
+                if held:
+                    self.queues.held_here(held)  # ours: no need to read the queues again
+                else:
+                    self.queues.invalidate()
                 return DispatchStats(held=1 if held else 0)
         try:
             return self._dispatch(row)

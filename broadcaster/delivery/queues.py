@@ -72,6 +72,7 @@ class Queues:
         self.rebuilds = 0  # how many times they were built (tests and benchmarks read it)
         self.want_cards: set[int] = set()  # queued posts that want a card (drawn ahead)
         self.outside_change = False  # set when someone else changed the outbox (pauses too)
+        self._held_here = 0  # posts the dispatcher itself held since the last look
         self.behind = False  # new posts remain to be read: plan nothing yet
         self.absorbed = 0  # new posts read at the last look
 
@@ -84,9 +85,12 @@ class Queues:
         marker = self.store.outbox_marker()
         old = self._marker
         self._marker = marker
-        if old is not None and marker[1:] != old[1:]:
+        # The held posts counted: those the dispatcher held itself are expected, not a change
+        # made by someone else (which makes the queues be built again).
+        if old is not None and (marker[1], marker[2]) != (old[1], old[2] + self._held_here):
             self.outside_change = True
             self._stale = True
+        self._held_here = 0
         self.behind, self.absorbed = False, 0
         if self._stale or set(self.accounts()) != set(self.queues):
             self._rebuild(marker[0], now, since)
@@ -125,6 +129,11 @@ class Queues:
                     self.want_cards.add(row.id)
         return rows[-1].id if limit is not None and len(rows) == limit else None
 
+    def held_here(self, count: int = 1) -> None:
+        """The dispatcher held `count` posts itself (at send time): the held count they add
+        is no one else's change."""
+        self._held_here += count
+
     def settle(self, account: str, post_id: int, now: datetime, final: bool = False) -> None:
         """Read back what became of a post the dispatcher handled, and queue it accordingly
         (sent: counted; pending again: waiting for its time; anything else: gone)."""
@@ -135,7 +144,9 @@ class Queues:
         row = self.store.post_outcome(post_id)
         if row is None:
             return
-        if row.state == PostState.SENT and row.sent_at is not None:
+        if row.state == PostState.HELD:
+            self.held_here()  # held in this step (refused, or its card failed)
+        elif row.state == PostState.SENT and row.sent_at is not None:
             queue.add_sent(queued_item(row), row.sent_at)
         elif row.state == PostState.PENDING and row.thread_parent is None:
             queue.add(queued_item(row, final=final, event_id=row.event_id), row.not_before, now)
