@@ -18,6 +18,7 @@ from broadcaster.core.clock import FeedClock
 from broadcaster.delivery.dispatcher import Dispatcher
 from broadcaster.domain.posts import HoldKind, PostState
 from broadcaster.ingest.sources import make_fetched
+from broadcaster.outbox.audit import entries
 from broadcaster.outbox.store import Store
 from broadcaster.publishers import PublisherEnv
 from broadcaster.publishers.dryrun import read_posts
@@ -240,6 +241,41 @@ def test_a_template_fix_releases_the_other_held_posts_past_one_whose_event_is_un
     night.dispatcher.drain()
     assert [r.event_id for r in night.rows(PostState.HELD)] == [broken]
     assert len(night.sent()) == len(pending) - 1
+
+
+def test_posts_released_after_a_template_fix_go_out_when_others_are_held_meanwhile(
+    tmp_path: Path, demo_files: list[Path]
+) -> None:
+    # The dispatcher learns that old posts are pending again from the outbox's held count and
+    # its newest audit entry. Released posts (-k) and as many others held at the same moment
+    # (+k, as an approval account's new posts are) leave the count as it was: the release is
+    # in the audit trail, so the dispatcher still sees it.
+    write_template(tmp_path / "tpl", "x", "called", "{{ contest.name }} {{ contest.nope }}")
+    night = Night(
+        tmp_path,
+        _account("x-main", "x", 'events = ["called"]\n')
+        + '\n[[accounts]]\nname = "fb-main"\nplatform = "facebook"\ndry_run = true\n'
+        + 'events = ["called"]\nquota = [{posts = 1, seconds = 86400}]\n',
+    )
+    night.feed(demo_files[:11])
+    night.dispatcher.drain()
+    held = night.rows(PostState.HELD)
+    assert held
+    assert {r.account for r in held} == {"x-main"}
+    waiting = [r for r in night.rows(PostState.PENDING) if r.account == "fb-main"]
+    assert len(waiting) >= len(held), "fb-main's posts wait for its budget"
+
+    write_template(tmp_path / "tpl", "x", "called", "Fixed: {{ contest.name }}")
+    assert night.pipeline.maintain_templates() == len(held)
+    for row in waiting[: len(held)]:
+        night.store.mark_held(row.id, HoldKind.OPERATOR, "held meanwhile")
+    night.dispatcher.drain()
+
+    sent = {p["idempotency_key"] for p in night.sent() if p["account"] == "x-main"}
+    assert sent == {r.idempotency_key for r in held}
+    trail = entries(night.store, action="release")
+    assert {e.target for e in trail} == {f"post #{r.id}" for r in held}
+    assert {e.actor for e in trail} == {"broadcaster"}
 
 
 def test_a_post_too_long_for_one_part_becomes_a_thread_when_sent(

@@ -9,9 +9,11 @@ takeover), then kept up to date from:
   in id order: SQLite has one writer at a time, and on PostgreSQL every transaction that adds
   posts holds one lock until it ends (`store.POST_IDS_LOCK`);
 - what the dispatcher itself does to a post (superseded, claimed, sent, retried, held): each
-  post handled is read back once by its id;
-- anything else (an operator's command or the console, which are audited; a post released
-  after a template fix, which leaves the held count) makes them be built again.
+  post handled is read back once by its id, and the posts it held are expected in the held
+  count;
+- anything else makes them be built again: an operator's command or the console, and a post
+  released after a template fix, are audited (a new audit entry); other holds change the
+  held count.
 
 New posts are taken in slices of at most `SLICE` per look: after a burst of tens of thousands,
 each dispatch step reads one slice and plans nothing (`behind`) until all are in, so no step

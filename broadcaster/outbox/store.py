@@ -208,6 +208,7 @@ class _Abort(Exception):
     """Roll a transaction back on purpose."""
 
 
+SYSTEM_ACTOR = "broadcaster"  # the audit trail's actor for what the software does itself
 MODE_KEY = "database_mode"
 
 
@@ -737,6 +738,20 @@ class Store:
             )
             if result.rowcount != 1:
                 return False  # acted on meanwhile: held, sent, superseded, rendered
+            if not deferred and first.state != PostState.HELD:
+                # In the trail, like an operator's release. It is also what tells the
+                # dispatcher (which sees posts above the last id it read, the held count and
+                # the newest audit entry) that an old post is pending again: the held count
+                # alone can miss it when another post is held at the same time.
+                conn.execute(
+                    audit.insert().values(
+                        at=_now(),
+                        actor=SYSTEM_ACTOR,
+                        action="release" if first.state == PostState.PENDING else "cancel",
+                        target=f"post #{post_id}",
+                        detail="rendered again after a template fix",
+                    )
+                )
             if rest:
                 row = conn.execute(
                     select(posts.c.event_id, posts.c.test_data).where(posts.c.id == post_id)
