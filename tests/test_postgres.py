@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -145,12 +144,16 @@ def _add(store: Store, conn: Connection, snapshot_id: int, n: int) -> int:
     return int(found.scalar_one())
 
 
-def _in_thread(work: Callable[[], Any]) -> tuple[threading.Thread, list[Any]]:
+def _writer_in_thread(store: Store, snapshot_id: int, n: int) -> tuple[threading.Thread, list[Any]]:
+    """Another writer adding post `n` in its own transaction, in a thread; `out` gets the
+    post's id or the exception."""
     out: list[Any] = []
 
     def run() -> None:
         try:
-            out.append(work())
+            with store.transaction() as conn:
+                conn.execute(text("SET LOCAL lock_timeout = '30s'"))  # never hangs the run
+                out.append(_add(store, conn, snapshot_id, n))
         except Exception as exc:  # handed to the test
             out.append(exc)
 
@@ -171,13 +174,7 @@ def test_posts_become_visible_in_id_order_on_postgresql(postgres_url: str) -> No
         trans = first.begin()
         try:
             first_id = _add(store, first, snapshot_id, 1)
-
-            def second() -> int:
-                with store.transaction() as conn:
-                    conn.execute(text("SET LOCAL lock_timeout = '30s'"))  # never hangs the run
-                    return _add(store, conn, snapshot_id, 2)
-
-            thread, out = _in_thread(second)
+            thread, out = _writer_in_thread(store, snapshot_id, 2)
             thread.join(1.0)
             assert thread.is_alive(), "a second writer of posts waits for the first to end"
             assert store.outbox_marker()[0] < first_id  # nothing of either is visible yet
@@ -206,13 +203,7 @@ def test_a_writer_of_posts_that_stops_answering_is_ended_by_the_server(
         frozen = store.engine.connect()
         trans = frozen.begin()
         _add(store, frozen, snapshot_id, 1)  # holds the lock, then says nothing
-
-        def successor() -> int:
-            with store.transaction() as conn:
-                conn.execute(text("SET LOCAL lock_timeout = '30s'"))
-                return _add(store, conn, snapshot_id, 2)
-
-        thread, out = _in_thread(successor)
+        thread, out = _writer_in_thread(store, snapshot_id, 2)  # its successor
         thread.join(30)
         assert not thread.is_alive()
         assert isinstance(out[0], int), out
