@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -162,45 +163,50 @@ def _writer_in_thread(store: Store, snapshot_id: int, n: int) -> tuple[threading
     return thread, out
 
 
-def test_posts_become_visible_in_id_order_on_postgresql(postgres_url: str) -> None:
-    # Ids are handed out at insert, commits come later: without the lock, a later
-    # transaction's post (a higher id) could be seen first, and a dispatcher reading "the
-    # posts above the last id seen" would never queue the earlier one.
+@pytest.fixture
+def outbox(postgres_url: str) -> Iterator[tuple[Store, int]]:
+    """A store on PostgreSQL and a snapshot for events to belong to."""
     store = Store(postgres_url)
     try:
         with store.transaction() as conn:
             snapshot_id = _snapshot(conn)
-        first = store.engine.connect()
-        trans = first.begin()
-        try:
-            first_id = _add(store, first, snapshot_id, 1)
-            thread, out = _writer_in_thread(store, snapshot_id, 2)
-            thread.join(1.0)
-            assert thread.is_alive(), "a second writer of posts waits for the first to end"
-            assert store.outbox_marker()[0] < first_id  # nothing of either is visible yet
-            trans.commit()
-        finally:
-            first.close()
-        thread.join(30)
-        assert not thread.is_alive()
-        (second_id,) = out
-        assert isinstance(second_id, int)
-        assert second_id > first_id
+        yield store, snapshot_id
     finally:
         store.close()
 
 
+def test_posts_become_visible_in_id_order_on_postgresql(outbox: tuple[Store, int]) -> None:
+    # Ids are handed out at insert, commits come later: without the lock, a later
+    # transaction's post (a higher id) could be seen first, and a dispatcher reading "the
+    # posts above the last id seen" would never queue the earlier one.
+    store, snapshot_id = outbox
+    first = store.engine.connect()
+    trans = first.begin()
+    try:
+        first_id = _add(store, first, snapshot_id, 1)
+        thread, out = _writer_in_thread(store, snapshot_id, 2)
+        thread.join(1.0)
+        assert thread.is_alive(), "a second writer of posts waits for the first to end"
+        assert store.outbox_marker()[0] < first_id  # nothing of either is visible yet
+        trans.commit()
+    finally:
+        first.close()
+    thread.join(30)
+    assert not thread.is_alive()
+    (second_id,) = out
+    assert isinstance(second_id, int)
+    assert second_id > first_id
+
+
 def test_a_writer_of_posts_that_stops_answering_is_ended_by_the_server(
-    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+    outbox: tuple[Store, int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A frozen process (a paused VM, SIGSTOP) holding the lock must not stop every other
     # writer of posts, its successor's included, for as long as its connection lives.
     monkeypatch.setattr(store_module, "IDLE_IN_TRANSACTION", "1s")
-    store = Store(postgres_url)
+    store, snapshot_id = outbox
+    frozen = store.engine.connect()
     try:
-        with store.transaction() as conn:
-            snapshot_id = _snapshot(conn)
-        frozen = store.engine.connect()
         trans = frozen.begin()
         _add(store, frozen, snapshot_id, 1)  # holds the lock, then says nothing
         thread, out = _writer_in_thread(store, snapshot_id, 2)  # its successor
@@ -209,9 +215,8 @@ def test_a_writer_of_posts_that_stops_answering_is_ended_by_the_server(
         assert isinstance(out[0], int), out
         with pytest.raises(DBAPIError):
             trans.commit()  # the server ended that transaction: nothing of it is kept
-        frozen.close()
-        with store.engine.connect() as conn:
-            keys = conn.execute(select(posts.c.idempotency_key)).scalars().all()
-        assert keys == ["called/c2/x/x-test"]
     finally:
-        store.close()
+        frozen.close()
+    with store.engine.connect() as conn:
+        keys = conn.execute(select(posts.c.idempotency_key)).scalars().all()
+    assert keys == ["called/c2/x/x-test"]
