@@ -120,29 +120,33 @@ def test_connections_dropped_by_the_server_are_replaced(postgres_url: str):
         store.close()
 
 
-def _event_and_post(n: int) -> tuple[Event, NewPost]:
+def _event_and_posts(n: int, count: int = 1) -> tuple[Event, list[NewPost]]:
     at = datetime(2030, 7, 28, 20, n, tzinfo=UTC)
     ev = Event(key=f"called/c{n}", kind=EventKind.CALLED, at=at, contest_id=f"c{n}", data={})
-    post = NewPost(
-        idempotency_key=f"{ev.key}/x/x-test",
-        event_key=ev.key,
-        account="x-test",
-        platform="x",
-        text=f"[TEST] c{n}",
-        media=(),
-        dry_run=True,
-        state=PostState.PENDING,
-    )
-    return ev, post
+    made = [
+        NewPost(
+            idempotency_key=f"{ev.key}/x/x-test" + (f"/{i}" if i else ""),
+            event_key=ev.key,
+            account="x-test",
+            platform="x",
+            text=f"[TEST] c{n}",
+            media=(),
+            dry_run=True,
+            state=PostState.PENDING,
+        )
+        for i in range(count)
+    ]
+    return ev, made
 
 
-def _add(store: Store, conn: Connection, snapshot_id: int, n: int) -> int:
-    """Add one event and its post in `conn`'s transaction; the post's id."""
-    ev, post = _event_and_post(n)
+def _add(store: Store, conn: Connection, snapshot_id: int, n: int, count: int = 1) -> int:
+    """Add one event and `count` posts of it in `conn`'s transaction, the posts last (as an
+    ingest's chunk ends); the first post's id."""
+    ev, made = _event_and_posts(n, count)
     ids = store.insert_events(conn, snapshot_id, [(ev, {})])
-    assert store.insert_posts(conn, [post], ids, {ev.key: ev}, test_data=True) == 1
-    found = conn.execute(select(posts.c.id).where(posts.c.idempotency_key == post.idempotency_key))
-    return int(found.scalar_one())
+    found = conn.execute(select(func.coalesce(func.max(posts.c.id), 0))).scalar_one()
+    assert store.insert_posts(conn, made, ids, {ev.key: ev}, test_data=True) == count
+    return int(found) + 1
 
 
 def _writer_in_thread(store: Store, snapshot_id: int, n: int) -> tuple[threading.Thread, list[Any]]:
@@ -203,12 +207,14 @@ def test_a_writer_of_posts_that_stops_answering_is_ended_by_the_server(
 ) -> None:
     # A frozen process (a paused VM, SIGSTOP) holding the lock must not stop every other
     # writer of posts, its successor's included, for as long as its connection lives.
-    monkeypatch.setattr(store_module, "IDLE_IN_TRANSACTION", "1s")
+    monkeypatch.setattr(store_module, "IDLE_IN_TRANSACTION_MS", 1000)
     store, snapshot_id = outbox
     frozen = store.engine.connect()
     try:
         trans = frozen.begin()
-        _add(store, frozen, snapshot_id, 1)  # holds the lock, then says nothing
+        # Holds the lock, then says nothing. Several posts, as an ingest's chunk ends: psycopg
+        # sends them as a pipeline whose last message stopped the server's idle timer.
+        _add(store, frozen, snapshot_id, 1, count=3)
         thread, out = _writer_in_thread(store, snapshot_id, 2)  # its successor
         thread.join(30)
         assert not thread.is_alive()
@@ -220,3 +226,17 @@ def test_a_writer_of_posts_that_stops_answering_is_ended_by_the_server(
     with store.engine.connect() as conn:
         keys = conn.execute(select(posts.c.idempotency_key)).scalars().all()
     assert keys == ["called/c2/x/x-test"]
+
+
+def test_a_stricter_idle_limit_of_the_servers_is_kept(outbox: tuple[Store, int]) -> None:
+    store, snapshot_id = outbox
+    for session, expected in (("0", "10min"), ("3s", "3s")):
+        with store.engine.connect() as conn:
+            conn.execute(text(f"SET idle_in_transaction_session_timeout = '{session}'"))
+            conn.commit()
+            with conn.begin():
+                _add(store, conn, snapshot_id, 7 if session == "0" else 8)
+                shown = conn.execute(text("SHOW idle_in_transaction_session_timeout")).scalar()
+            assert shown == expected
+            conn.execute(text("RESET idle_in_transaction_session_timeout"))
+            conn.commit()

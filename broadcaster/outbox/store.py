@@ -500,7 +500,7 @@ class Store:
         ]
         _posts_in_id_order(conn)  # its posts follow, in the same transaction
         insert_many(conn, _insert_ignore(conn, events, "key"), events, rows)
-        keys = [ev.key for ev, _ in items]
+        keys = [ev.key for ev, _ in items]  # read back below: a plain statement (_after_many)
         ids: dict[str, int] = {}
         for i in range(0, len(keys), 500):
             ids.update(
@@ -555,7 +555,9 @@ class Store:
                     "test_data": test_data,
                 }
             )
-        return insert_many(conn, _insert_ignore(conn, posts, "idempotency_key"), posts, rows)
+        added = insert_many(conn, _insert_ignore(conn, posts, "idempotency_key"), posts, rows)
+        _after_many(conn)
+        return added
 
     def _prune_bodies(self, conn: Connection, newest_id: int) -> None:
         # Old normalised bodies are only needed to resume; keep a few for inspection.
@@ -1320,9 +1322,12 @@ def latest_accepted(*columns: Any) -> Any:
 # this lock first and keeps it until it ends: posts then become visible in id order.
 POST_IDS_LOCK = 0x706F7374
 # A transaction holding that lock whose process stops answering (frozen, paused) is ended by
-# the server after this long without a statement, so a successor never waits on it for good.
-# Nothing we do between two statements of such a transaction takes nearly as long.
-IDLE_IN_TRANSACTION = "60s"
+# the server after this long without a statement, so a successor does not wait on it until its
+# connection dies (never, for a stopped process). Long, because the same timer ends a live
+# ingest that spends longer than this rendering between two of its statements (templates near
+# their time limit, thousands of events), and that ingest would then fail at every try; a
+# stricter setting of the server's is kept.
+IDLE_IN_TRANSACTION_MS = 600_000
 
 
 def _posts_in_id_order(conn: Connection) -> None:
@@ -1333,9 +1338,25 @@ def _posts_in_id_order(conn: Connection) -> None:
     held = conn.info.get("post_ids_lock")
     if held is not None and held is conn.get_transaction():
         return  # taken already in this transaction
-    conn.execute(text(f"SET LOCAL idle_in_transaction_session_timeout = '{IDLE_IN_TRANSACTION}'"))
+    conn.execute(
+        text(
+            "SELECT set_config('idle_in_transaction_session_timeout', :limit, true)"
+            " FROM pg_settings WHERE name = 'idle_in_transaction_session_timeout'"
+            " AND (setting::bigint = 0 OR setting::bigint > :ms)"
+        ),
+        {"limit": f"{IDLE_IN_TRANSACTION_MS}ms", "ms": IDLE_IN_TRANSACTION_MS},
+    )
     conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": POST_IDS_LOCK})
     conn.info["post_ids_lock"] = conn.get_transaction()
+
+
+def _after_many(conn: Connection) -> None:
+    """After an insert of many rows under POST_IDS_LOCK: one plain statement. psycopg sends
+    such an insert as a pipeline that ends with a flush request, and reading that request
+    stops the server's idle timer, which nothing then starts again: a process frozen just
+    after such an insert (the usual end of an ingest's chunk) would never be ended."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT 1"))
 
 
 def _insert_ignore(conn: Connection, table: Table, key: str) -> Any:
