@@ -278,6 +278,27 @@ def test_posts_released_after_a_template_fix_go_out_when_others_are_held_meanwhi
     assert {e.actor for e in trail} == {"broadcaster"}
 
 
+def test_a_database_outage_while_releasing_after_a_fix_leaves_the_release_due(
+    tmp_path: Path, demo_files: list[Path]
+) -> None:
+    write_template(tmp_path / "tpl", "x", "called", "{{ contest.name }} {{ contest.nope }}")
+    night = Night(tmp_path, _account("x-main", "x", 'events = ["called"]\n'))
+    night.feed(demo_files[:11])
+    night.dispatcher.drain()
+    held = night.rows(PostState.HELD)
+    assert held
+    write_template(tmp_path / "tpl", "x", "called", "Fixed: {{ contest.name }}")
+    with night.store.engine.begin() as conn:
+        conn.exec_driver_sql("ALTER TABLE snapshots RENAME TO snapshots_away")
+    with pytest.raises(OperationalError):
+        night.pipeline.maintain_templates()  # the fix is read, the database fails
+    with night.store.engine.begin() as conn:
+        conn.exec_driver_sql("ALTER TABLE snapshots_away RENAME TO snapshots")
+    # The templates do not change again, yet the next cycle releases them.
+    assert night.pipeline.maintain_templates() == len(held)
+    assert night.pipeline.maintain_templates() == 0
+
+
 def test_a_post_too_long_for_one_part_becomes_a_thread_when_sent(
     tmp_path: Path, demo_files: list[Path]
 ) -> None:

@@ -199,6 +199,7 @@ class Pipeline:
         self.composer = Composer(config, dry_run=dry_run)
         self.display = display_from(config)
         self._last_fingerprint: str | None = None
+        self._rerender_due = False  # held posts wait to be rendered again (maintain_templates)
         self.composer.preload()
         self._publish_template_problems()
 
@@ -475,9 +476,14 @@ class Pipeline:
         again the posts that were held for a template problem. Returns posts released."""
         changed = self.composer.refresh()
         self._publish_template_problems()
-        if not changed:
+        if not changed and not self._rerender_due:
             return 0
-        return self.rerender_held()
+        # Until one pass ends: a database outage in the middle leaves it due for the next
+        # cycle, though the templates will not change again.
+        self._rerender_due = True
+        released = self.rerender_held()
+        self._rerender_due = False
+        return released
 
     def rerender_held(self) -> int:
         """Render again every post held for a template problem; those that now work go out
