@@ -35,7 +35,7 @@ import pytest
 from sqlalchemy import insert, select
 from sqlalchemy.engine import make_url
 
-from broadcaster.domain.posts import PostState
+from broadcaster.domain.posts import HoldKind, PostState
 from broadcaster.outbox.lease import Lease, LeaseLost
 from broadcaster.outbox.store import Store, events, posts, snapshots
 from broadcaster.publishers.base import RetryLater
@@ -155,6 +155,10 @@ def test_an_old_leader_can_neither_claim_nor_record_after_a_takeover(db_url: str
             a_store.mark_retry(first, "timeout", datetime.now(UTC))
         with pytest.raises(LeaseLost):
             a_store.claim(second, datetime.now(UTC))
+        with pytest.raises(LeaseLost):  # nor hold one (a refusal, a card, a template failing)
+            a_store.refuse(second, PostState.HELD, HoldKind.TEMPLATE, "its template failed")
+        with pytest.raises(LeaseLost):
+            a_store.mark_held(second, HoldKind.CARD, "card: disk full")
         assert state_of(a_store, first) == PostState.SENDING  # in doubt: b settles it
         assert state_of(a_store, second) == PostState.PENDING
         # The new leader settles the post in doubt and sends the other.

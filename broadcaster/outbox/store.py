@@ -1070,6 +1070,7 @@ class Store:
 
     def mark_held(self, post_id: int, kind: HoldKind, reason: str) -> None:
         with self.engine.begin() as conn:
+            self.fenced(conn)  # the dispatcher's write: only under the lease
             conn.execute(
                 update(posts)
                 .where(posts.c.id == post_id)
@@ -1083,8 +1084,10 @@ class Store:
 
     def refuse(self, post_id: int, state: str, kind: HoldKind, reason: str) -> None:
         """Stop a post that must not go out as it is (held or cancelled), masking any secret
-        in its stored text and title so the database never keeps one."""
+        in its stored text and title so the database never keeps one. The dispatcher's
+        write: only under the lease."""
         with self.engine.begin() as conn:
+            self.fenced(conn)
             row = conn.execute(
                 select(posts.c.text, posts.c.title).where(posts.c.id == post_id)
             ).one()
