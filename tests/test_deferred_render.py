@@ -299,6 +299,49 @@ def test_a_database_outage_while_releasing_after_a_fix_leaves_the_release_due(
     assert night.pipeline.maintain_templates() == 0
 
 
+def _refuse_text_of(night: Night, post_id: int) -> None:
+    """The database refuses any text for one post, at every try (as PostgreSQL refuses a NUL
+    in a text column): the data's fault, not an outage."""
+    with night.store.engine.begin() as conn:
+        conn.exec_driver_sql(
+            "CREATE TRIGGER refuse_text BEFORE UPDATE OF text ON posts"
+            f" WHEN OLD.id = {int(post_id)} AND NEW.text IS NOT NULL"
+            " BEGIN SELECT RAISE(ABORT, 'this text is refused'); END"
+        )
+
+
+def test_a_text_the_database_always_refuses_holds_that_post_and_the_rest_go_out(
+    tmp_path: Path, demo_files: list[Path]
+) -> None:
+    night = Night(tmp_path, _account("x-main", "x", 'events = ["called"]\n'))
+    night.feed(demo_files[:11])
+    pending = night.rows(PostState.PENDING)
+    first = min(pending, key=lambda r: r.id)
+    _refuse_text_of(night, first.id)
+    night.dispatcher.drain()
+    (held,) = night.rows(PostState.HELD)
+    assert held.id == first.id
+    assert "IntegrityError: this text is refused" in held.hold_reason
+    assert "SELECT" not in held.hold_reason  # the driver's error, not the statement
+    assert len(night.sent()) == len(pending) - 1
+
+
+def test_a_release_the_database_always_refuses_leaves_the_feed_read_and_the_rest_released(
+    tmp_path: Path, demo_files: list[Path]
+) -> None:
+    write_template(tmp_path / "tpl", "x", "called", "{{ contest.name }} {{ contest.nope }}")
+    night = Night(tmp_path, _account("x-main", "x", 'events = ["called"]\n'))
+    night.feed(demo_files[:11])
+    night.dispatcher.drain()
+    held = night.rows(PostState.HELD)
+    assert len(held) > 1
+    _refuse_text_of(night, max(r.id for r in held))
+    write_template(tmp_path / "tpl", "x", "called", "Fixed: {{ contest.name }}")
+    assert night.pipeline.maintain_templates() == len(held) - 1
+    assert night.pipeline.maintain_templates() == 0  # the pass ended: nothing due again
+    night.feed(demo_files[11:12])  # the feed is still read
+
+
 def test_a_post_too_long_for_one_part_becomes_a_thread_when_sent(
     tmp_path: Path, demo_files: list[Path]
 ) -> None:

@@ -8,13 +8,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from sqlalchemy.exc import SQLAlchemyError
-
 from broadcaster.content.compose import Composer
 from broadcaster.content.context import shared_vars, template_vars
 from broadcaster.content.samples import display_from
 from broadcaster.core.config import AccountConfig, Config
 from broadcaster.domain.posts import HoldKind, NewPost, PostState
+from broadcaster.outbox.errors import database_outage, describe_error
+from broadcaster.outbox.lease import LeaseLost
 from broadcaster.outbox.store import Store
 
 log = logging.getLogger(__name__)
@@ -41,19 +41,21 @@ class DeferredRendering:
             self._checked = True
         try:
             rows = self._compose(row, account)
-        except SQLAlchemyError:
-            raise  # the database, not the post: the next step tries it again
+            filled = self.store.fill_deferred(row.id, rows)
+        except LeaseLost:
+            raise
         except Exception as exc:
+            if database_outage(exc):
+                raise  # the database, not the post: the next step tries it again
             # Template errors hold the post inside compose. Anything else (a stored event its
-            # templates cannot read, say one written by another version) would otherwise
-            # stop every dispatch step at this same post: hold it, named, and go on.
-            reason = (
-                f"its text could not be made from its stored event: {type(exc).__name__}: {exc}"
-            )
+            # templates cannot read, say one written by another version; a text the database
+            # refuses) would otherwise stop every dispatch step at this same post: hold it,
+            # named, and go on.
+            reason = f"its text could not be made from its stored event: {describe_error(exc)}"
             self.store.refuse(row.id, PostState.HELD, HoldKind.TEMPLATE, reason)
             log.error("post %d held: %s", row.id, reason, extra={"account": account.name})
             return None, 1
-        if not self.store.fill_deferred(row.id, rows):
+        if not filled:
             return None, 0
         if rows[0].state != PostState.PENDING:
             log.error(

@@ -15,8 +15,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from sqlalchemy import exc as sa_exc
-
 from broadcaster.content.compose import Composer
 from broadcaster.content.context import (
     event_context,
@@ -27,7 +25,6 @@ from broadcaster.content.context import (
 from broadcaster.content.samples import display_from
 from broadcaster.core.clock import Clock
 from broadcaster.core.config import Config
-from broadcaster.core.logs import redact
 from broadcaster.domain.events import Event, EventKind
 from broadcaster.domain.model import Snapshot
 from broadcaster.domain.posts import HoldKind, NewPost, PostState
@@ -44,6 +41,7 @@ from broadcaster.ingest.differ import (
 from broadcaster.ingest.gates import Finding
 from broadcaster.ingest.parsers import FeedError, reader_for
 from broadcaster.ingest.sources import Fetched, Source, SourceDown
+from broadcaster.outbox.errors import database_outage, describe_error
 from broadcaster.outbox.lease import LeaseLost
 from broadcaster.outbox.state import State
 from broadcaster.outbox.store import Store
@@ -93,37 +91,6 @@ class CycleResult:
     timings: dict[str, float] = field(default_factory=dict)
     snapshot: Snapshot | None = None
     findings: list[Finding] = field(default_factory=list)  # plausibility, hold or warn
-
-
-def database_outage(exc: BaseException) -> bool:
-    """The database (or the disk under it) cannot be used right now: connection lost, locked,
-    timed out, disk full. A reason to try the same snapshot again, unlike an error its content
-    caused (DataError, IntegrityError, a value no column takes, a bug a value triggers), which
-    would fail the same way forever."""
-    if isinstance(
-        exc,
-        OSError
-        | sa_exc.OperationalError
-        | sa_exc.InterfaceError
-        | sa_exc.InternalError
-        | sa_exc.TimeoutError
-        | sa_exc.DisconnectionError,
-    ):
-        return True
-    return isinstance(exc, sa_exc.DBAPIError) and bool(exc.connection_invalidated)
-
-
-MAX_ERROR = 300  # characters of an unexpected error's message kept with a rejection
-
-
-def describe_error(exc: BaseException) -> str:
-    """`Type: message` of an unexpected error, short, one line, registered secrets masked. A
-    database error names the driver's error, not the statement and its parameters."""
-    inner = exc.orig if isinstance(exc, sa_exc.DBAPIError) and exc.orig is not None else exc
-    message = " ".join(str(inner).split())
-    if len(message) > MAX_ERROR:
-        message = message[: MAX_ERROR - 1] + "…"
-    return redact(f"{type(inner).__name__}: {message}" if message else type(inner).__name__)
 
 
 def held_events(events: list[Event], holding: list[Finding]) -> dict[str, str]:
@@ -219,7 +186,13 @@ class Pipeline:
     def poll(self, source: Source) -> CycleResult:
         """Fetch once and ingest what came; never raises for feed problems. Raises only when
         the database cannot be used (the same bytes are then read again next cycle)."""
-        self.maintain_templates()
+        try:
+            self.maintain_templates()
+        except Exception as exc:
+            if database_outage(exc):
+                raise
+            # Releasing held posts must never stop the feed from being read.
+            log.exception("template maintenance failed: %s", describe_error(exc))
         if getattr(source, "backing_off", False):
             return CycleResult("waiting")  # the feed failed lately: no request this cycle
         try:
@@ -504,21 +477,22 @@ class Pipeline:
                     stored.event, stored.context, views, timezone=self.config.election.timezone
                 )
                 rows = self.composer.compose(stored.event, account, variables, row.idempotency_key)
-            except sa_exc.SQLAlchemyError:
-                raise  # the database, not the post: the next cycle tries again
+                rows = [_gated(r, row.gate_reason) for r in rows]
+                self.store.replace_held(row.id, rows)
             except Exception as exc:
+                if database_outage(exc):
+                    raise  # not the post's fault: the next cycle tries again
                 # Not a template's error (those hold the post inside compose): a stored event
-                # its templates cannot read. It stays held; the others are still released.
+                # its templates cannot read, or a text the database refuses. It stays held;
+                # the others are still released.
                 log.error(
-                    "post %d stays held: its text could not be made from its stored event: %s: %s",
+                    "post %d stays held: its text could not be made again from its stored "
+                    "event: %s",
                     row.id,
-                    type(exc).__name__,
-                    exc,
+                    describe_error(exc),
                     extra={"account": row.account},
                 )
                 continue
-            rows = [_gated(r, row.gate_reason) for r in rows]
-            self.store.replace_held(row.id, rows)
             if rows[0].state == PostState.PENDING:
                 released += 1
                 log.info("post %d released after a template fix", row.id)

@@ -37,6 +37,7 @@ from broadcaster.delivery.dispatcher import Dispatcher, publisher_env
 from broadcaster.delivery.videos import ShortSource, VideoMaker, wants_videos
 from broadcaster.ingest.health import FeedHealth
 from broadcaster.ingest.sources import make_source
+from broadcaster.outbox.errors import describe_error
 from broadcaster.outbox.lease import (
     InstanceRefused,
     Lease,
@@ -50,7 +51,7 @@ from broadcaster.outbox.schema import SchemaMismatch
 from broadcaster.outbox.state import State
 from broadcaster.outbox.store import DatabaseMode, ModeMismatch, Store, require_mode
 from broadcaster.publishers.http import set_send_gate
-from broadcaster.runtime.cycle import Pipeline, describe_error
+from broadcaster.runtime.cycle import Pipeline
 from broadcaster.runtime.leadership import Leadership
 from broadcaster.runtime.preflight import preflight
 from broadcaster.runtime.service import HealthServer
