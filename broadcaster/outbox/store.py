@@ -500,7 +500,8 @@ class Store:
         ]
         _posts_in_id_order(conn)  # its posts follow, in the same transaction
         insert_many(conn, _insert_ignore(conn, events, "key"), events, rows)
-        keys = [ev.key for ev, _ in items]  # read back below: a plain statement (_after_many)
+        # The ids are read back below: a plain statement after the many-row insert (_after_many).
+        keys = [ev.key for ev, _ in items]
         ids: dict[str, int] = {}
         for i in range(0, len(keys), 500):
             ids.update(
