@@ -52,12 +52,11 @@ def settings_of(env: Environment) -> Hashable:
     )
 
 
-def _with_pass_arg(functions: Mapping[str, Any]) -> frozenset[tuple[str, str | None]]:
+def _with_pass_arg(functions: Mapping[str, Any]) -> frozenset[tuple[str, Any]]:
     """Each name with the first argument Jinja passes its function, if any (`pass_context`
     and the like mark it on the function; the sandbox's wrapping keeps the mark)."""
     return frozenset(
-        (name, str(getattr(func, "jinja_pass_arg", None) or "") or None)
-        for name, func in functions.items()
+        (name, getattr(func, "jinja_pass_arg", None)) for name, func in functions.items()
     )
 
 

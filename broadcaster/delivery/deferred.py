@@ -9,25 +9,21 @@ import logging
 from typing import Any
 
 from broadcaster.content.compose import Composer
-from broadcaster.content.context import shared_vars, template_vars
-from broadcaster.content.samples import display_from
 from broadcaster.core.config import AccountConfig, Config
-from broadcaster.domain.posts import HoldKind, NewPost, PostState
+from broadcaster.domain.posts import HoldKind, PostState
 from broadcaster.outbox.errors import database_outage, describe_error
 from broadcaster.outbox.lease import LeaseLost
 from broadcaster.outbox.store import Store
+from broadcaster.outbox.texts import StoredTexts
 
 log = logging.getLogger(__name__)
 
 
 class DeferredRendering:
     def __init__(self, config: Config, store: Store, composer: Composer) -> None:
-        self.config = config
         self.store = store
         self.composer = composer
-        self.display = display_from(config)
-        # The last snapshot's variables: a burst's posts mostly come from one snapshot.
-        self._views: tuple[int, dict[str, Any]] | None = None
+        self.stored = StoredTexts(config, store, composer)
         self._checked = False
 
     def render(self, row: Any, account: AccountConfig) -> tuple[Any | None, int]:
@@ -40,7 +36,7 @@ class DeferredRendering:
             self.composer.preload()
             self._checked = True
         try:
-            rows = self._compose(row, account)
+            rows = self.stored.texts(row.event_id, account, row.idempotency_key)
             filled = self.store.fill_deferred(row.id, rows)
         except LeaseLost:
             raise
@@ -66,16 +62,3 @@ class DeferredRendering:
             )
             return None, sum(1 for r in rows if r.state == PostState.HELD)
         return self.store.post_row(row.id), 0
-
-    def _compose(self, row: Any, account: AccountConfig) -> list[NewPost]:
-        stored = self.store.event_with_context(row.event_id)
-        tz = self.config.election.timezone
-        snapshot_id = getattr(row, "snapshot_id", None)
-        if self._views is not None and snapshot_id is not None and self._views[0] == snapshot_id:
-            views = self._views[1]
-        else:
-            views = shared_vars(stored.shared, tz, self.display)
-            if snapshot_id is not None:
-                self._views = (snapshot_id, views)
-        variables = template_vars(stored.event, stored.context, views, timezone=tz)
-        return self.composer.compose(stored.event, account, variables, row.idempotency_key)

@@ -746,14 +746,14 @@ class Store:
                 # dispatcher (which sees posts above the last id it read, the held count and
                 # the newest audit entry) that an old post is pending again: the held count
                 # alone can miss it when another post is held at the same time.
-                conn.execute(
-                    audit.insert().values(
-                        at=_now(),
-                        actor=SYSTEM_ACTOR,
-                        action="release" if first.state == PostState.PENDING else "cancel",
-                        target=f"post #{post_id}",
-                        detail="rendered again after a template fix",
-                    )
+                from broadcaster.outbox.audit import record  # it imports this module
+
+                record(
+                    conn,
+                    SYSTEM_ACTOR,
+                    "release" if first.state == PostState.PENDING else "cancel",
+                    f"post #{post_id}",
+                    "rendered again after a template fix",
                 )
             if rest:
                 row = conn.execute(

@@ -45,6 +45,7 @@ from broadcaster.outbox.errors import database_outage, describe_error
 from broadcaster.outbox.lease import LeaseLost
 from broadcaster.outbox.state import State
 from broadcaster.outbox.store import Store
+from broadcaster.outbox.texts import StoredTexts
 from broadcaster.planning.planner import plan
 
 log = logging.getLogger(__name__)
@@ -167,6 +168,7 @@ class Pipeline:
         self.display = display_from(config)
         self._last_fingerprint: str | None = None
         self._rerender_due = False  # held posts wait to be rendered again (maintain_templates)
+        self._stored_texts = StoredTexts(config, store, self.composer)
         self.composer.preload()
         self._publish_template_problems()
 
@@ -463,21 +465,13 @@ class Pipeline:
         (or wait for an operator, where the plausibility gates held their event)."""
         released = 0
         accounts = {a.name: a for a in self.config.accounts}
-        shared_cache: dict[int, dict[str, Any]] = {}
         for row in self.store.held(HoldKind.TEMPLATE):
             account = accounts.get(row.account)
             if account is None or "#" in row.idempotency_key:
                 continue
             try:
-                stored = self.store.event_with_context(row.event_id)
-                views = shared_cache.get(id(stored.shared))
-                if views is None:
-                    views = shared_vars(stored.shared, self.config.election.timezone, self.display)
-                variables = template_vars(
-                    stored.event, stored.context, views, timezone=self.config.election.timezone
-                )
-                rows = self.composer.compose(stored.event, account, variables, row.idempotency_key)
-                rows = [_gated(r, row.gate_reason) for r in rows]
+                made = self._stored_texts.texts(row.event_id, account, row.idempotency_key)
+                rows = [_gated(r, row.gate_reason) for r in made]
                 self.store.replace_held(row.id, rows)
             except Exception as exc:
                 if database_outage(exc):
