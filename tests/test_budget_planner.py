@@ -33,6 +33,19 @@ def test_budget_counts_posts_in_each_window_and_finds_the_next_slot():
     assert free.remaining == 1
 
 
+def test_a_send_exactly_one_window_ago_has_aged_out_and_order_does_not_matter():
+    window = Window(posts=3, seconds=600)
+    edge = T0 - timedelta(seconds=600)
+    # Given newest first, with one send on the window's edge and one just inside it.
+    sent = [T0 - timedelta(minutes=1), edge + timedelta(microseconds=1), edge]
+    state = budget_state([window], sent, T0)
+    assert state.remaining == 1
+    full = budget_state([window], [*sent, T0 - timedelta(seconds=1)], T0)
+    assert full.remaining == 0
+    # The oldest send inside (just after the edge) frees the slot.
+    assert full.next_slot == edge + timedelta(microseconds=1) + timedelta(seconds=600)
+
+
 def test_platform_told_wait_and_learned_cap():
     state = budget_state(X, [], T0, blocked_until=T0 + timedelta(minutes=5))
     assert state.next_slot == T0 + timedelta(minutes=5)

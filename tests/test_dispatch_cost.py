@@ -255,6 +255,7 @@ def test_a_queue_admits_posts_when_due_and_forgets_old_sends() -> None:
     assert len(queue) == 1
     queue.advance(NOW + timedelta(minutes=5), NOW - timedelta(days=1))
     assert queue.head() == item
+    assert queue.recent_sends() == []  # read before the send: the send still shows after
     queue.add_sent(item, NOW)
     assert queue.head() is None
     assert queue.recent_sends() == [NOW]

@@ -10,6 +10,7 @@ account's tier (both kept in broadcaster/outbox/state.py).
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -59,7 +60,9 @@ def budget_state(
     ordered = sorted(sent_times)
     for window in windows:
         start = now - timedelta(seconds=window.seconds)
-        inside = [t for t in ordered if t > start]
+        # A day's sends are counted at every step of every account: found by halving, not
+        # by a pass over all of them.
+        inside = ordered[bisect_right(ordered, start) :]
         free = window.posts - len(inside)
         if window is longest:
             remaining = max(0, free)

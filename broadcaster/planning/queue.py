@@ -59,6 +59,7 @@ class AccountQueue:
         self._sent: dict[int, tuple[Item, datetime]] = {}
         self._sent_groups: dict[str | None, set[int]] = {}
         self._sent_times: list[tuple[datetime, int]] = []  # sorted by time
+        self._times: list[datetime] | None = None  # recent_sends(), until the sends change
         self._sent_finals = 0
         self._dirty: set[str | None] = set()  # contests whose staleness must be looked at
 
@@ -118,6 +119,7 @@ class AccountQueue:
         self.discard(item.id)
         self._sent[item.id] = (item, sent_at)
         bisect.insort(self._sent_times, (sent_at, item.id))
+        self._times = None
         self._sent_groups.setdefault(item.contest_id, set()).add(item.id)
         self._sent_finals += item.kind is EventKind.TALLY and item.final
         self._dirty.add(item.contest_id)
@@ -132,6 +134,7 @@ class AccountQueue:
                 self._admit(entry[0])
         while self._sent_times and self._sent_times[0][0] <= since:
             _, post_id = self._sent_times.pop(0)
+            self._times = None
             item, _ = self._sent.pop(post_id)
             group = self._sent_groups[item.contest_id]
             group.discard(post_id)
@@ -140,7 +143,11 @@ class AccountQueue:
             self._sent_finals -= item.kind is EventKind.TALLY and item.final
 
     def recent_sends(self) -> list[datetime]:
-        return [t for t, _ in self._sent_times]
+        """When the sends still counted went, oldest first. Shared until they change: read
+        it, never change it (asked at every step, while sends change a few times an hour)."""
+        if self._times is None:
+            self._times = [t for t, _ in self._sent_times]
+        return self._times
 
     def __len__(self) -> int:
         return len(self.due) + len(self._later)
