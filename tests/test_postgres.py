@@ -5,6 +5,7 @@ does, and several processes can open and write a new database at once."""
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -22,7 +23,9 @@ from broadcaster.domain.events import Event, EventKind
 from broadcaster.domain.posts import NewPost, PostState
 from broadcaster.ingest.sources import make_fetched
 from broadcaster.outbox import store as store_module
+from broadcaster.outbox.lease import Lease
 from broadcaster.outbox.store import Store, events, posts
+from broadcaster.runtime import cycle as cycle_module
 from broadcaster.runtime.configuration import load_config
 from broadcaster.runtime.cycle import Pipeline
 from tests.conftest import read_jsonl, write_config
@@ -230,13 +233,185 @@ def test_a_writer_of_posts_that_stops_answering_is_ended_by_the_server(
 
 def test_a_stricter_idle_limit_of_the_servers_is_kept(outbox: tuple[Store, int]) -> None:
     store, snapshot_id = outbox
-    for session, expected in (("0", "10min"), ("3s", "3s")):
+    ours = f"{store_module.IDLE_IN_TRANSACTION_MS // 1000}s"
+    for session, expected in (("0", ours), ("3s", "3s"), ("10min", ours)):
         with store.engine.connect() as conn:
             conn.execute(text(f"SET idle_in_transaction_session_timeout = '{session}'"))
             conn.commit()
             with conn.begin():
-                _add(store, conn, snapshot_id, 7 if session == "0" else 8)
+                _add(store, conn, snapshot_id, {"0": 7, "3s": 8}.get(session, 9))
                 shown = conn.execute(text("SHOW idle_in_transaction_session_timeout")).scalar()
             assert shown == expected
             conn.execute(text("RESET idle_in_transaction_session_timeout"))
             conn.commit()
+
+
+# -- an instance that freezes must not hold up the others for longer than the idle limit --
+
+
+def _pipeline(folder: Path, database: str) -> tuple[Pipeline, Store]:
+    config = load_config(write_config(folder / "c.toml", source="f", database=database))
+    store = Store(config.database_url)
+    return Pipeline(config, store, clock=FeedClock(), dry_run=True), store
+
+
+def test_an_ingest_renders_its_posts_before_it_opens_its_transaction(
+    tmp_path: Path, postgres_url: str, demo_files: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The server ends a transaction that holds the post-ids lock and goes quiet for longer
+    # than the idle limit: rendering between its statements (a large night's slow templates)
+    # must not count as quiet.
+    monkeypatch.setattr(store_module, "IDLE_IN_TRANSACTION_MS", 1000)
+    monkeypatch.setattr(cycle_module, "CHUNK", 1)  # one event per chunk: several chunks
+    pipeline, store = _pipeline(tmp_path, postgres_url)
+    render_all = Pipeline._render_all
+    calls = 0
+
+    def slow(self: Pipeline, *args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            time.sleep(1.6)  # a second chunk that takes longer than the limit to render
+        return render_all(self, *args, **kwargs)
+
+    try:
+        for path in demo_files[:3]:
+            pipeline.ingest(make_fetched(path.read_bytes(), path.name), "t")
+        with store.engine.connect() as conn:
+            before = conn.execute(select(func.count()).select_from(posts)).scalar_one()
+        monkeypatch.setattr(Pipeline, "_render_all", slow)
+        path = demo_files[3]  # fourteen new events
+        result = pipeline.ingest(make_fetched(path.read_bytes(), path.name), "t")
+        assert calls > 2
+        assert result.outcome == "accepted", result.error
+        with store.engine.connect() as conn:
+            stored = conn.execute(select(func.count()).select_from(posts)).scalar_one()
+        assert stored - before == result.posts > 0
+    finally:
+        store.close()
+
+
+def test_an_ingest_frozen_at_its_first_row_is_ended_and_nothing_of_it_is_lost(
+    tmp_path: Path, postgres_url: str, demo_files: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Frozen just after writing the snapshot's row, before any event or post: the idle
+    # limit already applies, so the rows it locked (old snapshots' bodies) are let go.
+    monkeypatch.setattr(store_module, "IDLE_IN_TRANSACTION_MS", 1000)
+    pipeline, store = _pipeline(tmp_path, postgres_url)
+    reached, release = threading.Event(), threading.Event()
+    insert_snapshot = store.insert_snapshot
+
+    def frozen(*args: Any, **kwargs: Any) -> int:
+        snapshot_id = insert_snapshot(*args, **kwargs)
+        reached.set()
+        release.wait(20)
+        return snapshot_id
+
+    path = demo_files[0]
+    out: list[Any] = []
+
+    def run() -> None:
+        try:
+            out.append(pipeline.ingest(make_fetched(path.read_bytes(), path.name), "t"))
+        except Exception as exc:  # handed to the test
+            out.append(exc)
+
+    monkeypatch.setattr(store, "insert_snapshot", frozen)
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        assert reached.wait(20)
+        time.sleep(2.5)  # longer than the limit
+        release.set()
+        thread.join(30)
+        assert not thread.is_alive()
+        (result,) = out
+        # The server ended it: raised as the database failing, so the same bytes are tried
+        # again (not rejected, which would have them skipped as seen).
+        assert isinstance(result, DBAPIError), result
+        with store.engine.connect() as conn:
+            assert conn.execute(select(func.count()).select_from(posts)).scalar_one() == 0
+        monkeypatch.setattr(store, "insert_snapshot", insert_snapshot)
+        again = pipeline.ingest(make_fetched(path.read_bytes(), path.name), "t")
+        assert again.outcome == "accepted", again.error
+        assert again.posts > 0
+    finally:
+        release.set()
+        store.close()
+
+
+def _frozen_in(call: Any) -> tuple[threading.Event, threading.Event, Any]:
+    """`call` wrapped so that it stops answering once it has run (as a frozen process would,
+    holding what its transaction locked) until `release` is set."""
+    reached, release = threading.Event(), threading.Event()
+
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        value = call(*args, **kwargs)
+        reached.set()
+        release.wait(20)
+        return value
+
+    return reached, release, wrapped
+
+
+def _in_thread(call: Any) -> tuple[threading.Thread, list[Any]]:
+    out: list[Any] = []
+
+    def run() -> None:
+        try:
+            out.append(call())
+        except Exception as exc:  # handed to the test
+            out.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, out
+
+
+def test_a_standby_takes_over_from_an_instance_frozen_while_taking_the_lease(
+    outbox: tuple[Store, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store_module, "IDLE_IN_TRANSACTION_MS", 1000)
+    store, _ = outbox
+    first = Lease(store, "a", seconds=1)
+    reached, release, wrapped = _frozen_in(first._locked_row)
+    monkeypatch.setattr(first, "_locked_row", wrapped)  # frozen holding the row FOR UPDATE
+    frozen, _ = _in_thread(first.tick)
+    try:
+        assert reached.wait(20)
+        standby = Lease(store, "b", seconds=1)
+        thread, out = _in_thread(standby.tick)
+        thread.join(8)  # well before the frozen one is released
+        assert not thread.is_alive(), "the standby waited on the frozen instance"
+        assert out == [True]
+    finally:
+        release.set()
+        frozen.join(30)
+
+
+def test_a_standby_takes_over_from_a_leader_frozen_inside_its_fence(
+    outbox: tuple[Store, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store_module, "IDLE_IN_TRANSACTION_MS", 1000)
+    store, _ = outbox
+    leader = Lease(store, "a", seconds=1)
+    assert leader.tick()
+    reached, release, wrapped = _frozen_in(leader.check)
+
+    def claim() -> None:
+        with store.engine.begin() as conn:
+            wrapped(conn, False)  # the lease row read FOR SHARE, then nothing more
+
+    frozen, _ = _in_thread(claim)
+    try:
+        assert reached.wait(20)
+        time.sleep(1.2)  # the leader's lease runs out
+        standby = Lease(store, "b", seconds=1)
+        thread, out = _in_thread(standby.tick)
+        thread.join(8)
+        assert not thread.is_alive(), "the takeover waited on the frozen leader"
+        assert out == [True]
+        assert standby.epoch == 2
+    finally:
+        release.set()
+        frozen.join(30)

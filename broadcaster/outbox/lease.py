@@ -6,7 +6,9 @@ checks, in its own transaction, that this instance still holds the lease at the 
 (`Lease.check`, the fence): an instance that was paused or cut off past its lease and comes
 back cannot claim or record anything, because its epoch is no longer the lease's. On
 PostgreSQL the check reads the lease row FOR SHARE, so a takeover (which updates the row) waits
-for a claim in progress to commit, and a claim after the takeover sees the new epoch.
+for a claim in progress to commit, and a claim after the takeover sees the new epoch. Every
+transaction that locks the row has the server end it after a short silence
+(`store.limit_idle`): a process frozen while holding it cannot stop a takeover for longer.
 
 Only ordinary transactions are used (no session state, no session-level advisory lock), so a
 connection pooler in transaction mode (PgBouncer's `pool_mode = transaction`) does not break it.
@@ -37,7 +39,14 @@ from typing import Any
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.engine import Connection
 
-from broadcaster.outbox.store import Store, _insert_ignore, _upsert_base, instances, leadership
+from broadcaster.outbox.store import (
+    Store,
+    _insert_ignore,
+    _upsert_base,
+    instances,
+    leadership,
+    limit_idle,
+)
 
 log = logging.getLogger(__name__)
 
@@ -139,6 +148,9 @@ class Lease:
         deadline then decides how long this instance may still act)."""
         started = self.monotonic()
         with self.store.engine.begin() as conn:
+            # The row is locked until this commits: a process frozen before then must not
+            # keep every standby from taking over.
+            limit_idle(conn)
             now = db_now(conn)
             row = self._locked_row(conn)
             mine = row.holder == self.holder
@@ -220,7 +232,9 @@ class Lease:
             raise LeaseLost("this instance does not hold the lease")
         if claiming and not self.may_claim():
             raise LeaseLost(f"less than {self.margin:g} s of lease left: not claiming")
-        # FOR SHARE: a takeover's update of the row waits until this transaction ends.
+        # FOR SHARE: a takeover's update of the row waits until this transaction ends, so the
+        # server must end it should this process freeze before it commits.
+        limit_idle(conn)
         row = conn.execute(
             select(leadership.c.holder, leadership.c.epoch, leadership.c.expires_at)
             .where(leadership.c.name == LEASE)

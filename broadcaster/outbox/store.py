@@ -355,6 +355,12 @@ class Store:
         with self.engine.begin() as conn:
             yield conn
 
+    def adding_posts(self, conn: Connection) -> None:
+        """Call first in a transaction that will add posts through other calls: on PostgreSQL
+        it takes now the lock they would take (POST_IDS_LOCK), so the server's idle limit
+        covers the whole transaction, its first rows included."""
+        _posts_in_id_order(conn)
+
     def fenced(self, conn: Connection, *, claiming: bool = False) -> None:
         """In `conn`'s transaction: raise LeaseLost unless this instance still leads (with
         time left to call a platform, when `claiming`). Nothing when no fence is set."""
@@ -1325,13 +1331,33 @@ def latest_accepted(*columns: Any) -> Any:
 # id I saw" (the dispatcher's queues) would miss it. Every transaction that adds posts takes
 # this lock first and keeps it until it ends: posts then become visible in id order.
 POST_IDS_LOCK = 0x706F7374
-# A transaction holding that lock whose process stops answering (frozen, paused) is ended by
-# the server after this long without a statement, so a successor does not wait on it until its
-# connection dies (never, for a stopped process). Long, because the same timer ends a live
-# ingest that spends longer than this rendering between two of its statements (templates near
-# their time limit, thousands of events), and that ingest would then fail at every try; a
-# stricter setting of the server's is kept.
-IDLE_IN_TRANSACTION_MS = 600_000
+# A transaction holding that lock (or the lease row's) whose process stops answering (frozen,
+# a paused VM) is ended by the server after this long without a statement, so a successor
+# does not wait on it until its connection dies (never, for a stopped process). No such
+# transaction works between its statements for long (an ingest renders its posts before it
+# opens its transaction), so this is a few lease lengths, not the ten minutes an ingest that
+# rendered inside its transaction needed; a stricter setting of the server's is kept.
+IDLE_IN_TRANSACTION_MS = 30_000
+
+
+def limit_idle(conn: Connection) -> None:
+    """On PostgreSQL, from now to the end of `conn`'s transaction: the server ends it after
+    IDLE_IN_TRANSACTION_MS without a statement. For a transaction that takes a lock another
+    instance's work waits for (adding posts, the lease row); nothing on SQLite."""
+    if conn.dialect.name != "postgresql":
+        return
+    held = conn.info.get("idle_limited")
+    if held is not None and held is conn.get_transaction():
+        return  # set already in this transaction
+    conn.execute(
+        text(
+            "SELECT set_config('idle_in_transaction_session_timeout', :limit, true)"
+            " FROM pg_settings WHERE name = 'idle_in_transaction_session_timeout'"
+            " AND (setting::bigint = 0 OR setting::bigint > :ms)"
+        ),
+        {"limit": f"{IDLE_IN_TRANSACTION_MS}ms", "ms": IDLE_IN_TRANSACTION_MS},
+    )
+    conn.info["idle_limited"] = conn.get_transaction()
 
 
 def _posts_in_id_order(conn: Connection) -> None:
@@ -1342,14 +1368,7 @@ def _posts_in_id_order(conn: Connection) -> None:
     held = conn.info.get("post_ids_lock")
     if held is not None and held is conn.get_transaction():
         return  # taken already in this transaction
-    conn.execute(
-        text(
-            "SELECT set_config('idle_in_transaction_session_timeout', :limit, true)"
-            " FROM pg_settings WHERE name = 'idle_in_transaction_session_timeout'"
-            " AND (setting::bigint = 0 OR setting::bigint > :ms)"
-        ),
-        {"limit": f"{IDLE_IN_TRANSACTION_MS}ms", "ms": IDLE_IN_TRANSACTION_MS},
-    )
+    limit_idle(conn)
     conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": POST_IDS_LOCK})
     conn.info["post_ids_lock"] = conn.get_transaction()
 

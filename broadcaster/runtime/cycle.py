@@ -272,7 +272,26 @@ class Pipeline:
             render_time = 0.0
             added = 0
             ahead = self.config.templates.render_ahead
+            # Every post is rendered before the transaction opens: on PostgreSQL it holds the
+            # lock every writer of posts waits for, and the server ends one that goes quiet for
+            # long (store.IDLE_IN_TRANSACTION_MS), which rendering between its statements would
+            # make it do. In chunks, so a cycle with tens of thousands of events renders in
+            # steps of a bounded size.
+            prepared: list[tuple[list[Event], list[tuple[Event, dict[str, Any]]], list[NewPost]]]
+            prepared = []
+            for i in range(0, len(fresh), CHUNK):
+                chunk = fresh[i : i + CHUNK]
+                captured = [(e, event_context(e, snapshot)) for e in chunk]
+                r0 = time.perf_counter()
+                new_posts = self._render_all(captured, views, defer=len(fresh) > ahead, gated=held)
+                if held:
+                    new_posts = [_gated(p, held.get(p.event_key)) for p in new_posts]
+                render_time += time.perf_counter() - r0
+                prepared.append((chunk, captured, new_posts))
             with self.store.transaction() as conn:
+                # From its first row (the snapshot's, and old snapshots' bodies pruned), so a
+                # process frozen anywhere in it holds nothing for longer than the idle limit.
+                self.store.adding_posts(conn)
                 snapshot_id = self.store.insert_snapshot(
                     conn,
                     fingerprint=fetched.fingerprint,
@@ -285,18 +304,8 @@ class Pipeline:
                 if recorded:
                     # With the snapshot, so a crash before the commit cannot record them twice.
                     self.night.add_gate_findings(recorded, conn)
-                # In chunks, so a cycle with tens of thousands of events stays small in memory;
-                # still one transaction, so a crash leaves all of it or none.
-                for i in range(0, len(fresh), CHUNK):
-                    chunk = fresh[i : i + CHUNK]
-                    captured = [(e, event_context(e, snapshot)) for e in chunk]
-                    r0 = time.perf_counter()
-                    new_posts = self._render_all(
-                        captured, views, defer=len(fresh) > ahead, gated=held
-                    )
-                    if held:
-                        new_posts = [_gated(p, held.get(p.event_key)) for p in new_posts]
-                    render_time += time.perf_counter() - r0
+                # One transaction, so a crash leaves all of it or none.
+                for chunk, captured, new_posts in prepared:
                     ids = self.store.insert_events(conn, snapshot_id, captured)
                     added += self.store.insert_posts(
                         conn,
