@@ -9,13 +9,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import event
+from sqlalchemy import event, func, select
 
 from broadcaster.domain.events import Event, EventKind
 from broadcaster.domain.posts import HoldKind, NewPost, PostState
 from broadcaster.outbox import bulk
 from broadcaster.outbox.bulk import insert_many
-from broadcaster.outbox.store import Store, _insert_ignore, posts, snapshots
+from broadcaster.outbox.errors import database_outage
+from broadcaster.outbox.store import Store, _insert_ignore, events, posts, snapshots
 
 AT = datetime(2030, 7, 28, 20, 15, 30, 123456, tzinfo=UTC)
 
@@ -154,8 +155,27 @@ def test_the_driver_path_runs_one_statement_for_all_rows(tmp_path: Path) -> None
 def test_a_naive_time_is_still_refused(tmp_path: Path) -> None:
     store = Store(f"sqlite:///{tmp_path / 's.db'}")
     ev = Event(key="called/x", kind=EventKind.CALLED, at=datetime(2030, 1, 1), contest_id="x")
-    with pytest.raises(ValueError, match="naive datetime"), store.transaction() as conn:
+    with (
+        pytest.raises(ValueError, match=r"^events\.at cannot store a datetime: .*naive datetime"),
+        store.transaction() as conn,
+    ):
         store.insert_events(conn, _snapshot(conn), [(ev, {})])
+    store.close()
+
+
+def test_a_value_no_column_takes_is_named_by_column_and_is_the_datas_fault(
+    tmp_path: Path,
+) -> None:
+    store = Store(f"sqlite:///{tmp_path / 's.db'}")
+    ev = Event(key="called/x", kind=EventKind.CALLED, at=AT, contest_id="x")
+    with pytest.raises(bulk.BulkValueError) as caught, store.transaction() as conn:
+        store.insert_events(conn, _snapshot(conn), [(ev, {"votes": {1, 2}})])
+    message = str(caught.value)
+    assert message.startswith("events.context cannot store a dict: TypeError:"), message
+    assert "{1, 2}" not in message  # the value itself is not shown
+    assert not database_outage(caught.value)  # rejected, never tried again forever
+    with store.engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(events)).scalar_one() == 0
     store.close()
 
 

@@ -21,6 +21,11 @@ from sqlalchemy.engine import Connection
 FEW = 64  # rows below which SQLAlchemy's own path is taken
 
 
+class BulkValueError(ValueError):
+    """A value its column's converter refused: the data's fault, not the database's (so never
+    taken for an outage and tried again forever)."""
+
+
 def insert_many(
     conn: Connection, statement: Any, table: Table, rows: Sequence[dict[str, Any]]
 ) -> int:
@@ -60,10 +65,21 @@ def _converter(table: Table, name: str, dialect: Any) -> Callable[[Any], Any] | 
     """The column's value converter as SQLAlchemy applies it (None: values go as they are),
     remembering what it made of each hashable value (a tuple too, so a post's media list given
     as a tuple is written once per distinct list; dicts are converted each time)."""
-    func = table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
-    if func is None:
+    processor = table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
+    if processor is None:
         return None
     memo: dict[Any, Any] = {}
+    where = f"{table.name}.{name}"
+
+    def func(value: Any) -> Any:
+        try:
+            return processor(value)
+        except Exception as exc:
+            # Named by column, as SQLAlchemy's own path would (its error names the statement);
+            # the value itself is not shown: it may be a whole event's data.
+            raise BulkValueError(
+                f"{where} cannot store a {type(value).__name__}: {type(exc).__name__}: {exc}"
+            ) from exc
 
     def convert(value: Any) -> Any:
         # True and 1 are equal keys but not the same JSON; two times equal but in another zone,
