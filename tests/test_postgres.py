@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, func, select, text
+from sqlalchemy import event as sa_event
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
@@ -354,7 +355,8 @@ def _frozen_in(call: Any) -> tuple[threading.Event, threading.Event, Any]:
     return reached, release, wrapped
 
 
-def _in_thread(call: Any) -> tuple[threading.Thread, list[Any]]:
+def _in_thread(call: Any, name: str | None = None) -> tuple[threading.Thread, list[Any]]:
+    """`call` run in a thread (named `name`); `out` gets its result or the exception."""
     out: list[Any] = []
 
     def run() -> None:
@@ -363,7 +365,7 @@ def _in_thread(call: Any) -> tuple[threading.Thread, list[Any]]:
         except Exception as exc:  # handed to the test
             out.append(exc)
 
-    thread = threading.Thread(target=run, daemon=True)
+    thread = threading.Thread(target=run, name=name, daemon=True)
     thread.start()
     return thread, out
 
@@ -415,3 +417,83 @@ def test_a_standby_takes_over_from_a_leader_frozen_inside_its_fence(
     finally:
         release.set()
         frozen.join(30)
+
+
+def _frozen_before_commit(store: Store, thread: str) -> threading.Event:
+    """Transactions of the thread named `thread` stop answering just before they commit (all
+    their statements run, their locks held) until the returned event is set."""
+    release = threading.Event()
+
+    @sa_event.listens_for(store.engine, "commit")
+    def frozen(_conn: Any) -> None:
+        if threading.current_thread().name == thread:
+            release.wait(20)
+
+    return release
+
+
+def test_a_standby_is_not_held_up_by_an_instance_frozen_while_giving_the_lease_up(
+    outbox: tuple[Store, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store_module, "IDLE_IN_TRANSACTION_MS", 1000)
+    store, _ = outbox
+    leaving = Lease(store, "a", seconds=30)
+    assert leaving.tick()
+    release = _frozen_before_commit(store, "leaving")
+    frozen, ended = _in_thread(leaving.release, "leaving")
+    try:
+        time.sleep(0.5)  # its update of the lease row made, not committed
+        standby = Lease(store, "b", seconds=30)
+        thread, out = _in_thread(standby.tick)
+        thread.join(8)
+        assert not thread.is_alive(), "the standby waited on the frozen instance"
+        assert out == [False]  # the release was undone with its transaction: a's lease stands
+    finally:
+        release.set()
+        frozen.join(30)
+    assert isinstance(ended[0], DBAPIError), ended  # the server ended it
+
+
+def test_a_post_being_released_by_a_frozen_instance_is_not_locked_for_long(
+    outbox: tuple[Store, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store_module, "IDLE_IN_TRANSACTION_MS", 1000)
+    store, snapshot_id = outbox
+    with store.transaction() as conn:
+        post_id = _add(store, conn, snapshot_id, 1)
+        conn.execute(posts.update().where(posts.c.id == post_id).values(state=PostState.HELD))
+    _, (fixed,) = _event_and_posts(1)
+    release = _frozen_before_commit(store, "releasing")
+    frozen, ended = _in_thread(lambda: store.replace_held(post_id, [fixed]), "releasing")
+    try:
+        time.sleep(0.5)  # the post's row updated, not committed
+
+        def cancel() -> int:
+            with store.engine.begin() as conn:
+                return conn.execute(
+                    posts.update().where(posts.c.id == post_id).values(hold_reason="cancel")
+                ).rowcount
+
+        thread, out = _in_thread(cancel)
+        thread.join(8)
+        assert not thread.is_alive(), "the post's row stayed locked by the frozen instance"
+        assert out == [1]
+    finally:
+        release.set()
+        frozen.join(30)
+    assert isinstance(ended[0], DBAPIError), ended  # the server ended it
+
+
+def test_the_idle_limit_is_set_again_after_a_savepoint_that_set_it_is_rolled_back(
+    outbox: tuple[Store, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store_module, "IDLE_IN_TRANSACTION_MS", 2000)
+    store, _ = outbox
+    with store.engine.connect() as conn, conn.begin():
+        savepoint = conn.begin_nested()
+        store_module.limit_idle(conn)
+        assert conn.execute(text("SHOW idle_in_transaction_session_timeout")).scalar() == "2s"
+        savepoint.rollback()  # undoes the setting
+        assert conn.execute(text("SHOW idle_in_transaction_session_timeout")).scalar() == "0"
+        store_module.limit_idle(conn)
+        assert conn.execute(text("SHOW idle_in_transaction_session_timeout")).scalar() == "2s"

@@ -195,6 +195,7 @@ class Lease:
         if epoch is None:
             return
         with self.store.engine.begin() as conn:
+            limit_idle(conn)  # the row is locked until this commits
             conn.execute(
                 update(leadership)
                 .where(leadership.c.name == LEASE)

@@ -455,7 +455,7 @@ class Store:
         return found
 
     # The three writes of an accepted snapshot, made inside one `transaction()` by the pipeline
-    # (events and posts in chunks, so a huge cycle never holds every rendered post in memory).
+    # (events and posts in chunks of a bounded size per statement).
 
     def insert_snapshot(
         self,
@@ -726,6 +726,9 @@ class Store:
         else:
             still = posts.c.state == PostState.HELD
         with self.engine.begin() as conn:
+            # The post's row is locked until this commits, and a claim of it waits (holding the
+            # lease row): a process frozen here must not hold them for long.
+            limit_idle(conn)
             if rest:
                 _posts_in_id_order(conn)  # before the row's lock: the order all writers take
             if deferred:
@@ -1340,14 +1343,20 @@ POST_IDS_LOCK = 0x706F7374
 IDLE_IN_TRANSACTION_MS = 30_000
 
 
+def _innermost(conn: Connection) -> Any:
+    """The transaction (or savepoint) `conn` is in: what a savepoint's rollback undoes (a
+    setting, a lock) is done again in the next one."""
+    return conn.get_nested_transaction() or conn.get_transaction()
+
+
 def limit_idle(conn: Connection) -> None:
     """On PostgreSQL, from now to the end of `conn`'s transaction: the server ends it after
     IDLE_IN_TRANSACTION_MS without a statement. For a transaction that takes a lock another
     instance's work waits for (adding posts, the lease row); nothing on SQLite."""
     if conn.dialect.name != "postgresql":
         return
-    held = conn.info.get("idle_limited")
-    if held is not None and held is conn.get_transaction():
+    current = _innermost(conn)
+    if current is not None and conn.info.get("idle_limited") is current:
         return  # set already in this transaction
     conn.execute(
         text(
@@ -1357,7 +1366,7 @@ def limit_idle(conn: Connection) -> None:
         ),
         {"limit": f"{IDLE_IN_TRANSACTION_MS}ms", "ms": IDLE_IN_TRANSACTION_MS},
     )
-    conn.info["idle_limited"] = conn.get_transaction()
+    conn.info["idle_limited"] = _innermost(conn)  # begun by the statement, if not before
 
 
 def _posts_in_id_order(conn: Connection) -> None:
@@ -1365,12 +1374,12 @@ def _posts_in_id_order(conn: Connection) -> None:
     whose writers are one at a time anyway."""
     if conn.dialect.name != "postgresql":
         return
-    held = conn.info.get("post_ids_lock")
-    if held is not None and held is conn.get_transaction():
+    current = _innermost(conn)
+    if current is not None and conn.info.get("post_ids_lock") is current:
         return  # taken already in this transaction
     limit_idle(conn)
     conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": POST_IDS_LOCK})
-    conn.info["post_ids_lock"] = conn.get_transaction()
+    conn.info["post_ids_lock"] = _innermost(conn)  # begun by the statement, if not before
 
 
 def _after_many(conn: Connection) -> None:
