@@ -12,7 +12,8 @@ planner, dispatcher and dry-run publishers of the bundled configuration (four ac
 own. Printed per run: wall time and its ratio to the floor (parsing the same snapshots with
 `json.loads`, measured just before and just after the run: their mean), posts sent and
 superseded, SQL statements and commits (SQLAlchemy's events), the longest dispatch step, and
-the peak RSS.
+the peak RSS (with cards, also the most its card workers held at once, sampled: processes of
+their own).
 
 Targets (issue 13, 2 cores): 222 seats with cards <= 8 s, without <= 3 s; 20,000 seats with
 cards: peak memory <= 400 MB and the longest dispatch step <= 50 ms.
@@ -23,10 +24,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import resource
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -41,6 +44,50 @@ def floor(folder: Path) -> float:
     for path in sorted(folder.glob("*.json")):
         json.loads(path.read_bytes())
     return time.perf_counter() - t0
+
+
+class Descendants:
+    """Samples, four times a second, the resident memory of this process's descendants (the
+    card workers and the process that starts them) and keeps the largest total seen."""
+
+    def __init__(self) -> None:
+        self.peak = 0
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._done.wait(0.25):
+            self.peak = max(self.peak, self._total())
+
+    @staticmethod
+    def _total() -> int:
+        parents: dict[int, int] = {}
+        rss: dict[int, int] = {}
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                status = (entry / "status").read_text()
+            except OSError:
+                continue
+            fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+            parents[int(entry.name)] = int(fields.get("PPid", "0"))
+            rss[int(entry.name)] = int(fields.get("VmRSS", "0 kB").split()[0] or 0)
+        me, total = os.getpid(), 0
+        for pid in parents:
+            up, seen = parents.get(pid, 0), 0
+            while up and up != me and seen < 64:
+                up, seen = parents.get(up, 0), seen + 1
+            if up == me:
+                total += rss.get(pid, 0)
+        return total
+
+    def stop(self) -> float:
+        """The largest total seen, in MB."""
+        self._done.set()
+        self._thread.join()
+        return self.peak / 1024
 
 
 def child(folder: Path, out: Path, cards: bool, workers: int | None) -> dict[str, float]:
@@ -88,6 +135,7 @@ def child(folder: Path, out: Path, cards: bool, workers: int | None) -> dict[str
 
     Pipeline.apply = timed_apply  # type: ignore[method-assign]
     logging.disable(logging.WARNING)
+    helpers = Descendants()
     config = load_config(None)
     config = config.with_overrides(
         cards=config.cards.model_copy(update={"enabled": cards, "workers": workers})
@@ -111,6 +159,7 @@ def child(folder: Path, out: Path, cards: bool, workers: int | None) -> dict[str
         "longest_step": max(steps, default=0.0),
         "longest_ingest": max(ingests, default=0.0),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "helpers_rss_mb": helpers.stop(),
     }
 
 
@@ -127,6 +176,12 @@ def run(folder: Path, cards: bool, workers: int | None) -> dict[str, float]:
     if proc.returncode != 0:
         sys.exit(f"rehearsal failed:\n{proc.stderr[-3000:]}")
     return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
+
+
+def _helpers(mb: float) -> str:
+    if mb <= 0:
+        return " (no card workers: cards drawn by the dispatcher)"
+    return f", its card workers {mb:.0f} MB together at most"
 
 
 def main() -> None:
@@ -166,6 +221,7 @@ def main() -> None:
                 f"{f['commits']:.0f} commits; {f['steps']:.0f} dispatch steps, longest "
                 f"{f['longest_step'] * 1000:.0f} ms; longest ingest of a snapshot "
                 f"{f['longest_ingest']:.2f} s; peak RSS {f['peak_rss_mb']:.0f} MB"
+                + (_helpers(f["helpers_rss_mb"]) if cards else "")
             )
 
 
