@@ -10,10 +10,13 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+from sqlalchemy.exc import OperationalError
+
 from broadcaster.core.clock import FeedClock
 from broadcaster.delivery.dispatcher import Dispatcher
 from broadcaster.domain.posts import PostState
-from broadcaster.ingest.sources import make_fetched
+from broadcaster.ingest.sources import FileSource, make_fetched
 from broadcaster.outbox.store import Store
 from broadcaster.publishers import PublisherEnv
 from broadcaster.publishers.dryrun import read_posts
@@ -154,3 +157,33 @@ def test_edit_break_and_fix_a_template_under_a_running_daemon(tmp_path: Path):
             log.close()
     assert code == 0, (tmp_path / "daemon.log").read_text()
     assert "last good version stays in use" in (tmp_path / "daemon.log").read_text()
+
+
+def test_a_bug_in_template_maintenance_is_logged_and_the_feed_is_still_read(
+    tmp_path: Path, demo_files, monkeypatch, caplog
+):
+    _, store, pipeline, _ = setup(tmp_path)
+    write_template(tmp_path / "tpl", "{{ contest.name }} called")
+    feed_file = tmp_path / "feed.json"
+    shutil.copy(demo_files[0], feed_file)
+    source = FileSource(feed_file, max_bytes=10_000_000)
+
+    def broken() -> list:
+        raise KeyError("a bug in the composer")
+
+    monkeypatch.setattr(pipeline.composer, "refresh", broken)
+    result = pipeline.poll(source)
+    assert result.outcome == "accepted"  # read and taken in all the same
+    assert any(
+        "template maintenance failed: KeyError" in r.getMessage() and r.levelname == "ERROR"
+        for r in caplog.records
+    )
+
+    def outage() -> list:
+        raise OperationalError("SELECT 1", {}, Exception("database is locked"))
+
+    monkeypatch.setattr(pipeline.composer, "refresh", outage)
+    shutil.copy(demo_files[1], feed_file)
+    with pytest.raises(OperationalError):  # the database down: the cycle is tried again
+        pipeline.poll(source)
+    store.close()
