@@ -355,12 +355,6 @@ class Store:
         with self.engine.begin() as conn:
             yield conn
 
-    def adding_posts(self, conn: Connection) -> None:
-        """Call first in a transaction that will add posts through other calls: on PostgreSQL
-        it takes now the lock they would take (POST_IDS_LOCK), so the server's idle limit
-        covers the whole transaction, its first rows included."""
-        _posts_in_id_order(conn)
-
     def fenced(self, conn: Connection, *, claiming: bool = False) -> None:
         """In `conn`'s transaction: raise LeaseLost unless this instance still leads (with
         time left to call a platform, when `claiming`). Nothing when no fence is set."""
@@ -468,6 +462,11 @@ class Store:
         received_at: datetime,
         shared: dict[str, Any],
     ) -> int:
+        body = pack(snapshot.to_dict())  # before the lock: a large night's takes a while
+        # Its events and posts follow in this transaction: the post-ids lock (and with it the
+        # server's idle limit) is taken before its first row, so a process frozen anywhere in
+        # the transaction holds nothing (this row, old bodies pruned) for longer than the limit.
+        _posts_in_id_order(conn)
         snapshot_id = conn.execute(
             snapshots.insert().values(
                 fingerprint=fingerprint,
@@ -476,7 +475,7 @@ class Store:
                 accepted=True,
                 generated_at=snapshot.generated_at,
                 received_at=received_at,
-                body=pack(snapshot.to_dict()),
+                body=body,
                 shared=shared,
             )
         ).inserted_primary_key

@@ -289,9 +289,6 @@ class Pipeline:
                 render_time += time.perf_counter() - r0
                 prepared.append((chunk, captured, new_posts))
             with self.store.transaction() as conn:
-                # From its first row (the snapshot's, and old snapshots' bodies pruned), so a
-                # process frozen anywhere in it holds nothing for longer than the idle limit.
-                self.store.adding_posts(conn)
                 snapshot_id = self.store.insert_snapshot(
                     conn,
                     fingerprint=fetched.fingerprint,
