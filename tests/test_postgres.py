@@ -183,6 +183,13 @@ def outbox(postgres_url: str) -> Iterator[tuple[Store, int]]:
         store.close()
 
 
+@pytest.fixture
+def quick_outbox(outbox: tuple[Store, int], monkeypatch: pytest.MonkeyPatch) -> tuple[Store, int]:
+    """`outbox`, with the server told to end a lock-holding transaction after 1 s of silence."""
+    monkeypatch.setattr(store_module, "IDLE_IN_TRANSACTION_MS", 1000)
+    return outbox
+
+
 def test_posts_become_visible_in_id_order_on_postgresql(outbox: tuple[Store, int]) -> None:
     # Ids are handed out at insert, commits come later: without the lock, a later
     # transaction's post (a higher id) could be seen first, and a dispatcher reading "the
@@ -250,6 +257,52 @@ def test_a_stricter_idle_limit_of_the_servers_is_kept(outbox: tuple[Store, int])
 # -- an instance that freezes must not hold up the others for longer than the idle limit --
 
 
+def _in_thread(call: Any, name: str | None = None) -> tuple[threading.Thread, list[Any]]:
+    """`call` run in a thread (named `name`); `out` gets its result or the exception."""
+    out: list[Any] = []
+
+    def run() -> None:
+        try:
+            out.append(call())
+        except Exception as exc:  # handed to the test
+            out.append(exc)
+
+    thread = threading.Thread(target=run, name=name, daemon=True)
+    thread.start()
+    return thread, out
+
+
+def _frozen_before_commit(store: Store, thread: str) -> threading.Event:
+    """Transactions of the thread named `thread` stop answering just before they commit (all
+    their statements run, their locks held) until the returned event is set."""
+    release = threading.Event()
+
+    @sa_event.listens_for(store.engine, "commit")
+    def frozen(_conn: Any) -> None:
+        if threading.current_thread().name == thread:
+            release.wait(20)
+
+    return release
+
+
+def _not_held_up(store: Store, frozen_call: Any, waiter: Any) -> Any:
+    """Run `frozen_call` in a thread that freezes just before it commits, then `waiter`, which
+    needs what the frozen transaction locked; `waiter`'s result, once it is clear that it did
+    not wait for the frozen one to be let go and that the server ended the frozen one."""
+    release = _frozen_before_commit(store, "frozen")
+    frozen, ended = _in_thread(frozen_call, "frozen")
+    try:
+        time.sleep(0.5)  # its statements made, not committed
+        thread, out = _in_thread(waiter)
+        thread.join(8)  # the limit is 1 s: far longer means it waited for the release
+        assert not thread.is_alive(), "held up by the frozen instance"
+    finally:
+        release.set()
+        frozen.join(30)
+    assert isinstance(ended[0], DBAPIError), ended  # the server ended it
+    return out[0]
+
+
 def _pipeline(folder: Path, database: str) -> tuple[Pipeline, Store]:
     config = load_config(write_config(folder / "c.toml", source="f", database=database))
     store = Store(config.database_url)
@@ -309,17 +362,10 @@ def test_an_ingest_frozen_at_its_first_row_is_ended_and_nothing_of_it_is_lost(
         return snapshot_id
 
     path = demo_files[0]
-    out: list[Any] = []
-
-    def run() -> None:
-        try:
-            out.append(pipeline.ingest(make_fetched(path.read_bytes(), path.name), "t"))
-        except Exception as exc:  # handed to the test
-            out.append(exc)
-
     monkeypatch.setattr(store, "insert_snapshot", frozen)
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
+    thread, out = _in_thread(
+        lambda: pipeline.ingest(make_fetched(path.read_bytes(), path.name), "t")
+    )
     try:
         assert reached.wait(20)
         time.sleep(2.5)  # longer than the limit
@@ -341,147 +387,63 @@ def test_an_ingest_frozen_at_its_first_row_is_ended_and_nothing_of_it_is_lost(
         store.close()
 
 
-def _frozen_in(call: Any) -> tuple[threading.Event, threading.Event, Any]:
-    """`call` wrapped so that it stops answering once it has run (as a frozen process would,
-    holding what its transaction locked) until `release` is set."""
-    reached, release = threading.Event(), threading.Event()
-
-    def wrapped(*args: Any, **kwargs: Any) -> Any:
-        value = call(*args, **kwargs)
-        reached.set()
-        release.wait(20)
-        return value
-
-    return reached, release, wrapped
-
-
-def _in_thread(call: Any, name: str | None = None) -> tuple[threading.Thread, list[Any]]:
-    """`call` run in a thread (named `name`); `out` gets its result or the exception."""
-    out: list[Any] = []
-
-    def run() -> None:
-        try:
-            out.append(call())
-        except Exception as exc:  # handed to the test
-            out.append(exc)
-
-    thread = threading.Thread(target=run, name=name, daemon=True)
-    thread.start()
-    return thread, out
-
-
 def test_a_standby_takes_over_from_an_instance_frozen_while_taking_the_lease(
-    outbox: tuple[Store, int], monkeypatch: pytest.MonkeyPatch
+    quick_outbox: tuple[Store, int],
 ) -> None:
-    monkeypatch.setattr(store_module, "IDLE_IN_TRANSACTION_MS", 1000)
-    store, _ = outbox
+    store, _ = quick_outbox
     first = Lease(store, "a", seconds=1)
-    reached, release, wrapped = _frozen_in(first._locked_row)
-    monkeypatch.setattr(first, "_locked_row", wrapped)  # frozen holding the row FOR UPDATE
-    frozen, _ = _in_thread(first.tick)
-    try:
-        assert reached.wait(20)
-        standby = Lease(store, "b", seconds=1)
-        thread, out = _in_thread(standby.tick)
-        thread.join(8)  # well before the frozen one is released
-        assert not thread.is_alive(), "the standby waited on the frozen instance"
-        assert out == [True]
-    finally:
-        release.set()
-        frozen.join(30)
+    standby = Lease(store, "b", seconds=1)
+    # Frozen holding the lease row FOR UPDATE (and the row itself, new and uncommitted).
+    assert _not_held_up(store, first.tick, standby.tick) is True
 
 
 def test_a_standby_takes_over_from_a_leader_frozen_inside_its_fence(
-    outbox: tuple[Store, int], monkeypatch: pytest.MonkeyPatch
+    quick_outbox: tuple[Store, int],
 ) -> None:
-    monkeypatch.setattr(store_module, "IDLE_IN_TRANSACTION_MS", 1000)
-    store, _ = outbox
+    store, _ = quick_outbox
     leader = Lease(store, "a", seconds=1)
     assert leader.tick()
-    reached, release, wrapped = _frozen_in(leader.check)
+    standby = Lease(store, "b", seconds=1)
 
     def claim() -> None:
         with store.engine.begin() as conn:
-            wrapped(conn, False)  # the lease row read FOR SHARE, then nothing more
+            leader.check(conn, False)  # the lease row read FOR SHARE
 
-    frozen, _ = _in_thread(claim)
-    try:
-        assert reached.wait(20)
+    def take_over() -> bool:
         time.sleep(1.2)  # the leader's lease runs out
-        standby = Lease(store, "b", seconds=1)
-        thread, out = _in_thread(standby.tick)
-        thread.join(8)
-        assert not thread.is_alive(), "the takeover waited on the frozen leader"
-        assert out == [True]
-        assert standby.epoch == 2
-    finally:
-        release.set()
-        frozen.join(30)
+        return standby.tick()
 
-
-def _frozen_before_commit(store: Store, thread: str) -> threading.Event:
-    """Transactions of the thread named `thread` stop answering just before they commit (all
-    their statements run, their locks held) until the returned event is set."""
-    release = threading.Event()
-
-    @sa_event.listens_for(store.engine, "commit")
-    def frozen(_conn: Any) -> None:
-        if threading.current_thread().name == thread:
-            release.wait(20)
-
-    return release
+    assert _not_held_up(store, claim, take_over) is True
+    assert standby.epoch == 2
 
 
 def test_a_standby_is_not_held_up_by_an_instance_frozen_while_giving_the_lease_up(
-    outbox: tuple[Store, int], monkeypatch: pytest.MonkeyPatch
+    quick_outbox: tuple[Store, int],
 ) -> None:
-    monkeypatch.setattr(store_module, "IDLE_IN_TRANSACTION_MS", 1000)
-    store, _ = outbox
+    store, _ = quick_outbox
     leaving = Lease(store, "a", seconds=30)
     assert leaving.tick()
-    release = _frozen_before_commit(store, "leaving")
-    frozen, ended = _in_thread(leaving.release, "leaving")
-    try:
-        time.sleep(0.5)  # its update of the lease row made, not committed
-        standby = Lease(store, "b", seconds=30)
-        thread, out = _in_thread(standby.tick)
-        thread.join(8)
-        assert not thread.is_alive(), "the standby waited on the frozen instance"
-        assert out == [False]  # the release was undone with its transaction: a's lease stands
-    finally:
-        release.set()
-        frozen.join(30)
-    assert isinstance(ended[0], DBAPIError), ended  # the server ended it
+    standby = Lease(store, "b", seconds=30)
+    # The release was undone with its transaction: a's lease stands.
+    assert _not_held_up(store, leaving.release, standby.tick) is False
 
 
 def test_a_post_being_released_by_a_frozen_instance_is_not_locked_for_long(
-    outbox: tuple[Store, int], monkeypatch: pytest.MonkeyPatch
+    quick_outbox: tuple[Store, int],
 ) -> None:
-    monkeypatch.setattr(store_module, "IDLE_IN_TRANSACTION_MS", 1000)
-    store, snapshot_id = outbox
+    store, snapshot_id = quick_outbox
     with store.transaction() as conn:
         post_id = _add(store, conn, snapshot_id, 1)
         conn.execute(posts.update().where(posts.c.id == post_id).values(state=PostState.HELD))
     _, (fixed,) = _event_and_posts(1)
-    release = _frozen_before_commit(store, "releasing")
-    frozen, ended = _in_thread(lambda: store.replace_held(post_id, [fixed]), "releasing")
-    try:
-        time.sleep(0.5)  # the post's row updated, not committed
 
-        def cancel() -> int:
-            with store.engine.begin() as conn:
-                return conn.execute(
-                    posts.update().where(posts.c.id == post_id).values(hold_reason="cancel")
-                ).rowcount
+    def cancel() -> int:
+        with store.engine.begin() as conn:
+            return conn.execute(
+                posts.update().where(posts.c.id == post_id).values(hold_reason="cancel")
+            ).rowcount
 
-        thread, out = _in_thread(cancel)
-        thread.join(8)
-        assert not thread.is_alive(), "the post's row stayed locked by the frozen instance"
-        assert out == [1]
-    finally:
-        release.set()
-        frozen.join(30)
-    assert isinstance(ended[0], DBAPIError), ended  # the server ended it
+    assert _not_held_up(store, lambda: store.replace_held(post_id, [fixed]), cancel) == 1
 
 
 def test_the_idle_limit_is_set_again_after_a_savepoint_that_set_it_is_rolled_back(
