@@ -135,7 +135,8 @@ def child(folder: Path, out: Path, cards: bool, workers: int | None) -> dict[str
 
     Pipeline.apply = timed_apply  # type: ignore[method-assign]
     logging.disable(logging.WARNING)
-    helpers = Descendants()
+    # Only with cards: each sample reads all of /proc, in the process being measured.
+    helpers = Descendants() if cards else None
     config = load_config(None)
     config = config.with_overrides(
         cards=config.cards.model_copy(update={"enabled": cards, "workers": workers})
@@ -159,7 +160,7 @@ def child(folder: Path, out: Path, cards: bool, workers: int | None) -> dict[str
         "longest_step": max(steps, default=0.0),
         "longest_ingest": max(ingests, default=0.0),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "helpers_rss_mb": helpers.stop(),
+        "helpers_rss_mb": helpers.stop() if helpers is not None else 0.0,
     }
 
 

@@ -272,27 +272,29 @@ def _in_thread(call: Any, name: str | None = None) -> tuple[threading.Thread, li
     return thread, out
 
 
-def _frozen_before_commit(store: Store, thread: str) -> threading.Event:
+def _frozen_before_commit(store: Store, thread: str) -> tuple[threading.Event, threading.Event]:
     """Transactions of the thread named `thread` stop answering just before they commit (all
-    their statements run, their locks held) until the returned event is set."""
-    release = threading.Event()
+    their statements run, their locks held): `reached` is set then, and they go on once
+    `release` is set."""
+    reached, release = threading.Event(), threading.Event()
 
     @sa_event.listens_for(store.engine, "commit")
     def frozen(_conn: Any) -> None:
         if threading.current_thread().name == thread:
+            reached.set()
             release.wait(20)
 
-    return release
+    return reached, release
 
 
 def _not_held_up(store: Store, frozen_call: Any, waiter: Any) -> Any:
     """Run `frozen_call` in a thread that freezes just before it commits, then `waiter`, which
     needs what the frozen transaction locked; `waiter`'s result, once it is clear that it did
     not wait for the frozen one to be let go and that the server ended the frozen one."""
-    release = _frozen_before_commit(store, "frozen")
+    reached, release = _frozen_before_commit(store, "frozen")
     frozen, ended = _in_thread(frozen_call, "frozen")
     try:
-        time.sleep(0.5)  # its statements made, not committed
+        assert reached.wait(20), ended  # its statements made, its locks held
         thread, out = _in_thread(waiter)
         thread.join(8)  # the limit is 1 s: far longer means it waited for the release
         assert not thread.is_alive(), "held up by the frozen instance"
