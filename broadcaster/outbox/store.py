@@ -1342,10 +1342,17 @@ POST_IDS_LOCK = 0x706F7374
 IDLE_IN_TRANSACTION_MS = 30_000
 
 
-def _innermost(conn: Connection) -> Any:
-    """The transaction (or savepoint) `conn` is in: what a savepoint's rollback undoes (a
-    setting, a lock) is done again in the next one."""
-    return conn.get_nested_transaction() or conn.get_transaction()
+def _done_here(conn: Connection, what: str) -> bool:
+    """Whether `what` (a setting, a lock) was done in the transaction or savepoint `conn` is
+    in now: what a rolled-back savepoint undid is done again."""
+    current = conn.get_nested_transaction() or conn.get_transaction()
+    return current is not None and conn.info.get(what) is current
+
+
+def _mark_done(conn: Connection, what: str) -> None:
+    """`what` is done in the transaction or savepoint `conn` is in (begun by the statement
+    that did it, if not before)."""
+    conn.info[what] = conn.get_nested_transaction() or conn.get_transaction()
 
 
 def limit_idle(conn: Connection) -> None:
@@ -1354,9 +1361,8 @@ def limit_idle(conn: Connection) -> None:
     instance's work waits for (adding posts, the lease row); nothing on SQLite."""
     if conn.dialect.name != "postgresql":
         return
-    current = _innermost(conn)
-    if current is not None and conn.info.get("idle_limited") is current:
-        return  # set already in this transaction
+    if _done_here(conn, "idle_limited"):
+        return
     conn.execute(
         text(
             "SELECT set_config('idle_in_transaction_session_timeout', :limit, true)"
@@ -1365,7 +1371,7 @@ def limit_idle(conn: Connection) -> None:
         ),
         {"limit": f"{IDLE_IN_TRANSACTION_MS}ms", "ms": IDLE_IN_TRANSACTION_MS},
     )
-    conn.info["idle_limited"] = _innermost(conn)  # begun by the statement, if not before
+    _mark_done(conn, "idle_limited")
 
 
 def _posts_in_id_order(conn: Connection) -> None:
@@ -1373,12 +1379,11 @@ def _posts_in_id_order(conn: Connection) -> None:
     whose writers are one at a time anyway."""
     if conn.dialect.name != "postgresql":
         return
-    current = _innermost(conn)
-    if current is not None and conn.info.get("post_ids_lock") is current:
-        return  # taken already in this transaction
+    if _done_here(conn, "post_ids_lock"):
+        return
     limit_idle(conn)
     conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": POST_IDS_LOCK})
-    conn.info["post_ids_lock"] = _innermost(conn)  # begun by the statement, if not before
+    _mark_done(conn, "post_ids_lock")
 
 
 def _after_many(conn: Connection) -> None:

@@ -277,8 +277,7 @@ class Pipeline:
             # long (store.IDLE_IN_TRANSACTION_MS), which rendering between its statements would
             # make it do. In chunks, so a cycle with tens of thousands of events renders in
             # steps of a bounded size.
-            prepared: list[tuple[list[Event], list[tuple[Event, dict[str, Any]]], list[NewPost]]]
-            prepared = []
+            prepared: list[tuple[list[tuple[Event, dict[str, Any]]], list[NewPost]]] = []
             for i in range(0, len(fresh), CHUNK):
                 chunk = fresh[i : i + CHUNK]
                 captured = [(e, event_context(e, snapshot)) for e in chunk]
@@ -287,7 +286,7 @@ class Pipeline:
                 if held:
                     new_posts = [_gated(p, held.get(p.event_key)) for p in new_posts]
                 render_time += time.perf_counter() - r0
-                prepared.append((chunk, captured, new_posts))
+                prepared.append((captured, new_posts))
             with self.store.transaction() as conn:
                 snapshot_id = self.store.insert_snapshot(
                     conn,
@@ -302,13 +301,13 @@ class Pipeline:
                     # With the snapshot, so a crash before the commit cannot record them twice.
                     self.night.add_gate_findings(recorded, conn)
                 # One transaction, so a crash leaves all of it or none.
-                for chunk, captured, new_posts in prepared:
+                for captured, new_posts in prepared:
                     ids = self.store.insert_events(conn, snapshot_id, captured)
                     added += self.store.insert_posts(
                         conn,
                         new_posts,
                         ids,
-                        {e.key: e for e in chunk},
+                        {e.key: e for e, _ in captured},
                         test_data=snapshot.is_test,
                     )
                 # A standby that took over owns the feed from now on: all of this is rolled
