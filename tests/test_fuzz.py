@@ -9,11 +9,12 @@ from datetime import UTC
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from broadcaster.core.paths import DEMO_SNAPSHOTS
-from broadcaster.ingest import gates
+from broadcaster.ingest import gates, parsers
 from broadcaster.ingest.differ import DiffRules, DiffState, diff
 from broadcaster.ingest.parsers import FeedError, parse
 from broadcaster.ingest.parsers.mapped import load_mapping
@@ -141,3 +142,17 @@ def test_any_value_anywhere_in_a_nist_report(path, value):
 @given(st.sampled_from(MAPPED_PATHS), JSON_VALUES)
 def test_any_value_anywhere_in_a_mapped_json_feed(path, value):
     survive(json.dumps(replaced(MAPPED_DOC, path, value)).encode(), "mapped")
+
+
+@pytest.mark.parametrize("error", [IndexError("list index out of range"), LookupError("codec")])
+def test_a_parser_bug_of_the_lookup_kind_is_a_feed_error_naming_it(
+    error: Exception, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # IndexError and LookupError (an unknown codec a document declares) are not KeyErrors:
+    # they escaped parse() as bugs instead of rejecting the snapshot with what went wrong.
+    def broken(body: bytes, **_: Any) -> Any:
+        raise error
+
+    monkeypatch.setattr(parsers, "_load", lambda _fmt: broken)
+    with pytest.raises(FeedError, match=f"unexpected content \\({type(error).__name__}: "):
+        parse(NIST, "nist", default_tz=UTC)

@@ -204,6 +204,15 @@ def test_invalid_utf8_in_xml_names_the_byte():
         parse(body, default_tz=TZ)
 
 
+def test_an_encoding_python_does_not_know_is_a_feed_error():
+    # Found by the fuzz test: expat asks Python's codecs for the declared encoding, and an
+    # unknown name raised LookupError, which parse() did not turn into a FeedError.
+    body = b'<?xml version="1.0" encoding="U-TF-8"?>' + count_510(GOOD).split(b"?>", 1)[1]
+    named = r"unknown character encoding \('unknown encoding: U-TF-8'\)"
+    with pytest.raises(FeedError, match=named):
+        parse(body, "eml", default_tz=TZ)
+
+
 def test_a_520_without_lists_is_a_candidate_contest_with_its_elected():
     person = (
         '<Selection><Candidate><CandidateIdentifier Id="{cid}"/><CandidateFullName>'

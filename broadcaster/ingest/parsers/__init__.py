@@ -82,7 +82,7 @@ def parse(
         raise
     except RecursionError:
         raise FeedError("document nested too deeply") from None
-    except (ValueError, TypeError, KeyError, ArithmeticError, json.JSONDecodeError) as exc:
+    except (ValueError, TypeError, LookupError, ArithmeticError, json.JSONDecodeError) as exc:
         # A parser bug must not take the daemon down, but must not be hidden either.
         raise FeedError(f"unexpected content ({type(exc).__name__}: {exc})") from None
     return clean_snapshot(snapshot, max_count=max_count)

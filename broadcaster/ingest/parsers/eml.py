@@ -66,6 +66,8 @@ def load_xml(body: bytes) -> ET.Element:
     except ET.ParseError as exc:
         line, col = exc.position
         raise FeedError(f"line {line} column {col + 1}: malformed XML ({_reason(exc)})") from None
+    except LookupError as exc:  # the declaration names an encoding Python's codecs lack
+        raise FeedError(f"XML: unknown character encoding ({str(exc)[:80]!r})") from None
 
 
 def _reason(exc: ET.ParseError) -> str:
