@@ -360,3 +360,52 @@ def test_daemon_on_postgresql_resumes_after_sigkill(
     code, err = second.stop(signal.SIGTERM)
     assert code == 0, err
     assert_same_night(read_jsonl(tmp_path / "posts.jsonl"), postgres_url, reference)
+
+
+def test_status_is_answered_by_the_running_daemon_as_the_database_would(tmp_path: Path, run_cli):
+    """`broadcaster status` asks the running daemon (its socket beside the SQLite file) and
+    prints what reading the database itself prints; with no daemon it reads the database, and
+    says so when a killed daemon left its socket behind."""
+    shutil.copytree(DEMO, tmp_path / "feed")
+    cfg = write_config(tmp_path / "c.toml", source="feed")
+    db = tmp_path / "state.db"
+    sock = tmp_path / "state.db.status.sock"
+    snapshots = len(list(DEMO.glob("*.json")))
+
+    def body(output: str) -> list[str]:
+        # Less what moves by the second: the time, and the lease, renewed every few seconds.
+        moving = ("as the running daemon", "database: sqlite   now:", "leader: ", "  instance ")
+        return [line for line in output.splitlines() if not line.startswith(moving)]
+
+    daemon = start_daemon(cfg, "--dry-run")
+    daemon.wait(lambda: sock.exists() and all_sent(db, snapshots))
+    asked = run_cli("status", "--config", str(cfg), columns=200)
+    direct = run_cli("status", "--config", str(cfg), "--direct", columns=200)
+    assert asked.returncode == 0, asked.stderr
+    assert direct.returncode == 0, direct.stderr
+    assert asked.stdout.startswith(f"as the running daemon answers (pid {daemon.proc.pid}, ")
+    assert "as the running daemon" not in direct.stdout
+    assert "x-test" in asked.stdout
+    assert "snapshots accepted: " in asked.stdout
+    assert body(asked.stdout) == body(direct.stdout)
+    assert asked.stderr == ""
+
+    code, log = daemon.stop(signal.SIGTERM)
+    assert code == 0, log
+    assert not sock.exists(), "a daemon that stops removes its socket"
+    after = run_cli("status", "--config", str(cfg), columns=200)
+    assert after.returncode == 0, after.stderr
+    assert after.stderr == "", "no note: a daemon that stopped cleanly left nothing to explain"
+    assert "as the running daemon" not in after.stdout
+    stopped = run_cli("status", "--config", str(cfg), "--direct", columns=200)
+    assert body(after.stdout) == body(stopped.stdout)
+
+    killed = start_daemon(cfg, "--dry-run")
+    killed.wait(lambda: sock.exists())
+    killed.stop(signal.SIGKILL)
+    left = run_cli("status", "--config", str(cfg), columns=200)
+    assert left.returncode == 0, left.stderr
+    assert "no daemon answers on it: the daemon is not running" in left.stderr
+    assert "as the running daemon" not in left.stdout
+    assert "x-test" in left.stdout
+    assert "snapshots accepted: " in left.stdout

@@ -55,7 +55,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "resume": ("outbox", "Resume posting to an account, or to every account of a platform."),
     "run": ("night", "Run the daemon: poll the feed and publish until SIGTERM or SIGINT."),
-    "status": ("night", "Show the feed, the outbox and any problems, from the database."),
+    "status": (
+        "night",
+        "Show the feed, the outbox and any problems, as the running daemon or the database says.",
+    ),
     "templates": ("templates", "Check the templates operators edit."),
 }
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.table import Table
@@ -18,10 +18,10 @@ from broadcaster.cli.app import (
     out,
     setup_logs,
 )
-from broadcaster.core.config import (
-    ConfigError,
-)
 from broadcaster.core.terminal import safe, visible
+
+if TYPE_CHECKING:
+    from broadcaster.runtime.status_socket import DaemonStatus
 
 
 @main.command()
@@ -30,6 +30,7 @@ from broadcaster.core.terminal import safe, visible
 @click.pass_context
 def run(ctx: click.Context, config_path: Path | None, dry_run: bool) -> None:
     """Run the daemon: poll the feed and publish until SIGTERM or SIGINT."""
+    from broadcaster.core.config import ConfigError
     from broadcaster.delivery.videos import wants_videos
     from broadcaster.runtime.daemon import Companion, Daemon
 
@@ -89,8 +90,24 @@ def golive(config_path: Path) -> None:
 
 @main.command()
 @config_option
-def status(config_path: Path | None) -> None:
-    """Show the feed, the outbox and any problems, from the database."""
+@click.option(
+    "--direct",
+    is_flag=True,
+    help="Read the database here even when the running daemon could answer.",
+)
+def status(config_path: Path | None, direct: bool) -> None:
+    """Show the feed, the outbox and any problems, as the running daemon or the database says."""
+    if not direct:
+        answer = _daemon_status(config_path)
+        if answer is not None:
+            role = f", {answer.role}" if answer.role else ""
+            out.print(
+                f"as the running daemon answers (pid {answer.pid}, "
+                f"{safe(answer.instance)}{role}); `status --direct` reads the database here",
+                highlight=False,
+            )
+            _print_status(answer.report)
+            return
     from broadcaster.outbox.schema import SchemaMismatch
     from broadcaster.runtime.status import collect_status
 
@@ -101,6 +118,22 @@ def status(config_path: Path | None) -> None:
         err.print(f"[bold red]database[/]: {safe(exc)}", highlight=False)
         raise SystemExit(EXIT_CONFIG) from None
     _print_status(report)
+
+
+def _daemon_status(config_path: Path | None) -> DaemonStatus | None:
+    """The running daemon's status for this configuration's database, asked on its socket
+    (runtime/status_socket.py) without loading the configuration or the database's libraries;
+    None when no daemon answers (why is said when it is worth knowing)."""
+    from broadcaster.runtime.status_socket import StatusUnavailable, ask, database_url_in
+
+    url = database_url_in(config_path)
+    if url is None:
+        return None  # the full reading says what is wrong with the file
+    try:
+        return ask(url)
+    except StatusUnavailable as exc:
+        err.print(f"[yellow]status[/]: {safe(exc)}; reading the database instead", highlight=False)
+        return None
 
 
 def _print_status(report: dict[str, Any]) -> None:

@@ -25,7 +25,12 @@ from pydantic import (
     model_validator,
 )
 
-from broadcaster.core.paths import DEFAULT_CONFIG, DEFAULT_TEMPLATES
+from broadcaster.core.paths import (
+    DEFAULT_CONFIG,
+    DEFAULT_DATABASE_URL,
+    DEFAULT_TEMPLATES,
+    resolve_database_url,
+)
 from broadcaster.domain.events import EventKind
 from broadcaster.domain.quota import Window
 
@@ -200,7 +205,7 @@ class CardsConfig(_Strict):
 
 
 class DatabaseConfig(_Strict):
-    url: str = "sqlite:///broadcaster.db"
+    url: str = DEFAULT_DATABASE_URL
     # Several instances on one PostgreSQL database (docs/operations.md, "Two machines"): the
     # active one holds a lease this long and renews it every `renew_seconds`; a standby takes
     # over once it runs out. `instance` names this one (default: host and process id).
@@ -641,11 +646,7 @@ class Config(_Strict):
 
     @property
     def database_url(self) -> str:
-        url = self.database.url
-        prefix = "sqlite:///"
-        if url.startswith(prefix) and not url.startswith(prefix + "/") and ":memory:" not in url:
-            return prefix + str(self.path(url[len(prefix) :]))
-        return url
+        return resolve_database_url(self.database.url, self.base_dir)
 
     def with_overrides(self, **changes: Any) -> Config:
         """A copy with some sections replaced (used by rehearsals and tests)."""

@@ -18,3 +18,27 @@ DEFAULT_TEMPLATES = _templates_dir()
 DEMO_DIR = PACKAGE_DIR / "rehearsal" / "demo"
 DEMO_SNAPSHOTS = DEMO_DIR / "snapshots"
 DEFAULT_CONFIG = DEMO_DIR / "rehearsal.toml"
+DEFAULT_DATABASE_URL = (
+    "sqlite:///broadcaster.db"  # `[database] url` when a configuration names none
+)
+
+
+def resolve_database_url(url: str, base_dir: Path) -> str:
+    """A SQLite URL with a relative file made absolute against `base_dir` (the configuration
+    file's folder); any other URL as it is."""
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and not url.startswith(prefix + "/") and ":memory:" not in url:
+        relative = Path(url[len(prefix) :]).expanduser()
+        return prefix + str(relative if relative.is_absolute() else base_dir / relative)
+    return url
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite URL (None for another database or an in-memory one)."""
+    if not url.startswith("sqlite"):
+        return None
+    path = url.split("///", 1)[1] if "///" in url else ""
+    path = path.split("?", 1)[0]
+    if not path or path.startswith(":memory:"):
+        return None
+    return Path(path)

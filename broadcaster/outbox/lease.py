@@ -325,16 +325,5 @@ class SQLiteInstanceLock:
             self._fd = None
 
 
-def sqlite_file(url: str) -> Path | None:
-    """The file of a SQLite URL (None for another database or an in-memory one)."""
-    if not url.startswith("sqlite"):
-        return None
-    path = url.split("///", 1)[1] if "///" in url else ""
-    path = path.split("?", 1)[0]
-    if not path or path.startswith(":memory:"):
-        return None
-    return Path(path)
-
-
 def _iso(moment: datetime | None) -> str | None:
     return None if moment is None else moment.isoformat()

@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
-from typing import Protocol
+from typing import Any, Protocol
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.blocking import BlockingScheduler
@@ -31,6 +31,7 @@ from broadcaster.alerts.model import standby_took_over
 from broadcaster.core import failpoints
 from broadcaster.core.clock import WallClock
 from broadcaster.core.config import Config, ConfigError
+from broadcaster.core.paths import sqlite_file
 from broadcaster.core.secrets import Secrets, register_config_secrets
 from broadcaster.delivery.cards import CardMaker
 from broadcaster.delivery.dispatcher import Dispatcher, publisher_env
@@ -45,7 +46,6 @@ from broadcaster.outbox.lease import (
     SQLiteInstanceLock,
     default_instance,
     display_name,
-    sqlite_file,
 )
 from broadcaster.outbox.schema import SchemaMismatch
 from broadcaster.outbox.state import State
@@ -55,6 +55,8 @@ from broadcaster.runtime.cycle import Pipeline
 from broadcaster.runtime.leadership import Leadership
 from broadcaster.runtime.preflight import preflight
 from broadcaster.runtime.service import HealthServer
+from broadcaster.runtime.status import collect_status
+from broadcaster.runtime.status_server import StatusSocket
 
 log = logging.getLogger(__name__)
 
@@ -377,6 +379,9 @@ class Daemon:
                 ).start()
             except OSError as exc:
                 log.error("health endpoint not started on %s: %s", self.config.service.listen, exc)
+        # `broadcaster status` asks here first: answered in a few ms from what is loaded.
+        status_socket = StatusSocket(self.config.database_url, self._status_report, self._who)
+        status_socket.start()
         started = []
         for companion in self.companions:
             try:
@@ -392,6 +397,7 @@ class Daemon:
                 companion.stop()
             if self.health is not None:
                 self.health.stop()
+            status_socket.stop()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
             # Wait for the job in progress: it checks `stop` between steps.
@@ -405,6 +411,17 @@ class Daemon:
             self._release_instance()
         log.info("stopped cleanly")
         return 0
+
+    def _status_report(self) -> dict[str, Any]:
+        """`broadcaster status`, as this daemon sees it (a standby has not polled: the feed's
+        health is the active instance's, as stored)."""
+        standby = self.leadership.active_epoch() is None
+        health = None if standby else self.feed_health
+        return collect_status(self.config, self.store, health=health)
+
+    def _who(self) -> tuple[str, str]:
+        mine = self.leadership.describe()
+        return str(mine["instance"]), str(mine["role"])
 
     def _warm(self) -> None:
         """Make every account's publisher now, so that a standby taking over has them ready."""

@@ -8,10 +8,10 @@ running in another process. A report older than `STALE_AFTER` means the channel 
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from broadcaster.outbox.state import State
-from broadcaster.outbox.store import Store
+if TYPE_CHECKING:  # `status_lines` serves `broadcaster status` without the database's libraries
+    from broadcaster.outbox.store import Store
 
 STALE_AFTER = 15.0  # seconds without a report before the channel counts as not running
 STATES = ("connecting", "live", "reconnecting", "failed", "stopped")
@@ -19,6 +19,8 @@ STATES = ("connecting", "live", "reconnecting", "failed", "stopped")
 
 def live_report(store: Store, now: float | None = None) -> dict[str, Any] | None:
     """The channel's last report, with `running` false when it is stale; None if never run."""
+    from broadcaster.outbox.state import State
+
     report = State(store).live_status()
     if report is None:
         return None
