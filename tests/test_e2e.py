@@ -390,6 +390,18 @@ def test_status_is_answered_by_the_running_daemon_as_the_database_would(tmp_path
     assert body(asked.stdout) == body(direct.stdout)
     assert asked.stderr == ""
 
+    # The file edited while the daemon runs on the old one: its answer would hide the edit
+    # (here a mistake) until the next restart refused it. The file is read instead.
+    good = cfg.read_text()
+    cfg.write_text(good.replace("poll_interval", "poll_intervall", 1))
+    edited = run_cli("status", "--config", str(cfg), columns=200)
+    assert edited.returncode == 2, edited.stdout
+    assert "started with another configuration" in edited.stderr
+    assert "poll_intervall" in edited.stderr
+    cfg.write_text(good)
+    again = run_cli("status", "--config", str(cfg), columns=200)
+    assert again.stdout.startswith("as the running daemon answers"), again.stderr
+
     code, log = daemon.stop(signal.SIGTERM)
     assert code == 0, log
     assert not sock.exists(), "a daemon that stops removes its socket"

@@ -124,13 +124,13 @@ def _daemon_status(config_path: Path | None) -> DaemonStatus | None:
     """The running daemon's status for this configuration's database, asked on its socket
     (runtime/status_socket.py) without loading the configuration or the database's libraries;
     None when no daemon answers (why is said when it is worth knowing)."""
-    from broadcaster.runtime.status_socket import StatusUnavailable, ask, database_url_in
+    from broadcaster.runtime.status_socket import StatusUnavailable, ask, read_config
 
-    url = database_url_in(config_path)
-    if url is None:
+    config = read_config(config_path)
+    if config is None:
         return None  # the full reading says what is wrong with the file
     try:
-        return ask(url)
+        return ask(config)
     except StatusUnavailable as exc:
         err.print(f"[yellow]status[/]: {safe(exc)}; reading the database instead", highlight=False)
         return None

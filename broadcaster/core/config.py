@@ -29,6 +29,7 @@ from broadcaster.core.paths import (
     DEFAULT_CONFIG,
     DEFAULT_DATABASE_URL,
     DEFAULT_TEMPLATES,
+    config_digest,
     resolve_database_url,
 )
 from broadcaster.domain.events import EventKind
@@ -595,6 +596,9 @@ class Config(_Strict):
     accounts: list[AccountConfig] = Field(min_length=1)
     # Where the file was read from; relative paths resolve against it. Not a TOML key.
     base_dir: Path = Field(default=Path("."), exclude=True)
+    # The file's bytes, digested (core/paths.py config_digest): which file, as it was then, a
+    # running daemon was started with. Not a TOML key.
+    source_digest: str = Field(default="", exclude=True)
 
     @model_validator(mode="after")
     def _unique_names(self) -> Config:
@@ -722,12 +726,19 @@ ConfigCheck = Callable[["Config"], list[str]]  # problems, each "key: message"
 
 
 def parse_config(
-    data: dict[str, Any], source: str, base_dir: Path, checks: Sequence[ConfigCheck] = ()
+    data: dict[str, Any],
+    source: str,
+    base_dir: Path,
+    checks: Sequence[ConfigCheck] = (),
+    *,
+    source_digest: str = "",
 ) -> Config:
     """Validate a decoded TOML document; raise ConfigError naming every bad key. `checks` are
     further checks by layers above this one (the platforms' own settings)."""
     try:
-        config = Config.model_validate({**data, "base_dir": base_dir})
+        config = Config.model_validate(
+            {**data, "base_dir": base_dir, "source_digest": source_digest}
+        )
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc, source, data)) from None
     problems: list[str] = []
@@ -754,4 +765,6 @@ def load_config(path: Path | str | None, checks: Sequence[ConfigCheck] = ()) -> 
         raise ConfigError(f"{file}: not UTF-8 text") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{file}: not valid TOML ({exc})") from None
-    return parse_config(data, str(file), file.resolve().parent, checks)
+    return parse_config(
+        data, str(file), file.resolve().parent, checks, source_digest=config_digest(raw)
+    )

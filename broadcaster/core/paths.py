@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
@@ -42,3 +43,9 @@ def sqlite_file(url: str) -> Path | None:
     if not path or path.startswith(":memory:"):
         return None
     return Path(path)
+
+
+def config_digest(raw: bytes) -> str:
+    """A configuration file's bytes, digested: how a running daemon and a command tell that
+    they read the same file (runtime/status_socket.py)."""
+    return hashlib.sha256(raw).hexdigest()

@@ -380,7 +380,12 @@ class Daemon:
             except OSError as exc:
                 log.error("health endpoint not started on %s: %s", self.config.service.listen, exc)
         # `broadcaster status` asks here first: answered in a few ms from what is loaded.
-        status_socket = StatusSocket(self.config.database_url, self._status_report, self._who)
+        status_socket = StatusSocket(
+            self.config.database_url,
+            self.config.source_digest,
+            self._status_report,
+            self._who,
+        )
         status_socket.start()
         started = []
         for companion in self.companions:

@@ -6,15 +6,19 @@ command that loads them itself spends about a second before it reads a row. So t
 serves its status on a socket, and the command asks there first (this module loads the
 standard library only) and reads the database itself only when no daemon answers.
 
-Where the socket is:
-- beside a SQLite database file, as `<file>.status.sock`: whoever can reach that folder can
-  reach the database itself, so the socket is trusted exactly as much as the file;
-- for any other database, in this user's private folder under the temporary folder
-  (`broadcaster-<uid>`), named by a digest of the database's URL.
+Where the socket is, and whom it is trusted from (another local user must never stand in for
+the daemon and show an operator a calm night that is not):
+- beside a SQLite database file, as `<file>.status.sock`. Whoever owns that folder can replace
+  the database itself, so the socket is trusted as much as the file: the folder must be
+  writable by its owner alone, and the socket be this user's or the folder owner's;
+- for any other database, in this user's own private folder under the temporary folder
+  (`broadcaster-<uid>`, mode 0700), named by a digest of the database's URL. Both the folder
+  and the socket must be this user's, root included: a folder someone else made there is
+  someone else's.
 
-The folder must be writable by its owner alone, and the socket must be this user's or the
-folder owner's: otherwise nothing is served there and nothing is asked (another local user could
-otherwise stand in for the daemon and show an operator a calm night that is not).
+The answer names the database and the configuration file's digest it was made with: an answer
+for another database, or from a daemon started before the file was edited (whose report would
+hide the edit, or its error), is not shown.
 """
 
 from __future__ import annotations
@@ -35,16 +39,41 @@ from broadcaster.core.logs import redact
 from broadcaster.core.paths import (
     DEFAULT_CONFIG,
     DEFAULT_DATABASE_URL,
+    config_digest,
     resolve_database_url,
     sqlite_file,
 )
 
-PROTOCOL = 1
+PROTOCOL = 1  # raise it whenever the report's keys (REPORT_KEYS) or their shapes change
 SUFFIX = ".status.sock"
 REQUEST = b"status\n"
 ANSWER_LIMIT = 64 * 1024 * 1024  # a status is a few hundred KB at most; never read without end
 PATH_LIMIT = 107  # bytes in a Unix socket's path (108 with its final NUL, on Linux)
 ASK_TIMEOUT = 5.0  # seconds: a daemon busier than this is read around, not waited for
+# What runtime/status.py's collect_status gives (a test keeps the two the same).
+REPORT_KEYS = frozenset(
+    {
+        "now",
+        "problems",
+        "feed_health",
+        "database",
+        "last_snapshot",
+        "accepted",
+        "rejected",
+        "events",
+        "recent_rejections",
+        "states",
+        "outbox",
+        "held",
+        "template_problems",
+        "implausible",
+        "implausible_held",
+        "accounts",
+        "latency",
+        "live",
+        "leadership",
+    }
+)
 
 
 class StatusUnavailable(Exception):
@@ -60,62 +89,86 @@ class DaemonStatus:
     report: dict[str, Any]  # as runtime/status.py's collect_status gives it
 
 
-def database_url_in(config_path: Path | None) -> str | None:
-    """The database URL a configuration file names, resolved as the daemon resolves it, read
-    without validating the rest (None when the file cannot be read as TOML: the full reading
-    then says what is wrong)."""
+@dataclass(frozen=True, slots=True)
+class ConfigFile:
+    database_url: str  # resolved as the full reading resolves it
+    digest: str  # of the file's bytes: config_digest, as the daemon took it when it started
+
+
+@dataclass(frozen=True, slots=True)
+class Where:
+    path: Path  # the socket
+    private: bool  # in this user's private folder (not beside a SQLite file)
+    database: str  # the database's identity, digested: a SQLite file's real path, or the URL
+
+
+def read_config(config_path: Path | None) -> ConfigFile | None:
+    """The database a configuration file names and the file's digest, read without validating
+    the rest. None when it is not a regular file that reads as TOML: the full reading then says
+    what is wrong (and a pipe, such as /dev/stdin, is left unread for it)."""
     file = Path(config_path) if config_path is not None else DEFAULT_CONFIG
     try:
-        data = tomllib.loads(file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        if not stat.S_ISREG(os.stat(file).st_mode):
+            return None
+        raw = file.read_bytes()
+        data = tomllib.loads(raw.decode("utf-8"))
+        base = file.resolve().parent
+    except (OSError, RuntimeError, UnicodeDecodeError, tomllib.TOMLDecodeError):
         return None
     database = data.get("database", {})
     url = database.get("url", DEFAULT_DATABASE_URL) if isinstance(database, dict) else None
     if not isinstance(url, str):
         return None
-    return resolve_database_url(url, file.resolve().parent)
+    return ConfigFile(resolve_database_url(url, base), config_digest(raw))
 
 
-def digest(database_url: str) -> str:
-    return hashlib.sha256(database_url.encode()).hexdigest()[:16]
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()[:16]
 
 
-def socket_path(database_url: str, *, create: bool = False) -> Path | None:
+def locate(database_url: str, *, create: bool = False) -> Where | None:
     """Where the daemon on `database_url` serves its status; None where it serves none (an
-    in-memory database, or a folder that does not exist and `create` is false).
-    StatusUnavailable when the folder is not private enough to trust or the path too long."""
+    in-memory database, a folder that does not exist and `create` is false, a path the
+    system cannot resolve). StatusUnavailable when the folder cannot be trusted or the path is
+    too long for a socket."""
     file = sqlite_file(database_url)
     if database_url.startswith("sqlite") and file is None:
         return None  # in memory: no daemon shares it
-    if file is not None:
-        folder = file.resolve().parent
-        path = folder / (file.name + SUFFIX)
-    else:
-        import tempfile  # here: a SQLite night, the usual one, has no use for it
-
-        folder = Path(tempfile.gettempdir()) / f"broadcaster-{os.geteuid()}"
-        path = folder / f"status-{digest(database_url)}.sock"
-        if create:
-            with contextlib.suppress(FileExistsError):
-                folder.mkdir(mode=0o700)
     try:
+        if file is not None:
+            real = file.resolve()
+            folder = real.parent
+            where = Where(folder / (real.name + SUFFIX), False, _digest(str(real)))
+        else:
+            import tempfile  # here: a SQLite night, the usual one, has no use for it
+
+            folder = Path(tempfile.gettempdir()) / f"broadcaster-{os.geteuid()}"
+            name = f"status-{_digest(database_url)}.sock"
+            where = Where(folder / name, True, _digest(database_url))
+            if create:
+                with contextlib.suppress(FileExistsError):
+                    folder.mkdir(mode=0o700)
         info = os.lstat(folder)
-    except FileNotFoundError:
+    except (OSError, RuntimeError):  # missing, a loop, a name too long
         return None
-    problem = _untrusted(info, private=file is None)
+    if not stat.S_ISDIR(info.st_mode):
+        return None  # no daemon can have made its database there
+    problem = _untrusted(info, private=where.private)
     if problem:
         raise StatusUnavailable(f"{folder}: {problem}")
-    if len(os.fsencode(path)) > PATH_LIMIT:
-        raise StatusUnavailable(f"{path}: too long for a Unix socket ({PATH_LIMIT} bytes at most)")
-    return path
+    if len(os.fsencode(where.path)) > PATH_LIMIT:
+        raise StatusUnavailable(
+            f"{where.path}: too long for a Unix socket ({PATH_LIMIT} bytes at most)"
+        )
+    return where
 
 
 def _untrusted(info: os.stat_result, *, private: bool) -> str | None:
     """Why a socket's folder cannot be trusted, or None."""
-    if not stat.S_ISDIR(info.st_mode):
-        return "not a folder"
     me = os.geteuid()
-    if info.st_uid != me and me != 0:
+    # Root may trust the folder of a database another user owns (the database is theirs
+    # anyway), never a private folder that someone else made under the temporary folder.
+    if info.st_uid != me and (private or me != 0):
         return f"belongs to uid {info.st_uid}, not to this user ({me})"
     mode = stat.S_IMODE(info.st_mode)
     if mode & (0o077 if private else 0o022):
@@ -123,28 +176,30 @@ def _untrusted(info: os.stat_result, *, private: bool) -> str | None:
     return None
 
 
-def ask(database_url: str, timeout: float = ASK_TIMEOUT) -> DaemonStatus | None:
-    """The status of the daemon running on `database_url`, as it answers on its socket; None
-    when no daemon serves one (none runs on this machine). StatusUnavailable when a socket is
-    there but gives no trustworthy answer within `timeout` seconds."""
-    path = socket_path(database_url)
-    if path is None:
+def ask(config: ConfigFile, timeout: float = ASK_TIMEOUT) -> DaemonStatus | None:
+    """The status of the daemon running on the configuration's database, as it answers on its
+    socket; None when no daemon serves one (none runs on this machine). StatusUnavailable when
+    a socket is there but gives no trustworthy answer within `timeout` seconds in all."""
+    where = locate(config.database_url)
+    if where is None:
         return None
+    path = where.path
     try:
         info = os.lstat(path)
+        folder_owner = os.lstat(path.parent).st_uid
     except FileNotFoundError:
         return None
     if not stat.S_ISSOCK(info.st_mode):
         raise StatusUnavailable(f"{path}: not a socket")
-    folder_owner = os.lstat(path.parent).st_uid
-    if info.st_uid not in (os.geteuid(), folder_owner):
+    trusted = {os.geteuid()} if where.private else {os.geteuid(), folder_owner}
+    if info.st_uid not in trusted:
         raise StatusUnavailable(f"{path}: belongs to uid {info.st_uid}, not to this user")
     deadline = time.monotonic() + timeout
     chunks: list[bytes] = []
     size = 0
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
-        conn.settimeout(timeout)
         try:
+            conn.settimeout(timeout)
             conn.connect(os.fspath(path))
             conn.sendall(REQUEST)
             while True:
@@ -166,24 +221,30 @@ def ask(database_url: str, timeout: float = ASK_TIMEOUT) -> DaemonStatus | None:
                 f"{path} is there but no daemon answers on it: the daemon is not running "
                 "(was it killed?)"
             ) from None
-        except TimeoutError:
+        except (TimeoutError, BlockingIOError):  # BlockingIOError: its queue is full
             raise StatusUnavailable(
                 f"the daemon did not answer on {path} within {timeout:g} s (busy or frozen?)"
             ) from None
         except OSError as exc:
             raise StatusUnavailable(f"{path}: {exc.strerror or exc}") from None
-    return _answer(b"".join(chunks), database_url, path)
+    return _answer(b"".join(chunks), config, where)
 
 
-def _answer(raw: bytes, database_url: str, path: Path) -> DaemonStatus:
+def _answer(raw: bytes, config: ConfigFile, where: Where) -> DaemonStatus:
+    path = where.path
     try:
         body = json.loads(raw)
     except ValueError:
         raise StatusUnavailable(f"{path}: the answer is not JSON") from None
     if not isinstance(body, dict) or body.get("protocol") != PROTOCOL:
-        raise StatusUnavailable(f"{path}: an answer of another kind or version")
-    if body.get("database") != digest(database_url):
+        raise StatusUnavailable(f"{path}: a daemon of another version answers there")
+    if body.get("database") != where.database:
         raise StatusUnavailable(f"{path}: the daemon there runs on another database")
+    if body.get("config") != config.digest:
+        raise StatusUnavailable(
+            "the running daemon was started with another configuration (this file was edited "
+            "since, or it runs another file); its report would not show this one"
+        )
     if "error" in body:
         raise StatusUnavailable(f"the daemon could not read its status: {body['error']}")
     try:
@@ -208,9 +269,12 @@ def to_wire(report: dict[str, Any]) -> dict[str, Any]:
 
 
 def from_wire(wire: dict[str, Any]) -> dict[str, Any]:
-    """`to_wire` undone: the report `collect_status` gave."""
+    """`to_wire` undone: the report `collect_status` gave. ValueError when its keys are not
+    this version's (a daemon of an older version still running after an upgrade)."""
     if not isinstance(wire, dict):
         raise TypeError("the report is not an object")
+    if set(wire) != REPORT_KEYS:
+        raise ValueError(f"the report's keys differ: {sorted(set(wire) ^ REPORT_KEYS)}")
     report = dict(wire)
     report["outbox"] = {(str(a), str(p)): dict(counts) for a, p, counts in wire["outbox"]}
     report["states"] = [str(s) for s in wire["states"]]
