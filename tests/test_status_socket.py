@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import socket
+import socketserver
 import tempfile
 import threading
 import time
@@ -15,11 +16,12 @@ from pathlib import Path
 import pytest
 
 from broadcaster.core.logs import register_secret
+from broadcaster.core.paths import config_digest
 from broadcaster.domain.posts import PostState
-from broadcaster.runtime import status_socket
+from broadcaster.runtime import status_server, status_socket
 from broadcaster.runtime.configuration import load_config
 from broadcaster.runtime.status import collect_status
-from broadcaster.runtime.status_server import AT_ONCE, StatusSocket, _Handler
+from broadcaster.runtime.status_server import AT_ONCE, StatusSocket
 from broadcaster.runtime.status_socket import (
     REPORT_KEYS,
     ConfigFile,
@@ -28,6 +30,7 @@ from broadcaster.runtime.status_socket import (
     locate,
     read_config,
 )
+from tests.conftest import invoke, write_config
 
 DIGEST = "d" * 64  # the configuration's, as the daemon and the command both read it
 REPORT = {key: None for key in REPORT_KEYS} | {
@@ -340,7 +343,7 @@ def test_silent_and_excess_askers_cost_the_daemon_little(
         assert time.monotonic() - started < 5
     # Idle connections beyond AT_ONCE are closed at once; the first AT_ONCE are held (here
     # for up to 5 s) while they might still ask.
-    monkeypatch.setattr(_Handler, "timeout", 5)
+    monkeypatch.setattr(status_server, "READ_WITHIN", 5)
     idle = [socket.socket(socket.AF_UNIX) for _ in range(AT_ONCE + 3)]
     try:
         for conn in idle:
@@ -465,3 +468,131 @@ def test_a_configuration_that_is_not_a_file_is_left_unread(tmp_path: Path) -> No
     fifo = tmp_path / "pipe.toml"
     os.mkfifo(fifo)
     assert read_config(fifo) is None  # returns at once: opening a fifo would block
+
+
+def test_a_report_of_another_inner_shape_is_read_around(short_tmp: Path, serve) -> None:
+    """A daemon of another version whose report has the same keys but other shapes inside
+    (a renamed field): nothing of it is printed, the database is read instead."""
+    cfg = write_config(short_tmp / "c.toml", source="feed")
+    config = load_config(cfg)
+    report = collect_status(config)
+    report["accounts"] = [
+        {k: v for k, v in a.items() if k != "budget_left"} for a in report["accounts"]
+    ]
+    server = StatusSocket(
+        config.database_url, config_digest(cfg.read_bytes()), lambda: report, lambda: ("a", "")
+    )
+    assert server.start()
+    try:
+        done = invoke("status", "--config", str(cfg))
+    finally:
+        server.stop()
+    assert done.returncode == 0, done.stderr
+    assert "not of this version's shape (KeyError: 'budget_left')" in done.stderr
+    assert "as the running daemon" not in done.stdout
+    assert done.stdout.startswith("database: sqlite")
+
+
+def test_a_daemon_of_the_previous_version_is_named_so(short_tmp: Path, listener) -> None:
+    sock = listener(short_tmp / "state.db.status.sock")
+
+    def answer_v1() -> None:
+        conn, _ = sock.accept()
+        with conn:
+            conn.recv(100)
+            conn.sendall(b'{"protocol": 1, "database": "x", "report": {}}\n')
+
+    threading.Thread(target=answer_v1, daemon=True).start()
+    with pytest.raises(StatusUnavailable, match="a daemon of another version answers there"):
+        ask(config_for(f"sqlite:///{short_tmp / 'state.db'}"))
+
+
+def test_a_socket_that_cannot_be_looked_at_is_named(short_tmp: Path, serve, monkeypatch) -> None:
+    url = f"sqlite:///{short_tmp / 'state.db'}"
+    serve(url)
+    real_lstat = os.lstat
+
+    def refused(path, *args, **kwargs):
+        if str(path).endswith(".status.sock"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_lstat(path, *args, **kwargs)
+
+    monkeypatch.setattr(status_socket.os, "lstat", refused)
+    with pytest.raises(StatusUnavailable, match="Permission denied"):
+        ask(config_for(url))
+
+
+def test_threads_that_cannot_start_lose_no_place(short_tmp: Path, serve, monkeypatch) -> None:
+    """Requests whose thread could not be started (a task limit) give their place back: the
+    socket answers again once threads can start."""
+    url = f"sqlite:///{short_tmp / 'state.db'}"
+    serve(url)
+
+    def no_thread(self, request, client_address):
+        raise RuntimeError("can't start new thread")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(socketserver.ThreadingMixIn, "process_request", no_thread)
+        patch.setattr(socketserver.BaseServer, "handle_error", lambda *a: None)
+        for _ in range(AT_ONCE + 2):
+            with pytest.raises(StatusUnavailable):
+                ask(config_for(url))
+    answer = ask(config_for(url))
+    assert answer is not None
+    assert answer.report == REPORT
+
+
+def test_a_busy_daemon_and_a_trickling_asker_are_said_and_dropped(short_tmp: Path, serve) -> None:
+    url = f"sqlite:///{short_tmp / 'state.db'}"
+    serve(url)
+    path = short_tmp / "state.db.status.sock"
+    # A client trickling its request a byte at a time is dropped within about a second,
+    # before its request is whole: it gets no answer.
+    with socket.socket(socket.AF_UNIX) as slow:
+        slow.settimeout(10)
+        slow.connect(str(path))
+        started = time.monotonic()
+        answered = b""
+        try:
+            for byte in b"status\n":
+                slow.sendall(bytes([byte]))
+                time.sleep(0.3)
+            answered = slow.recv(100)
+        except OSError:
+            pass  # closed under it: what is wanted
+        assert answered == b""
+        assert time.monotonic() - started < 3
+    # All places held by silent askers: the next asker is told the daemon is busy.
+    silent = [socket.socket(socket.AF_UNIX) for _ in range(AT_ONCE)]
+    try:
+        for conn in silent:
+            conn.connect(str(path))
+        time.sleep(0.2)  # taken by the server
+        with pytest.raises(StatusUnavailable, match="closed the connection without answering"):
+            ask(config_for(url))
+    finally:
+        for conn in silent:
+            conn.close()
+
+
+def test_a_folder_that_cannot_be_had_is_logged(short_tmp: Path, monkeypatch, caplog) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(short_tmp))
+    (short_tmp / "elsewhere").mkdir()
+    (short_tmp / f"broadcaster-{os.geteuid()}").symlink_to(short_tmp / "elsewhere")
+    server = StatusSocket("postgresql://b@db/night", DIGEST, lambda: REPORT, lambda: ("a", ""))
+    with caplog.at_level("INFO", logger="broadcaster.runtime.status_server"):
+        assert not server.start()
+    assert "not a folder" in caplog.text
+
+
+def test_a_daemon_that_hangs_up_without_answering_is_said(short_tmp: Path, listener) -> None:
+    sock = listener(short_tmp / "state.db.status.sock")
+
+    def hang_up() -> None:
+        conn, _ = sock.accept()
+        with conn:
+            conn.recv(100)  # read the request, then close: no reset, no answer
+
+    threading.Thread(target=hang_up, daemon=True).start()
+    with pytest.raises(StatusUnavailable, match="closed the connection without answering"):
+        ask(config_for(f"sqlite:///{short_tmp / 'state.db'}"))

@@ -97,17 +97,8 @@ def golive(config_path: Path) -> None:
 )
 def status(config_path: Path | None, direct: bool) -> None:
     """Show the feed, the outbox and any problems, as the running daemon or the database says."""
-    if not direct:
-        answer = _daemon_status(config_path)
-        if answer is not None:
-            role = f", {answer.role}" if answer.role else ""
-            out.print(
-                f"as the running daemon answers (pid {answer.pid}, "
-                f"{safe(answer.instance)}{role}); `status --direct` reads the database here",
-                highlight=False,
-            )
-            _print_status(answer.report)
-            return
+    if not direct and _print_daemon_status(config_path):
+        return
     from broadcaster.outbox.schema import SchemaMismatch
     from broadcaster.runtime.status import collect_status
 
@@ -118,6 +109,35 @@ def status(config_path: Path | None, direct: bool) -> None:
         err.print(f"[bold red]database[/]: {safe(exc)}", highlight=False)
         raise SystemExit(EXIT_CONFIG) from None
     _print_status(report)
+
+
+def _print_daemon_status(config_path: Path | None) -> bool:
+    """Print the running daemon's status; False (nothing printed on standard output) when no
+    daemon gave one that prints whole."""
+    answer = _daemon_status(config_path)
+    if answer is None:
+        return False
+    # Drawn whole before anything is shown: a report whose inner shape is not this version's
+    # (a daemon left running across an upgrade) is read around, not printed half.
+    try:
+        with out.capture() as drawn:
+            _print_status(answer.report)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        err.print(
+            f"[yellow]status[/]: the daemon's report is not of this version's shape "
+            f"({type(exc).__name__}: {safe(exc)}); reading the database instead",
+            highlight=False,
+        )
+        return False
+    role = f", {answer.role}" if answer.role else ""
+    out.print(
+        f"as the running daemon answers (pid {answer.pid}, {safe(answer.instance)}{role}); "
+        "`status --direct` reads the database here",
+        highlight=False,
+    )
+    out.file.write(drawn.get())
+    out.file.flush()
+    return True
 
 
 def _daemon_status(config_path: Path | None) -> DaemonStatus | None:

@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 AT_ONCE = 4  # requests answered at the same time; more are closed at once
 FRESH_FOR = 1.0  # seconds an answer is given again to whoever asks, instead of made anew
 READ_WITHIN = 1.0  # seconds for a client to send its request before it is dropped
+SEND_WITHIN = 5.0  # seconds for the answer to be taken by a client that stopped reading
 
 
 class StatusSocket:
@@ -160,20 +161,32 @@ class StatusSocket:
                 self.where.path.unlink()
 
 
-class _Handler(socketserver.StreamRequestHandler):
-    timeout = READ_WITHIN  # a client that connects and says nothing is dropped
-
+class _Handler(socketserver.BaseRequestHandler):
     def handle(self) -> None:
         server = self.server
         assert isinstance(server, _Server)
+        conn = self.request
+        # One deadline for the whole request: a client that says nothing, or trickles it a
+        # byte at a time, holds its place for READ_WITHIN at most.
+        deadline = time.monotonic() + READ_WITHIN
+        request = b""
         try:
-            request = self.rfile.readline(len(REQUEST))
+            while len(request) < len(REQUEST) and not request.endswith(b"\n"):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                conn.settimeout(left)
+                chunk = conn.recv(len(REQUEST) - len(request))
+                if not chunk:
+                    return
+                request += chunk
         except OSError:
             return
         if request != REQUEST:
             return
         with contextlib.suppress(OSError):  # the asker gave up: nothing to do
-            self.wfile.write(server.owner.answer())
+            conn.settimeout(SEND_WITHIN)
+            conn.sendall(server.owner.answer())
 
 
 class _Server(socketserver.ThreadingUnixStreamServer):
@@ -188,6 +201,13 @@ class _Server(socketserver.ThreadingUnixStreamServer):
         # Never more than AT_ONCE threads and descriptors for askers: idle connections by the
         # hundred would otherwise take the descriptors the feed and the database need.
         return self._slots.acquire(blocking=False)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()  # no thread to give it back (none could be started)
+            raise
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
         try:

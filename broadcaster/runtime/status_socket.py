@@ -44,7 +44,7 @@ from broadcaster.core.paths import (
     sqlite_file,
 )
 
-PROTOCOL = 1  # raise it whenever the report's keys (REPORT_KEYS) or their shapes change
+PROTOCOL = 2  # raise it whenever the report's keys (REPORT_KEYS) or their shapes change
 SUFFIX = ".status.sock"
 REQUEST = b"status\n"
 ANSWER_LIMIT = 64 * 1024 * 1024  # a status is a few hundred KB at most; never read without end
@@ -128,12 +128,13 @@ def _digest(text: str) -> str:
 
 def locate(database_url: str, *, create: bool = False) -> Where | None:
     """Where the daemon on `database_url` serves its status; None where it serves none (an
-    in-memory database, a folder that does not exist and `create` is false, a path the
-    system cannot resolve). StatusUnavailable when the folder cannot be trusted or the path is
-    too long for a socket."""
+    in-memory database, or, when asking, a folder that is not there or that the system cannot
+    resolve). StatusUnavailable when the folder cannot be trusted, the path is too long for a
+    socket, or (`create`: the daemon's side) the folder cannot be had."""
     file = sqlite_file(database_url)
     if database_url.startswith("sqlite") and file is None:
         return None  # in memory: no daemon shares it
+    folder: Path | str = file.parent if file is not None else "the temporary folder"
     try:
         if file is not None:
             real = file.resolve()
@@ -149,9 +150,13 @@ def locate(database_url: str, *, create: bool = False) -> Where | None:
                 with contextlib.suppress(FileExistsError):
                     folder.mkdir(mode=0o700)
         info = os.lstat(folder)
-    except (OSError, RuntimeError):  # missing, a loop, a name too long
+    except (OSError, RuntimeError) as exc:  # missing, a loop, a name too long, no right
+        if create:
+            raise StatusUnavailable(f"{folder}: {_why(exc)}") from None
         return None
     if not stat.S_ISDIR(info.st_mode):
+        if create:  # a symlink or a file where the folder should be
+            raise StatusUnavailable(f"{folder}: not a folder")
         return None  # no daemon can have made its database there
     problem = _untrusted(info, private=where.private)
     if problem:
@@ -161,6 +166,10 @@ def locate(database_url: str, *, create: bool = False) -> Where | None:
             f"{where.path}: too long for a Unix socket ({PATH_LIMIT} bytes at most)"
         )
     return where
+
+
+def _why(exc: BaseException) -> str:
+    return (exc.strerror if isinstance(exc, OSError) else None) or str(exc) or type(exc).__name__
 
 
 def _untrusted(info: os.stat_result, *, private: bool) -> str | None:
@@ -181,19 +190,36 @@ def ask(config: ConfigFile, timeout: float = ASK_TIMEOUT) -> DaemonStatus | None
     socket; None when no daemon serves one (none runs on this machine). StatusUnavailable when
     a socket is there but gives no trustworthy answer within `timeout` seconds in all."""
     where = locate(config.database_url)
-    if where is None:
+    if where is None or not _socket_there(where):
         return None
+    raw = _exchange(where.path, timeout)
+    if raw is None:
+        return None
+    return _answer(raw, config, where)
+
+
+def _socket_there(where: Where) -> bool:
+    """Whether a socket is at `where` (False: none); StatusUnavailable when something is there
+    that cannot be trusted to be the daemon's."""
     path = where.path
     try:
         info = os.lstat(path)
         folder_owner = os.lstat(path.parent).st_uid
     except FileNotFoundError:
-        return None
+        return False
+    except OSError as exc:
+        raise StatusUnavailable(f"{path}: {_why(exc)}") from None
     if not stat.S_ISSOCK(info.st_mode):
         raise StatusUnavailable(f"{path}: not a socket")
     trusted = {os.geteuid()} if where.private else {os.geteuid(), folder_owner}
     if info.st_uid not in trusted:
         raise StatusUnavailable(f"{path}: belongs to uid {info.st_uid}, not to this user")
+    return True
+
+
+def _exchange(path: Path, timeout: float) -> bytes | None:
+    """The request sent and the whole answer read, within `timeout` seconds in all; None when
+    the socket went away meanwhile (its daemon stopped)."""
     deadline = time.monotonic() + timeout
     chunks: list[bytes] = []
     size = 0
@@ -216,6 +242,8 @@ def ask(config: ConfigFile, timeout: float = ASK_TIMEOUT) -> DaemonStatus | None
                 chunks.append(chunk)
         except FileNotFoundError:
             return None  # removed as the daemon stopped
+        except ConnectionResetError:
+            raise StatusUnavailable(_CLOSED) from None
         except ConnectionRefusedError:
             raise StatusUnavailable(
                 f"{path} is there but no daemon answers on it: the daemon is not running "
@@ -226,8 +254,13 @@ def ask(config: ConfigFile, timeout: float = ASK_TIMEOUT) -> DaemonStatus | None
                 f"the daemon did not answer on {path} within {timeout:g} s (busy or frozen?)"
             ) from None
         except OSError as exc:
-            raise StatusUnavailable(f"{path}: {exc.strerror or exc}") from None
-    return _answer(b"".join(chunks), config, where)
+            raise StatusUnavailable(f"{path}: {_why(exc)}") from None
+    if not chunks:
+        raise StatusUnavailable(_CLOSED)
+    return b"".join(chunks)
+
+
+_CLOSED = "the daemon closed the connection without answering (busy with other askers?)"
 
 
 def _answer(raw: bytes, config: ConfigFile, where: Where) -> DaemonStatus:
