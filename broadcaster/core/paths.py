@@ -19,9 +19,8 @@ DEFAULT_TEMPLATES = _templates_dir()
 DEMO_DIR = PACKAGE_DIR / "rehearsal" / "demo"
 DEMO_SNAPSHOTS = DEMO_DIR / "snapshots"
 DEFAULT_CONFIG = DEMO_DIR / "rehearsal.toml"
-DEFAULT_DATABASE_URL = (
-    "sqlite:///broadcaster.db"  # `[database] url` when a configuration names none
-)
+# `[database] url` when a configuration names none.
+DEFAULT_DATABASE_URL = "sqlite:///broadcaster.db"
 
 
 def resolve_database_url(url: str, base_dir: Path) -> str:
