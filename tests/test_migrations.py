@@ -166,3 +166,34 @@ def test_a_database_newer_than_the_code_is_refused_and_never_migrated_down(
     status = run_cli("status", "--config", str(config), cwd=tmp_path, columns=400)
     assert status.returncode == 2
     assert "made by a newer version" in status.stderr
+
+
+def test_a_database_folder_that_is_not_there_is_said_plainly_and_not_made(
+    tmp_path: Path, demo_files: list[Path], run_cli
+):
+    """A typo in `[database] url`: every command that opens the database says which folder is
+    missing, with exit status 2, instead of the driver's traceback; none creates it (a second,
+    empty night elsewhere)."""
+    config = write_config(
+        tmp_path / "c.toml", source=str(demo_files[0]), database="sqlite:///stat/state.db"
+    )
+    said = f"the SQLite database's folder {tmp_path / 'stat'} does not exist"
+    for args in (
+        ["run", "--dry-run"],
+        ["status"],
+        ["status", "--direct"],
+        ["outbox", "list"],
+        ["pause", "x-test"],
+        ["doctor"],
+        ["db", "upgrade"],
+        ["db", "current"],
+    ):
+        done = run_cli(*args, "--config", str(config), cwd=tmp_path, columns=400)
+        assert done.returncode == 2, (args, done.stdout, done.stderr)
+        assert said in done.stderr, (args, done.stderr)
+        assert "Traceback" not in done.stderr, args
+    assert not (tmp_path / "stat").exists()
+    (tmp_path / "stat").write_text("a file where the folder should be")
+    done = run_cli("status", "--config", str(config), cwd=tmp_path, columns=400)
+    assert done.returncode == 2
+    assert f"folder {tmp_path / 'stat'} is not a folder" in done.stderr

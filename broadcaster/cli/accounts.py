@@ -13,7 +13,9 @@ from broadcaster.cli.app import (
     err,
     load_config_or_exit,
     main,
+    open_store,
     out,
+    store_for,
 )
 from broadcaster.core.terminal import safe
 from broadcaster.publishers.registry import real_platforms
@@ -26,11 +28,9 @@ def doctor(config_path: Path | None) -> None:
     from broadcaster.core.clock import WallClock
     from broadcaster.core.secrets import SecretError
     from broadcaster.delivery.dispatcher import publisher_env
-    from broadcaster.outbox.store import Store
     from broadcaster.publishers import PublishError, publisher_class
 
-    config = load_config_or_exit(config_path)
-    store = Store(config.database_url, file_mode=config.output.mode)
+    config, store = open_store(config_path)
     env = publisher_env(config, store, WallClock(), Path(config.output.posts))
     failures = 0
     try:
@@ -64,7 +64,6 @@ def auth(platform: str, account_name: str | None, config_path: Path | None) -> N
     from broadcaster.core.clock import WallClock
     from broadcaster.core.secrets import SecretError
     from broadcaster.delivery.dispatcher import publisher_env
-    from broadcaster.outbox.store import Store
     from broadcaster.publishers import PublishError, publisher_class
 
     config = load_config_or_exit(config_path)
@@ -77,7 +76,7 @@ def auth(platform: str, account_name: str | None, config_path: Path | None) -> N
         err.print(f"[red]name one {platform} account with --account (found {len(candidates)})[/]")
         raise SystemExit(EXIT_CONFIG)
     account = candidates[0]
-    store = Store(config.database_url, file_mode=config.output.mode)
+    store = store_for(config)
     env = publisher_env(config, store, WallClock(), Path(config.output.posts))
 
     def prompt(text: str, hide: bool = False) -> str:

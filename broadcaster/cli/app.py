@@ -142,13 +142,21 @@ def setup_logs(ctx: click.Context, *, quiet: bool = False, **context: Any) -> No
 
 
 def open_store(config_path: Path | None) -> tuple[Config, Any]:
+    """The configuration and its database's store; exit status 2, said plainly, when either
+    cannot be used."""
+    config = load_config_or_exit(config_path)
+    return config, store_for(config)
+
+
+def store_for(config: Config) -> Any:
+    """The configuration's database's store; exit status 2, said plainly, when it cannot be
+    used (a schema of another version, a folder that is not there)."""
     from broadcaster.core.terminal import safe
-    from broadcaster.outbox.schema import SchemaMismatch
+    from broadcaster.outbox.schema import DatabaseUnusable
     from broadcaster.outbox.store import Store
 
-    config = load_config_or_exit(config_path)
     try:
-        return config, Store(config.database_url, file_mode=config.output.mode)
-    except SchemaMismatch as exc:
+        return Store(config.database_url, file_mode=config.output.mode)
+    except DatabaseUnusable as exc:
         __getattr__("err").print(f"[bold red]database[/]: {safe(exc)}", highlight=False)
         raise SystemExit(EXIT_CONFIG) from None

@@ -53,13 +53,13 @@ def db() -> None:
 def upgrade(config_path: Path | None, url: str | None) -> None:
     """Migrate the database to this version's schema, in place (back it up first). Safe to run
     again, and while other instances are stopped; a new database is created."""
-    from broadcaster.outbox.schema import SchemaMismatch
+    from broadcaster.outbox.schema import DatabaseUnusable
     from broadcaster.outbox.schema import upgrade as migrate
 
     target = _url(config_path, url)
     try:
         done = migrate(target)
-    except SchemaMismatch as exc:
+    except DatabaseUnusable as exc:
         err.print(f"[bold red]not upgraded[/]: {safe(exc)}", highlight=False)
         raise SystemExit(EXIT_CONFIG) from None
     where = safe(_where(target))
@@ -77,10 +77,14 @@ def upgrade(config_path: Path | None, url: str | None) -> None:
 def current(config_path: Path | None, url: str | None) -> None:
     """Print the database's schema revision and the one this version needs; exit status 1
     when they differ."""
-    from broadcaster.outbox.schema import head, revision_at
+    from broadcaster.outbox.schema import DatabaseUnusable, head, revision_at
 
     target = _url(config_path, url)
-    found, wanted = revision_at(target), head()
+    try:
+        found, wanted = revision_at(target), head()
+    except DatabaseUnusable as exc:
+        err.print(f"[bold red]database[/]: {safe(exc)}", highlight=False)
+        raise SystemExit(EXIT_CONFIG) from None
     out.print(
         f"database {safe(_where(target))}: schema revision {found or 'none (empty)'}; this "
         f"version needs {wanted}"

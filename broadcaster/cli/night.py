@@ -99,13 +99,13 @@ def status(config_path: Path | None, direct: bool) -> None:
     """Show the feed, the outbox and any problems, as the running daemon or the database says."""
     if not direct and _print_daemon_status(config_path):
         return
-    from broadcaster.outbox.schema import SchemaMismatch
+    from broadcaster.outbox.schema import DatabaseUnusable
     from broadcaster.runtime.status import collect_status
 
     config = load_config_or_exit(config_path)
     try:
         report = collect_status(config)
-    except SchemaMismatch as exc:
+    except DatabaseUnusable as exc:
         err.print(f"[bold red]database[/]: {safe(exc)}", highlight=False)
         raise SystemExit(EXIT_CONFIG) from None
     _print_status(report)

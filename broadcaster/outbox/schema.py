@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Column, MetaData, String, Table, create_engine, inspect, select, text
 from sqlalchemy.engine import Connection, Engine
 
+from broadcaster.core.paths import sqlite_file
 from broadcaster.outbox.store import SCHEMA_VERSION, _insert_ignore, _where, kv, metadata
 
 if TYPE_CHECKING:
@@ -38,9 +39,29 @@ alembic_version = Table(
 )
 
 
-class SchemaMismatch(RuntimeError):
+class DatabaseUnusable(RuntimeError):
+    """The database cannot be used as it is; the message says why and what puts it right."""
+
+
+class SchemaMismatch(DatabaseUnusable):
     """The database's schema is not the one this version of broadcaster uses; the message says
     which command puts it right."""
+
+
+def require_sqlite_folder(url: str) -> None:
+    """DatabaseUnusable when a SQLite file's folder is missing or not a folder: said plainly,
+    not as the driver's "unable to open database file", and never created here (a typo in
+    `[database] url` must not start a second, empty night elsewhere)."""
+    file = sqlite_file(url)
+    if file is None or "mode=memory" in url:
+        return
+    folder = file.parent
+    if not folder.is_dir():
+        what = "is not a folder" if folder.exists() else "does not exist"
+        raise DatabaseUnusable(
+            f"{file}: the SQLite database's folder {folder} {what} (check `[database] url`, "
+            "or make the folder)"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +172,7 @@ def upgrade(url: str) -> Upgrade:
     by running every revision). Raises SchemaMismatch for a database newer than this code."""
     from alembic import command  # only to migrate (see REVISIONS)
 
+    require_sqlite_folder(url)
     engine = create_engine(url, future=True)
     wanted = head()
     try:
@@ -181,6 +203,7 @@ def upgrade(url: str) -> Upgrade:
 
 def revision_at(url: str) -> str | None:
     """The revision of the database at `url` (None when it is new), without changing it."""
+    require_sqlite_folder(url)
     engine = create_engine(url, future=True)
     try:
         with engine.connect() as conn:

@@ -325,6 +325,9 @@ class Store:
         self.keep_bodies = keep_bodies
         server = not url.startswith("sqlite")
         if not server:
+            from broadcaster.outbox.schema import require_sqlite_folder  # it imports this module
+
+            require_sqlite_folder(url)
             _create_private(url, file_mode)
         # A database server may drop idle connections (a restart, a proxy's timeout) during a
         # twelve-hour night: each connection is checked as it leaves the pool.
@@ -1422,7 +1425,7 @@ def _create_private(url: str, mode: int) -> None:
     except FileExistsError:
         return
     except OSError:
-        return  # a missing folder: SQLAlchemy's own error says it better
+        return  # no right to create it there: the driver's error names the file
     os.close(fd)
 
 

@@ -47,7 +47,7 @@ from broadcaster.outbox.lease import (
     default_instance,
     display_name,
 )
-from broadcaster.outbox.schema import SchemaMismatch
+from broadcaster.outbox.schema import DatabaseUnusable
 from broadcaster.outbox.state import State
 from broadcaster.outbox.store import DatabaseMode, ModeMismatch, Store, require_mode
 from broadcaster.publishers.http import set_send_gate
@@ -119,7 +119,7 @@ class Daemon:
         self.instance_lock: SQLiteInstanceLock | None = None  # taken by run()
         try:
             self.store = Store(config.database_url, file_mode=config.output.mode)
-        except SchemaMismatch as exc:
+        except DatabaseUnusable as exc:
             raise ConfigError(str(exc)) from None
         try:
             require_mode(self.store, DatabaseMode.REHEARSAL if dry_run else DatabaseMode.LIVE)
