@@ -24,6 +24,7 @@ from broadcaster.outbox.schema import (
     alembic_config,
     alembic_revisions,
     head,
+    require_sqlite_folder,
     upgrade,
 )
 from broadcaster.outbox.store import SCHEMA_VERSION, Store
@@ -197,3 +198,14 @@ def test_a_database_folder_that_is_not_there_is_said_plainly_and_not_made(
     done = run_cli("status", "--config", str(config), cwd=tmp_path, columns=400)
     assert done.returncode == 2
     assert f"folder {tmp_path / 'stat'} is not a folder" in done.stderr
+    # A folder where no file can be made (read-only, or special: a piped configuration's
+    # relative path resolves under /proc/PID/fd).
+    special = write_config(
+        tmp_path / "p.toml", source=str(demo_files[0]), database="sqlite:////proc/self/fd/s.db"
+    )
+    done = run_cli("status", "--config", str(special), cwd=tmp_path, columns=400)
+    assert done.returncode == 2, done.stderr
+    assert "the SQLite database cannot be created there" in done.stderr
+    assert "Traceback" not in done.stderr
+    # A `file:` URI is SQLite's to read (`?uri=true`), not a folder to check.
+    require_sqlite_folder("sqlite:///file:nowhere/s.db?mode=ro&uri=true")

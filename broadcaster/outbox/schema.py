@@ -53,8 +53,8 @@ def require_sqlite_folder(url: str) -> None:
     not as the driver's "unable to open database file", and never created here (a typo in
     `[database] url` must not start a second, empty night elsewhere)."""
     file = sqlite_file(url)
-    if file is None or "mode=memory" in url:
-        return
+    if file is None or "mode=memory" in url or str(file).startswith("file:"):
+        return  # in memory, or a `file:` URI (`?uri=true`) that SQLite opens by its own rules
     folder = file.parent
     if not folder.is_dir():
         what = "is not a folder" if folder.exists() else "does not exist"

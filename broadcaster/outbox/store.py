@@ -1419,13 +1419,19 @@ def _create_private(url: str, mode: int) -> None:
     path = url.split("///", 1)[1] if "///" in url else ""
     if not path or path.startswith(":memory:") or "mode=memory" in path:
         return
+    if path.startswith("file:"):
+        return  # a `file:` URI (`?uri=true`): SQLite opens it by its own rules
     path = path.split("?", 1)[0]
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     except FileExistsError:
         return
-    except OSError:
-        return  # no right to create it there: the driver's error names the file
+    except OSError as exc:  # no right to create it there, a read-only or special folder
+        from broadcaster.outbox.schema import DatabaseUnusable  # it imports this module
+
+        raise DatabaseUnusable(
+            f"{path}: the SQLite database cannot be created there ({exc.strerror or exc})"
+        ) from None
     os.close(fd)
 
 
