@@ -48,13 +48,14 @@ class SchemaMismatch(DatabaseUnusable):
     which command puts it right."""
 
 
-def require_sqlite_folder(url: str) -> None:
-    """DatabaseUnusable when a SQLite file's folder is missing or not a folder: said plainly,
+def require_sqlite_folder(url: str) -> Path | None:
+    """The SQLite file `url` names, once its folder is known to be there; None when it names
+    no plain file. DatabaseUnusable when the folder is missing or not a folder: said plainly,
     not as the driver's "unable to open database file", and never created here (a typo in
     `[database] url` must not start a second, empty night elsewhere)."""
     file = sqlite_file(url)
     if file is None or "mode=memory" in url or str(file).startswith("file:"):
-        return  # in memory, or a `file:` URI (`?uri=true`) that SQLite opens by its own rules
+        return None  # in memory, or a `file:` URI (`?uri=true`): SQLite opens it its own way
     folder = file.parent
     if not folder.is_dir():
         what = "is not a folder" if folder.exists() else "does not exist"
@@ -62,6 +63,7 @@ def require_sqlite_folder(url: str) -> None:
             f"{file}: the SQLite database's folder {folder} {what} (check `[database] url`, "
             "or make the folder)"
         )
+    return file
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
@@ -327,8 +328,9 @@ class Store:
         if not server:
             from broadcaster.outbox.schema import require_sqlite_folder  # it imports this module
 
-            require_sqlite_folder(url)
-            _create_private(url, file_mode)
+            file = require_sqlite_folder(url)
+            if file is not None:
+                _create_private(file, file_mode)
         # A database server may drop idle connections (a restart, a proxy's timeout) during a
         # twelve-hour night: each connection is checked as it leaves the pool.
         self.engine: Engine = create_engine(url, future=True, pool_pre_ping=server)
@@ -1413,15 +1415,9 @@ def _event_from_row(row: Any) -> Event:
     )
 
 
-def _create_private(url: str, mode: int) -> None:
+def _create_private(path: Path, mode: int) -> None:
     """Create a new SQLite file readable by its owner only (its -wal and -shm files take the
     same mode): the outbox holds the night's posts and operators' notes."""
-    path = url.split("///", 1)[1] if "///" in url else ""
-    if not path or path.startswith(":memory:") or "mode=memory" in path:
-        return
-    if path.startswith("file:"):
-        return  # a `file:` URI (`?uri=true`): SQLite opens it by its own rules
-    path = path.split("?", 1)[0]
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     except FileExistsError:
