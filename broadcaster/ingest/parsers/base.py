@@ -39,7 +39,11 @@ def decode_text(body: bytes) -> str:
 
 def load_json(body: bytes) -> Any:
     """Parse JSON; a syntax error names its line and column."""
-    text = decode_text(body)
+    return load_json_text(decode_text(body))
+
+
+def load_json_text(text: str) -> Any:
+    """`load_json` of text already decoded."""
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:

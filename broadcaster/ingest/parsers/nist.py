@@ -8,7 +8,7 @@ the precincts composing it are never both counted.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import tzinfo
+from datetime import datetime, tzinfo
 from typing import Any
 
 from broadcaster.domain.model import (
@@ -27,9 +27,10 @@ from broadcaster.domain.status import declare_from_final_counts
 from broadcaster.ingest.parsers.base import (
     FeedError,
     contest_status,
+    decode_text,
     describe,
     is_digits,
-    load_json,
+    load_json_text,
     need_count,
     need_list,
     need_obj,
@@ -38,6 +39,7 @@ from broadcaster.ingest.parsers.base import (
     parse_bool,
     parse_time,
 )
+from broadcaster.ingest.parsers.jsonwalk import Unsure, Walker, located
 
 _STATUS = {
     "pre-election": ResultsStatus.PARTIAL,
@@ -109,17 +111,39 @@ def _opt_text(value: Any, path: str) -> str | None:
 
 def parse_nist(body: bytes, *, default_tz: tzinfo) -> Snapshot:
     """Parse one NIST 1500-100 v2 JSON ElectionReport; FeedError names the first bad field."""
-    doc = need_obj(load_json(body), "$")
+    text = decode_text(body)
+    try:
+        return read_streamed(text, default_tz=default_tz)
+    except (Unsure, FeedError, ValueError, TypeError, LookupError, ArithmeticError, RecursionError):
+        # Read again as one tree: that reading's answer, or its error message, is the one
+        # that counts. Only a broken or unusually shaped report pays for the second reading.
+        pass
+    return read_tree(text, default_tz=default_tz)
+
+
+def read_tree(text: str, *, default_tz: tzinfo) -> Snapshot:
+    """The report read from its whole tree: the reference reading, and the one whose errors
+    are reported."""
+    doc = need_obj(load_json_text(text), "$")
     if not looks_like_nist(doc):
         raise FeedError(
             f'@type: expected "ElectionResults.ElectionReport", got {describe(doc.get("@type"))}'
         )
-    return _Report(doc, default_tz).snapshot()
+    return _Report(default_tz).snapshot(doc)
+
+
+def read_streamed(text: str, *, default_tz: tzinfo) -> Snapshot:
+    """The report read contest by contest; Unsure (or an error) where that reading cannot
+    promise `read_tree`'s answer."""
+    return _Report(default_tz).streamed(text)
+
+
+_FINAL = (ResultsStatus.COMPLETE, ResultsStatus.CERTIFIED)
+_LATER = ("Candidate", "BallotCounts")  # what an election's contests are read with
 
 
 class _Report:
-    def __init__(self, doc: dict[str, Any], default_tz: tzinfo) -> None:
-        self.doc = doc
+    def __init__(self, default_tz: tzinfo) -> None:
         self.default_tz = default_tz
         self.units: dict[str, _Unit] = {}
         self.parties: dict[str, Party] = {}
@@ -128,20 +152,17 @@ class _Report:
         self._below: dict[str, frozenset[str]] = {}
         self._districts: dict[str, str | None] = {}  # contest id -> its district's name
         self._ranked: set[str] = set()  # contests decided by ranked choice, not plurality
+        # A contest's progress were the report final, where it differs: for contests read
+        # before the report's Status (which comes after them in alphabetical key order).
+        self._when_final: dict[str, Progress] = {}
+        self._contests: list[Contest] = []
+        self._seen: set[str] = set()
 
-    def snapshot(self) -> Snapshot:
-        doc = self.doc
-        raw_status = doc.get("Status")
-        if raw_status not in _STATUS:
-            raise FeedError(
-                f"Status: expected one of {', '.join(_STATUS)}, got {describe(raw_status)}"
-            )
-        status = _STATUS[raw_status]
+    def snapshot(self, doc: dict[str, Any]) -> Snapshot:
+        """The report read from its whole tree."""
+        status = _status(doc.get("Status"))
         generated = parse_time(doc.get("GeneratedDate"), "GeneratedDate", self.default_tz)
         is_test = parse_bool(doc.get("IsTest", False), "IsTest")
-        issuer = doc.get("Issuer")
-        issuer = issuer.strip() if isinstance(issuer, str) and issuer.strip() else None
-
         self._read_units(need_list(doc.get("GpUnit", []), "GpUnit"))
         self._read_parties(need_list(doc.get("Party", []), "Party"))
 
@@ -149,8 +170,7 @@ class _Report:
         if not elections:
             raise FeedError("Election: expected at least one election, got []")
         name = ""
-        contests: list[Contest] = []
-        seen: set[str] = set()
+        final = status in _FINAL
         for ei, election in enumerate(elections):
             epath = f"Election[{ei}]"
             election = need_obj(election, epath)
@@ -159,18 +179,129 @@ class _Report:
             candidates = self._read_candidates(election, epath)
             ballots = self._read_ballot_counts(election, epath)
             for ci, raw in enumerate(need_list(election.get("Contest", []), f"{epath}.Contest")):
-                cpath = f"{epath}.Contest[{ci}]"
-                contest = self._contest(need_obj(raw, cpath), cpath, candidates, ballots, status)
-                if contest.id in seen:
-                    raise FeedError(f"{cpath}.@id: duplicate contest id {contest.id!r}")
-                seen.add(contest.id)
-                contests.append(contest)
+                self._add_contest(raw, f"{epath}.Contest[{ci}]", candidates, ballots, final)
+        return self._assemble(name, status, generated, is_test, _issuer(doc))
 
+    def streamed(self, text: str) -> Snapshot:
+        """The report read member by member, each contest converted as it is decoded, so the
+        whole tree never exists at once. Unsure (or any error) where the reading might differ
+        from `snapshot`'s: the caller then reads the whole tree."""
+        # The contests need the report's units and parties, which may follow them (in
+        # alphabetical key order they do): each is found by its name and read first, and the
+        # walk below checks that what was found is the report's own member.
+        refs = {key: located(text, key) for key in ("GpUnit", "Party")}
+        units, parties = refs["GpUnit"], refs["Party"]
+        self._read_units(need_list(units[0] if units else [], "GpUnit"))
+        self._read_parties(need_list(parties[0] if parties else [], "Party"))
+        walk = Walker(text)
+        top: dict[str, Any] = {}
+        passed: set[str] = set()
+        name: str | None = None
+        final: bool | None = None  # unknown until Status is read
+        read_with: bool | None = None
+        for key in walk.members():
+            if key in refs:
+                ref = refs[key]
+                if ref is None:
+                    raise Unsure  # a member `located` did not see (its name written with escapes)
+                walk.skip_to(ref[1], ref[2])
+                passed.add(key)
+            elif key == "Election":
+                read_with = final
+                name = self._stream_elections(walk, final)
+            else:
+                top[key] = walk.value()
+                if key == "Status":
+                    final = _status(top[key]) in _FINAL
+        walk.end()
+        if name is None or any(refs[key] and key not in passed for key in refs):
+            raise Unsure
+        if not looks_like_nist(top):
+            raise Unsure
+        status = _status(top.get("Status"))
+        generated = parse_time(top.get("GeneratedDate"), "GeneratedDate", self.default_tz)
+        is_test = parse_bool(top.get("IsTest", False), "IsTest")
+        if read_with is None and status in _FINAL:
+            self._contests = [
+                replace(c, progress=self._when_final[c.id]) if c.id in self._when_final else c
+                for c in self._contests
+            ]
+        return self._assemble(name, status, generated, is_test, _issuer(top))
+
+    def _stream_elections(self, walk: Walker, final: bool | None) -> str:
+        """Read the Election list at `walk`; the first election's name."""
+        if not walk.at("["):
+            raise Unsure
+        name: str | None = None
+        for ei in walk.elements():
+            election = self._stream_election(walk, f"Election[{ei}]", final)
+            if ei == 0:
+                name = text_of(election.get("Name"), f"Election[{ei}].Name")
+        if name is None:
+            raise Unsure  # no election: the tree's reading says so
+        return name
+
+    def _stream_election(self, walk: Walker, epath: str, final: bool | None) -> dict[str, Any]:
+        """Read one election at `walk`, its candidates and contests one by one; its other
+        members."""
+        if not walk.at("{"):
+            raise Unsure
+        election: dict[str, Any] = {}
+        candidates: dict[str, _Candidate] | None = None  # once read
+        read = False  # the contests, one by one
+        for key in walk.members():
+            if read and key in _LATER:
+                raise Unsure  # the contests were read without it
+            if key == "Candidate" and walk.at("["):
+                candidates = {}
+                for i in walk.elements():
+                    self._add_candidate(walk.value(), i, epath, candidates)
+            elif key == "Contest" and candidates is not None and walk.at("["):
+                ballots = self._read_ballot_counts(election, epath)
+                for ci in walk.elements():
+                    raw = walk.value()
+                    self._add_contest(raw, f"{epath}.Contest[{ci}]", candidates, ballots, final)
+                read = True
+            else:
+                # Contests before their candidates are kept whole and read once the election
+                # is: what their candidates are is not known before.
+                election[key] = walk.value()
+        if not read:
+            if candidates is None:
+                candidates = self._read_candidates(election, epath)
+            ballots = self._read_ballot_counts(election, epath)
+            raw_contests = need_list(election.get("Contest", []), f"{epath}.Contest")
+            for ci, raw in enumerate(raw_contests):
+                self._add_contest(raw, f"{epath}.Contest[{ci}]", candidates, ballots, final)
+        return election
+
+    def _add_contest(
+        self,
+        raw: Any,
+        cpath: str,
+        candidates: dict[str, _Candidate],
+        ballots: dict[str, int],
+        final: bool | None,
+    ) -> None:
+        contest = self._contest(need_obj(raw, cpath), cpath, candidates, ballots, final)
+        if contest.id in self._seen:
+            raise FeedError(f"{cpath}.@id: duplicate contest id {contest.id!r}")
+        self._seen.add(contest.id)
+        self._contests.append(contest)
+
+    def _assemble(
+        self,
+        name: str,
+        status: ResultsStatus,
+        generated: datetime,
+        is_test: bool,
+        issuer: str | None,
+    ) -> Snapshot:
         snapshot = Snapshot(
             election=name,
             status=status,
             generated_at=generated,
-            contests=tuple(self._distinct_names(contests)),
+            contests=tuple(self._distinct_names(self._contests)),
             is_test=is_test,
             issuer=issuer,
             parties=self.parties,
@@ -264,26 +395,28 @@ class _Report:
 
     def _read_candidates(self, election: dict[str, Any], epath: str) -> dict[str, _Candidate]:
         out: dict[str, _Candidate] = {}
-        parties, coalitions = self.parties, self.coalitions
         for i, raw in enumerate(need_list(election.get("Candidate", []), f"{epath}.Candidate")):
-            # Checked inline; the field path is only built for an error message.
-            obj = raw if type(raw) is dict else need_obj(raw, f"{epath}.Candidate[{i}]")
-            cid = obj.get("@id")
-            if type(cid) is not str or not cid.strip():
-                cid = need_str(cid, f"{epath}.Candidate[{i}].@id")
-            if cid in out:
-                raise FeedError(f"{epath}.Candidate[{i}].@id: duplicate candidate id {cid!r}")
-            party = obj.get("PartyId")
-            if party is not None and not (
-                type(party) is str and (party in parties or party in coalitions)
-            ):
-                self._party_ref(party, f"{epath}.Candidate[{i}].PartyId")
-            out[cid] = _Candidate(
-                name=text_of(obj.get("BallotName"), f"{epath}.Candidate[{i}].BallotName"),
-                party_id=party,
-                winner=obj.get("PostElectionStatus") == "winner",
-            )
+            self._add_candidate(raw, i, epath, out)
         return out
+
+    def _add_candidate(self, raw: Any, i: int, epath: str, out: dict[str, _Candidate]) -> None:
+        # Checked inline; the field path is only built for an error message.
+        obj = raw if type(raw) is dict else need_obj(raw, f"{epath}.Candidate[{i}]")
+        cid = obj.get("@id")
+        if type(cid) is not str or not cid.strip():
+            cid = need_str(cid, f"{epath}.Candidate[{i}].@id")
+        if cid in out:
+            raise FeedError(f"{epath}.Candidate[{i}].@id: duplicate candidate id {cid!r}")
+        party = obj.get("PartyId")
+        if party is not None and not (
+            type(party) is str and (party in self.parties or party in self.coalitions)
+        ):
+            self._party_ref(party, f"{epath}.Candidate[{i}].PartyId")
+        out[cid] = _Candidate(
+            name=text_of(obj.get("BallotName"), f"{epath}.Candidate[{i}].BallotName"),
+            party_id=party,
+            winner=obj.get("PostElectionStatus") == "winner",
+        )
 
     def _read_ballot_counts(self, election: dict[str, Any], epath: str) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -340,8 +473,9 @@ class _Report:
         path: str,
         candidates: dict[str, _Candidate],
         ballots: dict[str, int],
-        status: ResultsStatus,
+        final: bool | None,
     ) -> Contest:
+        """One contest; `final`: whether the report is final (None: not known yet)."""
         ctype = obj.get("@type")
         kind = _CONTEST_KINDS.get(ctype)  # type: ignore[arg-type]
         if kind is None:
@@ -378,11 +512,13 @@ class _Report:
         selections = [_summed(r, district, sum_units, kind) for r in per_sel]
 
         stage, state = self._contest_status(obj, path)
-        progress = self._progress(obj, path, district, counted, status)
-        if not progress.complete and _count_completed(obj):
-            # CountStatus says the count is complete, whatever the units say.
-            leaves = len(self.leaves(district)) or 1
-            progress = Progress(leaves, leaves)
+        if final is None:
+            progress = self._contest_progress(obj, path, district, counted, False)
+            when_final = self._contest_progress(obj, path, district, counted, True)
+            if when_final != progress:
+                self._when_final[cid] = when_final
+        else:
+            progress = self._contest_progress(obj, path, district, counted, final)
         seats_to_fill = self._seats(obj, path, kind, selections)
         if state is ContestState.NORMAL and _uncontested(kind, selections, seats_to_fill):
             state = ContestState.UNCONTESTED
@@ -533,13 +669,18 @@ class _Report:
         allocated = sum(s.seats or 0 for s in selections)
         return allocated or None
 
+    def _contest_progress(
+        self, obj: dict[str, Any], path: str, district: str, counted: set[str], final: bool
+    ) -> Progress:
+        progress = self._progress(obj, path, district, counted, final)
+        if not progress.complete and _count_completed(obj):
+            # CountStatus says the count is complete, whatever the units say.
+            leaves = len(self.leaves(district)) or 1
+            progress = Progress(leaves, leaves)
+        return progress
+
     def _progress(
-        self,
-        obj: dict[str, Any],
-        path: str,
-        district: str,
-        counted: set[str],
-        status: ResultsStatus,
+        self, obj: dict[str, Any], path: str, district: str, counted: set[str], final: bool
     ) -> Progress:
         reported = opt_count(obj.get("SubUnitsReported"), f"{path}.SubUnitsReported")
         total = opt_count(obj.get("TotalSubUnits"), f"{path}.TotalSubUnits")
@@ -549,7 +690,6 @@ class _Report:
         if unit.reported is not None and unit.total is not None:
             return Progress(unit.reported, unit.total)
         leaves = self.leaves(district)
-        final = status in (ResultsStatus.COMPLETE, ResultsStatus.CERTIFIED)
         if leaves:
             if final:
                 return Progress(len(leaves), len(leaves))
@@ -577,6 +717,17 @@ class _Report:
         leaves = self.leaves(district)
         found = [ballots[u] for u in leaves if u in ballots]
         return sum(found) if found else None
+
+
+def _status(raw: Any) -> ResultsStatus:
+    if raw not in _STATUS:
+        raise FeedError(f"Status: expected one of {', '.join(_STATUS)}, got {describe(raw)}")
+    return _STATUS[raw]
+
+
+def _issuer(doc: dict[str, Any]) -> str | None:
+    issuer = doc.get("Issuer")
+    return issuer.strip() if isinstance(issuer, str) and issuer.strip() else None
 
 
 def _count_completed(obj: dict[str, Any]) -> bool:
