@@ -7,7 +7,8 @@ from __future__ import annotations
 import json
 import logging
 import random
-from datetime import UTC, datetime, timedelta
+import sys
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -591,3 +592,49 @@ def test_a_large_nights_heap_is_settled_after_each_snapshot(
     finally:
         gc.unfreeze()
         store.close()
+
+
+def test_queued_posts_share_their_contest_ids_and_feed_times(tmp_path: Path) -> None:
+    """A large night queues tens of thousands of posts: those of one contest hold one copy of
+    its id, and those of one snapshot one copy of its time, not one each."""
+    dispatcher, store, _ = _night(tmp_path, 40)
+    try:
+        dispatcher._step(dispatcher.accounts["x-test"])  # builds the queue from the database
+        queue = dispatcher.queues.queues["x-test"]
+        items = [*queue.due.values(), *(item for item, _ in queue._later.values())]
+        assert len(items) >= 40
+        # Every account's posts of a contest, and every snapshot's, share the one interned id.
+        # (A fresh copy of each id, interned, must be the very string the item holds.)
+        assert all(
+            i.contest_id is None or sys.intern("".join(list(i.contest_id))) is i.contest_id
+            for i in items
+        )
+        assert len({i.feed_time for i in items}) == 1
+        assert len({id(i.feed_time) for i in items}) == 1
+    finally:
+        dispatcher.close()
+        store.close()
+
+
+def test_equal_feed_times_in_other_zones_or_folds_are_not_shared() -> None:
+    from types import SimpleNamespace
+
+    from broadcaster.delivery.queues import queued_item
+
+    utc = datetime(2030, 7, 28, 20, tzinfo=UTC)
+    bangkok = utc.astimezone(timezone(timedelta(hours=7)))
+    folded = utc.replace(fold=1)
+    times: dict[datetime, datetime] = {}
+
+    def item(post_id: int, when: datetime) -> Item:
+        row = SimpleNamespace(
+            id=post_id, event_kind="called", contest_id="c1", feed_time=when, priority=1
+        )
+        row.event_key = "k"
+        return queued_item(row, times=times)
+
+    first = item(1, utc)
+    assert item(2, datetime(2030, 7, 28, 20, tzinfo=UTC)).feed_time is first.feed_time
+    assert item(3, bangkok).feed_time is bangkok
+    assert item(4, folded).feed_time is folded
+    assert item(3, bangkok).feed_time.utcoffset() == timedelta(hours=7)
