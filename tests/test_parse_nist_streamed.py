@@ -322,3 +322,13 @@ def test_an_error_found_reading_contest_by_contest_is_the_trees_message() -> Non
         parse_nist(body, default_tz=UTC)
     assert str(error.value) == str(tree_error.value)
     assert "Contest[1].ContestSelection[0].VoteCounts[0].Count" in str(error.value)
+
+
+def test_a_report_nested_too_deeply_is_refused_both_ways() -> None:
+    doc = night_doc()
+    doc["Election"][0]["Contest"][0]["Extra"] = "DEEP"
+    body = json.dumps(doc).replace('"DEEP"', "[" * 5000 + "]" * 5000).encode()
+    with pytest.raises(FeedError, match="nested too deeply"):
+        parse_nist(body, default_tz=UTC)
+    with pytest.raises((Unsure, RecursionError)):
+        streamed(body)
