@@ -153,19 +153,17 @@ def located(text: str, key: str) -> tuple[Any, int, int] | None:
     """The value of the one member named `key` anywhere in `text`, with where it starts and
     ends; None when no member has that name. Unsure when several do. The caller checks, as its
     walk passes the member it wanted, that this is the one (`Walker.skip_to`)."""
-    needle = json.dumps(key)
+    # Only where the name is followed by a colon (a member, at some depth); a feed full of the
+    # name as a plain string value costs the regular expression's scan, not a Python loop.
+    member = re.compile(re.escape(json.dumps(key)) + r"[ \t\n\r]*:[ \t\n\r]*")
     found: tuple[Any, int, int] | None = None
-    at = text.find(needle)
-    while at >= 0:
-        after = _past_space(text, at + len(needle))
-        if text.startswith(":", after):
-            if found is not None:
-                raise Unsure
-            start = _past_space(text, after + 1)
-            try:
-                value, end = _SCAN(text, start)
-            except (StopIteration, ValueError, RecursionError):
-                raise Unsure from None
-            found = (value, start, end)
-        at = text.find(needle, at + 1)
+    for match in member.finditer(text):
+        if found is not None:
+            raise Unsure
+        start = match.end()
+        try:
+            value, end = _SCAN(text, start)
+        except (StopIteration, ValueError, RecursionError):
+            raise Unsure from None
+        found = (value, start, end)
     return found
