@@ -10,6 +10,7 @@ import json
 import random
 import tracemalloc
 from datetime import UTC
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from broadcaster.core.paths import DEMO_SNAPSHOTS
 from broadcaster.domain.model import Progress, Snapshot
 from broadcaster.ingest.parsers import FeedError, nist
 from broadcaster.ingest.parsers.base import decode_text
-from broadcaster.ingest.parsers.jsonwalk import Unsure
+from broadcaster.ingest.parsers.jsonwalk import WINDOW, Unsure
 from broadcaster.ingest.parsers.nist import parse_nist, read_streamed, read_tree
 from tests.conftest import shared_feed
 from tests.ge15_night import ge15_plan, write_ge15
@@ -39,8 +40,13 @@ def tree(body: bytes) -> Snapshot:
     return read_tree(decode_text(body), default_tz=UTC)
 
 
-def streamed(body: bytes) -> Snapshot:
-    return read_streamed(decode_text(body), default_tz=UTC)
+# Windows far smaller than a contest make every read cross a window's end, and one of an odd
+# size cuts the Khmer names' three-byte characters anywhere.
+WINDOWS = [WINDOW, 16, 37]
+
+
+def streamed(body: bytes, window: int = WINDOW) -> Snapshot:
+    return read_streamed(body, default_tz=UTC, window=window)
 
 
 def outcome(read: Any, body: bytes) -> tuple[str, Any]:
@@ -91,7 +97,7 @@ def night_doc(status: str = "unofficial-partial") -> dict[str, Any]:
         ],
         candidates=[
             candidate("can-a", "Ana Binti Ali", "par-a"),
-            candidate("can-b", "Ben", "par-b"),
+            candidate("can-b", "សុខ ចាន់ធី", "par-b"),
             candidate("can-c", "Chea Sokha", "par-a", winner=True),
             candidate("can-d", "Dara", "par-b"),
         ],
@@ -113,9 +119,9 @@ def ordered(doc: dict[str, Any], order: str) -> bytes:
     """The document with its objects' keys as built, sorted (as the NIST exports we have are:
     Election before GpUnit, Party and Status) or reversed."""
     if order == "built":
-        return json.dumps(doc).encode()
+        return json.dumps(doc, ensure_ascii=False).encode()
     if order == "sorted":
-        return json.dumps(doc, sort_keys=True, indent=1).encode()
+        return json.dumps(doc, sort_keys=True, indent=1, ensure_ascii=False).encode()
 
     def reverse(value: Any) -> Any:
         if isinstance(value, dict):
@@ -126,15 +132,18 @@ def ordered(doc: dict[str, Any], order: str) -> bytes:
 
     # Reversed: the contests come before their election's candidates, and that election is
     # then read the tree's way.
-    return json.dumps(reverse(doc)).encode()
+    return json.dumps(reverse(doc), ensure_ascii=False).encode()
 
 
+@pytest.mark.parametrize("window", WINDOWS)
 @pytest.mark.parametrize("order", ["built", "sorted", "reversed"])
 @pytest.mark.parametrize("status", ["unofficial-partial", "certified"])
-def test_a_report_read_contest_by_contest_is_the_tree_reading(order: str, status: str) -> None:
+def test_a_report_read_contest_by_contest_is_the_tree_reading(
+    order: str, status: str, window: int
+) -> None:
     body = ordered(night_doc(status), order)
     expected = tree(body)
-    assert streamed(body) == expected
+    assert streamed(body, window) == expected
     assert parse_nist(body, default_tz=UTC) == expected
     # The precincts say one of three reported; a final report counts them all, though its
     # Status is read after the contests in sorted order.
@@ -161,6 +170,7 @@ def test_bundled_and_generated_nights_read_the_same_both_ways(tmp_path: Path) ->
     for path in files:
         body = path.read_bytes()
         assert streamed(body) == tree(body), path.name
+        assert streamed(body, 64) == tree(body), path.name
 
 
 @pytest.mark.parametrize(
@@ -169,6 +179,7 @@ def test_bundled_and_generated_nights_read_the_same_both_ways(tmp_path: Path) ->
 def test_real_and_official_samples_read_the_same_both_ways(name: str) -> None:
     body = shared_feed(name).read_bytes()
     assert streamed(body) == tree(body)
+    assert streamed(body, 37) == tree(body)
 
 
 def _text(doc: dict[str, Any]) -> str:
@@ -250,8 +261,9 @@ def test_unusual_or_broken_reports_get_the_tree_readings_answer(case: str) -> No
     expected = outcome(tree, body)
     assert outcome(lambda b: parse_nist(b, default_tz=UTC), body) == expected
     # The contest-by-contest reading either agrees or gives up: it never answers otherwise.
-    by_contest = outcome(streamed, body)
-    assert by_contest == expected or by_contest[0] == "error", by_contest
+    for window in WINDOWS:
+        by_contest = outcome(partial(streamed, window=window), body)
+        assert by_contest == expected or by_contest[0] == "error", (window, by_contest)
 
 
 def test_a_second_election_member_is_the_one_read() -> None:
@@ -266,7 +278,7 @@ def test_candidates_after_the_contests_are_still_the_candidates() -> None:
     snap = parse_nist(_candidates_after_contests(night_doc()).encode(), default_tz=UTC)
     c1 = snap.contest("c1")
     assert c1 is not None
-    assert [s.name for s in c1.selections] == ["Ana Binti Ali", "Ben"]
+    assert [s.name for s in c1.selections] == ["Ana Binti Ali", "សុខ ចាន់ធី"]
 
 
 def test_mangled_reports_are_answered_as_the_tree_answers_them() -> None:
@@ -274,7 +286,7 @@ def test_mangled_reports_are_answered_as_the_tree_answers_them() -> None:
     report: the reading's snapshot or error message is always the tree's."""
     text = ordered(night_doc("certified"), "sorted").decode()
     rng = random.Random(15)
-    marks = list(',:{}[]"\\ 0-')
+    marks = [*',:{}[]"\\ 0-', "\u17a2"]
     checked = 0
     for _ in range(400):
         at = rng.randrange(len(text))
@@ -288,7 +300,7 @@ def test_mangled_reports_are_answered_as_the_tree_answers_them() -> None:
         body = mangled.encode()
         expected = outcome(tree, body)
         assert outcome(lambda b: parse_nist(b, default_tz=UTC), body) == expected, (cut, at)
-        by_contest = outcome(streamed, body)
+        by_contest = outcome(lambda b: streamed(b, rng.choice(WINDOWS)), body)
         assert by_contest == expected or by_contest[0] == "error", (cut, at)
         checked += expected[0] == "snapshot"
     assert checked > 20  # some damage left a readable report, and it was compared
@@ -332,3 +344,35 @@ def test_a_report_nested_too_deeply_is_refused_both_ways() -> None:
         parse_nist(body, default_tz=UTC)
     with pytest.raises((Unsure, RecursionError)):
         streamed(body)
+
+
+@pytest.mark.parametrize("window", WINDOWS)
+def test_bytes_that_are_not_utf8_are_named_as_the_tree_names_them(window: int) -> None:
+    body = ordered(night_doc(), "sorted").replace(b"Ana Binti", b"A\xffna Binti", 1)
+    with pytest.raises(FeedError) as tree_error:
+        tree(body)
+    assert "not valid UTF-8" in str(tree_error.value)
+    with pytest.raises(FeedError) as error:
+        parse_nist(body, default_tz=UTC)
+    assert str(error.value) == str(tree_error.value)
+    with pytest.raises(Unsure):
+        streamed(body, window)
+
+
+def test_a_report_is_never_decoded_whole_at_once(tmp_path: Path) -> None:
+    """The text decoded at any one time is a window, not the report: a report many windows
+    long is read with no decoded text longer than two windows."""
+    body = write_ge15(tmp_path / "night", ge15_plan(300))[-1].read_bytes()
+    assert len(body) > 20 * 4096
+    longest = 0
+    original = nist.Walker._load
+
+    def load(self: Any, base: int) -> None:
+        nonlocal longest
+        original(self, base)
+        longest = max(longest, len(self.text))
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(nist.Walker, "_load", load)
+        assert streamed(body, 4096) == tree(body)
+    assert 0 < longest <= 2 * 4096

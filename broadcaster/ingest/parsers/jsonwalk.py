@@ -42,39 +42,119 @@ class Unsure(Exception):
     """The walker cannot promise to read the document as `json.loads` would."""
 
 
-class Walker:
-    """A position in `text`, moved forward by reading keys, values and brackets."""
+WINDOW = 1 << 20  # bytes decoded at a time
 
-    def __init__(self, text: str) -> None:
-        self.text = text
-        self.pos = _past_space(text, 0)
+
+class Walker:
+    """A position in a UTF-8 document, moved forward by reading keys, values and brackets.
+
+    Only a window of the bytes is decoded at a time, so a 42 MB report is never held twice
+    (bytes and text): the window slides on as it is read, and doubles where one value does not
+    fit in it. A byte sequence that is not UTF-8 is Unsure (the plain reading names it)."""
+
+    def __init__(self, body: bytes, window: int = WINDOW, at: int | None = None) -> None:
+        self.body = body
+        self.size = max(16, window)
+        self.reads = 0  # values, brackets and members read: the caller's progress
+        if at is None:
+            # utf-8-sig, as the plain reading decodes: one byte order mark is skipped.
+            self._load(3 if body.startswith(b"\xef\xbb\xbf") else 0)
+            self._skip()
+        else:
+            self._load(at)
+
+    # -- the window --
+
+    def _load(self, base: int) -> None:
+        body = self.body
+        end = min(len(body), base + self.size)
+        while end < len(body) and body[end] & 0xC0 == 0x80:
+            end -= 1  # never cut a character in two
+        try:
+            self.text = body[base:end].decode("utf-8")
+        except UnicodeDecodeError:
+            raise Unsure from None
+        self.base, self.end_byte, self.pos = base, end, 0
+        self.whole = end == len(body)
+        self.ascii = self.text.isascii()
+
+    def offset(self) -> int:
+        """Where the walker is, in bytes from the document's start."""
+        if self.ascii:
+            return self.base + self.pos
+        return self.base + len(self.text[: self.pos].encode("utf-8"))
+
+    def _more(self) -> bool:
+        """Decode on from the walker's position (a window twice as large when most of this one
+        is still unread, so something that did not fit now does); False at the document's end."""
+        if self.whole:
+            return False
+        start = self.offset()
+        if self.end_byte - start >= self.size // 2:
+            self.size *= 2
+        self._load(start)
+        return True
+
+    def _char(self) -> str:
+        """The character at the walker ('' at the document's end)."""
+        while self.pos >= len(self.text) and self._more():
+            pass
+        return self.text[self.pos : self.pos + 1]
 
     def _skip(self) -> None:
-        self.pos = _past_space(self.text, self.pos)
+        while True:
+            self.pos = _past_space(self.text, self.pos)
+            if self.pos < len(self.text) or not self._more():
+                return
 
     def _take(self, char: str) -> bool:
-        if self.text.startswith(char, self.pos):
+        if self._char() == char:
             self.pos += 1
             return True
         return False
 
+    # -- reading --
+
     def at(self, char: str) -> bool:
         """The next value starts with `char` (`{` or `[`)."""
-        return self.text.startswith(char, self.pos)
+        return self._char() == char
 
     def value(self) -> Any:
         """Decode the value here as `json.loads` would, and move past it."""
-        try:
-            found, self.pos = _SCAN(self.text, self.pos)
-        except (StopIteration, ValueError, RecursionError):
-            raise Unsure from None
-        return found
+        while True:
+            try:
+                found, end = _SCAN(self.text, self.pos)
+            except (StopIteration, ValueError):
+                if self._more():
+                    continue  # cut by the window's end, or a real error found again
+                raise Unsure from None
+            except RecursionError:
+                raise Unsure from None
+            # A number the window ends in may go on past it.
+            if end == len(self.text) and self._more():
+                continue
+            self.pos = end
+            self.reads += 1
+            return found
 
     def skip_to(self, start: int, end: int) -> None:
-        """Move past a value already decoded elsewhere, which must start here."""
-        if self.pos != start:
+        """Move past a value already decoded elsewhere (bytes `start` to `end`), which must
+        start here."""
+        if self.offset() != start:
             raise Unsure
-        self.pos = end
+        self._load(end)
+        self.reads += 1
+
+    def _key(self) -> str:
+        if not self._take('"'):
+            raise Unsure
+        while True:
+            try:
+                key, self.pos = _STRING(self.text, self.pos)
+                return str(key)
+            except ValueError:
+                if not self._more():
+                    raise Unsure from None
 
     def members(self) -> Iterator[str]:
         """The keys of the object here, each left for the caller to read its value (with
@@ -82,17 +162,13 @@ class Walker:
         is Unsure: `json.loads` keeps the last, and the caller has read the first."""
         if not self._take("{"):
             raise Unsure
+        self.reads += 1
         self._skip()
         if self._take("}"):
             return
         seen: set[str] = set()
         while True:
-            if not self._take('"'):
-                raise Unsure
-            try:
-                key, self.pos = _STRING(self.text, self.pos)
-            except ValueError:
-                raise Unsure from None
+            key = self._key()
             if key in seen:
                 raise Unsure
             seen.add(key)
@@ -100,9 +176,9 @@ class Walker:
             if not self._take(":"):
                 raise Unsure
             self._skip()
-            before = self.pos
+            before = self.reads
             yield key
-            if self.pos == before:
+            if self.reads == before:
                 raise Unsure  # the caller did not read the value
             self._skip()
             if self._take("}"):
@@ -115,55 +191,54 @@ class Walker:
         """The indexes of the array here, each left for the caller to read before the next."""
         if not self._take("["):
             raise Unsure
+        self.reads += 1
         self._skip()
         if self._take("]"):
             return
         index = 0
-        text = self.text
         while True:
-            before = self.pos
+            before = self.reads
             yield index
-            # The loop a large report's contests go through: inlined, with the whitespace
-            # pattern run only where there is whitespace.
-            pos = self.pos
-            if pos == before:
+            if self.reads == before:
                 raise Unsure
-            if text[pos : pos + 1] in _SPACE:
-                pos = _past_space(text, pos)
+            # The loop a large report's contests go through: the whitespace pattern and the
+            # window are only looked at where needed.
+            pos, text = self.pos, self.text
             mark = text[pos : pos + 1]
+            if mark in _SPACE or not mark:
+                self._skip()
+                pos, text = self.pos, self.text
+                mark = text[pos : pos + 1]
             if mark == "]":
                 self.pos = pos + 1
                 return
             if mark != ",":
                 raise Unsure
-            pos += 1
-            if text[pos : pos + 1] in _SPACE:
-                pos = _past_space(text, pos)
-            self.pos = pos
+            self.pos = pos + 1
+            if text[pos + 1 : pos + 2] in _SPACE or pos + 1 >= len(text):
+                self._skip()
             index += 1
 
     def end(self) -> None:
         """Only whitespace may follow the document."""
         self._skip()
-        if self.pos != len(self.text):
+        if self._char():
             raise Unsure
 
 
-def located(text: str, key: str) -> tuple[Any, int, int] | None:
-    """The value of the one member named `key` anywhere in `text`, with where it starts and
-    ends; None when no member has that name. Unsure when several do. The caller checks, as its
-    walk passes the member it wanted, that this is the one (`Walker.skip_to`)."""
+def located(body: bytes, key: str, window: int = WINDOW) -> tuple[Any, int, int] | None:
+    """The value of the one member named `key` anywhere in the document, with the bytes where
+    it starts and ends; None when no member has that name. Unsure when several do. The caller
+    checks, as its walk passes the member it wanted, that this is the one (`Walker.skip_to`).
+    Searched in the bytes: in UTF-8 an ASCII byte is only ever that character."""
     # Only where the name is followed by a colon (a member, at some depth); a feed full of the
     # name as a plain string value costs the regular expression's scan, not a Python loop.
-    member = re.compile(re.escape(json.dumps(key)) + r"[ \t\n\r]*:[ \t\n\r]*")
+    member = re.compile(re.escape(json.dumps(key).encode()) + rb"[ \t\n\r]*:[ \t\n\r]*")
     found: tuple[Any, int, int] | None = None
-    for match in member.finditer(text):
+    for match in member.finditer(body):
         if found is not None:
             raise Unsure
-        start = match.end()
-        try:
-            value, end = _SCAN(text, start)
-        except (StopIteration, ValueError, RecursionError):
-            raise Unsure from None
-        found = (value, start, end)
+        walker = Walker(body, window, at=match.end())
+        value = walker.value()
+        found = (value, match.end(), walker.offset())
     return found
