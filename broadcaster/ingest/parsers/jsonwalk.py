@@ -156,15 +156,19 @@ class Walker:
                 if not self._more():
                     raise Unsure from None
 
+    def _opened(self, opening: str, closing: str) -> bool:
+        """Past the opening bracket (Unsure where there is none); True when it closes at once."""
+        if not self._take(opening):
+            raise Unsure
+        self.reads += 1
+        self._skip()
+        return self._take(closing)
+
     def members(self) -> Iterator[str]:
         """The keys of the object here, each left for the caller to read its value (with
         `value`, `members`, `elements` or `skip_to`) before the next is given. A repeated key
         is Unsure: `json.loads` keeps the last, and the caller has read the first."""
-        if not self._take("{"):
-            raise Unsure
-        self.reads += 1
-        self._skip()
-        if self._take("}"):
+        if self._opened("{", "}"):
             return
         seen: set[str] = set()
         while True:
@@ -189,11 +193,7 @@ class Walker:
 
     def elements(self) -> Iterator[int]:
         """The indexes of the array here, each left for the caller to read before the next."""
-        if not self._take("["):
-            raise Unsure
-        self.reads += 1
-        self._skip()
-        if self._take("]"):
+        if self._opened("[", "]"):
             return
         index = 0
         while True:
