@@ -172,3 +172,35 @@ def test_a_cycle_that_fails_before_its_commit_is_tried_again_next_poll(
     assert result.outcome == "accepted"
     assert store.snapshot_counts() == (2, 0)
     assert pipeline.poll(source).outcome == "unchanged"
+
+
+def test_a_polled_reports_bytes_go_once_parsed(config, store, demo_files, monkeypatch):
+    """`poll` hands the fetched bytes over rather than keeping them: by the time the snapshot
+    is diffed and its posts rendered, the report's bytes (42 MB at 20,000 seats) are gone."""
+    freed: list[bool] = []
+
+    class Tracked(bytes):
+        def __del__(self) -> None:
+            freed.append(True)
+
+    class OneReport:
+        description = "one report"
+
+        def fetch(self):
+            return make_fetched(Tracked(demo_files[0].read_bytes()), "report.json")
+
+        def forget(self) -> None:
+            pass
+
+    at_apply: list[bool] = []
+    apply = Pipeline.apply
+
+    def watched(self, *args, **kwargs):
+        at_apply.append(bool(freed))
+        return apply(self, *args, **kwargs)
+
+    monkeypatch.setattr(Pipeline, "apply", watched)
+    pipeline = Pipeline(config, store, clock=FeedClock(), dry_run=True)
+    assert pipeline.poll(OneReport()).outcome == "accepted"
+    assert at_apply == [True]
+    assert store.snapshot_counts() == (1, 0)
