@@ -20,7 +20,7 @@ from broadcaster.core.paths import DEMO_SNAPSHOTS
 from broadcaster.domain.model import Progress, Snapshot
 from broadcaster.ingest.parsers import FeedError, nist
 from broadcaster.ingest.parsers.base import decode_text
-from broadcaster.ingest.parsers.jsonwalk import WINDOW, Unsure
+from broadcaster.ingest.parsers.jsonwalk import WINDOW, Unsure, Walker, located
 from broadcaster.ingest.parsers.nist import parse_nist, read_streamed, read_tree
 from tests.conftest import shared_feed
 from tests.ge15_night import ge15_plan, write_ge15
@@ -376,3 +376,50 @@ def test_a_report_is_never_decoded_whole_at_once(tmp_path: Path) -> None:
         patch.setattr(nist.Walker, "_load", load)
         assert streamed(body, 4096) == tree(body)
     assert 0 < longest <= 2 * 4096
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("window", WINDOWS)
+def test_a_long_run_of_bytes_that_are_not_utf8_is_refused_not_looped_on(window: int) -> None:
+    """A window never ends inside a character, but gives back at most three bytes for it: a
+    run of continuation bytes longer than a window once made it load nothing, for ever."""
+    run = b"\x80" * max(64, 3 * min(window, 1 << 21))
+    body = b'{"GpUnit": "' + run + b'"}'
+    with pytest.raises(Unsure):
+        streamed(body, window)
+    with pytest.raises(Unsure):
+        located(body, "GpUnit", window)
+    with pytest.raises(FeedError, match="not valid UTF-8"):
+        parse_nist(body, default_tz=UTC)
+
+
+@pytest.mark.parametrize("window", [16, 17, 23, 37])
+def test_numbers_cut_by_a_windows_end_are_read_whole(window: int) -> None:
+    """A window ending inside "1.|5" or "1e|5" once read the number as 1 and then gave up;
+    every number is read whole wherever a window ends."""
+    numbers = ["11.5625", "1e5", "1E+10", "-0.0", "3.14e-2", "-12", "123456789"]
+    for pad in range(40):
+        for number in numbers:
+            body = ('{"' + "a" * pad + '": ' + number + ', "z": [' + number + "]}").encode()
+            walk = Walker(body, window)
+            got = {}
+            for key in walk.members():
+                got[key] = walk.value()
+            walk.end()
+            assert got == json.loads(body), (pad, number)
+
+
+def test_the_window_shrinks_again_after_a_large_value() -> None:
+    body = ('{"big": "' + "x" * 5000 + '", "rest": [' + ", ".join(["1"] * 40000) + "]}").encode()
+    walk = Walker(body, 64)
+    sizes = []
+    for key in walk.members():
+        if key == "big":
+            walk.value()
+        else:
+            for _ in walk.elements():
+                walk.value()
+                sizes.append(walk.size)
+    walk.end()
+    assert max(sizes) >= 4096  # grown for the large value
+    assert sizes[-1] <= 256  # and back near 64 bytes for the small ones after it

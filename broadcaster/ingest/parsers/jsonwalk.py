@@ -43,6 +43,9 @@ class Unsure(Exception):
 
 
 WINDOW = 1 << 20  # bytes decoded at a time
+# A number read this close to the window's end is read again with more text after it: the
+# scanner stops a number cut after its ".", "e" or sign short, as another (shorter) number.
+_NUMBER_TAIL = 32
 
 
 class Walker:
@@ -54,7 +57,7 @@ class Walker:
 
     def __init__(self, body: bytes, window: int = WINDOW, at: int | None = None) -> None:
         self.body = body
-        self.size = max(16, window)
+        self.window = self.size = max(16, window)
         self.reads = 0  # values, brackets and members read: the caller's progress
         if at is None:
             # utf-8-sig, as the plain reading decodes: one byte order mark is skipped.
@@ -68,8 +71,11 @@ class Walker:
     def _load(self, base: int) -> None:
         body = self.body
         end = min(len(body), base + self.size)
-        while end < len(body) and body[end] & 0xC0 == 0x80:
-            end -= 1  # never cut a character in two
+        # Never cut a character in two: one is at most 4 bytes, so at most 3 are given back
+        # (more continuation bytes than that are not UTF-8, and the next window says so).
+        for _ in range(3):
+            if end < len(body) and body[end] & 0xC0 == 0x80:
+                end -= 1
         try:
             self.text = body[base:end].decode("utf-8")
         except UnicodeDecodeError:
@@ -89,10 +95,16 @@ class Walker:
         is still unread, so something that did not fit now does); False at the document's end."""
         if self.whole:
             return False
-        start = self.offset()
-        if self.end_byte - start >= self.size // 2:
+        start, before = self.offset(), self.end_byte
+        if before - start >= self.size // 2:
             self.size *= 2
+        else:
+            # Back towards the first size after a large value, so what follows is decoded a
+            # window at a time again.
+            self.size = max(self.window, self.size // 2, 2 * (before - start) + 8)
         self._load(start)
+        if self.end_byte <= before and not self.whole:
+            raise Unsure  # no further on: never loop here
         return True
 
     def _char(self) -> str:
@@ -130,7 +142,13 @@ class Walker:
                 raise Unsure from None
             except RecursionError:
                 raise Unsure from None
-            # A number the window ends in may go on past it.
+            # A number near the window's end may go on past it ("1.|5" was read as 1).
+            if (
+                end + _NUMBER_TAIL >= len(self.text)
+                and isinstance(found, int | float)
+                and self._more()
+            ):
+                continue
             if end == len(self.text) and self._more():
                 continue
             self.pos = end
