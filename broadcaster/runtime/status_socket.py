@@ -242,7 +242,7 @@ def _exchange(path: Path, timeout: float) -> bytes | None:
                 chunks.append(chunk)
         except FileNotFoundError:
             return None  # removed as the daemon stopped
-        except ConnectionResetError:
+        except (ConnectionResetError, BrokenPipeError):  # closed before or as it was asked
             raise StatusUnavailable(_CLOSED) from None
         except ConnectionRefusedError:
             raise StatusUnavailable(
