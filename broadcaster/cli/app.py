@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from importlib import import_module
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
@@ -151,12 +151,19 @@ def open_store(config_path: Path | None) -> tuple[Config, Any]:
 def store_for(config: Config) -> Any:
     """The configuration's database's store; exit status 2, said plainly, when it cannot be
     used (a schema of another version, a folder that is not there)."""
-    from broadcaster.core.terminal import safe
     from broadcaster.outbox.schema import DatabaseUnusable
     from broadcaster.outbox.store import Store
 
     try:
         return Store(config.database_url, file_mode=config.output.mode)
     except DatabaseUnusable as exc:
-        __getattr__("err").print(f"[bold red]database[/]: {safe(exc)}", highlight=False)
-        raise SystemExit(EXIT_CONFIG) from None
+        database_unusable(exc)
+
+
+def database_unusable(exc: Exception) -> NoReturn:
+    """Say why the database cannot be used (outbox/schema.py's DatabaseUnusable) and exit with
+    status 2."""
+    from broadcaster.core.terminal import safe
+
+    __getattr__("err").print(f"[bold red]database[/]: {safe(exc)}", highlight=False)
+    raise SystemExit(EXIT_CONFIG) from None

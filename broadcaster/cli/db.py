@@ -7,7 +7,14 @@ from pathlib import Path
 
 import click
 
-from broadcaster.cli.app import EXIT_CONFIG, err, load_config_or_exit, main, out
+from broadcaster.cli.app import (
+    EXIT_CONFIG,
+    database_unusable,
+    err,
+    load_config_or_exit,
+    main,
+    out,
+)
 from broadcaster.core.terminal import safe
 
 url_option = click.option(
@@ -83,8 +90,7 @@ def current(config_path: Path | None, url: str | None) -> None:
     try:
         found, wanted = revision_at(target), head()
     except DatabaseUnusable as exc:
-        err.print(f"[bold red]database[/]: {safe(exc)}", highlight=False)
-        raise SystemExit(EXIT_CONFIG) from None
+        database_unusable(exc)
     out.print(
         f"database {safe(_where(target))}: schema revision {found or 'none (empty)'}; this "
         f"version needs {wanted}"

@@ -12,6 +12,7 @@ from rich.table import Table
 from broadcaster.cli.app import (
     EXIT_CONFIG,
     config_option,
+    database_unusable,
     err,
     load_config_or_exit,
     main,
@@ -106,8 +107,7 @@ def status(config_path: Path | None, direct: bool) -> None:
     try:
         report = collect_status(config)
     except DatabaseUnusable as exc:
-        err.print(f"[bold red]database[/]: {safe(exc)}", highlight=False)
-        raise SystemExit(EXIT_CONFIG) from None
+        database_unusable(exc)
     _print_status(report)
 
 

@@ -176,9 +176,7 @@ class _Report:
             if ei == 0:
                 name = text_of(election.get("Name"), f"{epath}.Name")
             candidates = self._read_candidates(election, epath)
-            ballots = self._read_ballot_counts(election, epath)
-            for ci, raw in enumerate(need_list(election.get("Contest", []), f"{epath}.Contest")):
-                self._add_contest(raw, f"{epath}.Contest[{ci}]", candidates, ballots, final)
+            self._read_contests(election, epath, candidates, final)
         return self._assemble(name, status, generated, is_test, _issuer(doc))
 
     def streamed(self, body: bytes, window: int = WINDOW) -> Snapshot:
@@ -268,11 +266,20 @@ class _Report:
         if not read:
             if candidates is None:
                 candidates = self._read_candidates(election, epath)
-            ballots = self._read_ballot_counts(election, epath)
-            raw_contests = need_list(election.get("Contest", []), f"{epath}.Contest")
-            for ci, raw in enumerate(raw_contests):
-                self._add_contest(raw, f"{epath}.Contest[{ci}]", candidates, ballots, final)
+            self._read_contests(election, epath, candidates, final)
         return election
+
+    def _read_contests(
+        self,
+        election: dict[str, Any],
+        epath: str,
+        candidates: dict[str, _Candidate],
+        final: bool | None,
+    ) -> None:
+        """An election's contests from its decoded tree, with its ballot counts."""
+        ballots = self._read_ballot_counts(election, epath)
+        for ci, raw in enumerate(need_list(election.get("Contest", []), f"{epath}.Contest")):
+            self._add_contest(raw, f"{epath}.Contest[{ci}]", candidates, ballots, final)
 
     def _add_contest(
         self,
