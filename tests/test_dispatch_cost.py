@@ -20,6 +20,8 @@ from broadcaster.delivery.dispatcher import Dispatcher
 from broadcaster.domain.events import PRIORITY, EventKind
 from broadcaster.domain.posts import HoldKind, PostState
 from broadcaster.domain.quota import Window
+from broadcaster.ingest import payload
+from broadcaster.ingest.payload import SPOOL_AT
 from broadcaster.ingest.sources import make_fetched
 from broadcaster.outbox.state import State
 from broadcaster.outbox.store import Store, posts
@@ -268,20 +270,35 @@ def test_a_queue_admits_posts_when_due_and_forgets_old_sends() -> None:
 
 
 @pytest.mark.parametrize(
-    ("render_ahead", "slice_"),
-    [(500, 5000), (0, 5000), (500, 7)],
-    ids=["rendered-at-ingest", "deferred", "read-in-slices"],
+    ("render_ahead", "slice_", "spool_at"),
+    [(500, 5000, SPOOL_AT), (0, 5000, SPOOL_AT), (500, 7, SPOOL_AT), (500, 5000, 4096)],
+    ids=["rendered-at-ingest", "deferred", "read-in-slices", "read-from-temporary-files"],
 )
 def test_the_ge15_sized_night_sends_the_same_posts_as_before(
-    tmp_path: Path, render_ahead: int, slice_: int, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    render_ahead: int,
+    slice_: int,
+    spool_at: int,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The posts the 40-seat version of the GE15-sized night sent before the dispatcher kept
     its queues in memory (tests/fixtures/ge15_40_sent.json), by idempotency key and text; the
-    same when every snapshot is a burst whose posts are rendered only when sent, and when the
-    dispatcher reads new posts a few at a time (planning nothing until all are in)."""
+    same when every snapshot is a burst whose posts are rendered only when sent, when the
+    dispatcher reads new posts a few at a time (planning nothing until all are in), and when
+    every snapshot is read from a temporary file as a large one is."""
     from broadcaster.delivery import queues
 
     monkeypatch.setattr(queues, "SLICE", slice_)
+    monkeypatch.setattr(payload, "SPOOL_AT", spool_at)
+    spooled = 0
+    original = payload.SpooledBytes.__init__
+
+    def counted(self: payload.SpooledBytes, *args: Any) -> None:
+        nonlocal spooled
+        spooled += 1
+        original(self, *args)
+
+    monkeypatch.setattr(payload.SpooledBytes, "__init__", counted)
     logging.disable(logging.WARNING)
     try:
         write_ge15(tmp_path / "night", ge15_plan(40))
@@ -308,6 +325,7 @@ def test_the_ge15_sized_night_sends_the_same_posts_as_before(
     expected = json.loads((FIXTURES / "ge15_40_sent.json").read_text())
     assert sorted(sent) == sorted(expected)
     assert sent == expected
+    assert spooled == (17 if spool_at < SPOOL_AT else 0)
 
 
 def test_a_queue_keeps_its_order_through_many_claims_and_retries() -> None:

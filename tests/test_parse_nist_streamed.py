@@ -388,7 +388,7 @@ def test_a_long_run_of_bytes_that_are_not_utf8_is_refused_not_looped_on(window: 
     with pytest.raises(Unsure):
         streamed(body, window)
     with pytest.raises(Unsure):
-        located(body, "GpUnit", window)
+        located(body, ("GpUnit",), window)
     with pytest.raises(FeedError, match="not valid UTF-8"):
         parse_nist(body, default_tz=UTC)
 

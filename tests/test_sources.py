@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 import time
@@ -13,7 +14,15 @@ from typing import ClassVar
 import pytest
 
 from broadcaster.core.config import FeedConfig
-from broadcaster.ingest.sources import FileSource, HttpSource, ReplaySource, SourceDown, make_source
+from broadcaster.ingest.payload import SPOOL_AT, SpooledBytes
+from broadcaster.ingest.sources import (
+    FileSource,
+    HttpSource,
+    ReplaySource,
+    SourceDown,
+    fetched_file,
+    make_source,
+)
 
 
 class FeedHandler(BaseHTTPRequestHandler):
@@ -197,3 +206,53 @@ def test_replay_source_hands_out_files_in_lexical_order_and_resumes(tmp_path: Pa
     assert src.fetch() is None
     resumed = make_source(FeedConfig(source=str(tmp_path)), tmp_path, resume_after="10-b.json")
     assert resumed.fetch().name == "11-c.csv"
+
+
+# -- large bodies: collected into a private temporary file as they come (payload.py) --
+
+LARGE = SPOOL_AT + 12_345
+
+
+def large_body() -> bytes:
+    return bytes(i * 31 % 253 for i in range(LARGE))
+
+
+def test_a_large_http_body_goes_to_a_temporary_file_as_it_arrives(server):
+    server.body = large_body()
+    server.mode = "plain"
+    fetched = HttpSource(url_of(server), feed(url_of(server))).fetch()
+    assert fetched is not None
+    assert isinstance(fetched.body, SpooledBytes)
+    assert bytes(fetched.body) == server.body
+    assert fetched.fingerprint == hashlib.sha256(server.body).hexdigest()
+
+
+def test_a_large_http_body_past_the_limit_is_stopped_and_its_file_let_go(server):
+    server.body = large_body()
+    server.mode = "no-length"
+    src = HttpSource(url_of(server), feed(url_of(server), max_bytes=SPOOL_AT + 100))
+    with pytest.raises(SourceDown, match=f"more than {SPOOL_AT + 100} bytes"):
+        src.fetch()
+
+
+def test_a_large_feed_file_rewritten_after_it_is_fetched_is_read_as_it_was(tmp_path: Path):
+    """What is parsed is the copy that was hashed: the results system rewriting the file in
+    place meanwhile cannot put other bytes under the fingerprint."""
+    path = tmp_path / "feed.json"
+    original = large_body()
+    path.write_bytes(original)
+    fetched = FileSource(path, 10 * LARGE).fetch()
+    assert fetched is not None
+    assert isinstance(fetched.body, SpooledBytes)
+    with path.open("r+b") as rewrite:
+        rewrite.write(b"X" * 4096)
+    assert bytes(fetched.body) == original
+    assert fetched.fingerprint == hashlib.sha256(original).hexdigest()
+    assert fetched.body[:4096] == original[:4096]
+
+
+def test_a_snapshot_file_that_grows_past_the_limit_while_read_is_refused(tmp_path: Path):
+    path = tmp_path / "01.json"
+    path.write_bytes(b"x" * 500)
+    with pytest.raises(SourceDown, match="grew past the limit of 100 bytes"):
+        fetched_file(path, 100)

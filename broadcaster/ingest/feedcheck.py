@@ -21,6 +21,7 @@ from broadcaster.domain.tally import compute_tally
 from broadcaster.ingest import gates
 from broadcaster.ingest.locations import is_url
 from broadcaster.ingest.parsers import FeedError, reader_for
+from broadcaster.ingest.payload import whole
 from broadcaster.ingest.sources import HttpSource, SourceDown, safe_url
 
 
@@ -44,7 +45,7 @@ def fetch_once(target: str, config: Config) -> bytes:
         fetched = source.fetch()
         if fetched is None:
             raise SourceDown(f"{source.shown}: nothing returned")
-        return fetched.body
+        return whole(fetched.body)
     path = Path(target)
     try:
         size = path.stat().st_size

@@ -41,6 +41,7 @@ from broadcaster.core.config import FeedConfig
 from broadcaster.core.logs import register_secret
 from broadcaster.core.secrets import Secrets
 from broadcaster.ingest.locations import SNAPSHOT_SUFFIXES, is_url
+from broadcaster.ingest.payload import Collector, Payload, TooLarge, read_path
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ MAX_REDIRECTS = 5
 
 @dataclass(frozen=True, slots=True)
 class Fetched:
-    body: bytes
+    body: Payload  # a large body is read from a private temporary file (payload.py)
     name: str  # the file name or URL, for messages
     fingerprint: str  # sha256 of the body
     fetched_at: datetime
@@ -79,6 +80,19 @@ def make_fetched(body: bytes, name: str) -> Fetched:
     return Fetched(body, name, fingerprint(body), datetime.now(UTC))
 
 
+def fetched_file(path: Path, max_bytes: int) -> Fetched:
+    """A snapshot file, read a chunk at a time (a large one into a temporary file); SourceDown
+    when it cannot be read or holds more than `max_bytes` (checked by the caller beforehand,
+    and again here in case it grew)."""
+    try:
+        body, digest = read_path(path, max_bytes)
+    except TooLarge:
+        raise SourceDown(f"{path} grew past the limit of {max_bytes} bytes while read") from None
+    except OSError as exc:
+        raise SourceDown(f"cannot read {path}: {exc.strerror}") from None
+    return Fetched(body, path.name, digest, datetime.now(UTC))
+
+
 class FileSource:
     """A file that the results system rewrites in place."""
 
@@ -101,12 +115,8 @@ class FileSource:
             raise SourceDown(
                 f"{self.path} is {st.st_size} bytes, over the limit of {self.max_bytes}"
             )
-        try:
-            body = self.path.read_bytes()
-        except OSError as exc:
-            raise SourceDown(f"cannot read {self.path}: {exc.strerror}") from None
+        fetched = fetched_file(self.path, self.max_bytes)
         self._stat = key
-        fetched = make_fetched(body, self.path.name)
         if fetched.fingerprint == self._last:
             return None
         self._last = fetched.fingerprint
@@ -148,14 +158,14 @@ class ReplaySource:
         path = remaining[0]
         try:
             size = path.stat().st_size
-            if size > self.max_bytes:
-                self.after = path.name
-                raise SourceDown(f"{path.name} is {size} bytes, over the limit of {self.max_bytes}")
-            body = path.read_bytes()
         except OSError as exc:
             raise SourceDown(f"cannot read {path}: {exc.strerror}") from None
+        if size > self.max_bytes:
+            self.after = path.name
+            raise SourceDown(f"{path.name} is {size} bytes, over the limit of {self.max_bytes}")
+        fetched = fetched_file(path, self.max_bytes)
         self.after = path.name
-        return make_fetched(body, path.name)
+        return fetched
 
     def forget(self) -> None:
         try:
@@ -468,13 +478,13 @@ class HttpSource:
                             f"{self.shown}: {declared} bytes announced, "
                             f"over the limit of {self.feed.max_bytes}"
                         )
-                    body = self._read_bounded(resp, deadline)
+                    body, digest = self._read_bounded(resp, deadline)
                     etag, modified = resp.headers.get("ETag"), resp.headers.get("Last-Modified")
             except SourceDown:
                 if deadline.expired:
                     raise SourceDown(self._too_slow()) from None
                 raise
-        fetched = make_fetched(body, self.shown)
+        fetched = Fetched(body, self.shown, digest, datetime.now(UTC))
         # Remember validators only after a full read, so a failed read is retried in full.
         self._etag, self._modified = etag, modified
         if fetched.fingerprint == self._last:
@@ -535,30 +545,33 @@ class HttpSource:
             url = target
         raise SourceDown(f"{self.shown}: more than {MAX_REDIRECTS} redirects")
 
-    def _read_bounded(self, resp: requests.Response, deadline: _Deadline) -> bytes:
+    def _read_bounded(self, resp: requests.Response, deadline: _Deadline) -> tuple[Payload, str]:
+        """The body and its sha256; a large body goes to a temporary file as it arrives."""
         # read1 returns after at most one receive; the deadline's watchdog ends a read that
         # would wait past it.
-        chunks: list[bytes] = []
-        size = 0
+        collector = Collector()
         try:
             while True:
                 chunk = resp.raw.read1(65536, decode_content=True)
                 if not chunk:
                     break
-                size += len(chunk)
-                if size > self.feed.max_bytes:
+                if collector.size + len(chunk) > self.feed.max_bytes:
                     raise SourceDown(
                         f"{self.shown}: more than {self.feed.max_bytes} bytes; stopped reading"
                     )
-                chunks.append(chunk)
+                collector.add(chunk)
                 if deadline.remaining() < 0:
                     raise SourceDown(self._too_slow())
+            if deadline.expired:
+                # The watchdog's shutdown can look like the end of the body.
+                raise SourceDown(self._too_slow())
+        except SourceDown:
+            collector.discard()
+            raise
         except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
+            collector.discard()
             raise SourceDown(f"{self.shown}: {type(exc).__name__} while reading") from None
-        if deadline.expired:
-            # The watchdog's shutdown can look like the end of the body.
-            raise SourceDown(self._too_slow())
-        return b"".join(chunks)
+        return collector.done()
 
 
 def make_source(

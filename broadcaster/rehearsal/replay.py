@@ -8,10 +8,11 @@ the output folder, so replaying into the same folder again posts nothing new.
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,8 @@ from broadcaster.delivery.cards import CardMaker
 from broadcaster.delivery.dispatcher import Dispatcher, publisher_env
 from broadcaster.delivery.videos import VideoMaker, wants_videos
 from broadcaster.domain.posts import PostState
-from broadcaster.ingest.sources import SourceDown, make_fetched, snapshot_files
+from broadcaster.ingest.payload import read_path
+from broadcaster.ingest.sources import Fetched, SourceDown, snapshot_files
 from broadcaster.outbox.state import State
 from broadcaster.outbox.store import DatabaseMode, ModeMismatch, Store, require_mode
 from broadcaster.publishers import PublisherEnv, publisher_class
@@ -129,9 +131,11 @@ def rehearse(
         for path in files:
             report.snapshots += 1
             try:
-                fetched = make_fetched(path.read_bytes(), path.name)
+                # A large report is read from a temporary copy, piece by piece (payload.py).
+                body, digest = read_path(path, sys.maxsize)
             except OSError as exc:
                 raise SourceDown(f"{path}: {exc.strerror}") from None
+            fetched = Fetched(body, path.name, digest, datetime.now(UTC))
             read = pipeline.read(fetched, str(replay))
             # Parsed: the bytes (42 MB for a 20,000-seat report) are not kept through the
             # dispatching that follows.

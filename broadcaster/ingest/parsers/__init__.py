@@ -15,6 +15,7 @@ from broadcaster.core.config import Config, ConfigError
 from broadcaster.domain.model import Snapshot
 from broadcaster.ingest.parsers.base import FeedError
 from broadcaster.ingest.parsers.clean import DEFAULT_MAX_COUNT, clean_snapshot
+from broadcaster.ingest.payload import Payload, whole
 
 __all__ = ["FORMATS", "FeedError", "detect", "parse", "reader_for"]
 
@@ -25,6 +26,9 @@ FORMATS: dict[str, str] = {
     "eml": "broadcaster.ingest.parsers.eml:parse_eml",
     "mapped": "broadcaster.ingest.parsers.mapped:parse_mapped",
 }
+# The formats whose parser reads a large body piece by piece from where it lies (payload.py);
+# the others are given it whole.
+PIECEWISE = frozenset({"nist"})
 
 
 def _load(fmt: str) -> Callable[..., Snapshot]:
@@ -32,7 +36,7 @@ def _load(fmt: str) -> Callable[..., Snapshot]:
     return getattr(import_module(module), func)
 
 
-def detect(body: bytes) -> str:
+def detect(body: Payload) -> str:
     """Guess the format from the first bytes; FeedError when nothing fits."""
     head = body[:4096].lstrip(b"\xef\xbb\xbf \t\r\n")
     if not head:
@@ -62,22 +66,23 @@ def detect(body: bytes) -> str:
 
 
 def parse(
-    body: bytes,
+    body: Payload,
     fmt: str = "auto",
     *,
     default_tz: tzinfo = UTC,
     mapping: Any = None,
     max_count: int = DEFAULT_MAX_COUNT,
 ) -> Snapshot:
-    """Bytes of one snapshot to a Snapshot, its text normalised and its counts bounded
-    (parsers/clean.py); every failure is a FeedError naming the problem. `mapping` (a loaded
-    mapping file) is for the "mapped" format."""
+    """Bytes of one snapshot (in memory or spooled) to a Snapshot, its text normalised and
+    its counts bounded (parsers/clean.py); every failure is a FeedError naming the problem.
+    `mapping` (a loaded mapping file) is for the "mapped" format."""
     name = detect(body) if fmt == "auto" else fmt
     if name not in FORMATS:
         raise FeedError(f"unknown feed format {name!r}; expected one of {', '.join(FORMATS)}")
     extra = {"mapping": mapping} if name == "mapped" else {}
     try:
-        snapshot = _load(name)(body, default_tz=default_tz, **extra)
+        given = body if name in PIECEWISE else whole(body)
+        snapshot = _load(name)(given, default_tz=default_tz, **extra)
     except FeedError:
         raise
     except RecursionError:
@@ -88,7 +93,7 @@ def parse(
     return clean_snapshot(snapshot, max_count=max_count)
 
 
-def reader_for(config: Config) -> Callable[[bytes], Snapshot]:
+def reader_for(config: Config) -> Callable[[Payload], Snapshot]:
     """The parser the configuration asks for, mapping loaded once: bytes -> Snapshot, or a
     FeedError. A broken mapping file is a ConfigError, found before the night starts."""
     feed = config.feed
@@ -107,7 +112,7 @@ def reader_for(config: Config) -> Callable[[bytes], Snapshot]:
     tz = config.election.tz
     coalitions, by_contest = config.coalitions, config.contest_coalitions
 
-    def read(body: bytes) -> Snapshot:
+    def read(body: Payload) -> Snapshot:
         snapshot = parse(body, fmt, default_tz=tz, mapping=mapping, max_count=feed.max_count)
         if coalitions or by_contest:
             from broadcaster.ingest.coalitions import apply_coalitions

@@ -23,6 +23,8 @@ import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from broadcaster.ingest.payload import Payload
+
 # The standard library's own scanner (its C version where built), the one `json.loads` uses;
 # typeshed does not declare these names.
 _SCAN: Callable[[str, int], tuple[Any, int]] = getattr(json.JSONDecoder(), "scan_once")  # noqa: B009
@@ -55,13 +57,14 @@ class Walker:
     (bytes and text): the window slides on as it is read, and doubles where one value does not
     fit in it. A byte sequence that is not UTF-8 is Unsure (the plain reading names it)."""
 
-    def __init__(self, body: bytes, window: int = WINDOW, at: int | None = None) -> None:
+    def __init__(self, body: Payload, window: int = WINDOW, at: int | None = None) -> None:
         self.body = body
+        self.length = len(body)
         self.window = self.size = max(16, window)
         self.reads = 0  # values, brackets and members read: the caller's progress
         if at is None:
             # utf-8-sig, as the plain reading decodes: one byte order mark is skipped.
-            self._load(3 if body.startswith(b"\xef\xbb\xbf") else 0)
+            self._load(3 if body[:3] == b"\xef\xbb\xbf" else 0)
             self._skip()
         else:
             self._load(at)
@@ -69,19 +72,22 @@ class Walker:
     # -- the window --
 
     def _load(self, base: int) -> None:
-        body = self.body
-        end = min(len(body), base + self.size)
-        # Never cut a character in two: one is at most 4 bytes, so at most 3 are given back
-        # (more continuation bytes than that are not UTF-8, and the next window says so).
+        length = self.length
+        end = min(length, base + self.size)
+        # One read, with the byte after the window: where that continues a character, the
+        # window ends before the character instead of cutting it in two. A character is at
+        # most 4 bytes, so at most 3 are given back (more continuation bytes than that are not
+        # UTF-8, and the next window says so).
+        raw = self.body[base : end + 1]
         for _ in range(3):
-            if end < len(body) and body[end] & 0xC0 == 0x80:
+            if end < length and raw[end - base] & 0xC0 == 0x80:
                 end -= 1
         try:
-            self.text = body[base:end].decode("utf-8")
+            self.text = raw[: end - base].decode("utf-8")
         except UnicodeDecodeError:
             raise Unsure from None
         self.base, self.end_byte, self.pos = base, end, 0
-        self.whole = end == len(body)
+        self.whole = end == length
         self.ascii = self.text.isascii()
 
     def offset(self) -> int:
@@ -244,19 +250,36 @@ class Walker:
             raise Unsure
 
 
-def located(body: bytes, key: str, window: int = WINDOW) -> tuple[Any, int, int] | None:
-    """The value of the one member named `key` anywhere in the document, with the bytes where
-    it starts and ends; None when no member has that name. Unsure when several do. The caller
-    checks, as its walk passes the member it wanted, that this is the one (`Walker.skip_to`).
-    Searched in the bytes: in UTF-8 an ASCII byte is only ever that character."""
-    # Only where the name is followed by a colon (a member, at some depth); a feed full of the
+def located(
+    body: Payload, keys: tuple[str, ...], window: int = WINDOW
+) -> dict[str, tuple[Any, int, int] | None]:
+    """For each of `keys`, the value of the one member of that name anywhere in the document,
+    with the bytes where it starts and ends; None when no member has that name. Unsure when
+    several do. The caller checks, as its walk passes the member it wanted, that this is the
+    one (`Walker.skip_to`). Searched in the bytes, a window at a time: in UTF-8 an ASCII byte
+    is only ever that character."""
+    # Only where a name is followed by a colon (a member, at some depth); a feed full of the
     # name as a plain string value costs the regular expression's scan, not a Python loop.
-    member = re.compile(re.escape(json.dumps(key).encode()) + rb"[ \t\n\r]*:[ \t\n\r]*")
-    found: tuple[Any, int, int] | None = None
-    for match in member.finditer(body):
-        if found is not None:
-            raise Unsure
-        walker = Walker(body, window, at=match.end())
-        value = walker.value()
-        found = (value, match.end(), walker.offset())
+    names = b"|".join(re.escape(json.dumps(key).encode()) for key in keys)
+    member = re.compile(rb"(" + names + rb")[ \t\n\r]*(:|\Z)")
+    step = max(16, window)
+    found: dict[str, tuple[Any, int, int] | None] = dict.fromkeys(keys)
+    length = len(body)
+    for start in range(0, length, step):
+        # A match starting in this window is seen whole when it ends within the next one.
+        seen = body[start : start + 2 * step]
+        for match in member.finditer(seen):
+            if match.start() >= step:
+                break  # the next window's
+            if not match.group(2):
+                if start + len(seen) < length:
+                    raise Unsure  # whitespace past the next window: not worth a second look
+                continue  # the document's end: not a member
+            key = json.loads(match.group(1))
+            if found[key] is not None:
+                raise Unsure
+            walker = Walker(body, window, at=start + match.end())
+            walker._skip()
+            begin = walker.offset()
+            found[key] = (walker.value(), begin, walker.offset())
     return found

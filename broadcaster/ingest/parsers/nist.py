@@ -40,6 +40,7 @@ from broadcaster.ingest.parsers.base import (
     parse_time,
 )
 from broadcaster.ingest.parsers.jsonwalk import WINDOW, Unsure, Walker, located
+from broadcaster.ingest.payload import Payload, whole
 
 _STATUS = {
     "pre-election": ResultsStatus.PARTIAL,
@@ -109,7 +110,7 @@ def _opt_text(value: Any, path: str) -> str | None:
     return None if value is None else text_of(value, path)
 
 
-def parse_nist(body: bytes, *, default_tz: tzinfo) -> Snapshot:
+def parse_nist(body: Payload, *, default_tz: tzinfo) -> Snapshot:
     """Parse one NIST 1500-100 v2 JSON ElectionReport; FeedError names the first bad field."""
     try:
         return read_streamed(body, default_tz=default_tz)
@@ -117,7 +118,7 @@ def parse_nist(body: bytes, *, default_tz: tzinfo) -> Snapshot:
         # Read again as one tree: that reading's answer, or its error message, is the one
         # that counts. Only a broken or unusually shaped report pays for the second reading.
         pass
-    return read_tree(decode_text(body), default_tz=default_tz)
+    return read_tree(decode_text(whole(body)), default_tz=default_tz)
 
 
 def read_tree(text: str, *, default_tz: tzinfo) -> Snapshot:
@@ -131,7 +132,7 @@ def read_tree(text: str, *, default_tz: tzinfo) -> Snapshot:
     return _Report(default_tz).snapshot(doc)
 
 
-def read_streamed(body: bytes, *, default_tz: tzinfo, window: int = WINDOW) -> Snapshot:
+def read_streamed(body: Payload, *, default_tz: tzinfo, window: int = WINDOW) -> Snapshot:
     """The report read contest by contest, its bytes decoded `window` at a time; Unsure (or
     an error) where that reading cannot promise `read_tree`'s answer."""
     return _Report(default_tz).streamed(body, window)
@@ -179,14 +180,14 @@ class _Report:
             self._read_contests(election, epath, candidates, final)
         return self._assemble(name, status, generated, is_test, _issuer(doc))
 
-    def streamed(self, body: bytes, window: int = WINDOW) -> Snapshot:
+    def streamed(self, body: Payload, window: int = WINDOW) -> Snapshot:
         """The report read member by member, each contest converted as it is decoded, so the
         whole tree never exists at once. Unsure (or any error) where the reading might differ
         from `snapshot`'s: the caller then reads the whole tree."""
         # The contests need the report's units and parties, which may follow them (in
         # alphabetical key order they do): each is found by its name and read first, and the
         # walk below checks that what was found is the report's own member.
-        refs = {key: located(body, key, window) for key in ("GpUnit", "Party")}
+        refs = located(body, ("GpUnit", "Party"), window)
         units, parties = refs["GpUnit"], refs["Party"]
         self._read_units(need_list(units[0] if units else [], "GpUnit"))
         self._read_parties(need_list(parties[0] if parties else [], "Party"))
