@@ -3,6 +3,8 @@ command against the same new file, both writing the same state key."""
 
 from __future__ import annotations
 
+import gc
+import json
 import multiprocessing
 import os
 import shutil
@@ -10,14 +12,22 @@ import sqlite3
 import stat
 import threading
 import traceback
+import tracemalloc
+import zlib
+from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from broadcaster.domain.model import Snapshot
 from broadcaster.domain.posts import HoldKind
+from broadcaster.ingest.parsers import parse
+from broadcaster.outbox import store as store_module
 from broadcaster.outbox.schema import SchemaMismatch, upgrade
-from broadcaster.outbox.store import SCHEMA_VERSION, Store
+from broadcaster.outbox.store import PACKED_AT_ONCE, SCHEMA_VERSION, Store, pack_snapshot
+from tests.nist_builder import candidate, candidate_contest, counts, party, report, unit
 
 
 def _open_and_write(url: str) -> None:
@@ -219,3 +229,77 @@ def test_every_accounts_pause_and_wait_are_read_in_one_statement(tmp_path: Path)
     assert both["a"][0] is not None
     assert both["a"][0].reason == "paused by hand"
     store.close()
+
+
+def _one_shot(snapshot: Snapshot) -> bytes:
+    """How a snapshot was stored before it was packed piece by piece."""
+    text = json.dumps(snapshot.to_dict(), ensure_ascii=False, separators=(",", ":"))
+    return zlib.compress(text.encode(), 1)
+
+
+def _night(seats: int) -> Snapshot:
+    contests = [
+        candidate_contest(
+            f"c{i}",
+            [(f"s{i}a", f"k{i}a", [counts("ru-1", i)]), (f"s{i}b", f"k{i}b", [counts("ru-1", 7)])],
+        )
+        for i in range(seats)
+    ]
+    candidates = [candidate(f"k{i}a", f"សុខ ចាន់ធី {i}", "pa") for i in range(seats)]
+    candidates += [candidate(f"k{i}b", f"Ana Binti Ali {i}", "pb") for i in range(seats)]
+    doc = report(
+        contests,
+        candidates=candidates,
+        units=[unit("ru-1")],
+        parties=[party("pa", "Parti Rakyat"), party("pb", "គណបក្ស")],
+    )
+    return parse(json.dumps(doc).encode(), "nist", default_tz=UTC)
+
+
+@pytest.mark.parametrize(
+    "seats", [0, 1, PACKED_AT_ONCE, PACKED_AT_ONCE + 1, 2 * PACKED_AT_ONCE + 3]
+)
+def test_a_snapshot_is_stored_as_its_whole_dict_was_a_few_hundred_contests_at_a_time(
+    tmp_path: Path, seats: int
+) -> None:
+    """The same bytes as the whole dict's text compressed at once, so every database written
+    before reads the same; and read back from a real database as the snapshot it was."""
+    snapshot = _night(seats) if seats else replace(_night(1), contests=())
+    assert len(snapshot.contests) == seats
+    assert pack_snapshot(snapshot) == _one_shot(snapshot)
+    store = Store(f"sqlite:///{tmp_path / 'state.db'}")
+    try:
+        with store.transaction() as conn:
+            store.insert_snapshot(
+                conn,
+                fingerprint="f" * 64,
+                source="test",
+                name="01.json",
+                snapshot=snapshot,
+                received_at=datetime.now(UTC),
+                shared={},
+            )
+        assert store.last_accepted() == (snapshot, "01.json")
+    finally:
+        store.close()
+
+
+def test_storing_a_large_snapshot_never_holds_its_whole_text(monkeypatch: pytest.MonkeyPatch):
+    """A 20,000-seat snapshot's dict, text and bytes at once were the largest moment of a large
+    night's memory; piece by piece, storing one holds about a piece's worth."""
+    snapshot = _night(2000)
+    monkeypatch.setattr(store_module, "PACKED_AT_ONCE", 50)
+    gc.collect()
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        packed = pack_snapshot(snapshot)
+        piecewise = tracemalloc.get_traced_memory()[1] - base
+        tracemalloc.reset_peak()
+        base = tracemalloc.get_traced_memory()[0]
+        at_once = _one_shot(snapshot)
+        whole = tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+    assert packed == at_once
+    assert piecewise < 0.25 * whole, (piecewise, whole)

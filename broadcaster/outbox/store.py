@@ -15,7 +15,7 @@ import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
@@ -301,8 +301,32 @@ def post_from_row(row: Any, attempt: int | None = None, *, reply_to: str | None 
     )
 
 
-def pack(obj: Any) -> bytes:
-    return zlib.compress(json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode(), 1)
+def _compact(obj: Any) -> str:
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+
+
+PACKED_AT_ONCE = 500  # contests serialised per piece of a stored snapshot
+
+
+def pack_snapshot(snapshot: Snapshot) -> bytes:
+    """The snapshot as stored: its `to_dict()` as compact JSON, compressed. Its contests are
+    serialised a few hundred at a time: a 20,000-seat snapshot's whole dict, its text and its
+    bytes were 100 MB or more at once, the largest moment of a large night's memory."""
+    from broadcaster.domain.model import contest_to_list
+
+    head = _compact(replace(snapshot, contests=()).to_dict())
+    # The contests are to_dict's last member, so the text goes on where its "[]}" stands.
+    if not head.endswith('"contests":[]}'):
+        raise AssertionError("Snapshot.to_dict no longer ends with its contests")
+    packer = zlib.compressobj(1)
+    parts = [packer.compress(head[:-2].encode())]
+    contests = snapshot.contests
+    for i in range(0, len(contests), PACKED_AT_ONCE):
+        piece = _compact([contest_to_list(c) for c in contests[i : i + PACKED_AT_ONCE]])
+        parts.append(packer.compress(("," if i else "").encode() + piece[1:-1].encode()))
+    parts.append(packer.compress(b"]}"))
+    parts.append(packer.flush())
+    return b"".join(parts)
 
 
 def unpack(blob: bytes) -> Any:
@@ -467,7 +491,7 @@ class Store:
         received_at: datetime,
         shared: dict[str, Any],
     ) -> int:
-        body = pack(snapshot.to_dict())  # before the lock: a large night's takes a while
+        body = pack_snapshot(snapshot)  # before the lock: a large night's takes a while
         # Its events and posts follow in this transaction: the post-ids lock (and with it the
         # server's idle limit) is taken before its first row, so a process frozen anywhere in
         # the transaction holds nothing (this row, old bodies pruned) for longer than the limit.
@@ -652,6 +676,24 @@ class Store:
             query = query.limit(limit)
         with self.engine.connect() as conn:
             return list(conn.execute(query).all())
+
+    def why_waiting(self, state: str) -> Iterator[Any]:
+        """The posts in `state`, by id: only what says why each waits (id, account,
+        hold_reason, last_error, not_before), read as they are iterated. A large night ends
+        with tens of thousands of posts waiting; their whole rows were 20 MB at once."""
+        query = (
+            select(
+                posts.c.id,
+                posts.c.account,
+                posts.c.hold_reason,
+                posts.c.last_error,
+                posts.c.not_before,
+            )
+            .where(posts.c.state == state)
+            .order_by(posts.c.id)
+        )
+        with self.engine.connect() as conn:
+            yield from conn.execute(query)
 
     def claim(self, post_id: int, now: datetime) -> int | None:
         """Mark a pending post `sending` and commit before any platform call. Returns the attempt
