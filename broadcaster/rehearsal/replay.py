@@ -249,17 +249,28 @@ def _summarise(store: Store, report: RehearsalReport, accounts: set[str]) -> Non
     for (platform, kind, state), n in store.count_posts().items():
         if state == PostState.SENT:
             report.table[(platform, kind)] = report.table.get((platform, kind), 0) + n
+    night = State(store)
+    # The same few reasons for tens of thousands of posts: each account's is read once.
+    slots: dict[str, str] = {}
+
+    def slot(account: str) -> str:
+        if account not in slots:
+            waiting = night.waiting(account)
+            if waiting is None:
+                slots[account] = "not yet sent"
+            else:
+                until = f" (next slot {waiting.until.isoformat()})" if waiting.until else ""
+                slots[account] = waiting.reason + until
+        return slots[account]
+
     for state in (PostState.PENDING, PostState.HELD, PostState.SENDING, PostState.FAILED):
-        for row in store.posts_in_state(state):
+        for row in store.why_waiting(state):
             if row.account not in accounts:
                 why = "its account is not in this configuration"
             elif row.hold_reason or row.last_error:
                 why = row.hold_reason or row.last_error
             elif row.not_before is not None:
                 why = f"due at {row.not_before.isoformat()}"
-            elif waiting := State(store).waiting(row.account):
-                why = waiting.reason
-                why += f" (next slot {waiting.until.isoformat()})" if waiting.until else ""
             else:
-                why = "not yet sent"
+                why = slot(row.account)
             report.waiting.append((row.id, row.account, state, why))
