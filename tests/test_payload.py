@@ -102,20 +102,23 @@ def test_a_temporary_folder_that_cannot_be_written_keeps_the_body_in_memory(
         body, digest = collected(data, spool_at=1000, chunk=100)
     assert body == data
     assert digest == hashlib.sha256(data).hexdigest()
-    assert "cannot write a large snapshot to the temporary folder" in caplog.text
+    assert "cannot write a large snapshot to a temporary file in" in caplog.text
     assert str(tmp_path / "missing") in caplog.text
 
 
-def test_a_file_that_fills_up_part_way_gives_back_exactly_what_it_took(tmp_path: Path) -> None:
-    """A real write failure half-way through a chunk (the file size limit, as a full disk
-    would be): what reached the file is read back, and the rest is kept in memory."""
+@pytest.mark.parametrize("room", [150_001, 0], ids=["part-way", "no-usable-folder"])
+def test_a_file_that_fills_up_gives_back_exactly_what_it_took(tmp_path: Path, room: int) -> None:
+    """A real write failure (the file size limit, as a full disk would be): half-way through
+    a chunk, what reached the file is read back and the rest is kept in memory; with no room
+    at all, no temporary folder is usable (Python's own search fails) and the body stays in
+    memory all the same."""
     script = textwrap.dedent(
-        """
+        f"""
         import hashlib, resource, signal, sys
         from broadcaster.ingest.payload import Collector
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG, not death
         data = bytes(i * 7 % 251 for i in range(300_000))
-        resource.setrlimit(resource.RLIMIT_FSIZE, (150_001, 150_001))
+        resource.setrlimit(resource.RLIMIT_FSIZE, ({room}, {room}))
         collector = Collector(spool_at=50_000)
         for i in range(0, len(data), 40_000):
             collector.add(data[i : i + 40_000])
@@ -231,3 +234,55 @@ def test_a_large_reports_bytes_are_never_held_whole_while_it_is_read(tmp_path: P
     assert len(again.contests) == contests == 1000
     # Held in memory, the bytes are part of the peak; spooled, they never are.
     assert held_peak - spooled_peak > 0.8 * size, (held_peak, spooled_peak, size)
+
+
+def test_a_rehearsal_lets_each_snapshots_temporary_file_go_once_it_is_parsed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every snapshot read from a temporary file, none still open while the posts that follow
+    it are dispatched (a 20,000-seat night would otherwise keep 42 MB of disk per snapshot)."""
+    from broadcaster.ingest import payload
+    from broadcaster.rehearsal.replay import rehearse
+    from broadcaster.runtime.configuration import load_config
+
+    fds = Path("/proc/self/fd")
+    if not fds.is_dir():
+        pytest.skip("needs /proc to see open files")
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(spool))
+    monkeypatch.setattr(payload, "SPOOL_AT", 64)
+
+    def spooled_open() -> int:
+        gc.collect()
+        found = 0
+        for fd in fds.iterdir():
+            try:
+                found += os.readlink(fd).startswith(str(spool))
+            except OSError:
+                continue
+        return found
+
+    opened = []
+    original = payload.SpooledBytes.__init__
+
+    def counted(self: SpooledBytes, *args: object) -> None:
+        opened.append(spooled_open())
+        original(self, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(payload.SpooledBytes, "__init__", counted)
+    at_steps: list[int] = []
+    config = load_config(None)
+    config = config.with_overrides(cards=config.cards.model_copy(update={"enabled": False}))
+    rehearse(
+        config,
+        DEMO_SNAPSHOTS,
+        tmp_path / "out",
+        speed=None,
+        tail=0,
+        on_step=lambda _path, _result: at_steps.append(spooled_open()),
+    )
+    files = sorted(DEMO_SNAPSHOTS.glob("*.json"))
+    assert len(opened) == len(at_steps) == len(files)
+    assert opened == [1] * len(files)  # the one being collected, none left from before
+    assert at_steps == [0] * len(files)

@@ -204,3 +204,46 @@ def test_a_polled_reports_bytes_go_once_parsed(config, store, demo_files, monkey
     assert pipeline.poll(OneReport()).outcome == "accepted"
     assert at_apply == [True]
     assert store.snapshot_counts() == (1, 0)
+
+
+def test_a_spooled_report_that_cannot_be_read_back_is_read_again_not_rejected(
+    config, store, demo_files, tmp_path
+):
+    """A temporary file that fails to read is the local disk, not the snapshot: the cycle
+    fails (named), nothing is recorded, and the same bytes are taken again next poll."""
+    import os
+
+    from broadcaster.ingest.payload import SpooledBytes, SpoolUnreadable
+    from broadcaster.ingest.sources import Fetched, fingerprint
+
+    data = demo_files[0].read_bytes()
+    spooled = tmp_path / "spooled"
+    spooled.write_bytes(data)
+    # Read through a descriptor opened for writing only: every read is a real EBADF.
+    unreadable = open(os.open(spooled, os.O_WRONLY), "rb", buffering=0)  # noqa: SIM115
+    fresh = make_fetched(data, "report.json")
+
+    class Flaky:
+        description = "a feed whose spool fails once"
+
+        def __init__(self) -> None:
+            self.handed, self.forgotten = 0, 0
+
+        def fetch(self):
+            self.handed += 1
+            if self.handed == 1:
+                body = SpooledBytes(unreadable, len(data))
+                return Fetched(body, "report.json", fingerprint(data), fresh.fetched_at)
+            return fresh
+
+        def forget(self) -> None:
+            self.forgotten += 1
+
+    source = Flaky()
+    pipeline = Pipeline(config, store, clock=FeedClock(), dry_run=True)
+    with pytest.raises(SpoolUnreadable, match=r"temporary file .*read again"):
+        pipeline.poll(source)
+    assert source.forgotten == 1
+    assert store.snapshot_counts() == (0, 0)
+    assert not store.fingerprint_known(fingerprint(data))
+    assert pipeline.poll(source).outcome == "accepted"

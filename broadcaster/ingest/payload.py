@@ -65,8 +65,7 @@ class SpooledBytes:
         return self._read(0, self._size)
 
     def _read(self, start: int, length: int) -> bytes:
-        self._file.seek(start)
-        return _read_exactly(self._file, length)
+        return _read_exactly(self._file, start, length)
 
     def close(self) -> None:
         self._close()
@@ -117,10 +116,11 @@ class Collector:
                 done += self._file.write(view[done:]) or 0
                 self._on_disk = self.size - len(data) + done
         except OSError as exc:
+            # Not tempfile.gettempdir(): where no folder was usable it raises this again.
             log.warning(
-                "cannot write a large snapshot to the temporary folder %s (%s); holding it in "
+                "cannot write a large snapshot to a temporary file in %s (%s); holding it in "
                 "memory instead",
-                tempfile.gettempdir(),
+                tempfile.tempdir or "the temporary folder (TMPDIR)",
                 exc.strerror or exc,
             )
             self._chunks = [self._take_back(), data[done:]]
@@ -129,13 +129,12 @@ class Collector:
         self._chunks.clear()
 
     def _take_back(self) -> bytes:
-        """What the file holds, the file closed (OSError where even that fails)."""
+        """What the file holds, the file closed (SpoolUnreadable where even that fails)."""
         file, self._file = self._file, None
         if file is None:
             return b""
         try:
-            file.seek(0)
-            return _read_exactly(file, self._on_disk)
+            return _read_exactly(file, 0, self._on_disk)
         finally:
             file.close()
 
@@ -153,15 +152,29 @@ class Collector:
             self._file = None
 
 
-def _read_exactly(file: IO[bytes], length: int) -> bytes:
+class SpoolUnreadable(Exception):
+    """A snapshot could not be read back from its temporary file (the local disk failing, not
+    the feed): the snapshot is to be read again, never rejected for it."""
+
+
+def _read_exactly(file: IO[bytes], start: int, length: int) -> bytes:
     parts, got = [], 0
-    while got < length:
-        part = file.read(length - got)
-        if not part:
-            # Nothing else can write to the file: a short read is the disk failing.
-            raise OSError(f"the spooled snapshot gave {got} of {length} bytes")
-        parts.append(part)
-        got += len(part)
+    try:
+        file.seek(start)
+        while got < length:
+            part = file.read(length - got)
+            if not part:
+                # Nothing else can write to the file: a short read is the disk failing.
+                raise SpoolUnreadable(
+                    f"its temporary file gave {got} of {length} bytes; it will be read again"
+                )
+            parts.append(part)
+            got += len(part)
+    except OSError as exc:
+        raise SpoolUnreadable(
+            f"cannot read the snapshot back from its temporary file ({exc.strerror or exc}); "
+            "it will be read again"
+        ) from None
     return b"".join(parts)
 
 

@@ -12,7 +12,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +23,7 @@ from broadcaster.delivery.cards import CardMaker
 from broadcaster.delivery.dispatcher import Dispatcher, publisher_env
 from broadcaster.delivery.videos import VideoMaker, wants_videos
 from broadcaster.domain.posts import PostState
-from broadcaster.ingest.payload import read_path
-from broadcaster.ingest.sources import Fetched, SourceDown, snapshot_files
+from broadcaster.ingest.sources import fetched_file, snapshot_files
 from broadcaster.outbox.state import State
 from broadcaster.outbox.store import DatabaseMode, ModeMismatch, Store, require_mode
 from broadcaster.publishers import PublisherEnv, publisher_class
@@ -130,12 +129,8 @@ def rehearse(
         ticker = Ticker(clock, dispatcher, speed, sleep)
         for path in files:
             report.snapshots += 1
-            try:
-                # A large report is read from a temporary copy, piece by piece (payload.py).
-                body, digest = read_path(path, sys.maxsize)
-            except OSError as exc:
-                raise SourceDown(f"{path}: {exc.strerror}") from None
-            fetched = Fetched(body, path.name, digest, datetime.now(UTC))
+            # A large report is read from a temporary copy, piece by piece (payload.py).
+            fetched = fetched_file(path, sys.maxsize)
             read = pipeline.read(fetched, str(replay))
             # Parsed: the bytes (42 MB for a 20,000-seat report) are not kept through the
             # dispatching that follows.

@@ -40,6 +40,7 @@ from broadcaster.ingest.differ import (
 )
 from broadcaster.ingest.gates import Finding
 from broadcaster.ingest.parsers import FeedError, reader_for
+from broadcaster.ingest.payload import SpoolUnreadable
 from broadcaster.ingest.sources import Fetched, Source, SourceDown
 from broadcaster.outbox.errors import database_outage, describe_error
 from broadcaster.outbox.lease import LeaseLost
@@ -231,7 +232,8 @@ class Pipeline:
             fetched = replace(fetched, body=b"")  # parsed: only its name and fingerprint remain
             return self.apply(fetched, source, read[0], parse_time=read[1])
         except Exception as exc:
-            if database_outage(exc) or isinstance(exc, LeaseLost):
+            # A spooled body unreadable is the local disk, not the snapshot: read it again.
+            if database_outage(exc) or isinstance(exc, LeaseLost | SpoolUnreadable):
                 raise
             log.exception(
                 "snapshot %s could not be processed; rejecting it",
