@@ -363,10 +363,13 @@ def test_silent_and_excess_askers_cost_the_daemon_little(
     finally:
         for conn in idle:
             conn.close()
-    # Askers in a loop get the same answer for a second: one report made, not ten.
+    # Askers in a loop get the same answer for a second: one report made, not ten. (One more
+    # for each further second the loop took: on a loaded host ten asks can outlast one.)
+    started = time.monotonic()
     for _ in range(10):
         assert ask(config_for(url)) is not None
-    assert len(made) == 1
+    took = time.monotonic() - started
+    assert 1 <= len(made) <= 1 + int(took / status_server.FRESH_FOR), (len(made), took)
 
 
 def test_a_folder_others_may_write_in_is_neither_served_nor_asked(
