@@ -16,6 +16,7 @@ import json
 import random
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from broadcaster.rehearsal.fictional import (
     PARTIES,
@@ -99,6 +100,22 @@ def write_ge15(folder: Path, plan: NightPlan = GE15) -> list[Path]:
         path.write_text(json.dumps(doc, ensure_ascii=False))
         paths.append(path)
     return paths
+
+
+def rehearse_quietly(config: Any, night: Path, out: Path) -> Any:
+    """Rehearse `night` into `out` (fast, an hour of tail, warnings silenced); its outbox,
+    open (the caller closes it)."""
+    import logging
+
+    from broadcaster.outbox.store import Store
+    from broadcaster.rehearsal.replay import rehearse
+
+    logging.disable(logging.WARNING)
+    try:
+        rehearse(config, night, out, speed=None, tail=3600)
+    finally:
+        logging.disable(logging.NOTSET)
+    return Store(f"sqlite:///{out / 'state.db'}")
 
 
 if __name__ == "__main__":

@@ -5,7 +5,6 @@ planner's own, and the same night giving the same posts as before."""
 from __future__ import annotations
 
 import json
-import logging
 import random
 import sys
 from datetime import UTC, datetime, timedelta, timezone
@@ -30,11 +29,10 @@ from broadcaster.planning.planner import Item, plan_account
 from broadcaster.planning.queue import AccountQueue
 from broadcaster.publishers import PublisherEnv
 from broadcaster.rehearsal.fictional import NightPlan, document, seats
-from broadcaster.rehearsal.replay import rehearse
 from broadcaster.runtime.configuration import load_config
 from broadcaster.runtime.cycle import Pipeline
 from tests.conftest import write_config
-from tests.ge15_night import ge15_plan, write_ge15
+from tests.ge15_night import ge15_plan, rehearse_quietly, write_ge15
 
 FIXTURES = Path(__file__).parent / "fixtures"
 X_ONLY = '\n[[accounts]]\nname = "x-test"\nplatform = "x"\ndry_run = true\n'
@@ -299,18 +297,13 @@ def test_the_ge15_sized_night_sends_the_same_posts_as_before(
         original(self, *args)
 
     monkeypatch.setattr(payload.SpooledBytes, "__init__", counted)
-    logging.disable(logging.WARNING)
-    try:
-        write_ge15(tmp_path / "night", ge15_plan(40))
-        config = load_config(None)
-        config = config.with_overrides(
-            cards=config.cards.model_copy(update={"enabled": False}),
-            templates=config.templates.model_copy(update={"render_ahead": render_ahead}),
-        )
-        rehearse(config, tmp_path / "night", tmp_path / "out", speed=None, tail=3600)
-    finally:
-        logging.disable(logging.NOTSET)
-    store = Store(f"sqlite:///{tmp_path / 'out' / 'state.db'}")
+    write_ge15(tmp_path / "night", ge15_plan(40))
+    config = load_config(None)
+    config = config.with_overrides(
+        cards=config.cards.model_copy(update={"enabled": False}),
+        templates=config.templates.model_copy(update={"render_ahead": render_ahead}),
+    )
+    store = rehearse_quietly(config, tmp_path / "night", tmp_path / "out")
     try:
         with store.engine.connect() as conn:
             sent = dict(

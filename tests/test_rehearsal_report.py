@@ -3,7 +3,6 @@ columns at a time, each account's pacing read once."""
 
 from __future__ import annotations
 
-import logging
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -11,22 +10,17 @@ from sqlalchemy import event, select, update
 
 from broadcaster.domain.posts import PostState
 from broadcaster.outbox.state import State, Waiting
-from broadcaster.outbox.store import Store, posts
-from broadcaster.rehearsal.replay import RehearsalReport, _summarise, rehearse
+from broadcaster.outbox.store import posts
+from broadcaster.rehearsal.replay import RehearsalReport, _summarise
 from broadcaster.runtime.configuration import load_config
-from tests.ge15_night import ge15_plan, write_ge15
+from tests.ge15_night import ge15_plan, rehearse_quietly, write_ge15
 
 
 def test_each_post_left_waiting_is_given_its_reason(tmp_path: Path) -> None:
     write_ge15(tmp_path / "night", ge15_plan(20))
     config = load_config(None)
     config = config.with_overrides(cards=config.cards.model_copy(update={"enabled": False}))
-    logging.disable(logging.WARNING)
-    try:
-        rehearse(config, tmp_path / "night", tmp_path / "out", speed=None, tail=3600)
-    finally:
-        logging.disable(logging.NOTSET)
-    store = Store(f"sqlite:///{tmp_path / 'out' / 'state.db'}")
+    store = rehearse_quietly(config, tmp_path / "night", tmp_path / "out")
     try:
         with store.engine.begin() as conn:
             ids = conn.execute(
