@@ -113,7 +113,10 @@ class Collector:
                     prefix="broadcaster-snapshot-", buffering=0
                 )
             while done < len(data):
-                done += self._file.write(view[done:]) or 0
+                wrote = self._file.write(view[done:])
+                if not wrote:  # a regular file never does this; never loop on it
+                    raise OSError("the temporary file took no bytes")
+                done += wrote
                 self._on_disk = self.size - len(data) + done
         except OSError as exc:
             # Not tempfile.gettempdir(): where no folder was usable it raises this again.
