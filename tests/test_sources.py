@@ -256,3 +256,39 @@ def test_a_snapshot_file_that_grows_past_the_limit_while_read_is_refused(tmp_pat
     path.write_bytes(b"x" * 500)
     with pytest.raises(SourceDown, match="grew past the limit of 100 bytes"):
         fetched_file(path, 100)
+
+
+def test_a_large_feed_file_rewritten_with_the_same_bytes_is_hashed_not_copied(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """A results system that republishes the same 42 MB on a timer costs a read and a hash
+    per poll, not a copy to a temporary file as well; other bytes are still collected."""
+    import tempfile
+
+    copies = []
+    original = tempfile.TemporaryFile
+
+    def counted(*args, **kwargs):
+        copies.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", counted)
+    path = tmp_path / "feed.json"
+    first = large_body()
+    path.write_bytes(first)
+    src = FileSource(path, 10 * LARGE)
+    fetched = src.fetch()
+    assert fetched is not None
+    assert isinstance(fetched.body, SpooledBytes)
+    assert len(copies) == 1
+    path.write_bytes(first)
+    os.utime(path, ns=(1, 1))  # rewritten: another time, the same bytes
+    assert src.fetch() is None
+    assert len(copies) == 1
+    second = first[:-1] + b"!"
+    path.write_bytes(second)
+    again = src.fetch()
+    assert again is not None
+    assert len(copies) == 2
+    assert again.fingerprint == hashlib.sha256(second).hexdigest()
+    assert bytes(again.body) == second

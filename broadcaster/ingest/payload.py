@@ -20,6 +20,7 @@ import logging
 import sys
 import tempfile
 import weakref
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, overload
 
@@ -185,17 +186,34 @@ class TooLarge(Exception):
     """The file holds more than the limit (it grew after it was measured)."""
 
 
+def _chunks(path: Path, limit: int) -> Iterator[bytes]:
+    """A file's bytes a chunk at a time; TooLarge past `limit` bytes."""
+    size = 0
+    with path.open("rb") as file:
+        while chunk := file.read(min(CHUNK, limit + 1 - size)):
+            size += len(chunk)
+            if size > limit:
+                raise TooLarge
+            yield chunk
+
+
 def read_path(path: Path, limit: int, spool_at: int | None = None) -> tuple[Payload, str]:
     """A file's bytes and their sha256, collected a chunk at a time; TooLarge past `limit`
     bytes, OSError as `open` and `read` raise it."""
     collector = Collector(spool_at)
     try:
-        with path.open("rb") as file:
-            while chunk := file.read(min(CHUNK, limit + 1 - collector.size)):
-                collector.add(chunk)
-                if collector.size > limit:
-                    raise TooLarge
+        for chunk in _chunks(path, limit):
+            collector.add(chunk)
     except BaseException:
         collector.discard()
         raise
     return collector.done()
+
+
+def digest_path(path: Path, limit: int) -> str:
+    """A file's sha256 alone, read a chunk at a time and kept nowhere (errors as `read_path`):
+    whether a large file rewritten with the same bytes needs collecting at all."""
+    digest = hashlib.sha256()
+    for chunk in _chunks(path, limit):
+        digest.update(chunk)
+    return digest.hexdigest()
