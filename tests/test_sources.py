@@ -14,6 +14,7 @@ from typing import ClassVar
 import pytest
 
 from broadcaster.core.config import FeedConfig
+from broadcaster.ingest import payload, sources
 from broadcaster.ingest.payload import SPOOL_AT, SpooledBytes
 from broadcaster.ingest.sources import (
     FileSource,
@@ -285,10 +286,27 @@ def test_a_large_feed_file_rewritten_with_the_same_bytes_is_hashed_not_copied(
     os.utime(path, ns=(1, 1))  # rewritten: another time, the same bytes
     assert src.fetch() is None
     assert len(copies) == 1
-    second = first[:-1] + b"!"
+    second = first[:-1] + b"!"  # the same size: hashed first, then copied
     path.write_bytes(second)
     again = src.fetch()
     assert again is not None
     assert len(copies) == 2
     assert again.fingerprint == hashlib.sha256(second).hexdigest()
     assert bytes(again.body) == second
+    # New counts nearly always change the size: such a file is read once, not hashed first.
+    digests = []
+    monkeypatch.setattr(
+        sources, "digest_path", lambda *a: digests.append(1) or payload.digest_path(*a)
+    )
+    third = second + b" "
+    path.write_bytes(third)
+    latest = src.fetch()
+    assert latest is not None
+    assert bytes(latest.body) == third
+    assert digests == []
+    assert len(copies) == 3
+    path.write_bytes(third)
+    os.utime(path, ns=(2, 2))
+    assert src.fetch() is None
+    assert digests == [1]
+    assert len(copies) == 3

@@ -109,6 +109,7 @@ class FileSource:
         self.description = str(path)
         self._stat: tuple[int, int] | None = None
         self._last: str | None = None
+        self._last_size: int | None = None  # of the bytes `_last` is the fingerprint of
 
     def fetch(self) -> Fetched | None:
         try:
@@ -122,10 +123,12 @@ class FileSource:
             raise SourceDown(
                 f"{self.path} is {st.st_size} bytes, over the limit of {self.max_bytes}"
             )
-        if st.st_size > SPOOL_AT and self._last is not None:
+        if st.st_size > SPOOL_AT and st.st_size == self._last_size:
             # A large feed rewritten with the same bytes (a results system that republishes
-            # on a timer) is only hashed, not copied to a temporary file as well. A copy made
-            # below is hashed again as it is made, so a change in between is still seen.
+            # on a timer) is only hashed, not copied to a temporary file as well. Only at the
+            # same size: new counts nearly always change it, and a changed file is then read
+            # once. A copy made below is hashed again as it is made, so a change in between
+            # is still seen.
             try:
                 same = digest_path(self.path, self.max_bytes) == self._last
             except (OSError, TooLarge):
@@ -138,11 +141,13 @@ class FileSource:
         if fetched.fingerprint == self._last:
             return None
         self._last = fetched.fingerprint
+        self._last_size = len(fetched.body)
         return fetched
 
     def forget(self) -> None:
         self._stat = None
         self._last = None
+        self._last_size = None
 
 
 def snapshot_files(folder: Path) -> list[Path]:
