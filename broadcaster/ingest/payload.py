@@ -34,13 +34,13 @@ class SpooledBytes:
     """The bytes of a private temporary file, read on demand: `len`, an index and a slice
     (step 1) answer as they would on the same `bytes`."""
 
-    __slots__ = ("__weakref__", "_close", "_file", "_size")
+    __slots__ = ("__weakref__", "_file", "_size")
 
     def __init__(self, file: IO[bytes], size: int) -> None:
         self._file = file
         self._size = size
         # Closed (and so freed) when the last reference goes, without a ResourceWarning.
-        self._close = weakref.finalize(self, file.close)
+        weakref.finalize(self, file.close)
 
     def __len__(self) -> int:
         return self._size
@@ -68,9 +68,6 @@ class SpooledBytes:
     def _read(self, start: int, length: int) -> bytes:
         return _read_exactly(self._file, start, length)
 
-    def close(self) -> None:
-        self._close()
-
 
 Payload = bytes | SpooledBytes
 
@@ -91,7 +88,6 @@ class Collector:
         self._hash = hashlib.sha256()
         self._chunks: list[bytes] = []  # the body so far, while it is not in a file
         self._file: IO[bytes] | None = None  # the body so far, once it is
-        self._on_disk = 0
 
     def add(self, chunk: bytes) -> None:
         self._hash.update(chunk)
@@ -118,7 +114,6 @@ class Collector:
                 if not wrote:  # a regular file never does this; never loop on it
                     raise OSError("the temporary file took no bytes")
                 done += wrote
-                self._on_disk = self.size - len(data) + done
         except OSError as exc:
             # Not tempfile.gettempdir(): where no folder was usable it raises this again.
             log.warning(
@@ -127,18 +122,20 @@ class Collector:
                 tempfile.tempdir or "the temporary folder (TMPDIR)",
                 exc.strerror or exc,
             )
-            self._chunks = [self._take_back(), data[done:]]
+            # Everything before `data`, and `done` bytes of it, reached the file.
+            self._chunks = [self._take_back(self.size - len(data) + done), data[done:]]
             self.spool_at = sys.maxsize  # not again for this body
             return
         self._chunks.clear()
 
-    def _take_back(self) -> bytes:
-        """What the file holds, the file closed (SpoolUnreadable where even that fails)."""
+    def _take_back(self, written: int) -> bytes:
+        """The `written` bytes the file holds, the file closed (SpoolUnreadable where even
+        that fails)."""
         file, self._file = self._file, None
         if file is None:
             return b""
         try:
-            return _read_exactly(file, 0, self._on_disk)
+            return _read_exactly(file, 0, written)
         finally:
             file.close()
 
