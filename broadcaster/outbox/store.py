@@ -53,8 +53,6 @@ from broadcaster.outbox.bulk import insert_many
 from broadcaster.publishers.base import Post
 
 if TYPE_CHECKING:
-    from sqlalchemy.sql.elements import ColumnElement
-
     from broadcaster.domain.model import Snapshot
 
 # 1: the first schema. 2: posts.test_data (the send-time test guard), posts.hold_kind and
@@ -393,11 +391,9 @@ class Store:
     # -- key/value state --
 
     def _kv_put(self, conn: Connection, key: str, value: Any) -> None:
-        value = _redacted(value)
         # One statement (an upsert), so the daemon and an operator's command writing the same
         # key at once cannot both find it missing and both insert it.
-        statement = _upsert_base(conn, kv).values(key=key, value=value)
-        conn.execute(statement.on_conflict_do_update(index_elements=["key"], set_={"value": value}))
+        conn.execute(_kv_upsert(conn.dialect.name), {"key": key, "value": _redacted(value)})
 
     def put_state(self, key: str, value: Any, conn: Connection | None = None) -> None:
         """Set a state key: in its own transaction, or in `conn`'s."""
@@ -643,11 +639,10 @@ class Store:
             )
 
     def event_with_context(self, event_id: int) -> StoredEvent:
+        statements = _statements()
         with self.engine.connect() as conn:
-            row = conn.execute(select(events).where(events.c.id == event_id)).one()
-            shared = conn.execute(
-                select(snapshots.c.shared).where(snapshots.c.id == row.snapshot_id)
-            ).scalar_one()
+            row = conn.execute(statements.events_by_id, {"ids": [event_id]}).one()
+            shared = conn.execute(statements.shared_by_id, {"ids": [row.snapshot_id]}).one()[1]
         return StoredEvent(row.id, _event_from_row(row), row.context, shared, row.snapshot_id)
 
     def event_key_exists(self, key: str) -> bool:
@@ -671,11 +666,11 @@ class Store:
             return list(conn.execute(query).all())
 
     def posts_in_state(self, state: str, limit: int | None = None) -> list[Any]:
-        query = select(posts).where(posts.c.state == state).order_by(posts.c.id)
+        query = _statements().posts_in_state
         if limit is not None:
             query = query.limit(limit)
         with self.engine.connect() as conn:
-            return list(conn.execute(query).all())
+            return list(conn.execute(query, {"state": state}).all())
 
     def why_waiting(self, state: str) -> Iterator[Any]:
         """The posts in `state`, by id: only what says why each waits (id, account,
@@ -764,13 +759,7 @@ class Store:
 
     def _replace_unrendered(self, post_id: int, rows: Sequence[NewPost], *, deferred: bool) -> bool:
         first, *rest = rows
-        # The state the row must still be in, checked by the update itself: an operator's hold
-        # (or a claim) between a read and the write must never be overwritten.
-        still: ColumnElement[bool]
-        if deferred:
-            still = (posts.c.state == PostState.PENDING) & posts.c.text.is_(None)
-        else:
-            still = posts.c.state == PostState.HELD
+        statements = _statements()
         with self.engine.begin() as conn:
             # The post's row is locked until this commits, and a claim of it waits (holding the
             # lease row): a process frozen here must not hold them for long.
@@ -780,19 +769,18 @@ class Store:
             if deferred:
                 self.fenced(conn)  # the dispatcher's write: only under the lease
             result = conn.execute(
-                update(posts)
-                .where(posts.c.id == post_id)
-                .where(still)
-                .values(
-                    state=first.state,
-                    text=first.text,
-                    title=first.title,
-                    hold_reason=first.hold_reason,
-                    hold_kind=first.hold_kind,
-                    gate_reason=first.gate_reason,
-                    wants_card=first.wants_card,
-                    updated_at=_now(),
-                )
+                statements.fill_deferred if deferred else statements.replace_held,
+                {
+                    "post_id": post_id,
+                    "new_state": first.state,
+                    "new_text": first.text,
+                    "new_title": first.title,
+                    "new_hold_reason": first.hold_reason,
+                    "new_hold_kind": first.hold_kind,
+                    "new_gate_reason": first.gate_reason,
+                    "new_wants_card": first.wants_card,
+                    "now": _now(),
+                },
             )
             if result.rowcount != 1:
                 return False  # acted on meanwhile: held, sent, superseded, rendered
@@ -867,24 +855,12 @@ class Store:
     def next_not_before(self, after: datetime) -> datetime | None:
         """The earliest time after `after` at which a pending post becomes due, if any."""
         with self.engine.connect() as conn:
-            return conn.execute(
-                select(func.min(posts.c.not_before))
-                .where(posts.c.state == PostState.PENDING)
-                .where(posts.c.not_before > after)
-            ).scalar()
+            return conn.execute(_statements().next_not_before, {"after": after}).scalar()
 
     def thread_parts_due(self, now: datetime) -> list[Any]:
         """Pending continuations of threads (their previous part decides when they go)."""
         with self.engine.connect() as conn:
-            return list(
-                conn.execute(
-                    select(posts)
-                    .where(posts.c.state == PostState.PENDING)
-                    .where(posts.c.thread_parent.is_not(None))
-                    .where((posts.c.not_before.is_(None)) | (posts.c.not_before <= now))
-                    .order_by(posts.c.id)
-                ).all()
-            )
+            return list(conn.execute(_statements().thread_parts_due, {"now": now}).all())
 
     def sent_since(self, account: str, since: datetime) -> list[Any]:
         with self.engine.connect() as conn:
@@ -939,16 +915,12 @@ class Store:
             by_reason.setdefault(reason, []).append(post_id)
         done = 0
         now = _now()
+        statement = _statements().retire
         with self.engine.begin() as conn:
             for reason, ids in by_reason.items():
                 for i in range(0, len(ids), 500):
-                    result = conn.execute(
-                        update(posts)
-                        .where(posts.c.id.in_(ids[i : i + 500]))
-                        .where(_by_id_still(PostState.PENDING))
-                        .values(state=PostState.SUPERSEDED, hold_reason=reason, updated_at=now)
-                    )
-                    done += int(result.rowcount or 0)
+                    params = {"ids": ids[i : i + 500], "reason": reason, "now": now}
+                    done += int(conn.execute(statement, params).rowcount or 0)
         return done
 
     # -- the dispatcher's in-memory queues (broadcaster/delivery/queues.py) --
@@ -966,33 +938,19 @@ class Store:
         the planner needs (no text, no event data) and `final`: a final tally. With an
         `after_id`, the posts above it are read by id (the few added since the dispatcher last
         looked), not the whole backlog through the state index. `limit`: the first so many."""
-        columns = (
-            posts.c.id,
-            posts.c.account,
-            posts.c.dry_run,
-            *_planned(),
-            posts.c.not_before,
-            posts.c.wants_card,
-        )
+        statements = _statements()
         with self.engine.connect() as conn:
-            pending = posts.c.state == PostState.PENDING
-            query = (
-                select(*columns)
-                .where(_by_id_still(PostState.PENDING) if after_id else pending)
-                .where(posts.c.thread_parent.is_(None))
-                .where(posts.c.id > after_id)
-                .order_by(posts.c.id)
-            )
-            rows = conn.execute(query if limit is None else query.limit(limit)).all()
+            query = statements.queued_after if after_id else statements.queued
+            if limit is not None:
+                query = statements.queued_after_few if after_id else statements.queued_few
+            rows = conn.execute(query, {"after_id": after_id, "limit": limit}).all()
             tallies = sorted({r.event_id for r in rows if r.event_kind == EventKind.TALLY.value})
             finals: set[int] = set()
             for i in range(0, len(tallies), 500):
                 finals.update(
                     event_id
                     for event_id, data in conn.execute(
-                        select(events.c.id, events.c.data).where(
-                            events.c.id.in_(tallies[i : i + 500])
-                        )
+                        statements.event_data, {"ids": tallies[i : i + 500]}
                     )
                     if isinstance(data, dict) and data.get("final")
                 )
@@ -1009,18 +967,13 @@ class Store:
         out: dict[int, StoredEvent] = {}
         shared: dict[int, dict[str, Any]] = {}
         ids = list(dict.fromkeys(event_ids))
+        statements = _statements()
         with self.engine.connect() as conn:
             for i in range(0, len(ids), 500):
-                rows = conn.execute(select(events).where(events.c.id.in_(ids[i : i + 500]))).all()
+                rows = conn.execute(statements.events_by_id, {"ids": ids[i : i + 500]}).all()
                 wanted = sorted({r.snapshot_id for r in rows} - set(shared))
                 if wanted:
-                    shared.update(
-                        conn.execute(
-                            select(snapshots.c.id, snapshots.c.shared).where(
-                                snapshots.c.id.in_(wanted)
-                            )
-                        ).all()
-                    )
+                    shared.update(conn.execute(statements.shared_by_id, {"ids": wanted}).all())
                 for row in rows:
                     out[row.id] = StoredEvent(
                         row.id,
@@ -1061,35 +1014,25 @@ class Store:
                         }
                     ],
                 )
-                event_id = conn.execute(
-                    select(events.c.id).where(events.c.key == event.key)
-                ).scalar_one()
+                statements = _statements()
+                event_id = conn.execute(statements.event_id, {"key": event.key}).scalar_one()
                 # A summary of test posts is test data too.
                 test_data = bool(
-                    conn.execute(
-                        select(func.count())
-                        .select_from(posts)
-                        .where(posts.c.id.in_(list(merged)))
-                        .where(posts.c.test_data.is_(True))
-                    ).scalar_one()
+                    conn.execute(statements.test_posts, {"ids": list(merged)}).scalar_one()
                 )
                 self.insert_posts(
                     conn, [post], {event.key: event_id}, {event.key: event}, test_data=test_data
                 )
                 post_id = conn.execute(
-                    select(posts.c.id).where(posts.c.idempotency_key == post.idempotency_key)
+                    statements.post_id, {"key": post.idempotency_key}
                 ).scalar_one()
-                retired = conn.execute(
-                    update(posts)
-                    .where(posts.c.id.in_(list(merged)))
-                    .where(_by_id_still(PostState.PENDING))
-                    .values(
-                        state=PostState.SUPERSEDED,
-                        hold_reason="merged into a summary",
-                        superseded_by=post_id,
-                        updated_at=now,
-                    )
-                ).rowcount
+                params = {
+                    "ids": list(merged),
+                    "reason": "merged into a summary",
+                    "by": post_id,
+                    "now": now,
+                }
+                retired = conn.execute(statements.merge_into, params).rowcount
                 if retired != len(merged):
                     raise _Abort
                 return int(post_id)
@@ -1271,10 +1214,16 @@ def _redacted(value: Any) -> Any:
 
 
 def _upsert_base(conn: Connection, table: Table) -> Any:
-    """The dialect's INSERT, which knows ON CONFLICT (SQLite and PostgreSQL)."""
+    """The dialect's INSERT, which knows ON CONFLICT (SQLite and PostgreSQL). The same object
+    for the same dialect and table: extend it (every method returns a copy), never change it."""
+    return _dialect_insert(conn.dialect.name, table)
+
+
+@functools.cache
+def _dialect_insert(dialect: str, table: Table) -> Any:
     # Imported here: each dialect's module costs a tenth of a second to load, and a command
     # uses one database.
-    if conn.dialect.name == "postgresql":
+    if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as pg_insert
 
         return pg_insert(table)
@@ -1291,8 +1240,9 @@ def _planned() -> tuple[Any, ...]:
 
 @dataclass(frozen=True, slots=True)
 class _Statements:
-    """The statements the dispatcher runs at every step, built once: building a statement
-    costs SQLAlchemy more than SQLite takes to run it."""
+    """The statements the dispatcher runs at every step, in merges and in recovery, built
+    once: building a statement costs SQLAlchemy more than SQLite takes to run it (about 90 us
+    against 25). tests/test_dispatch_cost.py checks that steps build none."""
 
     get_state: Any
     get_states: Any
@@ -1303,11 +1253,77 @@ class _Statements:
     claim_returning: Any  # the claim and the attempt number in one statement
     attempts: Any
     mark_sent: Any
+    # Below: what dispatch steps, merges and recovery run often enough to matter.
+    posts_in_state: Any
+    next_not_before: Any
+    thread_parts_due: Any
+    queued: Any  # the pending posts to plan: at start, all of them
+    queued_after: Any  # ... and then those above an id, by id
+    queued_few: Any  # ... the first so many (`limit`)
+    queued_after_few: Any
+    event_data: Any
+    events_by_id: Any
+    shared_by_id: Any
+    event_id: Any
+    post_id: Any
+    test_posts: Any  # how many of some posts are test data
+    retire: Any  # pending posts superseded, with a reason
+    # A post's text rendered when it is due, or again after a template fix; each only while
+    # the post is still as it was read: an operator's hold (or a claim) between a read and
+    # the write must never be overwritten.
+    fill_deferred: Any
+    replace_held: Any
+    merge_into: Any  # ... by a summary
 
 
 @functools.cache
 def _statements() -> _Statements:
     post_id: Any = bindparam("post_id", type_=Integer)
+    ids: Any = bindparam("ids", expanding=True, type_=Integer)
+    now: Any = bindparam("now", type_=posts.c.updated_at.type)
+    few: Any = bindparam("limit", type_=Integer)
+    queued = (
+        select(
+            posts.c.id,
+            posts.c.account,
+            posts.c.dry_run,
+            *_planned(),
+            posts.c.not_before,
+            posts.c.wants_card,
+        )
+        .where(posts.c.thread_parent.is_(None))
+        .where(posts.c.id > bindparam("after_id", type_=Integer))
+        .order_by(posts.c.id)
+    )
+    retire = (
+        update(posts)
+        .where(posts.c.id.in_(ids))
+        .where(_by_id_still(PostState.PENDING))
+        .values(
+            state=PostState.SUPERSEDED,
+            hold_reason=bindparam("reason", type_=posts.c.hold_reason.type),
+            updated_at=now,
+        )
+    )
+    rendered = (
+        update(posts)
+        .where(posts.c.id == post_id)
+        .values(
+            {
+                name: bindparam(f"new_{name}", type_=posts.c[name].type)
+                for name in (
+                    "state",
+                    "text",
+                    "title",
+                    "hold_reason",
+                    "hold_kind",
+                    "gate_reason",
+                    "wants_card",
+                )
+            }
+            | {"updated_at": now}
+        )
+    )
     claim = (
         update(posts)
         .where(posts.c.id == post_id)
@@ -1355,6 +1371,51 @@ def _statements() -> _Statements:
             updated_at=bindparam("now", type_=posts.c.updated_at.type),
             last_error=None,
         ),
+        posts_in_state=select(posts)
+        .where(posts.c.state == bindparam("state", type_=posts.c.state.type))
+        .order_by(posts.c.id),
+        next_not_before=select(func.min(posts.c.not_before))
+        .where(posts.c.state == PostState.PENDING)
+        .where(posts.c.not_before > bindparam("after", type_=posts.c.not_before.type)),
+        thread_parts_due=select(posts)
+        .where(posts.c.state == PostState.PENDING)
+        .where(posts.c.thread_parent.is_not(None))
+        .where(posts.c.not_before.is_(None) | (posts.c.not_before <= now))
+        .order_by(posts.c.id),
+        queued=queued.where(posts.c.state == PostState.PENDING),
+        queued_after=queued.where(_by_id_still(PostState.PENDING)),
+        queued_few=queued.where(posts.c.state == PostState.PENDING).limit(few),
+        queued_after_few=queued.where(_by_id_still(PostState.PENDING)).limit(few),
+        event_data=select(events.c.id, events.c.data).where(events.c.id.in_(ids)),
+        events_by_id=select(events).where(events.c.id.in_(ids)),
+        shared_by_id=select(snapshots.c.id, snapshots.c.shared).where(snapshots.c.id.in_(ids)),
+        event_id=select(events.c.id).where(
+            events.c.key == bindparam("key", type_=events.c.key.type)
+        ),
+        post_id=select(posts.c.id).where(
+            posts.c.idempotency_key == bindparam("key", type_=posts.c.idempotency_key.type)
+        ),
+        test_posts=select(func.count())
+        .select_from(posts)
+        .where(posts.c.id.in_(ids))
+        .where(posts.c.test_data.is_(True)),
+        retire=retire,
+        fill_deferred=rendered.where(posts.c.state == PostState.PENDING).where(
+            posts.c.text.is_(None)
+        ),
+        replace_held=rendered.where(posts.c.state == PostState.HELD),
+        merge_into=retire.values(superseded_by=bindparam("by", type_=posts.c.superseded_by.type)),
+    )
+
+
+@functools.cache
+def _kv_upsert(dialect: str) -> Any:
+    """A state key set to a value (parameters `key`, `value`), inserted or replaced."""
+    insert = _dialect_insert(dialect, kv).values(
+        key=bindparam("key", type_=kv.c.key.type), value=bindparam("value", type_=kv.c.value.type)
+    )
+    return insert.on_conflict_do_update(
+        index_elements=["key"], set_={"value": insert.excluded.value}
     )
 
 
@@ -1443,8 +1504,14 @@ def _after_many(conn: Connection) -> None:
 
 
 def _insert_ignore(conn: Connection, table: Table, key: str) -> Any:
-    """INSERT that skips rows whose unique `key` already exists."""
-    return _upsert_base(conn, table).on_conflict_do_nothing(index_elements=[key])
+    """INSERT that skips rows whose unique `key` already exists (built once per dialect,
+    table and key, as `_upsert_base`)."""
+    return _dialect_insert_ignore(conn.dialect.name, table, key)
+
+
+@functools.cache
+def _dialect_insert_ignore(dialect: str, table: Table, key: str) -> Any:
+    return _dialect_insert(dialect, table).on_conflict_do_nothing(index_elements=[key])
 
 
 def _event_from_row(row: Any) -> Event:
