@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import random
+import sqlite3
 import sys
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -53,7 +54,8 @@ class Counter:
         store.engine.dispose()  # connections made from now on are counted
 
     def _connect(self, dbapi_conn: Any, _record: object) -> None:
-        dbapi_conn.set_progress_handler(self._progress, 1000)
+        if isinstance(dbapi_conn, sqlite3.Connection):  # the work is SQLite's to count
+            dbapi_conn.set_progress_handler(self._progress, 1000)
 
     def _progress(self) -> int:
         self.work += 1
@@ -71,10 +73,14 @@ class Counter:
         return out
 
 
-def _night(tmp_path: Path, contests: int) -> tuple[Dispatcher, Store, Counter]:
+def _night(
+    tmp_path: Path, contests: int, database: str = "sqlite:///state.db"
+) -> tuple[Dispatcher, Store, Counter]:
     """`contests` seats all called in one snapshot, queued for one X account."""
     tmp_path.mkdir(parents=True, exist_ok=True)
-    config = load_config(write_config(tmp_path / "c.toml", source="feed.json", accounts=X_ONLY))
+    config = load_config(
+        write_config(tmp_path / "c.toml", source="feed.json", accounts=X_ONLY, database=database)
+    )
     store = Store(config.database_url)
     at = datetime(2030, 7, 28, 20, tzinfo=UTC)
     clock = FeedClock(at)
@@ -144,7 +150,8 @@ def test_steps_reuse_their_statements(tmp_path: Path) -> None:
             dispatcher._step(account)
         sent = store.posts_in_state(PostState.SENT)
         merged = [r for r in store.posts_in_state(PostState.SUPERSEDED) if r.superseded_by]
-        assert len(sent) >= 50 and merged  # sends and summaries both happened
+        assert len(sent) >= 50  # sends
+        assert merged  # and summaries
         # A few statements are first used after the warm-up (each once); before, every
         # merge and every deferred render built its own (342 in these 55 steps).
         assert built <= 5

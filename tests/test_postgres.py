@@ -100,6 +100,45 @@ def test_a_night_on_postgresql_posts_exactly_what_it_posts_on_sqlite(
     assert events_after == postgres_events
 
 
+def test_merges_retirements_and_deferred_renders_run_alike_on_postgresql(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    """The statements dispatch steps build once (outbox/store.py's `_statements`): summaries,
+    posts retired in bulk, texts rendered when due, the queue read a slice at a time; the
+    same outbox after the same steps on both databases."""
+    from tests.test_dispatch_cost import _night
+
+    def outcome(folder: Path, database: str) -> tuple[list[tuple[Any, ...]], int]:
+        dispatcher, store, _counter = _night(folder, 300, database)
+        try:
+            account = dispatcher.accounts["x-test"]
+            for _ in range(40):
+                dispatcher._step(account)
+            with store.engine.connect() as conn:
+                rows = conn.execute(
+                    select(
+                        posts.c.idempotency_key,
+                        posts.c.state,
+                        posts.c.text,
+                        posts.c.hold_reason,
+                        posts.c.superseded_by.is_not(None),
+                    ).order_by(posts.c.idempotency_key)
+                ).all()
+            return [tuple(r) for r in rows], dispatcher.queues.rebuilds
+        finally:
+            dispatcher.close()
+            store.close()
+
+    on_sqlite, sqlite_rebuilds = outcome(tmp_path / "sqlite", "sqlite:///state.db")
+    on_postgres, postgres_rebuilds = outcome(tmp_path / "pg", postgres_url)
+    states = Counter(state for _, state, _, _, _ in on_sqlite)
+    assert states[PostState.SENT] >= 30
+    assert any(merged for *_, merged in on_sqlite)  # summaries replaced posts
+    assert any(reason and "summary" not in reason for _, _, _, reason, _ in on_sqlite)
+    assert on_postgres == on_sqlite
+    assert postgres_rebuilds == sqlite_rebuilds
+
+
 def test_processes_opening_a_new_postgresql_database_at_once_all_succeed(postgres_url: str):
     open_at_once(postgres_url)
 
