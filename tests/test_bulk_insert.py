@@ -256,3 +256,31 @@ def test_equal_times_in_other_zones_or_folds_are_each_converted(tmp_path: Path) 
     assert convert(first) != convert(second)
     assert convert(second) == "2030-10-27 01:30:00.000000"
     assert convert(first) == "2030-10-27 00:30:00.000000"
+
+
+def test_a_value_is_converted_as_itself_whatever_was_converted_before_it(tmp_path: Path) -> None:
+    """The conversion of the value converted just before is reused when the value is the
+    very same object (grouped rows repeat one `created_at`, one event's time): an equal value
+    of another type (1 after True) is converted on its own, and an unhashable one (a list) is
+    converted each time, even when it is the same object changed in between."""
+    from sqlalchemy import JSON, Column, MetaData, Table
+
+    table = Table("t", MetaData(), Column("v", JSON))
+    store = Store(f"sqlite:///{tmp_path / 's.db'}")
+    with store.engine.connect() as conn:
+        convert = bulk._converter(table, "v", conn.dialect)
+    store.close()
+    assert convert is not None
+    assert [convert(v) for v in (True, 1, 1, True, 1.0, (), ())] == [
+        "true",
+        "1",
+        "1",
+        "true",
+        "1.0",
+        "[]",
+        "[]",
+    ]
+    media = ["a.png"]
+    assert convert(media) == '["a.png"]'
+    media.append("b.png")
+    assert convert(media) == '["a.png", "b.png"]'

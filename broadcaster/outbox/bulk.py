@@ -19,6 +19,7 @@ from sqlalchemy import Table
 from sqlalchemy.engine import Connection
 
 FEW = 64  # rows below which SQLAlchemy's own path is taken
+_NOTHING = object()
 
 
 class BulkValueError(ValueError):
@@ -81,16 +82,23 @@ def _converter(table: Table, name: str, dialect: Any) -> Callable[[Any], Any] | 
                 f"{where} cannot store a {type(value).__name__}: {type(exc).__name__}: {exc}"
             ) from exc
 
+    last: list[Any] = [_NOTHING, None]  # the hashable value converted last, and to what
+
     def convert(value: Any) -> Any:
+        # Rows come grouped (an event's posts on every account, one `created_at` for all), so
+        # the value is most often the very object converted just before: no key to build.
+        if value is last[0]:
+            return last[1]
         # True and 1 are equal keys but not the same JSON; two times equal but in another zone,
         # or the same clock time either side of a change (fold), may not convert alike.
         key = (type(value), value, getattr(value, "tzinfo", None), getattr(value, "fold", None))
         try:
-            return memo[key]
+            made = memo[key]
         except KeyError:
             made = memo[key] = func(value)
-            return made
-        except TypeError:  # unhashable
+        except TypeError:  # unhashable (a dict, a list: it could change), so never remembered
             return func(value)
+        last[0], last[1] = value, made
+        return made
 
     return convert
