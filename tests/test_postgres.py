@@ -139,6 +139,17 @@ def test_merges_retirements_and_deferred_renders_run_alike_on_postgresql(
     assert postgres_rebuilds == sqlite_rebuilds
 
 
+def test_the_queue_is_read_with_any_limit_on_postgresql(postgres_url: str) -> None:
+    """The queue's limit is a bound parameter of the statement built once: typed as
+    `.limit(n)` types a large n (BIGINT), not refused as out of an INTEGER's range."""
+    store = Store(postgres_url)
+    try:
+        assert store.queued_posts(0, 2**31) == []
+        assert store.queued_posts(5, 2**40) == []
+    finally:
+        store.close()
+
+
 def test_processes_opening_a_new_postgresql_database_at_once_all_succeed(postgres_url: str):
     open_at_once(postgres_url)
 

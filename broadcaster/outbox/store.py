@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Column,
     DateTime,
@@ -1281,7 +1282,7 @@ def _statements() -> _Statements:
     post_id: Any = bindparam("post_id", type_=Integer)
     ids: Any = bindparam("ids", expanding=True, type_=Integer)
     now: Any = bindparam("now", type_=posts.c.updated_at.type)
-    few: Any = bindparam("limit", type_=Integer)
+    few: Any = bindparam("limit", type_=BigInteger)  # as `.limit(n)` types a large n
     queued = (
         select(
             posts.c.id,
