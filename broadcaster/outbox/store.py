@@ -1269,12 +1269,12 @@ class _Statements:
     post_id: Any
     test_posts: Any  # how many of some posts are test data
     retire: Any  # pending posts superseded, with a reason
+    merge_into: Any  # ... by a summary
     # A post's text rendered when it is due, or again after a template fix; each only while
     # the post is still as it was read: an operator's hold (or a claim) between a read and
     # the write must never be overwritten.
     fill_deferred: Any
     replace_held: Any
-    merge_into: Any  # ... by a summary
 
 
 @functools.cache
@@ -1401,11 +1401,11 @@ def _statements() -> _Statements:
         .where(posts.c.id.in_(ids))
         .where(posts.c.test_data.is_(True)),
         retire=retire,
+        merge_into=retire.values(superseded_by=bindparam("by", type_=posts.c.superseded_by.type)),
         fill_deferred=rendered.where(posts.c.state == PostState.PENDING).where(
             posts.c.text.is_(None)
         ),
         replace_held=rendered.where(posts.c.state == PostState.HELD),
-        merge_into=retire.values(superseded_by=bindparam("by", type_=posts.c.superseded_by.type)),
     )
 
 
