@@ -4,6 +4,13 @@ the card at send time."""
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -78,3 +85,57 @@ def test_a_worker_that_fails_leaves_the_send_to_draw_it(outbox, tmp_path) -> Non
         assert maker.card_for(row, account).exists()  # the pool still serves
     finally:
         maker.close()
+
+
+CHILD = """
+import json, os, sys, time
+from pathlib import Path
+from broadcaster.delivery.cards import CardMaker
+from broadcaster.outbox.store import Store
+from broadcaster.runtime.configuration import load_config
+config = load_config(Path(sys.argv[1]))
+maker = CardMaker(config, Store(config.database_url), Path(sys.argv[2]), workers=2)
+pool = maker._workers()
+pids = set()
+while len(pids) < 2:
+    pids.update(f.result(timeout=120) for f in [pool.submit(os.getpid) for _ in range(8)])
+print(json.dumps(sorted(pids)), flush=True)
+time.sleep(600)
+"""
+
+
+def _running(pid: int) -> bool:
+    """Whether a process runs (a zombie, waiting for its parent to read its end, does not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_workers_leave_when_the_process_that_made_them_is_killed(tmp_path: Path) -> None:
+    """A daemon killed outright (SIGKILL, the OOM killer) cannot stop its pool: its workers
+    leave by themselves, instead of waiting forever on a task queue nobody writes to."""
+    config = write_config(tmp_path / "c.toml", source="f", accounts=FACEBOOK, cards=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(config), str(tmp_path / "cards")],
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        assert proc.stdout is not None
+        workers = json.loads(proc.stdout.readline())
+        assert len(workers) == 2
+        assert all(_running(pid) for pid in workers)
+        proc.kill()
+        proc.wait(timeout=30)
+        deadline = time.monotonic() + 20
+        while any(_running(pid) for pid in workers) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not [pid for pid in workers if _running(pid)]
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # whatever of its group is left
+        proc.wait(timeout=30)

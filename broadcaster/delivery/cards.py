@@ -7,16 +7,24 @@ as they are queued (`prefetch`): a pool of worker processes draws them while it 
 worker reading the event from the database itself. A send then finds its card drawn, waits
 for the worker already drawing it, or draws it itself; a worker that fails or dies only means
 the card is drawn in the dispatcher's process, where an error is handled as before.
+
+A worker outlives nothing: killed (SIGKILL, the OOM killer), the daemon cannot stop its pool,
+and a pool's worker never notices its parent is gone (it holds both ends of its own task
+queue). So each worker is handed the read end of a pipe whose only write end stays in the
+process that made the pool, and leaves when that end closes, however that process ended.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import os
+import threading
 import uuid
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +62,7 @@ class CardMaker:
             workers = config.cards.workers
         self.workers = default_workers() if workers is None else workers
         self._pool: ProcessPoolExecutor | None = None
+        self._alive: Connection | None = None  # the write end the workers watch (never written)
         self._drawing: dict[tuple[int, str], Future[str]] = {}
 
     def card_for(self, row: Any, account: AccountConfig) -> Path:
@@ -122,19 +131,25 @@ class CardMaker:
             context = multiprocessing.get_context(
                 "forkserver" if "forkserver" in methods else "spawn"
             )
+            # Workers start when asked for, so the read end stays here too (reading nothing):
+            # each worker gets its own copy, and only this process has the write end.
+            watched, self._alive = context.Pipe(duplex=False)
             self._pool = ProcessPoolExecutor(
                 self.workers,
                 mp_context=context,
                 initializer=_start_worker,
-                initargs=(self.config, self.store.url, self.folder),
+                initargs=(self.config, self.store.url, self.folder, watched),
             )
         return self._pool
 
     def _shutdown(self) -> None:
         pool, self._pool = self._pool, None
+        alive, self._alive = self._alive, None
         self._drawing.clear()
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
+        if alive is not None:
+            alive.close()
 
     def close(self) -> None:
         """Stop the workers (cards being drawn are finished, those waiting are dropped)."""
@@ -145,10 +160,19 @@ _maker: CardMaker | None = None  # in a worker process
 _accounts: dict[str, AccountConfig] = {}
 
 
-def _start_worker(config: Config, url: str, folder: Path) -> None:
+def _start_worker(config: Config, url: str, folder: Path, watched: Connection) -> None:
     global _maker, _accounts
+    threading.Thread(target=_leave_with_maker, args=(watched,), daemon=True).start()
     _maker = CardMaker(config, Store(url), folder, workers=0)
     _accounts = {a.name: a for a in config.accounts}
+
+
+def _leave_with_maker(watched: Connection) -> None:
+    """In a worker: wait until the process that made the pool is gone (the pipe's only write
+    end is closed: nothing is ever sent on it), then leave at once."""
+    with contextlib.suppress(EOFError, OSError):
+        watched.recv_bytes()
+    os._exit(0)
 
 
 def _draw_in_worker(event_id: int, account: str) -> str:
