@@ -200,8 +200,9 @@ class CardsConfig(_Strict):
     foreground: str = Field(default="#1A1A1A", pattern=r"^#[0-9A-Fa-f]{6}$")
     accent: str = Field(default="#1F4E79", pattern=r"^#[0-9A-Fa-f]{6}$")
     dir: str = "cards"  # where rendered cards are written
-    # Worker processes drawing cards ahead of the posts that will need them; default: one per
-    # core beyond two. 0: cards are drawn by the dispatcher when a post is sent.
+    # Worker processes drawing cards ahead of the posts that will need them; default: two on
+    # two to four cores, one per core beyond two above that (at most four), none on one core.
+    # 0: cards are drawn by the dispatcher when a post is sent.
     workers: int | None = Field(default=None, ge=0, le=16)
 
 

@@ -42,11 +42,15 @@ IN_FLIGHT = 64  # cards asked of the workers and not yet collected, at most
 WAIT = 60.0  # seconds a send waits for a worker's card before drawing it itself
 
 
-def default_workers() -> int:
-    """One worker per core beyond two, at most four. On two cores the dispatcher and the
-    pipeline already use both: measured with bench/bench_rehearse.py, a worker there only
-    competes with them (the GE15-sized night took 27 s with one, 23 s without)."""
-    return max(0, min(4, (os.cpu_count() or 2) - 2))
+def default_workers(cores: int | None = None) -> int:
+    """Two workers on two to four cores, one per core beyond two above that (at most four);
+    none on one core. On the 2-core machine, bench/bench_rehearse.py's GE15-sized night with
+    cards took 14.0 s with none, 13.3 s with one, 11.4 s with two and 13.9 s with three; two
+    hold about 235 MB together (`cores`: os.cpu_count() unless given)."""
+    cores = cores if cores is not None else (os.cpu_count() or 2)
+    if cores < 2:
+        return 0
+    return min(4, max(2, cores - 2))
 
 
 class CardMaker:
