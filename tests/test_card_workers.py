@@ -13,6 +13,7 @@ import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy.exc import NoResultFound
@@ -149,3 +150,91 @@ def test_cards_are_drawn_ahead_by_default_from_two_cores(cores: int, workers: in
     two workers drew the night in 11.4 s against 14.0 s with none; more cores, more workers,
     at most four."""
     assert cards.default_workers(cores) == workers
+
+
+def test_the_first_cards_are_drawn_here_while_the_workers_start(
+    outbox, tmp_path, monkeypatch
+) -> None:
+    """A pool calls a card "running" as soon as it is queued for a worker, before any worker
+    has started (a second or more, longer under load): until one has drawn a card, a send
+    draws its own rather than wait for them. Afterwards it waits for the worker's card."""
+    config, store, calls = outbox
+    account = config.accounts[0]
+    expected = CardMaker(config, store, tmp_path / "inline", workers=0).card_for(calls[0], account)
+    drawn_here: list[Path] = []
+    original = cards.render_card
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        drawn_here.append(args[-1])
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(cards, "render_card", counted)
+    maker = CardMaker(config, store, tmp_path / "cold", workers=2)
+    try:
+        for row in calls[:3]:
+            maker.prefetch(row.event_id, account)
+        first = maker.card_for(calls[0], account)  # the workers are still starting
+        assert len(drawn_here) == 1
+        assert first.read_bytes() == expected.read_bytes()
+        for future in list(maker._drawing.values()):
+            future.result(timeout=120)
+        drawn_here.clear()
+        assert maker.card_for(calls[1], account).exists()
+        assert drawn_here == []  # now the workers' card is taken
+    finally:
+        maker.close()
+
+
+def test_ctrl_c_to_the_group_leaves_the_workers_drawing(tmp_path: Path) -> None:
+    """Ctrl-C reaches every process of the terminal's group: the daemon stops its pool itself,
+    so a worker ignores it (it used to die, breaking the pool and the send waiting on it)."""
+    config = load_config(
+        write_config(tmp_path / "c.toml", source="f", accounts=FACEBOOK, cards=True)
+    )
+    store = Store(config.database_url)
+    maker = CardMaker(config, store, tmp_path / "cards", workers=1)
+    try:
+        pool = maker._workers()
+        worker = pool.submit(os.getpid).result(timeout=120)
+        os.kill(worker, signal.SIGINT)
+        time.sleep(0.5)  # an interrupted worker would be gone by now
+        assert pool.submit(os.getpid).result(timeout=120) == worker
+    finally:
+        maker.close()
+        store.close()
+
+
+def test_workers_are_counted_from_the_cores_this_process_may_use() -> None:
+    """A daemon pinned to one core (taskset, a container's cpuset) on a larger host starts
+    no worker: the host's core count is not what it may use."""
+    script = (
+        "import os\n"
+        "os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})\n"
+        "from broadcaster.delivery.cards import default_workers\n"
+        "print(default_workers())\n"
+    )
+    if not hasattr(os, "sched_setaffinity"):
+        pytest.skip("no CPU affinity here")
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert out.stdout.strip() == "0"
+
+
+def test_go_live_counts_earlier_cards_but_not_a_killed_drawers_part_file(tmp_path: Path) -> None:
+    """A worker that leaves mid-card (its daemon killed) leaves its `.part` file, never used:
+    `go-live` says how many cards earlier runs drew, without it."""
+    from broadcaster.runtime import golive
+
+    config = load_config(
+        write_config(tmp_path / "c.toml", source="f", accounts=FACEBOOK, cards=True)
+    )
+    folder = config.path(config.cards.dir)
+    assert folder is not None
+    folder.mkdir(parents=True)
+    (folder / "0123abcd.png").write_bytes(b"png")
+    (folder / "4567ef01.jpg").write_bytes(b"jpg")
+    (folder / "89ab.4242.c0ffee00.part.jpg").write_bytes(b"half")
+    (check,) = list(golive.cards(config))
+    assert check.ok
+    assert "; 2 cards from earlier runs" in check.detail

@@ -253,7 +253,7 @@ def test_a_card_that_cannot_be_drawn(night, tmp_path: Path):
     config, store, clock, env = night(accounts=accounts, cards=True)
     blocked = tmp_path / "cards-is-a-file"
     blocked.write_text("not a folder")  # every card drawn into it fails, as a full disk would
-    cards = CardMaker(config, store, blocked)
+    cards = CardMaker(config, store, blocked, workers=0)  # drawn by the dispatcher
     tiktok, x = Platform([None] * 50), Platform([None] * 50)
     scripts = Scripts({"tiktok-test": tiktok, "x-test": x})
     d = Dispatcher(

@@ -55,7 +55,7 @@ def with_cards(monkeypatch):
 def night(tmp_path: Path, accounts: str, shorts: FakeShorts, extra: str = "") -> Night:
     n = Night(tmp_path, accounts, extra=extra)
     folder = tmp_path / "cards"
-    n.dispatcher.cards = CardMaker(n.config, n.store, folder)
+    n.dispatcher.cards = CardMaker(n.config, n.store, folder, workers=0)  # no processes
     n.dispatcher.videos = VideoMaker(n.config, n.store, folder, shorts, n.clock)
     return n
 

@@ -20,6 +20,7 @@ import contextlib
 import logging
 import multiprocessing
 import os
+import signal
 import threading
 import uuid
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -43,14 +44,22 @@ WAIT = 60.0  # seconds a send waits for a worker's card before drawing it itself
 
 
 def default_workers(cores: int | None = None) -> int:
-    """Two workers on two to four cores, one per core beyond two above that (at most four);
-    none on one core. On the 2-core machine, bench/bench_rehearse.py's GE15-sized night with
-    cards took 14.0 s with none, 13.3 s with one, 11.4 s with two and 13.9 s with three; two
-    hold about 235 MB together (`cores`: os.cpu_count() unless given)."""
-    cores = cores if cores is not None else (os.cpu_count() or 2)
+    """Two workers on two to four usable cores, one per core beyond two above that (at most
+    four); none on one core. On the 2-core machine, bench/bench_rehearse.py's GE15-sized night
+    with cards took 14.0 s with none, 13.3 s with one, 11.4 s with two and 13.9 s with three;
+    two hold about 235 MB together (`cores`: those this process may use, unless given)."""
+    cores = cores if cores is not None else _usable_cores()
     if cores < 2:
         return 0
     return min(4, max(2, cores - 2))
+
+
+def _usable_cores() -> int:
+    """The cores this process may run on (its affinity, a container's cpuset), not the host's."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        return os.cpu_count() or 2
 
 
 class CardMaker:
@@ -68,14 +77,19 @@ class CardMaker:
         self._pool: ProcessPoolExecutor | None = None
         self._alive: Connection | None = None  # the write end the workers watch (never written)
         self._drawing: dict[tuple[int, str], Future[str]] = {}
+        # A worker has drawn a card: the pool's processes are up. Before that, a card the pool
+        # calls "running" may only be queued for workers still starting (a second or more).
+        self._warm = False
 
     def card_for(self, row: Any, account: AccountConfig) -> Path:
         """The card file for an outbox row, drawing it if it does not exist yet (or waiting
         for the worker that is drawing it)."""
         future = self._drawing.pop((row.event_id, account.name), None)
         # A card still waiting its turn in the pool is drawn here at once rather than after
-        # the others; one a worker is drawing is nearly done.
-        if future is not None and not future.cancel():
+        # the others; one a worker is drawing is nearly done. Until the workers are up, the
+        # night's first cards are drawn here (a worker may draw the same file too: each
+        # drawer swaps in its own copy).
+        if future is not None and not future.cancel() and (self._warm or future.done()):
             try:
                 drawn = Path(future.result(timeout=WAIT))
                 if drawn.exists():
@@ -123,10 +137,17 @@ class CardMaker:
             if len(self._drawing) >= IN_FLIGHT:
                 return  # busy: this one is drawn when it is sent
         try:
-            self._drawing[key] = self._workers().submit(_draw_in_worker, event_id, account.name)
+            future = self._workers().submit(_draw_in_worker, event_id, account.name)
+            future.add_done_callback(self._answered)
+            self._drawing[key] = future
         except Exception as exc:  # a pool that cannot start: cards are drawn at send time
             log.warning("cards cannot be drawn ahead: %s", exc)
             self.workers = 0
+
+    def _answered(self, future: Future[str]) -> None:
+        # In the pool's own thread: only ever sets the flag.
+        if not future.cancelled() and future.exception() is None:
+            self._warm = True
 
     def _workers(self) -> ProcessPoolExecutor:
         if self._pool is None:
@@ -150,6 +171,7 @@ class CardMaker:
         pool, self._pool = self._pool, None
         alive, self._alive = self._alive, None
         self._drawing.clear()
+        self._warm = False
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
         if alive is not None:
@@ -166,6 +188,9 @@ _accounts: dict[str, AccountConfig] = {}
 
 def _start_worker(config: Config, url: str, folder: Path, watched: Connection) -> None:
     global _maker, _accounts
+    # Ctrl-C reaches the whole process group: the daemon stops its pool itself, and a worker
+    # interrupted mid-card would hand the KeyboardInterrupt to the send waiting for it.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(target=_leave_with_maker, args=(watched,), daemon=True).start()
     _maker = CardMaker(config, Store(url), folder, workers=0)
     _accounts = {a.name: a for a in config.accounts}

@@ -173,7 +173,10 @@ def cards(config: Config) -> Iterator[Check]:
         return
     # Cards are named by what they show, so a rehearsal's are never reused for a real post;
     # still, say so when there are some, since they mean this folder was used to rehearse.
-    old = sum(1 for p in folder.iterdir() if p.suffix in (".png", ".jpg"))
+    # (A ".part" file is one whose drawer was killed mid-card: never used, not counted.)
+    old = sum(
+        1 for p in folder.iterdir() if p.suffix in (".png", ".jpg") and ".part." not in p.name
+    )
     note = f"; {old} cards from earlier runs (never reused for a different picture)" if old else ""
     yield Check("cards", os.access(folder, os.W_OK), f"{folder} writable{note}")
 
