@@ -4,6 +4,7 @@ SQLAlchemy's own path writes, duplicates are still left alone, and bad values st
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -235,21 +236,27 @@ def test_a_few_rows_take_sqlalchemys_cached_statement(
     store.close()
 
 
+def _sqlite_converter(tmp_path: Path, column_type: Any) -> Callable[[Any], Any]:
+    """The bulk path's converter for a column of `column_type`, as on a real SQLite store."""
+    from sqlalchemy import Column, MetaData, Table
+
+    table = Table("t", MetaData(), Column("v", column_type))
+    store = Store(f"sqlite:///{tmp_path / 's.db'}")
+    with store.engine.connect() as conn:
+        convert = bulk._converter(table, "v", conn.dialect)
+    store.close()
+    assert convert is not None
+    return convert
+
+
 def test_equal_times_in_other_zones_or_folds_are_each_converted(tmp_path: Path) -> None:
     """The converter remembers what it made of a value; times that compare equal but differ
     in zone or fold (the repeated hour when the clocks go back) are converted each on its own."""
     from zoneinfo import ZoneInfo
 
-    from sqlalchemy import Column, MetaData, Table
-
     from broadcaster.outbox.store import UTCDateTime
 
-    table = Table("t", MetaData(), Column("at", UTCDateTime))
-    store = Store(f"sqlite:///{tmp_path / 's.db'}")
-    with store.engine.connect() as conn:
-        convert = bulk._converter(table, "at", conn.dialect)
-    store.close()
-    assert convert is not None
+    convert = _sqlite_converter(tmp_path, UTCDateTime())
     london = ZoneInfo("Europe/London")
     first = datetime(2030, 10, 27, 1, 30, tzinfo=london)  # the first 01:30 (BST)
     second = first.replace(fold=1)  # the second 01:30 (GMT), an hour later
@@ -263,14 +270,9 @@ def test_a_value_is_converted_as_itself_whatever_was_converted_before_it(tmp_pat
     very same object (grouped rows repeat one `created_at`, one event's time): an equal value
     of another type (1 after True) is converted on its own, and an unhashable one (a list) is
     converted each time, even when it is the same object changed in between."""
-    from sqlalchemy import JSON, Column, MetaData, Table
+    from sqlalchemy import JSON
 
-    table = Table("t", MetaData(), Column("v", JSON))
-    store = Store(f"sqlite:///{tmp_path / 's.db'}")
-    with store.engine.connect() as conn:
-        convert = bulk._converter(table, "v", conn.dialect)
-    store.close()
-    assert convert is not None
+    convert = _sqlite_converter(tmp_path, JSON())
     assert [convert(v) for v in (True, 1, 1, True, 1.0, (), ())] == [
         "true",
         "1",
