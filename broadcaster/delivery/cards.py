@@ -8,10 +8,11 @@ worker reading the event from the database itself. A send then finds its card dr
 for the worker already drawing it, or draws it itself; a worker that fails or dies only means
 the card is drawn in the dispatcher's process, where an error is handled as before.
 
-A worker outlives nothing: killed (SIGKILL, the OOM killer), the daemon cannot stop its pool,
-and a pool's worker never notices its parent is gone (it holds both ends of its own task
-queue). So each worker is handed the read end of a pipe whose only write end stays in the
-process that made the pool, and leaves when that end closes, however that process ended.
+A worker never outlives the process that made its pool. Killed outright (SIGKILL, the OOM
+killer), that process cannot stop the pool, and a pool's worker never notices its parent is
+gone (it holds both ends of its own task queue). So each worker is handed the read end of a
+pipe whose only write end stays in that process, and leaves when that end closes, however
+the process ended.
 """
 
 from __future__ import annotations
