@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 
 IN_FLIGHT = 64  # cards asked of the workers and not yet collected, at most
 WAIT = 60.0  # seconds a send waits for a worker's card before drawing it itself
+PART = ".part"  # marks a card being drawn: swapped in under its own name once whole
 
 
 def default_workers(cores: int | None = None) -> int:
@@ -53,6 +54,12 @@ def default_workers(cores: int | None = None) -> int:
     if cores < 2:
         return 0
     return min(4, max(2, cores - 2))
+
+
+def being_drawn(path: Path) -> bool:
+    """Whether a file of the cards folder is a card still being drawn (or left by a drawer
+    killed mid-card): never a post's picture."""
+    return f"{PART}." in path.name
 
 
 def _usable_cores() -> int:
@@ -118,7 +125,7 @@ class CardMaker:
             return path
         # Never leave a half-written card where a publisher would find it; two drawers of the
         # same card (a worker and a send) each write their own file and swap it in.
-        tmp = path.with_name(f"{path.stem}.{os.getpid()}.{uuid.uuid4().hex[:8]}.part{path.suffix}")
+        tmp = path.with_name(f"{path.stem}.{os.getpid()}.{uuid.uuid4().hex[:8]}{PART}{path.suffix}")
         render_card(variables, spec, locale, self.style, tmp)
         tmp.replace(path)
         return path

@@ -941,8 +941,9 @@ class Store:
         looked), not the whole backlog through the state index. `limit`: the first so many."""
         statements = _statements()
         with self.engine.connect() as conn:
-            query = statements.queued_after if after_id else statements.queued
-            if limit is not None:
+            if limit is None:
+                query = statements.queued_after if after_id else statements.queued
+            else:
                 query = statements.queued_after_few if after_id else statements.queued_few
             rows = conn.execute(query, {"after_id": after_id, "limit": limit}).all()
             tallies = sorted({r.event_id for r in rows if r.event_kind == EventKind.TALLY.value})

@@ -19,6 +19,7 @@ from broadcaster.content.lint import lint_templates
 from broadcaster.core.clock import WallClock
 from broadcaster.core.config import Config
 from broadcaster.core.secrets import SecretError, Secrets
+from broadcaster.delivery.cards import being_drawn
 from broadcaster.delivery.dispatcher import publisher_env
 from broadcaster.ingest.feedcheck import check_feed
 from broadcaster.outbox.store import DatabaseMode, Store, snapshots
@@ -173,10 +174,7 @@ def cards(config: Config) -> Iterator[Check]:
         return
     # Cards are named by what they show, so a rehearsal's are never reused for a real post;
     # still, say so when there are some, since they mean this folder was used to rehearse.
-    # (A ".part" file is one whose drawer was killed mid-card: never used, not counted.)
-    old = sum(
-        1 for p in folder.iterdir() if p.suffix in (".png", ".jpg") and ".part." not in p.name
-    )
+    old = sum(1 for p in folder.iterdir() if p.suffix in (".png", ".jpg") and not being_drawn(p))
     note = f"; {old} cards from earlier runs (never reused for a different picture)" if old else ""
     yield Check("cards", os.access(folder, os.W_OK), f"{folder} writable{note}")
 
